@@ -1,0 +1,1 @@
+"""zeroserve: event-driven, scale-to-zero model serving."""

@@ -1,0 +1,69 @@
+"""Typed failures with a reason code.
+
+Every failure that a user can see carries a machine-readable ``reason`` (SAP AI Core's
+``statusDetails.reason``: ``ArtifactNotFound``, ``ModelLoadFailed``, ``NoGPU``, ...) next to a
+human message. The runner decides what to do with an event by the failure's kind: a
+``Rejected`` event can never succeed and goes straight to the dead-letter subject, anything else
+is retried with back-off first.
+"""
+
+from __future__ import annotations
+
+
+class ZeroserveError(Exception):
+    """A failure with a reason code; retried by the runner unless it is ``Rejected``."""
+
+    reason = "InternalError"
+
+    def __init__(self, message: str, *, reason: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if reason is not None:
+            self.reason = reason
+
+    def __str__(self) -> str:
+        return f"{self.reason}: {self.message}"
+
+
+class Rejected(ZeroserveError):
+    """The input itself is wrong: retrying cannot help."""
+
+    reason = "Rejected"
+
+
+class MalformedEvent(Rejected):
+    reason = "MalformedEvent"
+
+
+class InvalidConfiguration(Rejected):
+    reason = "InvalidConfiguration"
+
+
+class InvalidTransition(Rejected):
+    reason = "InvalidTransition"
+
+
+class ArtifactNotFound(Rejected):
+    reason = "ArtifactNotFound"
+
+
+class InvalidArtifactUri(Rejected):
+    reason = "InvalidArtifactUri"
+
+
+class NoGPU(Rejected):
+    reason = "NoGPU"
+
+
+class ModelLoadFailed(ZeroserveError):
+    reason = "ModelLoadFailed"
+
+
+class DeploymentNotFound(ZeroserveError):
+    """Retried: the request that creates the deployment may still be on its way."""
+
+    reason = "DeploymentNotFound"
+
+
+class Unschedulable(ZeroserveError):
+    reason = "Unschedulable"

@@ -1,0 +1,75 @@
+"""Every knob of zeroserve, in one place.
+
+Each field has a default that works on one machine and an environment variable
+``ZEROSERVE_<FIELD>`` (lists and mappings as JSON). Nothing else in zeroserve reads the
+environment: components receive a ``Settings`` object.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+SOURCE_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ZEROSERVE_", extra="ignore")
+
+    # Where the embedded nats-server keeps JetStream, the model cache and the demo model live.
+    data_dir: Path = Path(".zeroserve")
+    # An external NATS (cluster) to use instead of starting the embedded nats-server.
+    nats_url: str | None = None
+
+    gateway_host: str = "127.0.0.1"
+    gateway_port: int = 8700
+    # The URL users reach the gateway at; deployment URLs start with it. Defaults to host:port.
+    public_url: str | None = None
+
+    functions_dir: Path = SOURCE_ROOT / "functions"
+    templates_dir: Path = SOURCE_ROOT / "manifests" / "templates"
+    resource_plans_file: Path = SOURCE_ROOT / "manifests" / "resource-plans.yaml"
+    # Per-plan overrides of the published figures, e.g. {"starter": {"memory": "2Gi"}}.
+    resource_plans: dict[str, dict[str, object]] = Field(default_factory=dict)
+    # Node label and taint that GPU plans select and tolerate on a cluster.
+    gpu_node_label: str = "nvidia.com/gpu.product"
+    gpu_taint_key: str = "nvidia.com/gpu"
+
+    # file:// artifact URIs must resolve inside one of these directories (defaults to data_dir).
+    file_roots: list[Path] = Field(default_factory=list)
+
+    # The runner: how many events run at once, how often a failing one is tried, and the waits.
+    runner_concurrency: int = 16
+    max_deliver: int = 5
+    retry_backoff_s: list[float] = Field(default_factory=lambda: [0.2, 0.5, 1.0, 2.0, 4.0])
+    ack_wait_s: float = 30.0
+    dedupe_window_s: float = 120.0
+    # Logs are kept after replicas are gone, within these limits.
+    log_max_age_s: float = 7 * 24 * 3600
+    log_max_bytes: int = 256 * 1024 * 1024
+
+    # The local backend.
+    idle_window_s: float = 60.0
+    replica_ready_timeout_s: float = 60.0
+    activator_queue_limit: int = 100
+    request_timeout_s: float = 60.0
+    # GPUs the local backend may hand out, as CUDA indices; None = detect with NVML / nvidia-smi.
+    gpus: list[int] | None = None
+
+    @property
+    def model_cache_dir(self) -> Path:
+        return self.data_dir / "models"
+
+    @property
+    def nats_dir(self) -> Path:
+        return self.data_dir / "nats"
+
+    @property
+    def allowed_file_roots(self) -> list[Path]:
+        return [root.resolve() for root in (self.file_roots or [self.data_dir])]
+
+    @property
+    def gateway_url(self) -> str:
+        return (self.public_url or f"http://{self.gateway_host}:{self.gateway_port}").rstrip("/")
