@@ -55,7 +55,9 @@ class NoGPU(Rejected):
     reason = "NoGPU"
 
 
-class ModelLoadFailed(ZeroserveError):
+class ModelLoadFailed(Rejected):
+    """The model cannot be loaded: the same files will fail the same way again."""
+
     reason = "ModelLoadFailed"
 
 
@@ -67,3 +69,15 @@ class DeploymentNotFound(ZeroserveError):
 
 class Unschedulable(ZeroserveError):
     reason = "Unschedulable"
+
+
+class Overloaded(ZeroserveError):
+    """More requests wait for a replica than the activator holds: the caller should come back later."""
+
+    reason = "Overloaded"
+
+
+class NotReady(ZeroserveError):
+    """No replica became ready within the deadline."""
+
+    reason = "ReplicaNotReady"

@@ -1,0 +1,17 @@
+"""Delete a stopped or dead deployment: its backend objects and its record go; its logs stay."""
+
+from zeroserve.deployments import DELETABLE
+from zeroserve.errors import InvalidTransition
+from zeroserve.events import DeploymentDeleted
+from zeroserve.runner import Context, on
+
+
+@on(DeploymentDeleted)
+async def deployment_deleted(request: DeploymentDeleted, ctx: Context) -> None:
+    deployment = await ctx.deployments.get(ctx.group, request.id)
+    if deployment.status not in DELETABLE:
+        raise InvalidTransition(f"deployment {request.id} is {deployment.status.value}: stop it before "
+                                "deleting it (UNKNOWN, STOPPED or DEAD deployments can be deleted)")
+    await ctx.backend.delete(ctx.group, request.id)
+    await ctx.deployments.delete(ctx.group, request.id, causation=ctx.event_id)
+    await ctx.log(request.id, "deleted")

@@ -1,0 +1,71 @@
+"""Deploy an artifact with a serving template on a resource plan, or update a deployment in place.
+
+The template, the configuration (parameters and artifact bindings) and the plan render into one
+KServe InferenceService, which the backend applies. A new deployment goes UNKNOWN -> PENDING ->
+RUNNING; a request it can never satisfy leaves it DEAD with the reason. The same id again is an
+update: the URL stays, the old version keeps serving until the new one is ready, and a bad update
+is refused without touching what serves.
+"""
+
+from zeroserve.errors import ArtifactNotFound, InvalidConfiguration, Rejected, ZeroserveError
+from zeroserve.events import DeploymentRequested, Status
+from zeroserve.runner import Context, on
+from zeroserve.templates import render
+
+
+@on(DeploymentRequested)
+async def deployment_requested(request: DeploymentRequested, ctx: Context) -> None:
+    deployment = await ctx.deployments.request(ctx.group, request)
+    serving = deployment.status in (Status.RUNNING, Status.PENDING) and deployment.inference_service is not None
+
+    try:
+        isvc = await inference_service(request, ctx)
+    except Rejected as refused:
+        if serving:
+            await ctx.log(request.id, f"update refused, the previous version keeps serving: {refused}")
+        else:
+            await ctx.set_status(request.id, Status.DEAD, reason=refused.reason, message=refused.message)
+        raise
+
+    predictor = isvc["spec"]["predictor"]
+    details = dict(
+        deployment_url=ctx.deployments.url(request.id),
+        min_replicas=predictor.get("minReplicas", 0),
+        max_replicas=predictor.get("maxReplicas", 1),
+        resource_plan=isvc["metadata"]["labels"].get("ai.sap.com/resourcePlan"),
+        executable_id=request.executable_id,
+        configuration_id=request.configuration_id,
+    )
+    if not serving:
+        await ctx.set_status(request.id, Status.PENDING, target_status="RUNNING", **details)
+    await ctx.deployments.save_spec(ctx.group, request, isvc)
+
+    try:
+        ready = await ctx.backend.apply(isvc)
+    except ZeroserveError as failed:
+        if isinstance(failed, Rejected) or not serving:
+            await ctx.set_status(request.id, Status.DEAD, reason=failed.reason, message=failed.message)
+        raise
+    if ready:
+        await ctx.set_status(request.id, Status.RUNNING, **details)
+        await ctx.log(request.id, f"serving {request.executable_id} at {details['deployment_url']}")
+
+
+async def inference_service(request: DeploymentRequested, ctx: Context) -> dict:
+    template = ctx.templates.get(request.executable_id)
+    if template is None:
+        known = ", ".join(sorted(ctx.templates)) or "none"
+        raise InvalidConfiguration(f"no serving template {request.executable_id!r} (known: {known})")
+    artifacts = {}
+    for name, artifact_id in request.input_artifacts.items():
+        artifact = await ctx.store.artifacts.get(ctx.group, artifact_id)
+        if artifact is None:
+            raise ArtifactNotFound(f"artifact {artifact_id!r} (input {name!r}) is not registered in {ctx.group}")
+        if artifact.status == "rejected":
+            raise ArtifactNotFound(f"artifact {artifact_id!r} was rejected: {artifact.message}")
+        artifacts[name] = artifact.url
+    # render() checks the object against KServe's InferenceService schema before it returns.
+    return render(
+        template, deployment_id=request.id, group=ctx.group, parameters=request.parameters,
+        artifacts=artifacts, plans=ctx.plans, settings=ctx.settings,
+    )

@@ -1,0 +1,20 @@
+"""Stop a deployment: STOPPING, every replica and resource released, then STOPPED."""
+
+from zeroserve.deployments import STOPPABLE
+from zeroserve.errors import InvalidTransition
+from zeroserve.events import DeploymentStopped, Status
+from zeroserve.runner import Context, on
+
+
+@on(DeploymentStopped)
+async def deployment_stopped(request: DeploymentStopped, ctx: Context) -> None:
+    deployment = await ctx.deployments.get(ctx.group, request.id)
+    if deployment.status == Status.STOPPED:
+        return  # stopping twice is stopping once
+    if deployment.status not in STOPPABLE | {Status.STOPPING}:
+        raise InvalidTransition(f"deployment {request.id} is {deployment.status.value}: only PENDING or "
+                                "RUNNING deployments can be stopped")
+    await ctx.set_status(request.id, Status.STOPPING, target_status="STOPPED")
+    await ctx.backend.stop(ctx.group, request.id)
+    await ctx.set_status(request.id, Status.STOPPED, running_replicas=0)
+    await ctx.log(request.id, "stopped; every replica released")

@@ -1,0 +1,96 @@
+"""Shared fixtures: a real nats-server, settings in a temporary directory, zeroserve embedded."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import nats
+import pytest
+
+from zeroserve.embedded import Embedded
+from zeroserve.nats_server import NatsServer
+from zeroserve.settings import Settings
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(
+        data_dir=tmp_path / "zeroserve",
+        gateway_port=0,
+        idle_window_s=60,
+        retry_backoff_s=[0.05, 0.1, 0.2],
+        max_deliver=3,
+        gpus=[],
+    )
+
+
+@pytest.fixture
+async def nats_server(tmp_path: Path) -> AsyncIterator[NatsServer]:
+    server = NatsServer(tmp_path / "nats")
+    await server.start()
+    yield server
+    await server.stop()
+
+
+@pytest.fixture
+async def zeroserve(settings: Settings) -> AsyncIterator[Embedded]:
+    async with Embedded(settings) as embedded:
+        yield embedded
+
+
+class Listener:
+    """Every message on a subject pattern, as a user watching the bus would see them."""
+
+    def __init__(self) -> None:
+        self.messages: list[Any] = []
+        self._arrived = asyncio.Event()
+
+    async def handle(self, msg: Any) -> None:
+        self.messages.append(msg)
+        self._arrived.set()
+
+    def json(self) -> list[dict[str, Any]]:
+        return [json.loads(m.data) for m in self.messages if m.data]
+
+    async def wait_for(
+        self, predicate: Callable[[dict[str, Any]], bool], timeout: float = 30, since: int = 0
+    ) -> dict[str, Any]:
+        """The first message (from number ``since`` on) that matches, waiting up to ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for data in self.json()[since:]:
+                if predicate(data):
+                    return data
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError(f"nothing matched within {timeout} s; seen: {self.json()}")
+            self._arrived.clear()
+            try:
+                await asyncio.wait_for(self._arrived.wait(), remaining)
+            except TimeoutError:
+                pass
+
+
+@pytest.fixture
+async def listen() -> AsyncIterator[Callable[..., Any]]:
+    """``await listen(zeroserve, "zeroserve.default.deployment.status")`` -> a Listener."""
+    connections: dict[str, Any] = {}
+
+    async def subscribe(embedded: Embedded, subject: str) -> Listener:
+        assert embedded.nats_url is not None
+        if embedded.nats_url not in connections:
+            connections[embedded.nats_url] = await nats.connect(embedded.nats_url, allow_reconnect=False)
+        nc = connections[embedded.nats_url]
+        listener = Listener()
+        await nc.subscribe(subject, cb=listener.handle)
+        await nc.flush()
+        return listener
+
+    yield subscribe
+    for nc in connections.values():
+        await nc.close()

@@ -1,0 +1,46 @@
+"""Small real models for tests: iris classifiers, trained in well under a second.
+
+``train_iris_sklearn`` writes ``model.joblib``, ``train_iris_onnx`` the same classifier as
+``model.onnx`` (without ZipMap, so that every output is a tensor the V2 protocol can carry).
+Both predict class indices 0, 1, 2 for rows of four floats.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+IRIS_ROWS = [[6.8, 2.8, 4.8, 1.4], [6.0, 3.4, 4.5, 1.6]]
+
+
+def _iris_classifier():
+    from sklearn.datasets import load_iris
+    from sklearn.tree import DecisionTreeClassifier
+
+    features, labels = load_iris(return_X_y=True)
+    return DecisionTreeClassifier(max_depth=3, random_state=0).fit(features, labels), features
+
+
+def train_iris_sklearn(directory: Path) -> Path:
+    """Write ``directory/model.joblib``; returns ``directory``."""
+    import joblib
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    classifier, _ = _iris_classifier()
+    joblib.dump(classifier, directory / "model.joblib")
+    return directory
+
+
+def train_iris_onnx(directory: Path) -> Path:
+    """Write ``directory/model.onnx`` (input ``input``: float32 [N, 4]); returns ``directory``."""
+    from skl2onnx import to_onnx
+    from skl2onnx.common.data_types import FloatTensorType
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    classifier, _ = _iris_classifier()
+    onnx_model = to_onnx(
+        classifier, initial_types=[("input", FloatTensorType([None, 4]))], options={"zipmap": False}
+    )
+    (directory / "model.onnx").write_bytes(onnx_model.SerializeToString())
+    return directory

@@ -1,0 +1,198 @@
+"""The embedded path end to end: events on a real nats-server deploy a real kserve model server
+that starts on the first request and goes away when idle."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from pathlib import Path
+
+import httpx
+import pytest
+
+from models import IRIS_ROWS, train_iris_sklearn
+from zeroserve.embedded import Embedded
+from zeroserve.events import ArtifactCreated, DeploymentRequested, DeploymentStopped, new_event
+from zeroserve.settings import Settings
+
+pytestmark = pytest.mark.slow
+
+
+def replica_pids(zeroserve: Embedded) -> list[int]:
+    """Model-server processes of this zeroserve, as the operating system sees them."""
+    me = os.getpid()
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        parent = int(stat.rsplit(")", 1)[1].split()[1])
+        if parent == me and "zeroserve.runtimes.server" in cmdline:
+            pids.append(int(entry.name))
+    return pids
+
+
+async def publish(zeroserve: Embedded, data, group: str = "default", id: str | None = None):
+    assert zeroserve.platform is not None
+    return await zeroserve.platform.bus.publish(new_event(data, source="/tests", id=id), group)
+
+
+async def deploy_iris(zeroserve: Embedded, listen, deployment_id: str = "iris") -> dict:
+    model_dir = train_iris_sklearn(zeroserve.settings.data_dir / "sources" / "iris")
+    artifacts = await listen(zeroserve, "zeroserve.default.artifact.status")
+    statuses = await listen(zeroserve, "zeroserve.default.deployment.status")
+    await publish(zeroserve, ArtifactCreated(id="iris-model", name="iris", url=model_dir.as_uri()))
+    await artifacts.wait_for(lambda e: e["id"] == "iris-model" and e["status"] == "staged")
+    await publish(zeroserve, DeploymentRequested(
+        id=deployment_id, executable_id="sklearn", input_artifacts={"model": "iris-model"},
+        parameters={"minReplicas": "0", "maxReplicas": "2"},
+    ))
+    return await statuses.wait_for(lambda e: e["id"] == deployment_id and e["status"] == "RUNNING")
+
+
+async def test_an_event_deploys_a_model_that_serves_from_zero_and_returns_to_zero(settings, listen):
+    settings.idle_window_s = 1.0
+    async with Embedded(settings) as zeroserve:
+        statuses = await listen(zeroserve, "zeroserve.default.deployment.status")
+        logs = await listen(zeroserve, "zeroserve.default.deployment.log")
+        running = await deploy_iris(zeroserve, listen)
+
+        assert running["deploymentUrl"] == f"{zeroserve.url}/v2/inference/deployments/iris"
+        assert running["runningReplicas"] == 0
+        assert replica_pids(zeroserve) == []  # scale to zero: nothing runs before the first request
+        seen = [e["status"] for e in statuses.json() if e["id"] == "iris"]
+        assert seen[:3] == ["UNKNOWN", "PENDING", "RUNNING"]
+
+        url = f"{running['deploymentUrl']}/v1/models/iris:predict"
+        async with httpx.AsyncClient(timeout=60) as client:
+            cold = await client.post(url, json={"instances": IRIS_ROWS})
+            warm = await client.post(url, json={"instances": IRIS_ROWS})
+            v2 = await client.post(f"{running['deploymentUrl']}/v2/models/iris/infer", json={"inputs": [
+                {"name": "input-0", "shape": [2, 4], "datatype": "FP64", "data": sum(IRIS_ROWS, [])},
+            ]})
+        assert cold.status_code == 200, cold.text
+        assert cold.json()["predictions"] == [1, 1]
+        assert cold.headers["X-Cold-Start"] == "true"
+        assert warm.headers["X-Cold-Start"] == "false"
+        assert warm.json() == cold.json()
+        assert v2.status_code == 200, v2.text
+        assert v2.json()["outputs"][0]["data"] == [1, 1]
+        assert len(replica_pids(zeroserve)) == 1
+
+        up = await statuses.wait_for(lambda e: e["id"] == "iris" and e["runningReplicas"] == 1)
+        assert up["status"] == "RUNNING"
+        # Idle for longer than the window: back to zero, and the process is gone.
+        await statuses.wait_for(lambda e: e["id"] == "iris" and e["runningReplicas"] == 0,
+                                since=statuses.json().index(up) + 1)
+        assert replica_pids(zeroserve) == []
+        assert any(e["source"] == "replica-1" for e in logs.json()), "replica output reaches the log stream"
+
+        await publish(zeroserve, DeploymentStopped(id="iris"))
+        stopped = await statuses.wait_for(lambda e: e["id"] == "iris" and e["status"] == "STOPPED")
+        assert stopped["runningReplicas"] == 0
+        assert [e["status"] for e in statuses.json()][-2:] == ["STOPPING", "STOPPED"]
+        async with httpx.AsyncClient(timeout=10) as client:
+            after = await client.post(url, json={"instances": IRIS_ROWS})
+        assert after.status_code == 503 and "STOPPED" in after.json()["error"]["message"]
+    assert replica_pids(zeroserve) == []
+
+
+async def test_stopping_a_deployment_releases_every_replica(zeroserve, listen):
+    running = await deploy_iris(zeroserve, listen)
+    statuses = await listen(zeroserve, "zeroserve.default.deployment.status")
+    url = f"{running['deploymentUrl']}/v1/models/iris:predict"
+    async with httpx.AsyncClient(timeout=60) as client:
+        assert (await client.post(url, json={"instances": IRIS_ROWS})).status_code == 200
+    assert len(replica_pids(zeroserve)) == 1
+    await publish(zeroserve, DeploymentStopped(id="iris"))
+    await statuses.wait_for(lambda e: e["id"] == "iris" and e["status"] == "STOPPED")
+    assert replica_pids(zeroserve) == []
+
+
+async def test_a_restart_keeps_every_deployment_and_running_ones_serve_again(settings, listen):
+    async with Embedded(settings) as zeroserve:
+        await deploy_iris(zeroserve, listen, "iris")
+        await publish(zeroserve, DeploymentRequested(
+            id="iris-stopped", executable_id="sklearn", input_artifacts={"model": "iris-model"}))
+        statuses = await listen(zeroserve, "zeroserve.default.deployment.status")
+        await statuses.wait_for(lambda e: e["id"] == "iris-stopped" and e["status"] == "RUNNING")
+        await publish(zeroserve, DeploymentStopped(id="iris-stopped"))
+        await statuses.wait_for(lambda e: e["id"] == "iris-stopped" and e["status"] == "STOPPED")
+
+    async with Embedded(settings) as again:
+        assert again.platform is not None
+        records = {d.id: d for d in await again.platform.store.deployments.list("default")}
+        assert records["iris"].status == "RUNNING"
+        assert records["iris"].deployment_url == f"{again.url}/v2/inference/deployments/iris"
+        assert records["iris"].running_replicas == 0
+        assert records["iris-stopped"].status == "STOPPED"
+        async with httpx.AsyncClient(timeout=60) as client:
+            response = await client.post(f"{again.url}/v2/inference/deployments/iris/v1/models/iris:predict",
+                                         json={"instances": IRIS_ROWS})
+        assert response.status_code == 200, response.text
+        assert response.headers["X-Cold-Start"] == "true"
+        assert response.json()["predictions"] == [1, 1]
+
+
+async def test_a_model_that_fails_to_load_leaves_the_deployment_dead_with_its_last_lines(zeroserve, listen):
+    broken = zeroserve.settings.data_dir / "sources" / "broken"
+    broken.mkdir(parents=True)
+    (broken / "model.joblib").write_bytes(b"this is not a model")
+    artifacts = await listen(zeroserve, "zeroserve.default.artifact.status")
+    statuses = await listen(zeroserve, "zeroserve.default.deployment.status")
+    await publish(zeroserve, ArtifactCreated(id="broken", name="broken", url=broken.as_uri()))
+    await artifacts.wait_for(lambda e: e["id"] == "broken" and e["status"] == "staged")
+    await publish(zeroserve, DeploymentRequested(id="broken", executable_id="sklearn",
+                                                 input_artifacts={"model": "broken"}))
+    running = await statuses.wait_for(lambda e: e["id"] == "broken" and e["status"] == "RUNNING")
+    async with httpx.AsyncClient(timeout=60) as client:
+        response = await client.post(f"{running['deploymentUrl']}/v1/models/broken:predict",
+                                     json={"instances": IRIS_ROWS})
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "ModelLoadFailed"
+    dead = await statuses.wait_for(lambda e: e["id"] == "broken" and e["status"] == "DEAD")
+    assert dead["reason"] == "ModelLoadFailed"
+    assert "last lines" in dead["message"]
+    assert replica_pids(zeroserve) == []
+
+
+async def test_a_gpu_plan_on_a_machine_without_gpus_is_dead_with_reason_nogpu(zeroserve, listen):
+    await deploy_iris(zeroserve, listen)
+    statuses = await listen(zeroserve, "zeroserve.default.deployment.status")
+    await publish(zeroserve, DeploymentRequested(id="iris-gpu", executable_id="sklearn",
+                                                 input_artifacts={"model": "iris-model"},
+                                                 parameters={"resourcePlan": "infer.s"}))
+    dead = await statuses.wait_for(lambda e: e["id"] == "iris-gpu" and e["status"] == "DEAD")
+    assert dead["reason"] == "NoGPU"
+    assert "GPU" in dead["message"]
+
+
+async def test_an_update_keeps_the_url_and_serves_throughout(zeroserve, listen):
+    running = await deploy_iris(zeroserve, listen)
+    url = f"{running['deploymentUrl']}/v1/models/iris:predict"
+    statuses = await listen(zeroserve, "zeroserve.default.deployment.status")
+    async with httpx.AsyncClient(timeout=60) as client:
+        assert (await client.post(url, json={"instances": IRIS_ROWS})).status_code == 200
+        old = replica_pids(zeroserve)
+        await publish(zeroserve, DeploymentRequested(
+            id="iris", executable_id="sklearn", input_artifacts={"model": "iris-model"},
+            parameters={"minReplicas": "0", "maxReplicas": "3"},
+        ))
+        # Requests keep succeeding while the new version starts and the old one drains.
+        answers = []
+        for _ in range(200):
+            answers.append((await client.post(url, json={"instances": IRIS_ROWS})).status_code)
+            updated = [e for e in statuses.json() if e["id"] == "iris" and e.get("maxReplicas") == 3]
+            if updated and set(replica_pids(zeroserve)).isdisjoint(old):
+                break
+            await asyncio.sleep(0.05)
+    assert set(answers) == {200}
+    assert updated[-1]["deploymentUrl"] == running["deploymentUrl"]
+    assert updated[-1]["status"] == "RUNNING"
+    assert set(replica_pids(zeroserve)).isdisjoint(old)
+    assert "PENDING" not in [e["status"] for e in statuses.json()], "an update does not take the service down"

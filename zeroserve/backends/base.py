@@ -1,0 +1,42 @@
+"""The Backend protocol: where a deployment runs.
+
+The functions speak only this: ``apply`` an InferenceService (create, or update in place),
+``stop`` or ``delete`` a deployment, and ``watch`` what happens to deployments afterwards
+(replicas coming and going, a model that fails to load), which becomes status events. The local
+backend runs replicas as processes on this machine; the kserve backend writes the same object to
+a Kubernetes cluster. Log lines go to the ``DeploymentLogs`` the backend was given.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from zeroserve.errors import ZeroserveError
+
+
+@dataclass(frozen=True)
+class Change:
+    """Something a backend noticed about a deployment: a new replica count, or a failure."""
+
+    group: str
+    id: str
+    running_replicas: int | None = None
+    failure: ZeroserveError | None = None
+
+
+class Backend(Protocol):
+    async def apply(self, isvc: dict[str, Any]) -> bool:
+        """Create or update in place. True if it serves at once, False if ``watch`` will say when."""
+        ...
+
+    async def stop(self, group: str, id: str) -> None:
+        """Release every replica and resource of the deployment; return when they are gone."""
+        ...
+
+    async def delete(self, group: str, id: str) -> None: ...
+
+    def watch(self) -> AsyncIterator[Change]: ...
+
+    async def close(self) -> None: ...

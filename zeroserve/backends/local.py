@@ -1,0 +1,458 @@
+"""The local backend: each deployment's replicas as KServe model-server processes on this machine.
+
+It reads the same InferenceService object the kserve backend sends to a cluster, and runs what
+that object asks for as Knative would: no process until the first request (the activator holds
+that request, starts a replica, waits until it is ready, then lets it through), more replicas
+while requests pile up past the concurrency target, idle replicas stopped after the idle window
+down to ``minReplicas``. A replica listens on a socket this process binds on 127.0.0.1 and
+hands over, so it is never reachable from another host. What it cannot run, it refuses with a
+reason: an unknown model format, missing files, a GPU plan on a machine without GPUs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import sys
+import time
+from collections import deque
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from zeroserve.backends.base import Change
+from zeroserve.backends.gpus import GpuInventory
+from zeroserve.errors import (
+    InvalidConfiguration,
+    ModelLoadFailed,
+    NoGPU,
+    NotReady,
+    Overloaded,
+    Unschedulable,
+    ZeroserveError,
+)
+from zeroserve.logs import DeploymentLogs
+from zeroserve.runtimes import RUNTIMES
+from zeroserve.settings import Settings
+from zeroserve.storage import ModelCache
+
+log = logging.getLogger(__name__)
+
+LAST_LINES = 20
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    """What the local backend reads of an InferenceService."""
+
+    group: str
+    id: str
+    model_format: str
+    storage_uri: str
+    min_replicas: int
+    max_replicas: int
+    target_concurrency: int
+    gpus: int
+
+    @classmethod
+    def from_inference_service(cls, isvc: dict[str, Any]) -> ServiceSpec:
+        try:
+            metadata, predictor = isvc["metadata"], isvc["spec"]["predictor"]
+            model = predictor["model"]
+            limits = (model.get("resources") or {}).get("limits") or {}
+            min_replicas = int(predictor.get("minReplicas", 0))
+            max_replicas = max(int(predictor.get("maxReplicas", 1)), min_replicas, 1)
+            return cls(
+                group=metadata["namespace"],
+                id=metadata["name"],
+                model_format=model["modelFormat"]["name"].lower(),
+                storage_uri=model["storageUri"],
+                min_replicas=min_replicas,
+                max_replicas=max_replicas,
+                target_concurrency=max(int(predictor.get("scaleTarget", 1)), 1),
+                gpus=int(limits.get("nvidia.com/gpu", 0)),
+            )
+        except (KeyError, TypeError, ValueError) as error:
+            raise InvalidConfiguration(f"the local backend cannot read this InferenceService: {error!r}") from error
+
+
+class Replica:
+    """One model-server process serving one version of a deployment."""
+
+    def __init__(self, spec: ServiceSpec, number: int, model_dir: Path, gpus: list[int]) -> None:
+        self.spec = spec
+        self.number = number
+        self.model_dir = model_dir
+        self.gpus = gpus
+        self.port = 0
+        self.process: asyncio.subprocess.Process | None = None
+        self.in_flight = 0
+        self.last_used = time.monotonic()
+        self.ready = False
+        self.draining = False
+        self.last_lines: deque[str] = deque(maxlen=LAST_LINES)
+        self._readers: list[asyncio.Task[None]] = []
+
+    @property
+    def name(self) -> str:
+        return f"replica-{self.number}"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def exited(self) -> bool:
+        return self.process is None or self.process.returncode is not None
+
+    async def spawn(self, logs: DeploymentLogs) -> None:
+        # The socket is bound here, on loopback, and inherited: no port race, no other address.
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1024)
+        self.port = listener.getsockname()[1]
+        env = {
+            **os.environ,
+            "PYTHONUNBUFFERED": "1",
+            "CUDA_VISIBLE_DEVICES": GpuInventory.cuda_visible_devices(self.gpus),
+        }
+        try:
+            self.process = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "zeroserve.runtimes.server",
+                "--model-format", self.spec.model_format,
+                "--model-name", self.spec.id,
+                "--model-dir", str(self.model_dir),
+                "--listen-fd", str(listener.fileno()),
+                pass_fds=(listener.fileno(),),
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                env=env,
+            )
+        finally:
+            listener.close()
+        assert self.process.stdout is not None and self.process.stderr is not None
+        self._readers = [
+            asyncio.create_task(self._read(self.process.stdout, "stdout", logs)),
+            asyncio.create_task(self._read(self.process.stderr, "stderr", logs)),
+        ]
+
+    async def _read(self, stream: asyncio.StreamReader, name: str, logs: DeploymentLogs) -> None:
+        async for raw in stream:
+            line = raw.decode(errors="replace").rstrip()
+            if line:
+                self.last_lines.append(line)
+                await logs.write(self.spec.group, self.spec.id, self.name, name, line)  # type: ignore[arg-type]
+
+    async def wait_ready(self, client: httpx.AsyncClient, timeout: float) -> None:
+        """Return once the model answers ready; raise ModelLoadFailed if the process dies first."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.exited:
+                await self.drain_output()
+                assert self.process is not None
+                raise ModelLoadFailed(
+                    f"replica exited with code {self.process.returncode} before it was ready; last lines:\n"
+                    + "\n".join(self.last_lines)
+                )
+            with contextlib.suppress(httpx.TransportError):
+                response = await client.get(f"{self.url}/v2/health/ready", timeout=1.0)
+                if response.status_code == 200:
+                    self.ready = True
+                    self.last_used = time.monotonic()
+                    return
+            await asyncio.sleep(0.02)
+        raise NotReady(f"replica was not ready within {timeout:.0f} s; last lines:\n" + "\n".join(self.last_lines))
+
+    async def drain_output(self) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.gather(*self._readers, return_exceptions=True), 2.0)
+
+    async def terminate(self, grace: float = 5.0) -> None:
+        self.ready = False
+        if self.process is not None and self.process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.process.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(self.process.wait(), grace)
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    self.process.kill()
+                await self.process.wait()
+        await self.drain_output()
+        for reader in self._readers:
+            reader.cancel()
+
+
+@dataclass
+class Service:
+    """One deployment on this machine: its spec, its replicas, the requests waiting for one."""
+
+    spec: ServiceSpec
+    model_dir: Path
+    replicas: list[Replica] = field(default_factory=list)
+    waiting: int = 0
+    failure: ZeroserveError | None = None
+    stopped: bool = False
+    changed: asyncio.Condition = field(default_factory=asyncio.Condition)
+
+    @property
+    def serving(self) -> list[Replica]:
+        return [r for r in self.replicas if r.ready and not r.draining and not r.exited]
+
+    @property
+    def starting(self) -> list[Replica]:
+        return [r for r in self.replicas if not r.ready and not r.exited]
+
+    @property
+    def running(self) -> int:
+        return len([r for r in self.replicas if r.ready and not r.exited])
+
+    async def notify(self) -> None:
+        async with self.changed:
+            self.changed.notify_all()
+
+
+@dataclass
+class Lease:
+    """A request's hold on a replica, from the activator to the end of the response."""
+
+    replica: Replica
+    cold: bool
+    waited_s: float
+
+
+class LocalBackend:
+    """Runs InferenceServices as local model-server processes that scale to and from zero."""
+
+    def __init__(
+        self, settings: Settings, models: ModelCache, logs: DeploymentLogs, gpus: GpuInventory | None = None
+    ) -> None:
+        self.settings = settings
+        self.models = models
+        self.logs = logs
+        self.gpus = gpus if gpus is not None else (
+            GpuInventory(settings.gpus) if settings.gpus is not None else GpuInventory.detect()
+        )
+        self.services: dict[tuple[str, str], Service] = {}
+        self._changes: asyncio.Queue[Change] = asyncio.Queue()
+        self._numbers = 0
+        self._client = httpx.AsyncClient(trust_env=False)
+        self._reaper: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    # -- the Backend protocol ------------------------------------------------------------------
+
+    async def apply(self, isvc: dict[str, Any]) -> bool:
+        spec = ServiceSpec.from_inference_service(isvc)
+        if spec.model_format not in RUNTIMES:
+            known = ", ".join(sorted(RUNTIMES))
+            raise ModelLoadFailed(f"no local runtime for model format {spec.model_format!r} (known: {known})")
+        if spec.gpus > self.gpus.total:
+            raise NoGPU(
+                f"the resource plan asks for {spec.gpus} GPU(s) per replica and this machine has "
+                f"{self.gpus.total}: use a CPU plan (starter, basic, basic.8x) or run on a GPU node"
+            )
+        model_dir = await self.models.stage(spec.storage_uri)
+        if not any(p for p in model_dir.iterdir() if not p.name.startswith(".")):
+            raise ModelLoadFailed(f"no model files at {spec.storage_uri}")
+        self._start_reaper()
+
+        key = (spec.group, spec.id)
+        old = self.services.get(key)
+        if old is None or old.stopped:
+            service = Service(spec=spec, model_dir=model_dir)
+            self.services[key] = service
+            await self._ensure_min(service)
+            return True
+
+        # Update in place: the old version serves until a replica of the new one is ready.
+        replacement = Service(spec=spec, model_dir=model_dir)
+        if old.serving or spec.min_replicas > 0:
+            replica = await self._start_replica(replacement)
+            if replacement.failure is not None or replica is None:
+                raise replacement.failure or ModelLoadFailed("the new version did not start")
+        self.services[key] = replacement
+        await self._ensure_min(replacement)
+        for replica in old.replicas:
+            replica.draining = True
+        old.stopped = True
+        await old.notify()  # requests waiting on the old version move to the new one
+        self._spawn(self._drain(old))
+        self._report(replacement)
+        return True
+
+    async def stop(self, group: str, id: str) -> None:
+        service = self.services.get((group, id))
+        if service is None:
+            return
+        service.stopped = True
+        await service.notify()
+        await asyncio.gather(*(self._stop_replica(service, r) for r in list(service.replicas)))
+
+    async def delete(self, group: str, id: str) -> None:
+        await self.stop(group, id)
+        self.services.pop((group, id), None)
+
+    async def watch(self) -> AsyncIterator[Change]:
+        while True:
+            yield await self._changes.get()
+
+    async def close(self) -> None:
+        if self._reaper is not None:
+            self._reaper.cancel()
+        for service in list(self.services.values()):
+            await self.stop(service.spec.group, service.spec.id)
+        for task in list(self._tasks):
+            task.cancel()
+        await self._client.aclose()
+
+    # -- the activator ----------------------------------------------------------------------------
+
+    def service(self, group: str, id: str) -> Service | None:
+        return self.services.get((group, id))
+
+    @contextlib.asynccontextmanager
+    async def lease(self, group: str, id: str) -> AsyncIterator[Lease]:
+        """Hold a replica for one request: scale from zero or up if needed, bounded in queue and time."""
+        started = time.monotonic()
+        deadline = started + self.settings.replica_ready_timeout_s
+        cold = False
+        while True:
+            service = self.services.get((group, id))
+            if service is None:
+                raise Unschedulable(f"deployment {id} is not deployed here")
+            if service.failure is not None:
+                raise service.failure
+            if service.stopped:
+                raise Unschedulable(f"deployment {id} is stopped")
+            replica = min(service.serving, key=lambda r: r.in_flight, default=None)
+            if replica is not None and replica.in_flight < service.spec.target_concurrency:
+                break
+            if not service.starting and len(service.serving) < service.spec.max_replicas:
+                self._spawn(self._start_replica(service))
+            if replica is not None:  # at the target everywhere and no room to grow: share
+                break
+            if service.waiting >= self.settings.activator_queue_limit:
+                raise Overloaded(f"{service.waiting} requests already wait for a replica of {id}")
+            cold = True
+            service.waiting += 1
+            try:
+                async with service.changed:
+                    await asyncio.wait_for(service.changed.wait(), max(deadline - time.monotonic(), 0))
+            except TimeoutError:
+                raise NotReady(f"no replica of {id} was ready within "
+                               f"{self.settings.replica_ready_timeout_s:.0f} s") from None
+            finally:
+                service.waiting -= 1
+        replica.in_flight += 1
+        try:
+            yield Lease(replica=replica, cold=cold, waited_s=time.monotonic() - started)
+        finally:
+            replica.in_flight -= 1
+            replica.last_used = time.monotonic()
+
+    # -- replicas -------------------------------------------------------------------------------
+
+    async def _start_replica(self, service: Service) -> Replica | None:
+        spec = service.spec
+        self._numbers += 1
+        owner = f"{spec.group}/{spec.id}/{self._numbers}"
+        try:
+            gpus = self.gpus.allocate(owner, spec.gpus)
+        except Unschedulable as error:
+            await self.logs.control(spec.group, spec.id, f"cannot start a replica: {error.message}")
+            return None
+        replica = Replica(spec, self._numbers, service.model_dir, gpus)
+        service.replicas.append(replica)
+        try:
+            await replica.spawn(self.logs)
+            await self.logs.control(spec.group, spec.id, f"{replica.name} starting on 127.0.0.1:{replica.port}")
+            await replica.wait_ready(self._client, self.settings.replica_ready_timeout_s)
+        except ZeroserveError as error:
+            await replica.terminate()
+            service.replicas.remove(replica)
+            self.gpus.release(owner)
+            if not service.stopped:
+                service.failure = error
+                self._changes.put_nowait(Change(spec.group, spec.id, failure=error))
+            await service.notify()
+            return None
+        await self.logs.control(spec.group, spec.id, f"{replica.name} ready")
+        self._spawn(self._supervise(service, replica, owner))
+        await service.notify()
+        self._report(service)
+        return replica
+
+    async def _supervise(self, service: Service, replica: Replica, owner: str) -> None:
+        """Notice a replica that exits on its own, and forget it."""
+        assert replica.process is not None
+        await replica.process.wait()
+        await replica.drain_output()
+        self.gpus.release(owner)
+        if replica in service.replicas:
+            service.replicas.remove(replica)
+            if not replica.draining and not service.stopped:
+                await self.logs.control(service.spec.group, service.spec.id,
+                                        f"{replica.name} exited with code {replica.process.returncode}")
+            await service.notify()
+            self._report(service)
+
+    async def _stop_replica(self, service: Service, replica: Replica) -> None:
+        replica.draining = True
+        await replica.terminate()
+        if replica in service.replicas:
+            service.replicas.remove(replica)
+            self._report(service)
+
+    async def _drain(self, service: Service) -> None:
+        """Stop an old version's replicas once the requests they hold are done."""
+        deadline = time.monotonic() + self.settings.request_timeout_s
+        while any(r.in_flight for r in service.replicas) and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        await asyncio.gather(*(self._stop_replica(service, r) for r in list(service.replicas)))
+
+    async def _ensure_min(self, service: Service) -> None:
+        missing = service.spec.min_replicas - len(service.serving) - len(service.starting)
+        if missing > 0:
+            await asyncio.gather(*(self._start_replica(service) for _ in range(missing)))
+            if service.failure is not None:
+                raise service.failure
+
+    def _report(self, service: Service) -> None:
+        if not service.stopped:
+            self._changes.put_nowait(Change(service.spec.group, service.spec.id, running_replicas=service.running))
+
+    # -- scale down -------------------------------------------------------------------------------
+
+    def _start_reaper(self) -> None:
+        if self._reaper is None or self._reaper.done():
+            self._reaper = asyncio.create_task(self._reap(), name="local-backend-reaper")
+
+    async def _reap(self) -> None:
+        interval = min(1.0, max(self.settings.idle_window_s / 4, 0.05))
+        while True:
+            await asyncio.sleep(interval)
+            now = time.monotonic()
+            for service in list(self.services.values()):
+                if service.stopped or service.waiting:
+                    continue
+                idle = [r for r in service.serving
+                        if r.in_flight == 0 and now - r.last_used >= self.settings.idle_window_s]
+                room = len(service.serving) - service.spec.min_replicas
+                for replica in idle[:max(room, 0)]:
+                    await self.logs.control(service.spec.group, service.spec.id,
+                                            f"{replica.name} idle for {self.settings.idle_window_s:g} s: stopping")
+                    await self._stop_replica(service, replica)
+
+    def _spawn(self, coroutine: Any) -> None:
+        task = asyncio.create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)

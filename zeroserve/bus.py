@@ -1,0 +1,127 @@
+"""JetStream as zeroserve's event bus.
+
+Three streams: events (what functions react to and what they announce), logs (deployment log
+records, kept within an age and a size limit so they outlive replicas but not the disk), and dead
+letters (events a function gave up on, with the reason in headers). Every publish carries the
+CloudEvent id as ``Nats-Msg-Id``, so JetStream drops a duplicate inside the dedupe window and one
+event has one effect. Each function reads through its own durable pull consumer with explicit
+acks; the runner owns retries.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import nats
+from cloudevents.http import CloudEvent
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StorageType, StreamConfig
+from nats.js.errors import NotFoundError
+
+from zeroserve.events import EVENT_TYPES, DeploymentLog, deadletter_subject, subject_for, to_nats
+from zeroserve.settings import Settings
+
+log = logging.getLogger(__name__)
+
+EVENTS_STREAM = "ZEROSERVE_EVENTS"
+LOGS_STREAM = "ZEROSERVE_LOGS"
+DEADLETTER_STREAM = "ZEROSERVE_DEADLETTER"
+
+# Headers a dead letter carries next to the original event's own.
+REASON_HEADER = "Zeroserve-Deadletter-Reason"
+MESSAGE_HEADER = "Zeroserve-Deadletter-Message"
+FUNCTION_HEADER = "Zeroserve-Deadletter-Function"
+SUBJECT_HEADER = "Zeroserve-Deadletter-Subject"
+
+
+def event_subjects(group: str = "*") -> list[str]:
+    """The subjects of the events stream: every catalogued type except logs, which have their own."""
+    return [subject_for(t, group) for t in EVENT_TYPES if t != DeploymentLog.event_type]
+
+
+@dataclass(frozen=True)
+class Published:
+    sequence: int
+    duplicate: bool
+
+
+class Bus:
+    """A NATS connection with zeroserve's streams on it."""
+
+    def __init__(self, nc: NATS, settings: Settings) -> None:
+        self.nc = nc
+        self.js: JetStreamContext = nc.jetstream()
+        self.settings = settings
+
+    @classmethod
+    async def connect(cls, url: str, settings: Settings) -> Bus:
+        nc = await nats.connect(url, name="zeroserve", max_reconnect_attempts=-1, reconnect_time_wait=0.5)
+        bus = cls(nc, settings)
+        await bus.ensure_streams()
+        return bus
+
+    async def close(self) -> None:
+        # Callers have stopped their consumers and flushed their logs: close, no drain needed.
+        if not self.nc.is_closed:
+            await self.nc.close()
+
+    async def ensure_streams(self) -> None:
+        window = self.settings.dedupe_window_s
+        await self._ensure(StreamConfig(
+            name=EVENTS_STREAM, subjects=event_subjects(), storage=StorageType.FILE, duplicate_window=window,
+        ))
+        await self._ensure(StreamConfig(
+            name=LOGS_STREAM, subjects=[subject_for(DeploymentLog.event_type, "*")], storage=StorageType.FILE,
+            duplicate_window=window, max_age=self.settings.log_max_age_s, max_bytes=self.settings.log_max_bytes,
+        ))
+        await self._ensure(StreamConfig(
+            name=DEADLETTER_STREAM, subjects=[deadletter_subject("*", "*")], storage=StorageType.FILE,
+            duplicate_window=window,
+        ))
+
+    async def _ensure(self, config: StreamConfig) -> None:
+        try:
+            await self.js.stream_info(config.name)  # type: ignore[arg-type]
+        except NotFoundError:
+            await self.js.add_stream(config)
+        else:
+            # Limits may have changed in settings since the stream was made.
+            await self.js.update_stream(config)
+
+    async def publish(self, event: CloudEvent, group: str) -> Published:
+        headers, body = to_nats(event)
+        headers["Nats-Msg-Id"] = event["id"]
+        ack = await self.js.publish(subject_for(event["type"], group), body, headers=headers)
+        return Published(sequence=ack.seq, duplicate=bool(ack.duplicate))
+
+    async def consumer(self, name: str, event_types: list[str]) -> JetStreamContext.PullSubscription:
+        """The durable pull consumer of one function: it survives restarts and resumes where it was."""
+        subjects = [subject_for(t, "*") for t in event_types]
+        config = ConsumerConfig(
+            durable_name=name,
+            ack_policy=AckPolicy.EXPLICIT,
+            ack_wait=self.settings.ack_wait_s,
+            deliver_policy=DeliverPolicy.ALL,
+            filter_subjects=subjects,
+            # The runner counts deliveries and dead-letters itself; the server must not drop first.
+            max_deliver=-1,
+            max_ack_pending=max(1000, self.settings.runner_concurrency * 4),
+        )
+        return await self.js.pull_subscribe(subjects[0], durable=name, stream=EVENTS_STREAM, config=config)
+
+    async def dead_letter(self, msg: Msg, function: str, group: str, reason: str, message: str) -> None:
+        headers = dict(msg.headers or {})
+        headers.pop("Nats-Msg-Id", None)
+        headers.update({
+            REASON_HEADER: reason,
+            MESSAGE_HEADER: " | ".join(message.splitlines())[:2000],  # headers are one line
+            FUNCTION_HEADER: function,
+            SUBJECT_HEADER: msg.subject,
+            # One dead letter per (stream message, function), even if this runs twice.
+            "Nats-Msg-Id": f"deadletter:{function}:{msg.metadata.sequence.stream}",
+        })
+        await self.js.publish(deadletter_subject(group, function), msg.data, headers=headers)
+        log.warning("dead-lettered %s for %s: %s: %s", msg.subject, function, reason, message)

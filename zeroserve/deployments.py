@@ -1,0 +1,127 @@
+"""The deployment lifecycle: SAP AI Core's statuses, which moves are allowed, and the one way a
+status changes.
+
+UNKNOWN -> PENDING -> RUNNING; PENDING/RUNNING -> STOPPING -> STOPPED; PENDING/RUNNING -> DEAD
+on failure; stop is allowed from PENDING/RUNNING, delete from UNKNOWN/STOPPED/DEAD. A new request
+for a STOPPED or DEAD deployment starts it again (PENDING). ``Deployments.transition`` is the only
+writer of a status: it checks the move, announces it as a ``deployment.status`` event and
+folds that event into the stored record, so the record and the events always agree.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any
+
+from zeroserve.bus import Bus
+from zeroserve.errors import DeploymentNotFound, InvalidTransition
+from zeroserve.events import DeploymentRequested, DeploymentStatus, Status, new_event
+from zeroserve.store import Deployment, Store
+
+log = logging.getLogger(__name__)
+
+SOURCE = "/zeroserve/control-plane"
+
+ALLOWED: dict[Status, set[Status]] = {
+    Status.UNKNOWN: {Status.PENDING, Status.DEAD, Status.STOPPING},
+    Status.PENDING: {Status.PENDING, Status.RUNNING, Status.DEAD, Status.STOPPING},
+    Status.RUNNING: {Status.RUNNING, Status.PENDING, Status.DEAD, Status.STOPPING},
+    Status.STOPPING: {Status.STOPPING, Status.STOPPED, Status.DEAD},
+    Status.STOPPED: {Status.PENDING},
+    Status.DEAD: {Status.PENDING},
+}
+STOPPABLE = {Status.PENDING, Status.RUNNING}
+DELETABLE = {Status.UNKNOWN, Status.STOPPED, Status.DEAD}
+
+
+def check_transition(deployment: Deployment, status: Status) -> None:
+    if status not in ALLOWED[deployment.status]:
+        raise InvalidTransition(
+            f"deployment {deployment.id} is {deployment.status.value}: it cannot become {status.value}"
+        )
+
+
+class Deployments:
+    """Status changes of deployments, recorded in the store and announced on the bus."""
+
+    def __init__(self, store: Store, bus: Bus, base_url: str) -> None:
+        self.store = store
+        self.bus = bus
+        self.base_url = base_url
+
+    def url(self, id: str) -> str:
+        """SAP's deployment URL shape; it never changes for the life of the deployment."""
+        return f"{self.base_url}/v2/inference/deployments/{id}"
+
+    async def request(self, group: str, request: DeploymentRequested) -> Deployment:
+        """The deployment a request is about: created (UNKNOWN, announced) if it is new."""
+        existing = await self.store.deployments.get(group, request.id)
+        if existing is not None:
+            return existing
+        fresh = Deployment(id=request.id, group=group, executable_id=request.executable_id)
+        created = await self.store.deployments.update(group, request.id, lambda current: None if current else fresh)
+        assert created is not None
+        if created is fresh:
+            event = new_event(fresh.status_event(), source=SOURCE, subject=request.id,
+                              id=f"{group}.{request.id}.{fresh.created_at.timestamp()}.UNKNOWN")
+            await self.bus.publish(event, group)
+        return created
+
+    async def save_spec(self, group: str, request: DeploymentRequested, isvc: dict[str, Any]) -> Deployment:
+        """Record what was asked for and what it rendered to (restarts re-apply it)."""
+        spec = {
+            "executable_id": request.executable_id, "configuration_id": request.configuration_id,
+            "scenario_id": request.scenario_id, "parameters": request.parameters,
+            "input_artifacts": request.input_artifacts, "ttl": request.ttl, "inference_service": isvc,
+        }
+
+        def change(record: Deployment | None) -> Deployment:
+            if record is None:
+                raise DeploymentNotFound(f"deployment {request.id} in resource group {group} was deleted")
+            return record.model_copy(update=spec)
+
+        saved = await self.store.deployments.update(group, request.id, change)
+        assert saved is not None
+        return saved
+
+    async def delete(self, group: str, id: str, *, causation: str | None = None) -> None:
+        """Announce the deletion (targetStatus DELETED) and remove the record."""
+        current = await self.get(group, id)
+        event = new_event(current.status_event(target_status="DELETED"), source=SOURCE, subject=id,
+                          causationid=causation, id=f"{causation}.{id}.DELETED" if causation else None)
+        await self.bus.publish(event, group)
+        await self.store.deployments.delete(group, id)
+
+    async def get(self, group: str, id: str) -> Deployment:
+        deployment = await self.store.deployments.get(group, id)
+        if deployment is None:
+            raise DeploymentNotFound(f"no deployment {id} in resource group {group}")
+        return deployment
+
+    async def transition(
+        self, group: str, id: str, status: Status, *, causation: str | None = None, **fields: Any
+    ) -> Deployment:
+        """Move a deployment to ``status`` (with ``fields`` such as reason, message, url, replicas).
+
+        The event id is derived from the causing event, so a retried handler announces each
+        status once: JetStream drops the repeat as a duplicate.
+        """
+        change = DeploymentStatus(id=id, status=status, **fields)
+
+        def fold(record: Deployment | None) -> Deployment:
+            if record is None:
+                raise DeploymentNotFound(f"no deployment {id} in resource group {group}")
+            check_transition(record, status)
+            return record.apply(change)
+
+        # The record first: if we stop between the two steps, the retry re-announces (same id).
+        result = await self.store.deployments.update(group, id, fold)
+        assert result is not None
+        event_id = f"{causation}.{id}.{status.value}" if causation else str(uuid.uuid4())
+        event = new_event(result.status_event(), source=SOURCE, subject=id, causationid=causation, id=event_id)
+        await self.bus.publish(event, group)
+        log.info("deployment %s/%s is %s%s", group, id, status.value,
+                 f" ({fields['reason']})" if fields.get("reason") else "",
+                 extra={"deployment": id, "event": causation})
+        return result

@@ -1,0 +1,114 @@
+"""zeroserve on one machine: a private nats-server, the platform, the runner and the gateway in
+one process, with model servers as child processes that come and go with traffic.
+
+``Embedded`` is what ``zeroserve up`` runs and what the end-to-end tests start. Stopping it stops
+the pieces in the order that loses nothing: the gateway first (no new requests), then the runner
+(in-flight events finish or go back to JetStream), then the replicas, then NATS.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+from collections.abc import Generator
+
+import uvicorn
+
+from zeroserve.gateway.app import create_app
+from zeroserve.nats_server import NatsServer
+from zeroserve.platform import Platform
+from zeroserve.runner import Runner, load_functions
+from zeroserve.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class _Gateway(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        # Signals belong to `zeroserve up`, which stops every part in order, not to uvicorn.
+        yield
+
+
+class Embedded:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.nats: NatsServer | None = None
+        self.nats_url: str | None = None
+        self.platform: Platform | None = None
+        self.runner: Runner | None = None
+        self._gateway: _Gateway | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+
+    @property
+    def url(self) -> str:
+        return self.settings.gateway_url
+
+    async def start(self) -> None:
+        settings = self.settings
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            listener.bind((settings.gateway_host, settings.gateway_port))
+        except OSError as error:
+            listener.close()
+            raise SystemExit(f"cannot listen on {settings.gateway_host}:{settings.gateway_port}: {error.strerror}; "
+                             "set ZEROSERVE_GATEWAY_PORT to a free port") from None
+        if settings.gateway_port == 0:  # a free port was asked for: deployment URLs need the real one
+            settings = self.settings = settings.model_copy(update={"gateway_port": listener.getsockname()[1]})
+
+        if settings.nats_url:
+            self.nats_url = settings.nats_url
+        else:
+            self.nats = NatsServer(settings.nats_dir)
+            self.nats_url = await self.nats.start()
+        (settings.data_dir / "nats.url").write_text(self.nats_url)
+
+        self.platform = platform = await Platform.open(settings, self.nats_url)
+        await platform.restore()
+        self._tasks.append(asyncio.create_task(platform.follow_backend(), name="follow-backend"))
+        self.runner = Runner(platform, load_functions(settings.functions_dir))
+        await self.runner.start()
+
+        config = uvicorn.Config(create_app(platform), log_level="warning", access_log=False, lifespan="on")
+        self._gateway = _Gateway(config)
+        self._tasks.append(asyncio.create_task(self._gateway.serve(sockets=[listener]), name="gateway"))
+        while not self._gateway.started:
+            if self._tasks[-1].done():
+                await self._tasks[-1]
+                raise SystemExit("the gateway stopped at start")
+            await asyncio.sleep(0.01)
+        (settings.data_dir / "gateway.url").write_text(self.url)
+        log.info("zeroserve is up: gateway %s, NATS %s", self.url, self.nats_url)
+
+    async def stop(self) -> None:
+        if self._gateway is not None:
+            self._gateway.should_exit = True
+        if self.runner is not None:
+            await self.runner.stop()
+        for task in self._tasks:
+            if task.get_name() == "gateway":
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(task, 10)
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.platform is not None:
+            await self.platform.close()
+        if self.nats is not None:
+            await self.nats.stop()
+        for name in ("nats.url", "gateway.url"):
+            (self.settings.data_dir / name).unlink(missing_ok=True)
+
+    async def __aenter__(self) -> Embedded:
+        try:
+            await self.start()
+        except BaseException:
+            await self.stop()
+            raise
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()

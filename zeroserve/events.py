@@ -1,0 +1,471 @@
+"""The event contract of zeroserve and how events travel on NATS.
+
+Everything that happens in zeroserve is a CloudEvent: users ask for work with ``in`` events
+(``artifact.created``, ``deployment.requested``, ...) and functions answer with ``out`` events
+(``artifact.status``, ``deployment.status``, ``deployment.log``). This module holds the data model of
+each event type (pydantic, snake_case in Python, camelCase on the wire), the NATS subjects they are
+published on, helpers to build an event and read its data back, the CloudEvents NATS protocol
+binding (the Python SDK has none: binary mode is written, binary and structured modes are read), and
+the JSON Schemas in ``events/`` that are generated from the models (``python -m zeroserve.events
+events/``).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+import sys
+import uuid
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, ClassVar, Literal
+
+from cloudevents.http import CloudEvent
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic.alias_generators import to_camel
+
+from zeroserve.errors import MalformedEvent
+
+# Artifact and deployment ids (and resource groups) become Kubernetes object names and NATS
+# subject tokens, so they are held to an RFC 1123 label from the start rather than failing later
+# in the backend.
+ID_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
+_ID = re.compile(ID_PATTERN)
+
+Id = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
+Duration = Annotated[str, StringConstraints(pattern=r"^\d+[mhd]$")]
+
+PREFIX = "io.zeroserve."
+SPECVERSION = "1.0"
+JSON = "application/json"
+
+
+class EventData(BaseModel):
+    """The data of one zeroserve event type."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+    event_type: ClassVar[str]
+
+
+class Label(BaseModel):
+    """A free-form key/value label, as in SAP AI Core's ``labels``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    key: str
+    value: str
+
+
+class ArtifactCreated(EventData):
+    """A model (or other artifact) exists at a URL: register it and pre-stage it."""
+
+    event_type: ClassVar[str] = "io.zeroserve.artifact.created"
+
+    id: Id | None = Field(
+        default=None, description="Artifact id; when absent, the id of the CloudEvent is used."
+    )
+    name: str
+    kind: Literal["model", "dataset", "resultset", "other"] = "model"
+    url: str = Field(description="Where the artifact is: file://, s3://, gs://, https://, ...")
+    scenario_id: str | None = None
+    description: str | None = None
+    labels: list[Label] = []
+
+
+class ArtifactStatus(EventData):
+    """An artifact was registered, staged (copied to the local cache) or rejected."""
+
+    event_type: ClassVar[str] = "io.zeroserve.artifact.status"
+
+    id: Id
+    status: Literal["registered", "staged", "rejected"]
+    url: str
+    reason: str | None = Field(default=None, description="Machine-readable reason, e.g. InvalidArtifactUri.")
+    message: str | None = None
+    local_path: str | None = None
+
+
+class DeploymentRequested(EventData):
+    """Deploy an artifact with a serving template, or update the deployment with this id in place."""
+
+    event_type: ClassVar[str] = "io.zeroserve.deployment.requested"
+
+    id: Id
+    executable_id: str = Field(description="Name of the serving template.")
+    configuration_id: str | None = None
+    scenario_id: str | None = None
+    parameters: dict[str, str] = {}
+    input_artifacts: dict[str, str] = Field(
+        default={}, description="Artifact input name of the template -> artifact id."
+    )
+    ttl: Duration | None = Field(
+        default=None, description="Stop and delete after this long: minutes, hours or days (30m, 2h, 1d)."
+    )
+
+
+class DeploymentStopped(EventData):
+    """Stop a deployment: release every replica and resource."""
+
+    event_type: ClassVar[str] = "io.zeroserve.deployment.stopped"
+
+    id: Id
+
+
+class DeploymentDeleted(EventData):
+    """Delete a stopped or dead deployment."""
+
+    event_type: ClassVar[str] = "io.zeroserve.deployment.deleted"
+
+    id: Id
+
+
+class Status(StrEnum):
+    """Deployment statuses, as SAP AI Core names them."""
+
+    UNKNOWN = "UNKNOWN"
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    STOPPING = "STOPPING"
+    STOPPED = "STOPPED"
+    DEAD = "DEAD"
+
+
+class DeploymentStatus(EventData):
+    """A deployment changed status; a scaled-to-zero deployment is RUNNING with runningReplicas 0."""
+
+    event_type: ClassVar[str] = "io.zeroserve.deployment.status"
+
+    id: Id
+    status: Status
+    target_status: Literal["RUNNING", "STOPPED", "DELETED"] | None = None
+    reason: str | None = Field(default=None, description="Machine-readable reason, e.g. ModelLoadFailed.")
+    message: str | None = None
+    deployment_url: str | None = None
+    running_replicas: int = 0
+    min_replicas: int | None = None
+    max_replicas: int | None = None
+    resource_plan: str | None = None
+    executable_id: str | None = None
+    configuration_id: str | None = None
+
+
+class DeploymentLog(EventData):
+    """One log record of a deployment, from the control plane or a model server replica."""
+
+    event_type: ClassVar[str] = "io.zeroserve.deployment.log"
+
+    id: Id = Field(description="Deployment id.")
+    timestamp: datetime
+    source: str = Field(description='Who wrote it: "control-plane" or a replica, e.g. "replica-1".')
+    stream: Literal["stdout", "stderr", "control"] = "control"
+    message: str
+
+
+EVENT_TYPES: dict[str, type[EventData]] = {
+    model.event_type: model
+    for model in (
+        ArtifactCreated,
+        DeploymentRequested,
+        DeploymentStopped,
+        DeploymentDeleted,
+        ArtifactStatus,
+        DeploymentStatus,
+        DeploymentLog,
+    )
+}
+
+
+# --- subjects -------------------------------------------------------------------------------------
+
+# A function name is one subject token: no dots, spaces or wildcards.
+_TOKEN = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
+# Subscriptions and stream definitions use the wildcard for "every resource group".
+ANY = "*"
+
+
+def _check_group(group: str, *, wildcard: bool = False) -> str:
+    if wildcard and group == ANY:
+        return group
+    if not isinstance(group, str) or not _ID.match(group):
+        raise MalformedEvent(f"invalid resource group {group!r}: must match {ID_PATTERN}")
+    return group
+
+
+def subject_for(event_type: str, group: str) -> str:
+    """The subject an event of this type is published on for a resource group (or ``ANY``)."""
+    _check_group(group, wildcard=True)
+    rest = event_type.removeprefix(PREFIX)
+    if rest == event_type or not all(_TOKEN.match(token) for token in rest.split(".")):
+        raise MalformedEvent(f"not a zeroserve event type: {event_type!r}")
+    return f"zeroserve.{group}.{rest}"
+
+
+def group_of(subject: str) -> str:
+    """The resource group a zeroserve subject belongs to."""
+    tokens = subject.split(".")
+    if len(tokens) < 3 or tokens[0] != "zeroserve":
+        raise MalformedEvent(f"not a zeroserve subject: {subject!r}")
+    return _check_group(tokens[1])
+
+
+def deadletter_subject(group: str, function_name: str) -> str:
+    """Where an event goes after a function has given up on it (``ANY`` group or function: all)."""
+    _check_group(group, wildcard=True)
+    if function_name != ANY and not _TOKEN.match(function_name):
+        raise MalformedEvent(f"invalid function name {function_name!r}: must be one subject token")
+    return f"zeroserve.{group}.deadletter.{function_name}"
+
+
+# --- building and reading events --------------------------------------------------------------------
+
+
+def new_event(
+    data: EventData,
+    *,
+    source: str,
+    subject: str | None = None,
+    causationid: str | None = None,
+    id: str | None = None,
+) -> CloudEvent:
+    """A CloudEvent carrying ``data``; ``causationid`` is the id of the event that caused it."""
+    attributes: dict[str, Any] = {
+        "specversion": SPECVERSION,
+        "id": id or str(uuid.uuid4()),
+        "source": source,
+        "type": data.event_type,
+        "time": datetime.now(UTC).isoformat(),
+        "datacontenttype": JSON,
+    }
+    if subject is not None:
+        attributes["subject"] = subject
+    if causationid is not None:
+        attributes["causationid"] = causationid
+    return CloudEvent(attributes, data.model_dump(mode="json", by_alias=True, exclude_none=True))
+
+
+def parse_data(event: CloudEvent) -> EventData:
+    """The validated data model of an event, chosen by its type."""
+    event_type = event.get("type")
+    model = EVENT_TYPES.get(event_type) if isinstance(event_type, str) else None
+    if model is None:
+        raise MalformedEvent(f"unknown event type {event_type!r}")
+    data = event.get_data()
+    try:
+        if isinstance(data, bytes | str):
+            return model.model_validate_json(data)
+        return model.model_validate(data)
+    except ValidationError as e:
+        raise MalformedEvent(f"{event_type}: {_describe(e)}") from e
+
+
+def _describe(error: ValidationError) -> str:
+    # The locations are wire (camelCase) names, so the sender can find the field in what they sent.
+    return "; ".join(
+        ".".join(["data", *(str(part) for part in item["loc"])]) + f": {item['msg']}"
+        for item in error.errors()
+    )
+
+
+# --- the CloudEvents NATS protocol binding ----------------------------------------------------------
+
+_CE = "ce-"
+# Attribute names become header names; the spec allows lower-case letters and digits only.
+_ATTRIBUTE_NAME = re.compile(r"^[a-z0-9]+$")
+_REQUIRED = ("specversion", "id", "source", "type")
+_MEDIA_TYPE = re.compile(r"^[\x20-\x7e]+$")
+
+
+def to_nats(event: CloudEvent) -> tuple[dict[str, str], bytes]:
+    """Headers and payload of a NATS message carrying ``event`` in binary content mode."""
+    headers: dict[str, str] = {}
+    for name, value in event.get_attributes().items():
+        if not _ATTRIBUTE_NAME.match(name):
+            raise MalformedEvent(f"invalid attribute name {name!r}: lower-case letters and digits only")
+        headers[_CE + name] = _percent_encode(_attribute_text(value))
+    content_type = event.get("datacontenttype")
+    if content_type is not None:
+        # Content-Type is an ordinary header with its own grammar (not percent-encoded); it lets
+        # readers and NATS tools that know nothing of CloudEvents see what the payload is.
+        if not isinstance(content_type, str) or not _MEDIA_TYPE.match(content_type):
+            raise MalformedEvent(f"invalid datacontenttype {content_type!r}")
+        headers["Content-Type"] = content_type
+    return headers, _encode_data(event.get_data(), content_type)
+
+
+def from_nats(headers: Mapping[str, str] | None, body: bytes) -> CloudEvent:
+    """The CloudEvent in a NATS message, in structured or binary content mode."""
+    # nats-py keeps header names as sent, and other clients send them in any case.
+    lowered = {name.lower(): value for name, value in (headers or {}).items()}
+    content_type = lowered.get("content-type")
+    if content_type is not None and content_type.strip().lower().startswith("application/cloudevents"):
+        attributes, data = _read_structured(content_type, body)
+    elif _CE + "specversion" in lowered:
+        attributes, data = _read_binary(lowered, body)
+    else:
+        raise MalformedEvent(
+            f"not a CloudEvent: no ce-specversion header, Content-Type {content_type!r}, "
+            f"headers {sorted(lowered)}"
+        )
+
+    for name in _REQUIRED:
+        value = attributes.get(name)
+        if value is None:
+            raise MalformedEvent(f"missing required attribute {name!r}")
+        if not isinstance(value, str) or not value:
+            raise MalformedEvent(f"required attribute {name!r} must be a non-empty string, not {value!r}")
+    if attributes["specversion"] != SPECVERSION:
+        raise MalformedEvent(f"unsupported specversion {attributes['specversion']!r}: only 1.0")
+
+    event = CloudEvent(attributes, data)
+    # The SDK stamps a missing time with the time of reading, which would pass for when it happened.
+    if "time" not in attributes:
+        del event["time"]
+    return event
+
+
+def _read_binary(headers: Mapping[str, str], body: bytes) -> tuple[dict[str, Any], Any]:
+    attributes: dict[str, Any] = {}
+    for name, value in headers.items():
+        if name.startswith(_CE) and len(name) > len(_CE):
+            attributes[name[len(_CE) :]] = _percent_decode(name, value)
+    # A sender that only set Content-Type still told us what the body is.
+    if "datacontenttype" not in attributes and "content-type" in headers:
+        attributes["datacontenttype"] = headers["content-type"]
+    return attributes, _decode_data(body, attributes.get("datacontenttype"))
+
+
+def _read_structured(content_type: str, body: bytes) -> tuple[dict[str, Any], Any]:
+    media_type = content_type.split(";", 1)[0].strip().lower()
+    if media_type != "application/cloudevents+json":
+        raise MalformedEvent(f"unsupported event format {media_type!r}: only application/cloudevents+json")
+    try:
+        document = json.loads(body)
+    # UnicodeDecodeError and JSONDecodeError are ValueErrors; absurd nesting is a RecursionError.
+    except (ValueError, RecursionError) as e:
+        raise MalformedEvent(f"structured event is not valid JSON: {e}") from e
+    if not isinstance(document, dict):
+        raise MalformedEvent(f"structured event is not a JSON object but {type(document).__name__}")
+    if "data" in document and "data_base64" in document:
+        raise MalformedEvent("structured event has both data and data_base64")
+    data = document.pop("data", None)
+    if "data_base64" in document:
+        encoded = document.pop("data_base64")
+        try:
+            data = base64.b64decode(encoded, validate=True)
+        except (binascii.Error, TypeError, ValueError) as e:
+            raise MalformedEvent(f"data_base64 is not valid base64: {e}") from e
+    return document, data
+
+
+def _is_json(content_type: str | None) -> bool:
+    if content_type is None:
+        return True
+    media_type = content_type.split(";", 1)[0].strip().lower()
+    return media_type in (JSON, "text/json") or media_type.endswith("+json")
+
+
+def _encode_data(data: Any, content_type: str | None) -> bytes:
+    if data is None:
+        return b""
+    if isinstance(data, bytes | bytearray | memoryview):
+        return bytes(data)
+    if isinstance(data, str) and not _is_json(content_type):
+        return data.encode()
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def _decode_data(body: bytes, content_type: str | None) -> Any:
+    if not body:
+        return None
+    if content_type is None:
+        # Nothing says what the body is: JSON if it parses, otherwise opaque bytes.
+        try:
+            return json.loads(body)
+        except (ValueError, RecursionError):
+            return body
+    if _is_json(content_type):
+        try:
+            return json.loads(body)
+        except (ValueError, RecursionError) as e:
+            raise MalformedEvent(f"data is not valid JSON: {e}") from e
+    return body
+
+
+def _attribute_text(value: Any) -> str:
+    # The canonical string forms of the CloudEvents type system.
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode()
+    return str(value)
+
+
+def _percent_encode(text: str) -> str:
+    # As the HTTP binding says: space, '"', '%' and everything outside printable ASCII, as UTF-8
+    # bytes. NATS headers could not carry CR/LF or non-ASCII text safely otherwise.
+    return "".join(
+        char if "!" <= char <= "~" and char not in '"%' else "".join(f"%{byte:02X}" for byte in char.encode())
+        for char in text
+    )
+
+
+def _percent_decode(name: str, text: str) -> str:
+    # Lone surrogates survive encoding here so that the UTF-8 check below rejects them.
+    raw = text.encode("utf-8", "surrogatepass")
+    out = bytearray()
+    i = 0
+    while i < len(raw):
+        if raw[i] == ord("%") and _is_hex(raw[i + 1 : i + 3]):
+            out.append(int(raw[i + 1 : i + 3], 16))
+            i += 3
+        else:
+            out.append(raw[i])
+            i += 1
+    try:
+        return out.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise MalformedEvent(f"header {name} is not UTF-8 after percent-decoding: {e}") from e
+
+
+def _is_hex(pair: bytes) -> bool:
+    return len(pair) == 2 and all(byte in b"0123456789abcdefABCDEF" for byte in pair)
+
+
+# --- schemas ------------------------------------------------------------------------------------------
+
+
+def schemas() -> dict[str, dict[str, Any]]:
+    """The JSON Schema of the data of every event type, by type."""
+    result: dict[str, dict[str, Any]] = {}
+    for event_type, model in EVENT_TYPES.items():
+        schema = model.model_json_schema(by_alias=True)
+        schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+        schema["$id"] = f"{event_type}.json"
+        schema["title"] = event_type
+        result[event_type] = schema
+    return result
+
+
+def write_schemas(directory: Path) -> list[Path]:
+    """Write ``<type>.json`` for every event type into ``directory``; returns the files written."""
+    directory.mkdir(parents=True, exist_ok=True)
+    written = []
+    for event_type, schema in schemas().items():
+        path = directory / f"{event_type}.json"
+        path.write_text(json.dumps(schema, indent=2, sort_keys=True, ensure_ascii=False) + "\n", "utf-8")
+        written.append(path)
+    return written
+
+
+if __name__ == "__main__":
+    for path in write_schemas(Path(sys.argv[1] if len(sys.argv) > 1 else "events")):
+        print(path)

@@ -1,0 +1,90 @@
+"""Inference routing: ``/v2/inference/deployments/{id}/{path}`` to a replica of the deployment.
+
+``path`` is a KServe V1 or V2 protocol path (``v1/models/{id}:predict``, ``v2/models/{id}/infer``,
+``v2/health/ready``, ...). The activator leases a replica for the request, starting one when there
+is none (a cold start, said in ``X-Cold-Start`` and ``Server-Timing``), and the request is
+forwarded as it came. Failures answer with SAP's error body and a status a client can act on:
+429 with ``Retry-After`` when too many requests already wait, 503 when the model cannot be served,
+504 when no replica was ready in time, 502 when a replica broke off.
+"""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+from fastapi import APIRouter, Request, Response
+
+from zeroserve.backends.local import LocalBackend
+from zeroserve.errors import NotReady, Overloaded, ZeroserveError
+from zeroserve.events import Status
+from zeroserve.gateway.errors import error_response
+from zeroserve.platform import Platform
+
+# Not forwarded: they describe one hop, not the request (RFC 9110 section 7.6.1).
+HOP_BY_HOP = {
+    "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
+    "transfer-encoding", "upgrade", "host", "content-length",
+}
+DEFAULT_GROUP = "default"
+
+
+def inference_router(platform: Platform, client: httpx.AsyncClient) -> APIRouter:
+    router = APIRouter()
+    backend = platform.backend
+
+    @router.api_route(
+        "/v2/inference/deployments/{deployment_id}/{path:path}",
+        methods=["GET", "POST", "PUT", "DELETE", "PATCH"],
+        summary="Call a deployment's model server (KServe V1/V2 protocol), starting it from zero if needed",
+    )
+    async def infer(deployment_id: str, path: str, request: Request) -> Response:
+        group = request.headers.get("ai-resource-group", DEFAULT_GROUP)
+        service = backend.service(group, deployment_id) if isinstance(backend, LocalBackend) else None
+        if service is None or service.stopped:
+            return await _not_serving(platform, group, deployment_id)
+        started = time.perf_counter()
+        body = await request.body()
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP}
+        try:
+            async with backend.lease(group, deployment_id) as lease:
+                forward_started = time.perf_counter()
+                try:
+                    upstream = await client.request(
+                        request.method, f"{lease.replica.url}/{path}", params=request.query_params,
+                        content=body, headers=headers, timeout=platform.settings.request_timeout_s,
+                    )
+                except httpx.TimeoutException:
+                    return error_response(504, "UpstreamTimeout", f"the model server of {deployment_id} "
+                                          f"did not answer within {platform.settings.request_timeout_s:g} s")
+                except httpx.TransportError as error:
+                    return error_response(502, "ReplicaFailed", f"the model server of {deployment_id} broke "
+                                          f"off: {error.__class__.__name__}")
+        except Overloaded as error:
+            return error_response(429, error.reason, error.message, headers={"Retry-After": "1"})
+        except NotReady as error:
+            return error_response(504, error.reason, error.message)
+        except ZeroserveError as error:
+            return error_response(503, error.reason, error.message)
+        finished = time.perf_counter()
+        response_headers = {k: v for k, v in upstream.headers.items() if k.lower() not in HOP_BY_HOP}
+        response_headers.pop("content-encoding", None)  # httpx has decoded the body already
+        response_headers["X-Cold-Start"] = "true" if lease.cold else "false"
+        response_headers["Server-Timing"] = (
+            f"activator;dur={(forward_started - started) * 1000:.1f}, "
+            f"forward;dur={(finished - forward_started) * 1000:.1f}"
+        )
+        return Response(upstream.content, status_code=upstream.status_code, headers=response_headers)
+
+    return router
+
+
+async def _not_serving(platform: Platform, group: str, deployment_id: str) -> Response:
+    deployment = await platform.store.deployments.get(group, deployment_id)
+    if deployment is None:
+        return error_response(404, "DeploymentNotFound",
+                              f"no deployment {deployment_id} in resource group {group}")
+    message = f"deployment {deployment_id} is {deployment.status.value}"
+    if deployment.status == Status.DEAD and deployment.reason:
+        message += f" ({deployment.reason}: {deployment.message})"
+    return error_response(503, "DeploymentNotRunning", message)

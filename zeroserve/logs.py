@@ -1,0 +1,63 @@
+"""Deployment log records: control-plane notes and every line a replica prints.
+
+Each record becomes an ``io.zeroserve.deployment.log`` event on the logs stream, which keeps
+them after the replicas are gone. Replicas can print faster than JetStream acks one by one, so
+records go through a bounded queue to one publisher task; a full queue makes the writer wait
+rather than drop lines.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import UTC, datetime
+from typing import Literal
+
+from zeroserve.bus import Bus
+from zeroserve.events import DeploymentLog, new_event
+
+log = logging.getLogger(__name__)
+
+Stream = Literal["stdout", "stderr", "control"]
+
+
+class DeploymentLogs:
+    def __init__(self, bus: Bus, capacity: int = 10_000) -> None:
+        self.bus = bus
+        self._queue: asyncio.Queue[tuple[str, DeploymentLog]] = asyncio.Queue(capacity)
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._publish(), name="deployment-logs")
+
+    async def stop(self) -> None:
+        """Publish what is queued, then stop."""
+        if self._task is None:
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._queue.join(), timeout=5)
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        self._task = None
+
+    async def write(self, group: str, deployment_id: str, source: str, stream: Stream, message: str) -> None:
+        record = DeploymentLog(
+            id=deployment_id, timestamp=datetime.now(UTC), source=source, stream=stream, message=message
+        )
+        await self._queue.put((group, record))
+
+    async def control(self, group: str, deployment_id: str, message: str) -> None:
+        await self.write(group, deployment_id, "control-plane", "control", message)
+
+    async def _publish(self) -> None:
+        while True:
+            group, record = await self._queue.get()
+            try:
+                event = new_event(record, source=f"/zeroserve/deployments/{record.id}", subject=record.id)
+                await self.bus.publish(event, group)
+            except Exception as error:  # a log line must not take the publisher down
+                log.warning("could not publish a log record of %s: %s", record.id, error)
+            finally:
+                self._queue.task_done()

@@ -1,0 +1,252 @@
+"""The function runner: what turns events on the bus into calls of the functions in ``functions/``.
+
+A function is a plain async function under ``@on(EventModel, ...)``; it gets the event's data,
+already validated, and a ``Context`` with the platform's parts. The runner owns the rest, as
+kopf does for its handlers: one durable pull consumer per function, bounded concurrency, events
+of the same deployment or artifact handled one at a time, explicit acks, retries with back-off,
+dead letters with a reason, and a shutdown that lets in-flight events finish (or hands them back
+to JetStream for redelivery) so that none is lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib.util
+import inspect
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from cloudevents.http import CloudEvent
+from nats.aio.msg import Msg
+from nats.errors import TimeoutError as NatsTimeout
+
+from zeroserve.errors import MalformedEvent, Rejected, ZeroserveError
+from zeroserve.events import EventData, Status, from_nats, group_of, new_event, parse_data
+
+if TYPE_CHECKING:
+    from zeroserve.platform import Platform
+    from zeroserve.store import Deployment
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[Any, "Context"], Awaitable[None]]
+_MARK = "__zeroserve_events__"
+# Where events published under a subject with a malformed resource group are dead-lettered.
+INVALID_GROUP = "invalid-group"
+
+
+def on(*models: type[EventData]) -> Callable[[Handler], Handler]:
+    """Declare which event types a function handles: ``@on(DeploymentRequested)``."""
+    if not models:
+        raise TypeError("@on needs at least one event data model")
+
+    def mark(handler: Handler) -> Handler:
+        if not inspect.iscoroutinefunction(handler):
+            raise TypeError(f"{handler.__name__} must be an async function")
+        setattr(handler, _MARK, models)
+        return handler
+
+    return mark
+
+
+@dataclass(frozen=True)
+class Function:
+    name: str
+    models: tuple[type[EventData], ...]
+    handler: Handler
+
+    @property
+    def event_types(self) -> list[str]:
+        return [m.event_type for m in self.models]
+
+
+def load_functions(directory: Path) -> list[Function]:
+    """Every ``@on`` function in ``directory/*.py``; the function's name names its consumer."""
+    if not directory.is_dir():
+        raise ZeroserveError(f"functions directory {directory} does not exist", reason="NoFunctions")
+    functions: list[Function] = []
+    for path in sorted(directory.glob("*.py")):
+        if path.name.startswith("_"):
+            continue
+        spec = importlib.util.spec_from_file_location(f"zeroserve_functions.{path.stem}", path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        for value in vars(module).values():
+            models = getattr(value, _MARK, None)
+            if models and getattr(value, "__module__", None) == module.__name__:
+                functions.append(Function(name=value.__name__, models=models, handler=value))
+    names = [f.name for f in functions]
+    if len(set(names)) != len(names):
+        raise ZeroserveError(f"two functions share a name in {directory}: {sorted(names)}", reason="NoFunctions")
+    return functions
+
+
+@dataclass
+class Context:
+    """What a function sees of the platform while it handles one event."""
+
+    event: CloudEvent
+    group: str
+    platform: Platform
+    _emitted: int = field(default=0, repr=False)
+
+    @property
+    def event_id(self) -> str:
+        return str(self.event["id"])
+
+    def __getattr__(self, name: str) -> Any:
+        # store, backend, deployments, templates, plans, models, settings: the platform's parts.
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(self.platform, name)
+
+    async def emit(self, data: EventData, *, subject: str | None = None) -> None:
+        """Announce an output event caused by this one (retries announce it once: same id)."""
+        self._emitted += 1
+        event = new_event(
+            data, source=f"/zeroserve/functions", subject=subject,
+            causationid=self.event_id, id=f"{self.event_id}.{self._emitted}",
+        )
+        await self.platform.bus.publish(event, self.group)
+
+    async def set_status(self, deployment_id: str, status: Status, **fields: Any) -> Deployment:
+        return await self.platform.deployments.transition(
+            self.group, deployment_id, status, causation=self.event_id, **fields
+        )
+
+    async def log(self, deployment_id: str, message: str) -> None:
+        await self.platform.logs.control(self.group, deployment_id, message)
+
+
+class Runner:
+    """Runs functions against their consumers until stopped."""
+
+    def __init__(self, platform: Platform, functions: list[Function]) -> None:
+        self.platform = platform
+        self.functions = functions
+        self.settings = platform.settings
+        self._slots = asyncio.Semaphore(self.settings.runner_concurrency)
+        self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+        self._lock_users: dict[tuple[str, str], int] = {}
+        self._pullers: list[asyncio.Task[None]] = []
+        self._inflight: set[asyncio.Task[None]] = set()
+        self._stopping = asyncio.Event()
+
+    async def start(self) -> None:
+        for function in self.functions:
+            subscription = await self.platform.bus.consumer(function.name, function.event_types)
+            self._pullers.append(asyncio.create_task(self._pull(function, subscription), name=function.name))
+        log.info("runner started: %s", ", ".join(f.name for f in self.functions))
+
+    async def stop(self, grace: float = 20.0) -> None:
+        """Stop taking events; let in-flight ones finish within ``grace``, hand the rest back."""
+        self._stopping.set()
+        for puller in self._pullers:
+            puller.cancel()
+        await asyncio.gather(*self._pullers, return_exceptions=True)
+        if self._inflight:
+            done, pending = await asyncio.wait(self._inflight, timeout=grace)
+            for task in pending:
+                task.cancel()  # _handle naks it on the way out: redelivered at once, not lost
+            await asyncio.gather(*pending, return_exceptions=True)
+
+    async def _pull(self, function: Function, subscription: Any) -> None:
+        while not self._stopping.is_set():
+            try:
+                messages = await subscription.fetch(batch=32, timeout=1.0)
+            except (TimeoutError, NatsTimeout):
+                continue
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:  # connection trouble: wait and fetch again
+                log.warning("fetch for %s failed: %s", function.name, error)
+                await asyncio.sleep(0.5)
+                continue
+            for msg in messages:
+                await self._slots.acquire()
+                task = asyncio.create_task(self._handle(function, msg))
+                self._inflight.add(task)
+                task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._inflight.discard(task)
+        self._slots.release()
+
+    async def _handle(self, function: Function, msg: Msg) -> None:
+        try:
+            group = group_of(msg.subject)
+        except MalformedEvent:
+            group = INVALID_GROUP
+        try:
+            event = from_nats(msg.headers, msg.data)
+            data = parse_data(event)
+            if data.event_type not in function.event_types:
+                raise MalformedEvent(f"{function.name} does not handle {data.event_type}")
+            context = Context(event=event, group=group, platform=self.platform)
+            async with self._lock(group, getattr(data, "id", None) or context.event_id), self._heartbeat(msg):
+                await function.handler(data, context)
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                await msg.nak()
+            raise
+        except Rejected as error:
+            if group == INVALID_GROUP:
+                error = MalformedEvent(f"{msg.subject} does not name a valid resource group")
+            await self._dead_letter(msg, function, group, error.reason, error.message)
+        except Exception as error:
+            await self._retry_or_dead_letter(msg, function, group, error)
+        else:
+            await msg.ack()
+
+    async def _retry_or_dead_letter(self, msg: Msg, function: Function, group: str, error: Exception) -> None:
+        reason = error.reason if isinstance(error, ZeroserveError) else type(error).__name__
+        message = error.message if isinstance(error, ZeroserveError) else str(error)
+        attempt = msg.metadata.num_delivered or 1
+        if attempt >= self.settings.max_deliver:
+            await self._dead_letter(msg, function, group, reason, f"gave up after {attempt} attempts: {message}")
+            return
+        backoff = self.settings.retry_backoff_s
+        delay = backoff[min(attempt - 1, len(backoff) - 1)] if backoff else 0
+        log.info("%s failed on %s (attempt %d, retry in %.1f s): %s: %s",
+                 function.name, msg.subject, attempt, delay, reason, message,
+                 exc_info=not isinstance(error, ZeroserveError))
+        await msg.nak(delay=delay)
+
+    async def _dead_letter(self, msg: Msg, function: Function, group: str, reason: str, message: str) -> None:
+        await self.platform.bus.dead_letter(msg, function.name, group, reason, message)
+        await msg.ack()
+
+    @contextlib.asynccontextmanager
+    async def _lock(self, group: str, key: str) -> AsyncIterator[None]:
+        """Events about one thing (a deployment, an artifact) run one after another, in any function."""
+        name = (group, key)
+        lock = self._locks.setdefault(name, asyncio.Lock())
+        self._lock_users[name] = self._lock_users.get(name, 0) + 1
+        try:
+            async with lock:
+                yield
+        finally:
+            self._lock_users[name] -= 1
+            if not self._lock_users[name]:
+                del self._lock_users[name], self._locks[name]
+
+    @contextlib.asynccontextmanager
+    async def _heartbeat(self, msg: Msg) -> AsyncIterator[None]:
+        """Tell JetStream a long handler is still working, so it does not redeliver meanwhile."""
+
+        async def beat() -> None:
+            while True:
+                await asyncio.sleep(self.settings.ack_wait_s / 3)
+                with contextlib.suppress(Exception):
+                    await msg.in_progress()
+
+        task = asyncio.create_task(beat())
+        try:
+            yield
+        finally:
+            task.cancel()

@@ -1,0 +1,178 @@
+"""The replica process: one model, served by KServe's own model server, on 127.0.0.1 only.
+
+    python -m zeroserve.runtimes.server --model-format sklearn --model-name NAME \\
+        --model-dir DIR (--listen-fd FD | --port P) [--parent-pid PID] [kserve flags]
+
+The local backend binds a TCP socket to 127.0.0.1:0 and hands its descriptor down (``pass_fds``):
+KServe's ``ModelServer`` binds HTTP on 0.0.0.0 and gRPC on [::] and has no host flag, so the
+replica serves KServe's REST app (data plane, model repository, V1 and V2 endpoints) on that
+socket and never starts gRPC. The model is loaded before the socket accepts a connection, so any
+HTTP answer means ready. Exit codes: 0 after SIGTERM or SIGINT, 2 for bad flags, 3 when the model
+cannot be loaded (one line on stderr says why). The process dies with its parent (Linux).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import ipaddress
+import logging
+import os
+import signal
+import socket
+import sys
+import time
+import warnings
+from collections.abc import Sequence
+
+EXIT_BAD_FLAGS = 2
+EXIT_LOAD_FAILED = 3
+
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent(parent_pid: int | None) -> None:
+    """Ask Linux to SIGTERM this process when its parent goes, and leave if it has already gone.
+
+    The kernel signals when the *thread* that forked this process exits: the parent must spawn
+    replicas from a long-lived thread (its event loop), not from a short-lived worker thread.
+    """
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    # A parent that died before prctl took effect sent nothing: we have been re-parented.
+    if parent_pid is not None and os.getppid() != parent_pid:
+        sys.exit(0)
+
+
+def _exit_quietly(signum: int, frame: object) -> None:
+    # Before serving: leave at once. After serving, uvicorn restores this handler and raises the
+    # signal it caught again; exiting 0 here is what makes SIGTERM a clean stop, not a -15.
+    sys.exit(0)
+
+
+def build_parser(kserve_parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m zeroserve.runtimes.server",
+        usage="%(prog)s --model-format F --model-name N --model-dir D (--listen-fd FD | --port P) "
+        "[--parent-pid PID] [kserve flags]",
+        description="Serve one model with KServe on 127.0.0.1.",
+        parents=[kserve_parser],
+    )
+    parser.add_argument("--model-format", required=True, help="a key of zeroserve.runtimes.RUNTIMES")
+    parser.add_argument("--model-name", dest="model_name", required=True, help="the name in the URL paths")
+    parser.add_argument("--model-dir", required=True, help="the local directory that holds the model")
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--listen-fd", type=int, help="a TCP socket bound to a loopback address, inherited")
+    where.add_argument("--port", type=int, help="bind 127.0.0.1:PORT (0 = any free port) instead")
+    parser.add_argument("--parent-pid", type=int, help="exit at once if the parent is no longer this process")
+    parser.set_defaults(enable_grpc=False, enable_latency_logging=False, enable_docs_url=False)
+    return parser
+
+
+def listening_socket(args: argparse.Namespace) -> socket.socket:
+    """The socket to serve on; refuses anything that is not bound to a loopback address."""
+    if args.listen_fd is not None:
+        sock = socket.socket(fileno=args.listen_fd)
+    else:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", args.port))
+    sock.set_inheritable(False)
+    host = sock.getsockname()[0]
+    if sock.family not in (socket.AF_INET, socket.AF_INET6) or not ipaddress.ip_address(host).is_loopback:
+        raise ValueError(f"the socket is bound to {sock.getsockname()!r}, not to a loopback address")
+    return sock
+
+
+def fail(reason: str, message: str) -> int:
+    """One line on stderr (reason: message), for the parent to put into the deployment's status."""
+    print(f"{reason}: {' '.join(message.split())}", file=sys.stderr)
+    return EXIT_LOAD_FAILED
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parent_pid = os.getppid()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, _exit_quietly)
+    # Pipes are block-buffered: the parent turns every line into a log event as it comes.
+    sys.stdout.reconfigure(line_buffering=True)
+    sys.stderr.reconfigure(line_buffering=True)
+
+    early = argparse.ArgumentParser(add_help=False)
+    early.add_argument("--parent-pid", type=int)
+    die_with_parent(early.parse_known_args(argv)[0].parent_pid or parent_pid)
+
+    # kserve.model_server parses sys.argv when imported: our flags must read well to it, and do.
+    from kserve import model_server as kserve_server
+    from kserve.constants.constants import FASTAPI_APP_IMPORT_STRING
+    from kserve.logging import logger
+    from kserve.protocol.rest.server import RESTServer
+
+    from zeroserve.errors import ModelLoadFailed, ZeroserveError
+    from zeroserve.runtimes import load_runtime
+
+    parser = build_parser(kserve_server.parser)
+    args = parser.parse_args(argv)
+    # kserve's app uses ORJSONResponse, which FastAPI now deprecates with a two-line warning that
+    # would become two log events of every replica: kserve's to fix, nothing a user can act on.
+    warnings.filterwarnings("ignore", message="ORJSONResponse is deprecated")
+    if args.enable_grpc or args.workers != 1:
+        parser.error("a zeroserve replica serves REST on 127.0.0.1 with one worker: no gRPC, --workers 1")
+    try:
+        sock = listening_socket(args)
+    except (OSError, ValueError) as exc:
+        print(f"cannot listen: {exc}", file=sys.stderr)
+        return EXIT_BAD_FLAGS
+
+    model_server = kserve_server.ModelServer(
+        http_port=sock.getsockname()[1],
+        workers=1,
+        enable_grpc=False,
+        enable_docs_url=False,
+        enable_latency_logging=args.enable_latency_logging,
+        access_log_format=args.access_log_format,
+        event_loop=args.event_loop,
+        timeout_keep_alive=args.timeout_keep_alive,
+    )
+    started = time.monotonic()
+    try:
+        model = load_runtime(args.model_format)(args.model_name, args.model_dir)
+        if not model.load():
+            raise ModelLoadFailed(f"{type(model).__name__}.load() did not make the model ready")
+    except ZeroserveError as exc:
+        return fail(exc.reason, exc.message)
+    except Exception as exc:  # a runtime's own failure: reported, and the replica is dead
+        return fail(ModelLoadFailed.reason, f"{type(exc).__name__}: {exc}")
+    logger.info(
+        "Loaded %s model %r from %s in %.3f s",
+        args.model_format,
+        args.model_name,
+        args.model_dir,
+        time.monotonic() - started,
+    )
+    model_server.register_model(model)
+    model.enable_latency_logging = model_server.enable_latency_logging
+    if not model_server.enable_latency_logging:
+        # kserve's timing middleware logs two lines per request besides the access log.
+        logging.getLogger("kserve.trace").setLevel(logging.WARNING)
+
+    rest = RESTServer(
+        FASTAPI_APP_IMPORT_STRING,
+        model_server.dataplane,
+        model_server.model_repository_extension,
+        model_server.http_port,
+        access_log_format=model_server.access_log_format,
+        workers=1,
+        grace_period=model_server.grace_period,
+        event_loop=model_server.event_loop,
+        timeout_keep_alive=model_server.timeout_keep_alive,
+    )
+    host, port = sock.getsockname()[:2]
+    logger.info("Serving model %r on http://%s:%d", args.model_name, host, port)
+    rest.run(sockets=[sock])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

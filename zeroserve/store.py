@@ -1,0 +1,186 @@
+"""The registries: artifacts and deployments, in JetStream key-value buckets.
+
+A record is a pydantic model stored as JSON under ``<group>.<id>``. Every change is a
+compare-and-set on the revision the change was computed from, so two writers never silently
+overwrite each other: the loser reads again and re-applies its change. The deployment record is
+the projection of the deployment's status events (see ``Deployment.apply``) plus the request that
+created it, so it can be rebuilt from the events stream.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, Generic, TypeVar
+
+from nats.js import JetStreamContext
+from nats.js.api import KeyValueConfig, StorageType
+from nats.js.errors import BucketNotFoundError, KeyNotFoundError, KeyWrongLastSequenceError, NoKeysError
+from nats.js.kv import KeyValue
+from pydantic import BaseModel, Field
+
+from zeroserve.events import DeploymentStatus, Label, Status
+
+R = TypeVar("R", bound=BaseModel)
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Artifact(BaseModel):
+    id: str
+    group: str
+    name: str
+    kind: str = "model"
+    url: str
+    scenario_id: str | None = None
+    description: str | None = None
+    labels: list[Label] = Field(default_factory=list)
+    # registered -> staged (the files are in the local model cache) or rejected.
+    status: str = "registered"
+    reason: str | None = None
+    message: str | None = None
+    local_path: str | None = None
+    created_at: datetime = Field(default_factory=now)
+    modified_at: datetime = Field(default_factory=now)
+
+
+class Deployment(BaseModel):
+    id: str
+    group: str
+    # What was asked for: the latest deployment.requested.
+    executable_id: str
+    configuration_id: str | None = None
+    scenario_id: str | None = None
+    parameters: dict[str, str] = Field(default_factory=dict)
+    input_artifacts: dict[str, str] = Field(default_factory=dict)
+    ttl: str | None = None
+    inference_service: dict[str, Any] | None = None
+    # Where it is: the fold of its status events.
+    status: Status = Status.UNKNOWN
+    target_status: str | None = "RUNNING"
+    reason: str | None = None
+    message: str | None = None
+    deployment_url: str | None = None
+    running_replicas: int = 0
+    min_replicas: int | None = None
+    max_replicas: int | None = None
+    resource_plan: str | None = None
+    created_at: datetime = Field(default_factory=now)
+    modified_at: datetime = Field(default_factory=now)
+    status_changed_at: datetime = Field(default_factory=now)
+
+    def apply(self, event: DeploymentStatus) -> Deployment:
+        """The record after one status event: the projection rule, in one place."""
+        changes = event.model_dump(exclude={"id"}, exclude_unset=True)
+        if event.status != self.status:
+            changes["status_changed_at"] = now()
+        # A reason describes the status it came with; a new status without one clears it.
+        if "reason" not in changes:
+            changes["reason"] = None
+        if "message" not in changes:
+            changes["message"] = None
+        return self.model_copy(update={**changes, "modified_at": now()})
+
+    def status_event(self, **overrides: Any) -> DeploymentStatus:
+        """The status event that announces this record as it is now."""
+        fields = {name: getattr(self, name) for name in DeploymentStatus.model_fields if hasattr(self, name)}
+        return DeploymentStatus(**{**fields, **overrides})
+
+
+class Conflict(Exception):
+    """Another writer changed the record between our read and our write."""
+
+
+class Registry(Generic[R]):
+    """One KV bucket of records of one kind."""
+
+    def __init__(self, kv: KeyValue, model: type[R]) -> None:
+        self.kv = kv
+        self.model = model
+
+    @staticmethod
+    def key(group: str, id: str) -> str:
+        return f"{group}.{id}"
+
+    async def get(self, group: str, id: str) -> R | None:
+        found = await self._get(group, id)
+        return found[0] if found else None
+
+    async def _get(self, group: str, id: str) -> tuple[R, int] | None:
+        try:
+            entry = await self.kv.get(self.key(group, id))
+        except KeyNotFoundError:  # also raised for a deleted key
+            return None
+        if entry.value is None or entry.revision is None:
+            return None
+        return self.model.model_validate_json(entry.value), entry.revision
+
+    async def put(self, group: str, id: str, record: R) -> None:
+        await self.kv.put(self.key(group, id), record.model_dump_json().encode())
+
+    async def update(self, group: str, id: str, change: Callable[[R | None], R | None], attempts: int = 20) -> R | None:
+        """Compare-and-set: apply ``change`` to the current record until no one else wrote in between.
+
+        ``change`` gets ``None`` when there is no record; it returns the new record, or ``None``
+        to leave things as they are. Exceptions from ``change`` propagate untouched.
+        """
+        for _ in range(attempts):
+            found = await self._get(group, id)
+            current, revision = found if found else (None, 0)
+            updated = change(current)
+            if updated is None:
+                return current
+            data = updated.model_dump_json().encode()
+            try:
+                if revision:
+                    await self.kv.update(self.key(group, id), data, last=revision)
+                else:
+                    # create() also succeeds over a deleted key, as a re-created deployment needs.
+                    await self.kv.create(self.key(group, id), data)
+            except KeyWrongLastSequenceError:
+                continue
+            return updated
+        raise Conflict(f"{group}/{id} kept changing under {attempts} attempts")
+
+    async def delete(self, group: str, id: str) -> None:
+        await self.kv.delete(self.key(group, id))
+
+    async def list(self, group: str | None = None) -> list[R]:
+        try:
+            # Filtered here: nats-py's server-side key filter returned nothing in tests (nats-py 2.16).
+            keys = await self.kv.keys()
+        except NoKeysError:
+            return []
+        records = []
+        for key in keys:
+            group_, _, id_ = key.partition(".")
+            if group is not None and group_ != group:
+                continue
+            record = await self.get(group_, id_)
+            if record is not None:
+                records.append(record)
+        return records
+
+
+class Store:
+    """The registries zeroserve keeps."""
+
+    def __init__(self, artifacts: Registry[Artifact], deployments: Registry[Deployment]) -> None:
+        self.artifacts = artifacts
+        self.deployments = deployments
+
+    @classmethod
+    async def open(cls, js: JetStreamContext) -> Store:
+        return cls(
+            Registry(await _bucket(js, "zeroserve_artifacts"), Artifact),
+            Registry(await _bucket(js, "zeroserve_deployments"), Deployment),
+        )
+
+
+async def _bucket(js: JetStreamContext, name: str) -> KeyValue:
+    try:
+        return await js.key_value(name)
+    except BucketNotFoundError:
+        return await js.create_key_value(KeyValueConfig(bucket=name, history=5, storage=StorageType.FILE))
