@@ -4,17 +4,15 @@ that starts on the first request and goes away when idle."""
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 from pathlib import Path
 
 import httpx
 import pytest
-
 from models import IRIS_ROWS, train_iris_sklearn
+
 from zeroserve.embedded import Embedded
 from zeroserve.events import ArtifactCreated, DeploymentRequested, DeploymentStopped, new_event
-from zeroserve.settings import Settings
 
 pytestmark = pytest.mark.slow
 

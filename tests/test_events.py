@@ -217,12 +217,19 @@ def test_group_of_reads_the_group_back_from_every_subject() -> None:
     assert group_of(deadletter_subject("team-a", "deploy")) == "team-a"
 
 
-@pytest.mark.parametrize("group", ["Team", "team.a", "*", ">", "team a", ""])
+@pytest.mark.parametrize("group", ["Team", "team.a", ">", "team a", ""])
 def test_group_that_cannot_be_a_subject_token_is_rejected(group: str) -> None:
     with pytest.raises(MalformedEvent, match="invalid resource group"):
         subject_for("io.zeroserve.artifact.created", group)
     with pytest.raises(MalformedEvent, match="invalid resource group"):
         deadletter_subject(group, "deploy")
+
+
+def test_the_wildcard_group_makes_a_pattern_for_every_group_but_is_no_group_of_its_own() -> None:
+    assert subject_for("io.zeroserve.artifact.created", "*") == "zeroserve.*.artifact.created"
+    assert deadletter_subject("*", "*") == "zeroserve.*.deadletter.*"
+    with pytest.raises(MalformedEvent, match="invalid resource group"):
+        group_of("zeroserve.*.artifact.created")
 
 
 @pytest.mark.parametrize("subject", ["other.team-a.artifact.created", "zeroserve.team-a", "zeroserve"])

@@ -39,7 +39,7 @@ def _configure_logging(verbose: bool) -> None:
     handler = logging.StreamHandler()
     handler.setFormatter(_Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S"))
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, handlers=[handler])
-    for noisy in ("nats", "httpx", "uvicorn.error", "kserve"):
+    for noisy in ("nats", "httpx", "uvicorn.error", "kserve", "storage.initializer"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 

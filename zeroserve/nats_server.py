@@ -38,6 +38,12 @@ def nats_server_binary() -> str:
     return found
 
 
+def _die_with_parent() -> None:
+    from zeroserve.runtimes.server import die_with_parent
+
+    die_with_parent(None)
+
+
 class NatsServer:
     """A nats-server child process; ``url`` is known once ``start()`` returns."""
 
@@ -62,6 +68,10 @@ class NatsServer:
             "--ports_file_dir", str(ports_dir),
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.PIPE,
+            # Its own session: a Ctrl-C in the terminal reaches zeroserve only, which stops NATS
+            # last, after everything that writes to it. It still dies with zeroserve if that is killed.
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
         )
         ports_file = ports_dir / f"nats-server_{self._process.pid}.ports"
         deadline = time.monotonic() + timeout

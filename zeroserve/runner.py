@@ -37,6 +37,8 @@ Handler = Callable[[Any, "Context"], Awaitable[None]]
 _MARK = "__zeroserve_events__"
 # Where events published under a subject with a malformed resource group are dead-lettered.
 INVALID_GROUP = "invalid-group"
+# How long one fetch waits for events; also bounds how long a stop waits for the pull loops.
+FETCH_WAIT_S = 1.0
 
 
 def on(*models: type[EventData]) -> Callable[[Handler], Handler]:
@@ -109,7 +111,7 @@ class Context:
         """Announce an output event caused by this one (retries announce it once: same id)."""
         self._emitted += 1
         event = new_event(
-            data, source=f"/zeroserve/functions", subject=subject,
+            data, source="/zeroserve/functions", subject=subject,
             causationid=self.event_id, id=f"{self.event_id}.{self._emitted}",
         )
         await self.platform.bus.publish(event, self.group)
@@ -146,7 +148,10 @@ class Runner:
     async def stop(self, grace: float = 20.0) -> None:
         """Stop taking events; let in-flight ones finish within ``grace``, hand the rest back."""
         self._stopping.set()
-        for puller in self._pullers:
+        # A fetch in progress is let finish (it lasts at most a second) so that what it brings is
+        # handed back at once; cancelling it would leave those messages to the ack-wait timeout.
+        _, slow = await asyncio.wait(self._pullers, timeout=FETCH_WAIT_S + 2) if self._pullers else ((), ())
+        for puller in slow:
             puller.cancel()
         await asyncio.gather(*self._pullers, return_exceptions=True)
         if self._inflight:
@@ -158,7 +163,7 @@ class Runner:
     async def _pull(self, function: Function, subscription: Any) -> None:
         while not self._stopping.is_set():
             try:
-                messages = await subscription.fetch(batch=32, timeout=1.0)
+                messages = await subscription.fetch(batch=32, timeout=FETCH_WAIT_S)
             except (TimeoutError, NatsTimeout):
                 continue
             except asyncio.CancelledError:
@@ -169,6 +174,10 @@ class Runner:
                 continue
             for msg in messages:
                 await self._slots.acquire()
+                if self._stopping.is_set():  # hand it back: redelivered at once to the next runner
+                    self._slots.release()
+                    await msg.nak()
+                    continue
                 task = asyncio.create_task(self._handle(function, msg))
                 self._inflight.add(task)
                 task.add_done_callback(self._done)
@@ -178,11 +187,9 @@ class Runner:
         self._slots.release()
 
     async def _handle(self, function: Function, msg: Msg) -> None:
+        group = INVALID_GROUP  # until the subject shows a valid one: that is where its dead letter goes
         try:
             group = group_of(msg.subject)
-        except MalformedEvent:
-            group = INVALID_GROUP
-        try:
             event = from_nats(msg.headers, msg.data)
             data = parse_data(event)
             if data.event_type not in function.event_types:
@@ -194,10 +201,8 @@ class Runner:
             with contextlib.suppress(Exception):
                 await msg.nak()
             raise
-        except Rejected as error:
-            if group == INVALID_GROUP:
-                error = MalformedEvent(f"{msg.subject} does not name a valid resource group")
-            await self._dead_letter(msg, function, group, error.reason, error.message)
+        except Rejected as rejected:
+            await self._dead_letter(msg, function, group, rejected.reason, rejected.message)
         except Exception as error:
             await self._retry_or_dead_letter(msg, function, group, error)
         else:

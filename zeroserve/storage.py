@@ -13,6 +13,7 @@ import asyncio
 import hashlib
 import logging
 import shutil
+import tempfile
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
@@ -29,8 +30,10 @@ class ModelCache:
     """The directory of staged artifacts, one sub-directory per URI."""
 
     def __init__(self, settings: Settings) -> None:
-        self.root = settings.model_cache_dir
+        self.root = settings.model_cache_dir.resolve()
         self.file_roots = settings.allowed_file_roots
+        # One staging per URI at a time: an artifact and a deployment of it often arrive together.
+        self._staging: dict[str, asyncio.Lock] = {}
 
     def check(self, uri: str) -> None:
         """Refuse a URI that zeroserve must not or cannot read."""
@@ -65,17 +68,19 @@ class ModelCache:
     async def stage(self, uri: str) -> Path:
         """The local directory holding the artifact's files, downloading them once."""
         self.check(uri)
-        ready = self.staged(uri)
-        if ready is not None:
-            return ready
-        return await asyncio.to_thread(self._stage, uri)
+        async with self._staging.setdefault(uri, asyncio.Lock()):
+            ready = self.staged(uri)
+            if ready is not None:
+                return ready
+            return await asyncio.to_thread(self._stage, uri)
 
     def _stage(self, uri: str) -> Path:
         from kserve_storage import Storage  # heavy (boto3, azure, gcs): import when first needed
 
         target = self.path(uri)
-        partial = target.with_name(target.name + ".partial")
-        shutil.rmtree(partial, ignore_errors=True)
+        self.root.mkdir(parents=True, exist_ok=True)
+        # A fresh directory per attempt: a crashed earlier attempt's leftovers cannot get in the way.
+        partial = Path(tempfile.mkdtemp(prefix=f"{target.name}.", suffix=".partial", dir=self.root))
         source = str(self.local_source(uri)) if uri.startswith("file:") else uri
         if uri.startswith("file:") and not Path(source).exists():
             raise ArtifactNotFound(f"nothing at {uri}")

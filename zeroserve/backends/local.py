@@ -121,6 +121,8 @@ class Replica:
         env = {
             **os.environ,
             "PYTHONUNBUFFERED": "1",
+            # nvidia-smi numbers GPUs in PCI order; make CUDA agree, so the indices mean the same card.
+            "CUDA_DEVICE_ORDER": "PCI_BUS_ID",
             "CUDA_VISIBLE_DEVICES": GpuInventory.cuda_visible_devices(self.gpus),
         }
         try:
@@ -130,11 +132,14 @@ class Replica:
                 "--model-name", self.spec.id,
                 "--model-dir", str(self.model_dir),
                 "--listen-fd", str(listener.fileno()),
+                "--parent-pid", str(os.getpid()),  # the replica exits if this process is gone
                 pass_fds=(listener.fileno(),),
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
                 env=env,
+                # Its own session: a Ctrl-C in the terminal reaches zeroserve, which drains replicas in order.
+                start_new_session=True,
             )
         finally:
             listener.close()
@@ -314,6 +319,12 @@ class LocalBackend:
             task.cancel()
         await self._client.aclose()
 
+    async def scale_to_zero(self, group: str, id: str) -> None:
+        """Stop every replica of a deployment now, as the idle window would (benchmarks, admins)."""
+        service = self.services.get((group, id))
+        if service is not None:
+            await asyncio.gather(*(self._stop_replica(service, r) for r in list(service.replicas)))
+
     # -- the activator ----------------------------------------------------------------------------
 
     def service(self, group: str, id: str) -> Service | None:
@@ -415,7 +426,8 @@ class LocalBackend:
     async def _drain(self, service: Service) -> None:
         """Stop an old version's replicas once the requests they hold are done."""
         deadline = time.monotonic() + self.settings.request_timeout_s
-        while any(r.in_flight for r in service.replicas) and time.monotonic() < deadline:
+        # Polled: a request's end is not an event anyone waits on elsewhere, and drains are rare.
+        while any(r.in_flight for r in service.replicas) and time.monotonic() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(0.05)
         await asyncio.gather(*(self._stop_replica(service, r) for r in list(service.replicas)))
 

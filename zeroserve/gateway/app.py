@@ -9,8 +9,8 @@ from collections.abc import AsyncIterator
 import httpx
 from fastapi import FastAPI
 
-from zeroserve.platform import Platform
 from zeroserve.gateway.inference import inference_router
+from zeroserve.platform import Platform
 
 
 def create_app(platform: Platform) -> FastAPI:

@@ -31,7 +31,8 @@ DEFAULT_GROUP = "default"
 
 def inference_router(platform: Platform, client: httpx.AsyncClient) -> APIRouter:
     router = APIRouter()
-    backend = platform.backend
+    # Only the local backend routes here for now; the kserve backend's Knative URLs come with the cluster path.
+    local = platform.backend if isinstance(platform.backend, LocalBackend) else None
 
     @router.api_route(
         "/v2/inference/deployments/{deployment_id}/{path:path}",
@@ -40,14 +41,14 @@ def inference_router(platform: Platform, client: httpx.AsyncClient) -> APIRouter
     )
     async def infer(deployment_id: str, path: str, request: Request) -> Response:
         group = request.headers.get("ai-resource-group", DEFAULT_GROUP)
-        service = backend.service(group, deployment_id) if isinstance(backend, LocalBackend) else None
-        if service is None or service.stopped:
+        service = local.service(group, deployment_id) if local else None
+        if local is None or service is None or service.stopped:
             return await _not_serving(platform, group, deployment_id)
         started = time.perf_counter()
         body = await request.body()
         headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP}
         try:
-            async with backend.lease(group, deployment_id) as lease:
+            async with local.lease(group, deployment_id) as lease:
                 forward_started = time.perf_counter()
                 try:
                     upstream = await client.request(

@@ -60,10 +60,13 @@ def model_file(model_dir: Path) -> Path:
 
 
 class ONNXModel(kserve.Model):
+    session: onnxruntime.InferenceSession  # set by load()
+    inputs: dict[str, type]  # input name -> the numpy type the graph expects
+    outputs: list[str]  # the tensor outputs, in the graph's order
+
     def __init__(self, name: str, model_dir: str | Path) -> None:
         super().__init__(name)
         self.model_dir = Path(model_dir)
-        self.session: onnxruntime.InferenceSession | None = None
 
     def load(self) -> bool:
         path = model_file(self.model_dir)

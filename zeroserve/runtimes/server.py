@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import io
 import ipaddress
 import logging
 import os
@@ -96,8 +97,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, _exit_quietly)
     # Pipes are block-buffered: the parent turns every line into a log event as it comes.
-    sys.stdout.reconfigure(line_buffering=True)
-    sys.stderr.reconfigure(line_buffering=True)
+    for stream in (sys.stdout, sys.stderr):
+        if isinstance(stream, io.TextIOWrapper):
+            stream.reconfigure(line_buffering=True)
 
     early = argparse.ArgumentParser(add_help=False)
     early.add_argument("--parent-pid", type=int)

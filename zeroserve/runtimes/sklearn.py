@@ -9,6 +9,7 @@ artifact must come from a source the deployment's owner trusts.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import joblib
 import kserve
@@ -40,10 +41,11 @@ def model_file(model_dir: Path) -> Path:
 
 
 class SKLearnModel(kserve.Model):
+    estimator: Any  # set by load(): whatever was pickled, as long as it has predict()
+
     def __init__(self, name: str, model_dir: str | Path) -> None:
         super().__init__(name)
         self.model_dir = Path(model_dir)
-        self.estimator = None
 
     def load(self) -> bool:
         path = model_file(self.model_dir)

@@ -1,0 +1,125 @@
+"""The local backend on its own: GPU bookkeeping, refusals, and the activator's bounds."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from models import train_iris_sklearn
+
+from zeroserve.backends.gpus import GpuInventory
+from zeroserve.backends.local import LocalBackend, ServiceSpec
+from zeroserve.bus import Bus
+from zeroserve.errors import ArtifactNotFound, InvalidConfiguration, ModelLoadFailed, NoGPU, Overloaded
+from zeroserve.logs import DeploymentLogs
+from zeroserve.settings import Settings
+from zeroserve.storage import ModelCache
+from zeroserve.templates import load_resource_plans, load_templates, render
+
+
+@pytest.fixture
+async def bus(nats_server, settings) -> Bus:
+    bus = await Bus.connect(nats_server.url, settings)
+    yield bus
+    await bus.close()
+
+
+def inference_service(settings: Settings, model_dir: Path, plan: str = "starter", **parameters: str) -> dict:
+    template = load_templates(settings.templates_dir)["sklearn"]
+    return render(template, deployment_id="iris", group="default",
+                  parameters={"resourcePlan": plan, **parameters}, artifacts={"model": model_dir.as_uri()},
+                  plans=load_resource_plans(settings), settings=settings)
+
+
+async def backend_with(settings: Settings, bus: Bus, gpus: GpuInventory) -> LocalBackend:
+    logs = DeploymentLogs(bus)
+    logs.start()
+    return LocalBackend(settings, ModelCache(settings), logs, gpus)
+
+
+def environment(pid: int) -> dict[str, str]:
+    raw = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    return dict(item.decode().split("=", 1) for item in raw if b"=" in item)
+
+
+@pytest.mark.slow
+async def test_a_gpu_replica_gets_its_own_gpu_and_a_cpu_replica_none(settings, bus):
+    model_dir = train_iris_sklearn(settings.data_dir / "iris")
+    backend = await backend_with(settings, bus, GpuInventory([0, 1]))
+    try:
+        assert await backend.apply(inference_service(settings, model_dir, "infer.s", maxReplicas="2"))
+        async with backend.lease("default", "iris") as first:
+            assert first.cold
+            assert first.replica.gpus == [0]
+            assert backend.gpus.free == 1
+            env = environment(first.replica.process.pid)
+            assert env["CUDA_VISIBLE_DEVICES"] == "0"
+            assert env["CUDA_DEVICE_ORDER"] == "PCI_BUS_ID"
+        await backend.stop("default", "iris")
+        assert backend.gpus.free == 2, "a stopped replica gives its GPU back"
+
+        assert await backend.apply(inference_service(settings, model_dir, "starter"))
+        async with backend.lease("default", "iris") as cpu:
+            assert cpu.replica.gpus == []
+            assert environment(cpu.replica.process.pid)["CUDA_VISIBLE_DEVICES"] == ""
+    finally:
+        await backend.close()
+
+
+async def test_a_plan_with_more_gpus_than_the_machine_has_is_refused_with_nogpu(settings, bus):
+    model_dir = train_iris_sklearn(settings.data_dir / "iris")
+    backend = await backend_with(settings, bus, GpuInventory([]))
+    try:
+        with pytest.raises(NoGPU, match="asks for 1 GPU"):
+            await backend.apply(inference_service(settings, model_dir, "infer.m"))
+        assert backend.services == {}
+    finally:
+        await backend.close()
+
+
+async def test_an_unknown_model_format_or_an_empty_model_directory_is_refused(settings, bus):
+    model_dir = train_iris_sklearn(settings.data_dir / "iris")
+    backend = await backend_with(settings, bus, GpuInventory([]))
+    try:
+        isvc = inference_service(settings, model_dir)
+        isvc["spec"]["predictor"]["model"]["modelFormat"]["name"] = "tensorflow"
+        with pytest.raises(ModelLoadFailed, match="no local runtime for model format 'tensorflow'"):
+            await backend.apply(isvc)
+        empty = settings.data_dir / "empty"
+        empty.mkdir()
+        (empty / ".hidden").write_text("")
+        with pytest.raises(ArtifactNotFound, match="No model found"):
+            await backend.apply(inference_service(settings, empty))
+    finally:
+        await backend.close()
+
+
+def test_the_backend_reads_replicas_and_gpus_from_the_inference_service(settings, tmp_path):
+    isvc = inference_service(settings, tmp_path, "infer.s", minReplicas="1", maxReplicas="3", scaleTarget="2")
+    spec = ServiceSpec.from_inference_service(isvc)
+    assert (spec.min_replicas, spec.max_replicas, spec.target_concurrency, spec.gpus) == (1, 3, 2, 1)
+    assert spec.model_format == "sklearn" and spec.storage_uri == tmp_path.as_uri()
+    with pytest.raises(InvalidConfiguration):
+        ServiceSpec.from_inference_service({"metadata": {}, "spec": {}})
+
+
+@pytest.mark.slow
+async def test_requests_beyond_the_activator_queue_get_overloaded_not_a_hang(settings, bus):
+    settings.activator_queue_limit = 2
+    model_dir = train_iris_sklearn(settings.data_dir / "iris")
+    backend = await backend_with(settings, bus, GpuInventory([]))
+
+    async def hold() -> bool:
+        async with backend.lease("default", "iris") as lease:
+            return lease.cold
+
+    try:
+        await backend.apply(inference_service(settings, model_dir))
+        waiting = [asyncio.create_task(hold()) for _ in range(2)]
+        await asyncio.sleep(0.05)
+        with pytest.raises(Overloaded):
+            await hold()
+        assert await asyncio.gather(*waiting) == [True, True]
+    finally:
+        await backend.close()

@@ -1,0 +1,160 @@
+"""The runner against a real nats-server: dead letters, duplicates, retries, shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+
+from zeroserve.bus import MESSAGE_HEADER, REASON_HEADER
+from zeroserve.embedded import Embedded
+from zeroserve.events import EVENT_TYPES, ArtifactCreated, DeploymentRequested, new_event, to_nats
+from zeroserve.runner import Context, Function, Runner, on
+
+
+async def raw_publish(zeroserve: Embedded, subject: str, body: bytes, headers: dict[str, str]) -> None:
+    assert zeroserve.platform is not None
+    await zeroserve.platform.bus.js.publish(subject, body, headers=headers)
+
+
+def binary_headers(**attributes: str) -> dict[str, str]:
+    return {f"ce-{name}": value for name, value in attributes.items()}
+
+
+async def test_malformed_events_land_in_the_dead_letter_subject_and_the_runner_keeps_serving(zeroserve, listen):
+    dead = await listen(zeroserve, "zeroserve.default.deadletter.>")
+    artifacts = await listen(zeroserve, "zeroserve.default.artifact.status")
+    statuses = await listen(zeroserve, "zeroserve.default.deployment.status")
+
+    # 1. a body that is not JSON
+    await raw_publish(zeroserve, "zeroserve.default.deployment.requested", b"{not json", binary_headers(
+        specversion="1.0", id="bad-json", source="/tests", type="io.zeroserve.deployment.requested",
+        datacontenttype="application/json"))
+    # 2. a CloudEvent without its required source attribute
+    await raw_publish(zeroserve, "zeroserve.default.deployment.requested",
+                      json.dumps({"id": "x", "executableId": "sklearn"}).encode(), binary_headers(
+                          specversion="1.0", id="no-source", type="io.zeroserve.deployment.requested",
+                          datacontenttype="application/json"))
+    # 3. a deployment of an artifact nobody registered
+    event = new_event(DeploymentRequested(id="orphan", executable_id="sklearn",
+                                          input_artifacts={"model": "no-such-artifact"}), source="/tests")
+    await zeroserve.platform.bus.publish(event, "default")
+
+    for _ in range(100):
+        if len(dead.messages) >= 3:
+            break
+        await asyncio.sleep(0.1)
+    letters = {m.headers[REASON_HEADER]: m for m in dead.messages}
+    assert set(letters) == {"MalformedEvent", "ArtifactNotFound"} and len(dead.messages) == 3, letters
+    assert all(m.subject == "zeroserve.default.deadletter.deployment_requested" for m in dead.messages)
+    messages = " ".join(m.headers[MESSAGE_HEADER] for m in dead.messages)
+    assert "not valid JSON" in messages and "source" in messages and "no-such-artifact" in messages
+    assert letters["ArtifactNotFound"].data == to_nats(event)[1], "the dead letter carries the original event"
+    orphan = await statuses.wait_for(lambda e: e["id"] == "orphan" and e["status"] == "DEAD")
+    assert orphan["reason"] == "ArtifactNotFound"
+
+    # The runner still works: a good event after the bad ones is handled.
+    source = zeroserve.settings.data_dir / "ok"
+    source.mkdir(parents=True)
+    (source / "model.joblib").write_bytes(b"x")
+    await zeroserve.platform.bus.publish(
+        new_event(ArtifactCreated(id="fine", name="fine", url=source.as_uri()), source="/tests"), "default")
+    await artifacts.wait_for(lambda e: e["id"] == "fine" and e["status"] == "staged")
+
+
+async def test_a_duplicate_event_id_has_one_effect(zeroserve, listen):
+    artifacts = await listen(zeroserve, "zeroserve.default.artifact.status")
+    source = zeroserve.settings.data_dir / "model"
+    source.mkdir(parents=True)
+    (source / "model.joblib").write_bytes(b"x")
+    first = new_event(ArtifactCreated(id="a1", name="first", url=source.as_uri()), source="/tests", id="same-id")
+    second = new_event(ArtifactCreated(id="a1", name="second", url=source.as_uri()), source="/tests", id="same-id")
+    published = [await zeroserve.platform.bus.publish(e, "default") for e in (first, second)]
+    assert [p.duplicate for p in published] == [False, True]
+    await artifacts.wait_for(lambda e: e["id"] == "a1" and e["status"] == "staged")
+    await asyncio.sleep(0.5)
+    assert [e["status"] for e in artifacts.json()] == ["registered", "staged"]
+    artifact = await zeroserve.platform.store.artifacts.get("default", "a1")
+    assert artifact is not None and artifact.name == "first"
+
+
+async def test_a_failing_function_is_retried_with_backoff_then_dead_lettered(zeroserve, listen):
+    dead = await listen(zeroserve, "zeroserve.default.deadletter.flaky")
+    attempts: list[float] = []
+
+    @on(ArtifactCreated)
+    async def flaky(data: ArtifactCreated, ctx: Context) -> None:
+        attempts.append(asyncio.get_running_loop().time())
+        raise ConnectionError("the object store is down")
+
+    runner = Runner(zeroserve.platform, [Function("flaky", (ArtifactCreated,), flaky)])
+    await runner.start()
+    try:
+        await zeroserve.platform.bus.publish(
+            new_event(ArtifactCreated(id="x", name="x", url="s3://bucket/x"), source="/tests"), "default")
+        for _ in range(100):
+            if dead.messages:
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        await runner.stop()
+    assert len(attempts) == zeroserve.settings.max_deliver
+    gaps = [b - a for a, b in zip(attempts, attempts[1:], strict=False)]
+    assert all(gap >= delay * 0.9 for gap, delay in zip(gaps, zeroserve.settings.retry_backoff_s, strict=False))
+    assert dead.messages[0].headers[REASON_HEADER] == "ConnectionError"
+    assert "gave up after 3 attempts: the object store is down" in dead.messages[0].headers[MESSAGE_HEADER]
+
+
+async def test_shutdown_lets_in_flight_events_finish_and_loses_none(zeroserve):
+    started, finished = asyncio.Event(), []
+
+    @on(ArtifactCreated)
+    async def slow(data: ArtifactCreated, ctx: Context) -> None:
+        started.set()
+        await asyncio.sleep(0.5)
+        finished.append(data.name)
+
+    runner = Runner(zeroserve.platform, [Function("slow", (ArtifactCreated,), slow)])
+    await runner.start()
+    for n in range(3):
+        await zeroserve.platform.bus.publish(
+            new_event(ArtifactCreated(id=f"a{n}", name=f"a{n}", url="s3://b/x"), source="/tests"), "default")
+    await asyncio.wait_for(started.wait(), 10)
+    await runner.stop(grace=5)
+    assert finished, "an event in flight when the runner stopped finished"
+
+    # Whatever had not finished comes back to the next runner: nothing is lost.
+    again = Runner(zeroserve.platform, [Function("slow", (ArtifactCreated,), slow)])
+    await again.start()
+    for _ in range(100):
+        if sorted(set(finished)) == ["a0", "a1", "a2"]:
+            break
+        await asyncio.sleep(0.1)
+    await again.stop()
+    assert sorted(set(finished)) == ["a0", "a1", "a2"]
+
+
+def test_every_catalogued_input_event_has_a_function(settings):
+    from zeroserve.runner import load_functions
+
+    handled = {t for f in load_functions(settings.functions_dir) for t in f.event_types}
+    inputs = {t for t in EVENT_TYPES if t.rsplit(".", 1)[1] in {"created", "requested", "stopped", "deleted"}}
+    assert handled == inputs
+
+
+def test_on_refuses_a_plain_function():
+    with pytest.raises(TypeError, match="async"):
+        on(ArtifactCreated)(lambda data, ctx: None)  # type: ignore[arg-type]
+
+
+async def test_an_event_under_a_malformed_resource_group_is_dead_lettered_as_malformed(zeroserve, listen):
+    dead = await listen(zeroserve, "zeroserve.invalid-group.deadletter.>")
+    headers, body = to_nats(new_event(ArtifactCreated(id="a", name="a", url="s3://b/a"), source="/tests"))
+    await raw_publish(zeroserve, "zeroserve.Not_A_Group.artifact.created", body, headers)
+    for _ in range(50):
+        if dead.messages:
+            break
+        await asyncio.sleep(0.1)
+    assert dead.messages[0].headers[REASON_HEADER] == "MalformedEvent"
+    assert "Not_A_Group" in dead.messages[0].headers[MESSAGE_HEADER]

@@ -1,0 +1,79 @@
+"""The registries on a real nats-server: compare-and-set, and the deployment record as the
+projection of its status events."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from zeroserve.bus import EVENTS_STREAM, Bus
+from zeroserve.deployments import Deployments
+from zeroserve.errors import InvalidTransition
+from zeroserve.events import DeploymentRequested, DeploymentStatus, Status, from_nats, parse_data
+from zeroserve.store import Artifact, Deployment, Store
+
+
+@pytest.fixture
+async def bus(nats_server, settings):
+    bus = await Bus.connect(nats_server.url, settings)
+    yield bus
+    await bus.close()
+
+
+async def test_concurrent_updates_of_one_record_are_all_kept(bus):
+    store = await Store.open(bus.js)
+    await store.artifacts.put("g", "a", Artifact(id="a", group="g", name="0", url="s3://b/a"))
+
+    def bump(record):
+        return record.model_copy(update={"name": str(int(record.name) + 1)})
+
+    await asyncio.gather(*(store.artifacts.update("g", "a", bump) for _ in range(20)))
+    assert (await store.artifacts.get("g", "a")).name == "20"
+
+
+async def test_records_are_scoped_by_resource_group(bus):
+    store = await Store.open(bus.js)
+    await store.artifacts.put("team-a", "m", Artifact(id="m", group="team-a", name="a", url="s3://b/a"))
+    await store.artifacts.put("team-b", "m", Artifact(id="m", group="team-b", name="b", url="s3://b/b"))
+    assert [a.name for a in await store.artifacts.list("team-a")] == ["a"]
+    assert await store.artifacts.get("team-c", "m") is None
+
+
+async def test_the_deployment_record_is_the_projection_of_its_status_events(bus, settings):
+    store = await Store.open(bus.js)
+    deployments = Deployments(store, bus, "http://gw")
+    request = DeploymentRequested(id="d1", executable_id="sklearn")
+    await deployments.request("g", request)
+    await deployments.transition("g", "d1", Status.PENDING, causation="e1", deployment_url="http://gw/d1",
+                                 min_replicas=0, max_replicas=2, resource_plan="starter")
+    await deployments.transition("g", "d1", Status.RUNNING, causation="e1")
+    await deployments.transition("g", "d1", Status.RUNNING, running_replicas=1)
+    await deployments.transition("g", "d1", Status.STOPPING, causation="e2", target_status="STOPPED")
+    await deployments.transition("g", "d1", Status.STOPPED, causation="e2", running_replicas=0)
+    with pytest.raises(InvalidTransition, match="STOPPED: it cannot become RUNNING"):
+        await deployments.transition("g", "d1", Status.RUNNING)
+
+    subscription = await bus.js.pull_subscribe("zeroserve.g.deployment.status", stream=EVENTS_STREAM)
+    events = [parse_data(from_nats(m.headers, m.data)) for m in await subscription.fetch(100, timeout=2)]
+    assert [e.status for e in events] == ["UNKNOWN", "PENDING", "RUNNING", "RUNNING", "STOPPING", "STOPPED"]
+
+    folded = Deployment(id="d1", group="g", executable_id="sklearn")
+    for event in events:
+        assert isinstance(event, DeploymentStatus)
+        folded = folded.apply(event)
+    stored = await store.deployments.get("g", "d1")
+    fields = set(DeploymentStatus.model_fields) - {"id"}
+    assert folded.model_dump(include=fields) == stored.model_dump(include=fields)
+    assert stored.status == Status.STOPPED and stored.deployment_url == "http://gw/d1"
+
+
+async def test_a_retried_transition_announces_its_status_once(bus):
+    store = await Store.open(bus.js)
+    deployments = Deployments(store, bus, "http://gw")
+    await deployments.request("g", DeploymentRequested(id="d1", executable_id="sklearn"))
+    for _ in range(3):  # the same handler, retried after it had already recorded the status
+        await deployments.transition("g", "d1", Status.PENDING, causation="same-event")
+    subscription = await bus.js.pull_subscribe("zeroserve.g.deployment.status", stream=EVENTS_STREAM)
+    statuses = [parse_data(from_nats(m.headers, m.data)).status for m in await subscription.fetch(100, timeout=1)]
+    assert statuses == ["UNKNOWN", "PENDING"]
