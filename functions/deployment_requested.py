@@ -20,15 +20,29 @@ async def deployment_requested(request: DeploymentRequested, ctx: Context) -> No
 
     try:
         isvc = await inference_service(request, ctx)
+        details = status_details(request, isvc, ctx)
+        if not serving:
+            await ctx.set_status(request.id, Status.PENDING, target_status="RUNNING", **details)
+        ready = await ctx.backend.apply(isvc)
     except Rejected as refused:
         if serving:
             await ctx.log(request.id, f"update refused, the previous version keeps serving: {refused}")
         else:
             await ctx.set_status(request.id, Status.DEAD, reason=refused.reason, message=refused.message)
         raise
+    except ZeroserveError as failed:  # retried by the runner; say so where the user looks
+        await ctx.log(request.id, f"could not apply the deployment, retrying: {failed}")
+        raise
+    # Recorded once applied: a restart re-applies what last worked, never a refused update.
+    await ctx.deployments.save_spec(ctx.group, request, isvc)
+    if ready:
+        await ctx.set_status(request.id, Status.RUNNING, **details)
+        await ctx.log(request.id, f"serving {request.executable_id} at {details['deployment_url']}")
 
+
+def status_details(request: DeploymentRequested, isvc: dict, ctx: Context) -> dict:
     predictor = isvc["spec"]["predictor"]
-    details = dict(
+    return dict(
         deployment_url=ctx.deployments.url(request.id),
         min_replicas=predictor.get("minReplicas", 0),
         max_replicas=predictor.get("maxReplicas", 1),
@@ -36,19 +50,6 @@ async def deployment_requested(request: DeploymentRequested, ctx: Context) -> No
         executable_id=request.executable_id,
         configuration_id=request.configuration_id,
     )
-    if not serving:
-        await ctx.set_status(request.id, Status.PENDING, target_status="RUNNING", **details)
-    await ctx.deployments.save_spec(ctx.group, request, isvc)
-
-    try:
-        ready = await ctx.backend.apply(isvc)
-    except ZeroserveError as failed:
-        if isinstance(failed, Rejected) or not serving:
-            await ctx.set_status(request.id, Status.DEAD, reason=failed.reason, message=failed.message)
-        raise
-    if ready:
-        await ctx.set_status(request.id, Status.RUNNING, **details)
-        await ctx.log(request.id, f"serving {request.executable_id} at {details['deployment_url']}")
 
 
 async def inference_service(request: DeploymentRequested, ctx: Context) -> dict:

@@ -194,3 +194,65 @@ async def test_an_update_keeps_the_url_and_serves_throughout(zeroserve, listen):
     assert updated[-1]["status"] == "RUNNING"
     assert set(replica_pids(zeroserve)).isdisjoint(old)
     assert "PENDING" not in [e["status"] for e in statuses.json()], "an update does not take the service down"
+
+
+async def test_concurrent_requests_scale_up_to_max_replicas_and_no_further(zeroserve, listen):
+    running = await deploy_iris(zeroserve, listen)
+    await publish(zeroserve, DeploymentRequested(
+        id="iris", executable_id="sklearn", input_artifacts={"model": "iris-model"},
+        parameters={"minReplicas": "0", "maxReplicas": "2", "scaleTarget": "1"},
+    ))
+    statuses = await listen(zeroserve, "zeroserve.default.deployment.status")
+    url = f"{running['deploymentUrl']}/v1/models/iris:predict"
+    answers: list[int] = []
+    busy = True
+
+    async def client_loop(client: httpx.AsyncClient) -> None:
+        while busy:
+            answers.append((await client.post(url, json={"instances": IRIS_ROWS * 200})).status_code)
+
+    async with httpx.AsyncClient(timeout=60) as client:
+        loops = [asyncio.create_task(client_loop(client)) for _ in range(6)]
+        try:
+            await statuses.wait_for(lambda e: e["id"] == "iris" and e["runningReplicas"] == 2, timeout=60)
+        finally:
+            busy = False
+            await asyncio.gather(*loops)
+    assert set(answers) == {200}
+    assert max(e["runningReplicas"] for e in statuses.json()) == 2
+    assert len(replica_pids(zeroserve)) == 2
+
+
+async def test_the_gateway_health_and_unknown_deployments_answer_clearly(zeroserve):
+    async with httpx.AsyncClient(timeout=10) as client:
+        health = await client.get(f"{zeroserve.url}/healthz")
+        missing = await client.post(f"{zeroserve.url}/v2/inference/deployments/nope/v1/models/nope:predict", json={})
+    assert health.json() == {"status": "ok", "nats": True}
+    assert missing.status_code == 404
+    assert missing.json() == {"error": {"code": "DeploymentNotFound",
+                                        "message": "no deployment nope in resource group default"}}
+
+
+async def test_an_update_to_a_model_that_fails_to_load_is_refused_and_the_old_version_keeps_serving(
+    zeroserve, listen
+):
+    running = await deploy_iris(zeroserve, listen)
+    url = f"{running['deploymentUrl']}/v1/models/iris:predict"
+    broken = zeroserve.settings.data_dir / "sources" / "broken"
+    broken.mkdir(parents=True)
+    (broken / "model.joblib").write_bytes(b"not a model")
+    artifacts = await listen(zeroserve, "zeroserve.default.artifact.status")
+    dead = await listen(zeroserve, "zeroserve.default.deadletter.>")
+    logs = await listen(zeroserve, "zeroserve.default.deployment.log")
+    await publish(zeroserve, ArtifactCreated(id="broken", name="broken", url=broken.as_uri()))
+    await artifacts.wait_for(lambda e: e["id"] == "broken" and e["status"] == "staged")
+    async with httpx.AsyncClient(timeout=60) as client:
+        assert (await client.post(url, json={"instances": IRIS_ROWS})).status_code == 200
+        await publish(zeroserve, DeploymentRequested(id="iris", executable_id="sklearn",
+                                                     input_artifacts={"model": "broken"}))
+        await logs.wait_for(lambda e: "update refused" in e["message"], timeout=60)
+        after = await client.post(url, json={"instances": IRIS_ROWS})
+    assert after.status_code == 200 and after.json()["predictions"] == [1, 1]
+    assert dead.messages[0].headers["Zeroserve-Deadletter-Reason"] == "ModelLoadFailed"
+    record = await zeroserve.platform.store.deployments.get("default", "iris")
+    assert record.status == "RUNNING" and record.input_artifacts == {"model": "iris-model"}

@@ -109,8 +109,14 @@ class Replica:
         return f"http://127.0.0.1:{self.port}"
 
     @property
+    def owner(self) -> str:
+        """Who holds this replica's GPUs in the inventory."""
+        return f"{self.spec.group}/{self.spec.id}/{self.number}"
+
+    @property
     def exited(self) -> bool:
-        return self.process is None or self.process.returncode is not None
+        # A replica not yet spawned counts as starting: it is already on its way.
+        return self.process is not None and self.process.returncode is not None
 
     async def spawn(self, logs: DeploymentLogs) -> None:
         # The socket is bound here, on loopback, and inherited: no port race, no other address.
@@ -348,7 +354,7 @@ class LocalBackend:
             if replica is not None and replica.in_flight < service.spec.target_concurrency:
                 break
             if not service.starting and len(service.serving) < service.spec.max_replicas:
-                self._spawn(self._start_replica(service))
+                self._start_in_background(service)
             if replica is not None:  # at the target everywhere and no room to grow: share
                 break
             if service.waiting >= self.settings.activator_queue_limit:
@@ -372,44 +378,66 @@ class LocalBackend:
 
     # -- replicas -------------------------------------------------------------------------------
 
-    async def _start_replica(self, service: Service) -> Replica | None:
+    def _add_replica(self, service: Service) -> Replica | None:
+        """A new replica in the service's list at once (no await), so that concurrent requests count it."""
         spec = service.spec
         self._numbers += 1
-        owner = f"{spec.group}/{spec.id}/{self._numbers}"
+        replica = Replica(spec, self._numbers, service.model_dir, [])
         try:
-            gpus = self.gpus.allocate(owner, spec.gpus)
+            replica.gpus = self.gpus.allocate(replica.owner, spec.gpus)
         except Unschedulable as error:
-            await self.logs.control(spec.group, spec.id, f"cannot start a replica: {error.message}")
+            self._spawn(self.logs.control(spec.group, spec.id, f"cannot start a replica: {error.message}"))
             return None
-        replica = Replica(spec, self._numbers, service.model_dir, gpus)
         service.replicas.append(replica)
+        return replica
+
+    def _start_in_background(self, service: Service) -> None:
+        replica = self._add_replica(service)
+        if replica is not None:
+            self._spawn(self._run_replica(service, replica))
+
+    async def _start_replica(self, service: Service) -> Replica | None:
+        replica = self._add_replica(service)
+        return await self._run_replica(service, replica) if replica is not None else None
+
+    async def _run_replica(self, service: Service, replica: Replica) -> Replica | None:
+        spec = service.spec
         try:
             await replica.spawn(self.logs)
+            if replica.draining:  # stopped (update, stop) before it even started
+                raise NotReady("stopped while starting")
             await self.logs.control(spec.group, spec.id, f"{replica.name} starting on 127.0.0.1:{replica.port}")
             await replica.wait_ready(self._client, self.settings.replica_ready_timeout_s)
         except ZeroserveError as error:
             await replica.terminate()
-            service.replicas.remove(replica)
-            self.gpus.release(owner)
-            if not service.stopped:
+            self._forget(service, replica)
+            # A replica stopped on purpose while it started (an update, a stop) is no failure.
+            if not replica.draining and not service.stopped:
                 service.failure = error
-                self._changes.put_nowait(Change(spec.group, spec.id, failure=error))
+                # A new version that fails is the caller's to refuse; only the live one's failure is news.
+                if self.services.get((spec.group, spec.id)) is service:
+                    self._changes.put_nowait(Change(spec.group, spec.id, failure=error))
             await service.notify()
             return None
         await self.logs.control(spec.group, spec.id, f"{replica.name} ready")
-        self._spawn(self._supervise(service, replica, owner))
+        self._spawn(self._supervise(service, replica))
         await service.notify()
         self._report(service)
         return replica
 
-    async def _supervise(self, service: Service, replica: Replica, owner: str) -> None:
+    def _forget(self, service: Service, replica: Replica) -> bool:
+        self.gpus.release(replica.owner)
+        if replica in service.replicas:
+            service.replicas.remove(replica)
+            return True
+        return False
+
+    async def _supervise(self, service: Service, replica: Replica) -> None:
         """Notice a replica that exits on its own, and forget it."""
         assert replica.process is not None
         await replica.process.wait()
         await replica.drain_output()
-        self.gpus.release(owner)
-        if replica in service.replicas:
-            service.replicas.remove(replica)
+        if self._forget(service, replica):
             if not replica.draining and not service.stopped:
                 await self.logs.control(service.spec.group, service.spec.id,
                                         f"{replica.name} exited with code {replica.process.returncode}")
@@ -419,8 +447,7 @@ class LocalBackend:
     async def _stop_replica(self, service: Service, replica: Replica) -> None:
         replica.draining = True
         await replica.terminate()
-        if replica in service.replicas:
-            service.replicas.remove(replica)
+        if self._forget(service, replica):
             self._report(service)
 
     async def _drain(self, service: Service) -> None:
