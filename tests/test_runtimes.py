@@ -283,7 +283,7 @@ def test_missing_model_file_exits_3_and_says_why(tmp_path):
             pass_fds=[sock.fileno()], cwd=REPO, capture_output=True, text=True, timeout=60,
         )  # fmt: skip
     assert result.returncode == 3
-    assert result.stderr.strip().splitlines()[-1] == f"ModelLoadFailed: no model.onnx in {tmp_path / 'empty'}"
+    assert result.stderr.strip().splitlines()[-1] == f"ModelLoadFailed: no model.onnx (or other *.onnx file) in {tmp_path / 'empty'}"
 
 
 @pytest.mark.slow

@@ -16,6 +16,7 @@ from rich.console import Console
 from zeroserve.bus import Bus
 from zeroserve.errors import ZeroserveError
 from zeroserve.events import EVENT_TYPES, Status, new_event, parse_data
+from zeroserve.logcontext import ContextFilter
 from zeroserve.settings import Settings
 
 app = typer.Typer(help="zeroserve: event-driven, scale-to-zero model serving.", no_args_is_help=True)
@@ -37,6 +38,7 @@ class _Formatter(logging.Formatter):
 
 def _configure_logging(verbose: bool) -> None:
     handler = logging.StreamHandler()
+    handler.addFilter(ContextFilter())
     handler.setFormatter(_Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S"))
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, handlers=[handler])
     for noisy in ("nats", "httpx", "uvicorn.error", "kserve", "storage.initializer"):

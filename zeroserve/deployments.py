@@ -122,6 +122,5 @@ class Deployments:
         event = new_event(result.status_event(), source=SOURCE, subject=id, causationid=causation, id=event_id)
         await self.bus.publish(event, group)
         log.info("deployment %s/%s is %s%s", group, id, status.value,
-                 f" ({fields['reason']})" if fields.get("reason") else "",
-                 extra={"deployment": id, "event": causation})
+                 f" ({fields['reason']})" if fields.get("reason") else "", extra={"deployment": id})
         return result

@@ -24,6 +24,7 @@ from cloudevents.http import CloudEvent
 from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeout
 
+from zeroserve import logcontext
 from zeroserve.errors import MalformedEvent, Rejected, ZeroserveError
 from zeroserve.events import EventData, Status, from_nats, group_of, new_event, parse_data
 
@@ -195,6 +196,8 @@ class Runner:
             if data.event_type not in function.event_types:
                 raise MalformedEvent(f"{function.name} does not handle {data.event_type}")
             context = Context(event=event, group=group, platform=self.platform)
+            logcontext.event_id.set(context.event_id)  # this task's own context: no reset needed
+            logcontext.deployment_id.set(getattr(data, "id", None))
             async with self._lock(group, getattr(data, "id", None) or context.event_id), self._heartbeat(msg):
                 await function.handler(data, context)
         except asyncio.CancelledError:

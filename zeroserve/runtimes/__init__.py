@@ -9,6 +9,7 @@ Each runtime is a ``kserve.Model`` subclass with ``load()`` and ``predict()``; K
 from __future__ import annotations
 
 import importlib
+from pathlib import Path
 
 from zeroserve.errors import ModelLoadFailed
 
@@ -27,3 +28,21 @@ def load_runtime(model_format: str) -> type:
         raise ModelLoadFailed(f"unknown model format {model_format!r} (known formats: {known})")
     module_name, _, class_name = target.partition(":")
     return getattr(importlib.import_module(module_name), class_name)
+
+
+def find_model_file(model_dir: Path, preferred: str, suffixes: tuple[str, ...]) -> Path:
+    """``model_dir/preferred``, else the one file with one of ``suffixes`` (``model_dir`` if it is a file)."""
+    if model_dir.is_file():
+        return model_dir
+    if not model_dir.is_dir():
+        raise ModelLoadFailed(f"model directory {model_dir} does not exist")
+    if (model_dir / preferred).is_file():
+        return model_dir / preferred
+    candidates = sorted(p for p in model_dir.iterdir() if p.is_file() and p.suffix in suffixes)
+    if len(candidates) == 1:
+        return candidates[0]
+    kinds = " / ".join(f"*{suffix}" for suffix in suffixes)
+    if not candidates:
+        raise ModelLoadFailed(f"no {preferred} (or other {kinds} file) in {model_dir}")
+    names = ", ".join(p.name for p in candidates)
+    raise ModelLoadFailed(f"more than one {kinds} file in {model_dir} ({names}) and no {preferred}")

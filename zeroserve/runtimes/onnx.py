@@ -21,6 +21,7 @@ from kserve.utils.utils import generate_uuid
 from onnxruntime.capi.onnxruntime_pybind11_state import InvalidArgument
 
 from zeroserve.errors import ModelLoadFailed
+from zeroserve.runtimes import find_model_file
 
 MODEL_FILE = "model.onnx"
 
@@ -44,19 +45,7 @@ DTYPES = {
 
 def model_file(model_dir: Path) -> Path:
     """``model.onnx`` of ``model_dir``, or its only ``*.onnx`` file (``model_dir`` if it is a file)."""
-    if model_dir.is_file():
-        return model_dir
-    if not model_dir.is_dir():
-        raise ModelLoadFailed(f"model directory {model_dir} does not exist")
-    if (model_dir / MODEL_FILE).is_file():
-        return model_dir / MODEL_FILE
-    candidates = sorted(model_dir.glob("*.onnx"))
-    if len(candidates) == 1:
-        return candidates[0]
-    if not candidates:
-        raise ModelLoadFailed(f"no {MODEL_FILE} in {model_dir}")
-    names = ", ".join(p.name for p in candidates)
-    raise ModelLoadFailed(f"more than one *.onnx file in {model_dir} ({names}) and no {MODEL_FILE}")
+    return find_model_file(model_dir, MODEL_FILE, (".onnx",))
 
 
 class ONNXModel(kserve.Model):

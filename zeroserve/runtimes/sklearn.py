@@ -18,6 +18,7 @@ from kserve.protocol.infer_type import InferRequest, InferResponse
 from kserve.utils.utils import get_predict_input, get_predict_response
 
 from zeroserve.errors import ModelLoadFailed
+from zeroserve.runtimes import find_model_file
 
 MODEL_FILE = "model.joblib"
 MODEL_SUFFIXES = (".joblib", ".pkl", ".pickle")
@@ -25,19 +26,7 @@ MODEL_SUFFIXES = (".joblib", ".pkl", ".pickle")
 
 def model_file(model_dir: Path) -> Path:
     """The one model file of ``model_dir`` (``model_dir`` itself if it is a file)."""
-    if model_dir.is_file():
-        return model_dir
-    if not model_dir.is_dir():
-        raise ModelLoadFailed(f"model directory {model_dir} does not exist")
-    if (model_dir / MODEL_FILE).is_file():
-        return model_dir / MODEL_FILE
-    candidates = sorted(p for p in model_dir.iterdir() if p.is_file() and p.suffix in MODEL_SUFFIXES)
-    if len(candidates) == 1:
-        return candidates[0]
-    if not candidates:
-        raise ModelLoadFailed(f"no {MODEL_FILE} (or other *.joblib / *.pkl / *.pickle file) in {model_dir}")
-    names = ", ".join(p.name for p in candidates)
-    raise ModelLoadFailed(f"more than one model file in {model_dir} ({names}) and no {MODEL_FILE}")
+    return find_model_file(model_dir, MODEL_FILE, MODEL_SUFFIXES)
 
 
 class SKLearnModel(kserve.Model):
