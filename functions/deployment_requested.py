@@ -30,8 +30,11 @@ async def deployment_requested(request: DeploymentRequested, ctx: Context) -> No
         else:
             await ctx.set_status(request.id, Status.DEAD, reason=refused.reason, message=refused.message)
         raise
-    except ZeroserveError as failed:  # retried by the runner; say so where the user looks
-        await ctx.log(request.id, f"could not apply the deployment, retrying: {failed}")
+    except ZeroserveError as failed:
+        if ctx.final_attempt and not serving:  # no retry left: the status must not stay PENDING
+            await ctx.set_status(request.id, Status.DEAD, reason=failed.reason, message=failed.message)
+        else:
+            await ctx.log(request.id, f"could not apply the deployment, will retry: {failed}")
         raise
     # Recorded once applied: a restart re-applies what last worked, never a refused update.
     await ctx.deployments.save_spec(ctx.group, request, isvc)

@@ -10,7 +10,10 @@ from zeroserve.runner import Context, on
 async def deployment_stopped(request: DeploymentStopped, ctx: Context) -> None:
     deployment = await ctx.deployments.get(ctx.group, request.id)
     if deployment.status == Status.STOPPED:
-        return  # stopping twice is stopping once
+        # Stopping twice is stopping once; but a retry may find STOPPED recorded and not yet
+        # announced, so announce it (a repeat of the same announcement is dropped as a duplicate).
+        await ctx.deployments.announce(ctx.group, request.id, causation=ctx.event_id)
+        return
     if deployment.status not in STOPPABLE | {Status.STOPPING}:
         raise InvalidTransition(f"deployment {request.id} is {deployment.status.value}: only PENDING or "
                                 "RUNNING deployments can be stopped")

@@ -110,7 +110,10 @@ class Bus:
             max_deliver=-1,
             max_ack_pending=max(1000, self.settings.runner_concurrency * 4),
         )
-        return await self.js.pull_subscribe(subjects[0], durable=name, stream=EVENTS_STREAM, config=config)
+        # Create or update: a durable made by an older version must take today's config
+        # (new event types of the function, new ack wait), which pull_subscribe alone would not do.
+        await self.js.add_consumer(EVENTS_STREAM, config=config)
+        return await self.js.pull_subscribe_bind(durable=name, stream=EVENTS_STREAM)
 
     async def dead_letter(self, msg: Msg, function: str, group: str, reason: str, message: str) -> None:
         headers = dict(msg.headers or {})

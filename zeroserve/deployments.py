@@ -23,11 +23,14 @@ log = logging.getLogger(__name__)
 
 SOURCE = "/zeroserve/control-plane"
 
+# SAP's moves, plus two of zeroserve's: UNKNOWN -> DEAD (a request refused before it is pending,
+# e.g. an unknown artifact) and STOPPED/DEAD -> PENDING (the same id requested again starts it
+# anew). A move to the same status records new details (replicas, URL) without a new status.
 ALLOWED: dict[Status, set[Status]] = {
-    Status.UNKNOWN: {Status.PENDING, Status.DEAD, Status.STOPPING},
+    Status.UNKNOWN: {Status.PENDING, Status.DEAD},
     Status.PENDING: {Status.PENDING, Status.RUNNING, Status.DEAD, Status.STOPPING},
-    Status.RUNNING: {Status.RUNNING, Status.PENDING, Status.DEAD, Status.STOPPING},
-    Status.STOPPING: {Status.STOPPING, Status.STOPPED, Status.DEAD},
+    Status.RUNNING: {Status.RUNNING, Status.DEAD, Status.STOPPING},
+    Status.STOPPING: {Status.STOPPING, Status.STOPPED},
     Status.STOPPED: {Status.PENDING},
     Status.DEAD: {Status.PENDING},
 }
@@ -85,6 +88,16 @@ class Deployments:
         assert saved is not None
         return saved
 
+    async def announce(self, group: str, id: str, *, causation: str | None = None) -> None:
+        """Publish the deployment's current status again (a retry finishing an interrupted change)."""
+        await self._announce(group, await self.get(group, id), causation)
+
+    async def _announce(self, group: str, deployment: Deployment, causation: str | None) -> None:
+        id, status = deployment.id, deployment.status.value
+        event_id = f"{causation}.{id}.{status}" if causation else str(uuid.uuid4())
+        event = new_event(deployment.status_event(), source=SOURCE, subject=id, causationid=causation, id=event_id)
+        await self.bus.publish(event, group)
+
     async def delete(self, group: str, id: str, *, causation: str | None = None) -> None:
         """Announce the deletion (targetStatus DELETED) and remove the record."""
         current = await self.get(group, id)
@@ -115,12 +128,11 @@ class Deployments:
             check_transition(record, status)
             return record.apply(change)
 
-        # The record first: if we stop between the two steps, the retry re-announces (same id).
+        # The record first; if we stop between the two steps, the retried handler announces again
+        # under the same id (see announce), and JetStream keeps one.
         result = await self.store.deployments.update(group, id, fold)
         assert result is not None
-        event_id = f"{causation}.{id}.{status.value}" if causation else str(uuid.uuid4())
-        event = new_event(result.status_event(), source=SOURCE, subject=id, causationid=causation, id=event_id)
-        await self.bus.publish(event, group)
+        await self._announce(group, result, causation)
         log.info("deployment %s/%s is %s%s", group, id, status.value,
                  f" ({fields['reason']})" if fields.get("reason") else "", extra={"deployment": id})
         return result

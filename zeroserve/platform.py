@@ -96,10 +96,11 @@ class Platform:
                         change.group, change.id, Status.DEAD,
                         reason=change.failure.reason, message=change.failure.message,
                     )
-                elif change.running_replicas is not None and current.status == Status.RUNNING:
+                elif change.running_replicas is not None and current.status in (Status.PENDING, Status.RUNNING):
+                    # PENDING too: replicas kept by minReplicas start before the deployment is RUNNING.
                     if change.running_replicas != current.running_replicas:
                         await self.deployments.transition(
-                            change.group, change.id, Status.RUNNING, running_replicas=change.running_replicas
+                            change.group, change.id, current.status, running_replicas=change.running_replicas
                         )
             except ZeroserveError as error:  # the deployment moved on meanwhile (stopped, deleted)
                 log.info("backend change for %s/%s not recorded: %s", change.group, change.id, error)

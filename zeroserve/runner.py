@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
+import hashlib
 import importlib.util
 import inspect
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,8 +31,13 @@ from zeroserve.errors import MalformedEvent, Rejected, ZeroserveError
 from zeroserve.events import EventData, Status, from_nats, group_of, new_event, parse_data
 
 if TYPE_CHECKING:
+    from zeroserve.backends.base import Backend
+    from zeroserve.deployments import Deployments
     from zeroserve.platform import Platform
-    from zeroserve.store import Deployment
+    from zeroserve.settings import Settings
+    from zeroserve.storage import ModelCache
+    from zeroserve.store import Deployment, Store
+    from zeroserve.templates import ResourcePlan, ServingTemplate
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +47,7 @@ _MARK = "__zeroserve_events__"
 INVALID_GROUP = "invalid-group"
 # How long one fetch waits for events; also bounds how long a stop waits for the pull loops.
 FETCH_WAIT_S = 1.0
+DEPLOYMENT_EVENTS = "io.zeroserve.deployment."
 
 
 def on(*models: type[EventData]) -> Callable[[Handler], Handler]:
@@ -96,24 +104,51 @@ class Context:
     event: CloudEvent
     group: str
     platform: Platform
-    _emitted: int = field(default=0, repr=False)
+    # True on the last delivery the runner allows: a failure now ends in the dead letters.
+    final_attempt: bool = False
 
     @property
     def event_id(self) -> str:
         return str(self.event["id"])
 
-    def __getattr__(self, name: str) -> Any:
-        # store, backend, deployments, templates, plans, models, settings: the platform's parts.
-        if name.startswith("_"):
-            raise AttributeError(name)
-        return getattr(self.platform, name)
+    @property
+    def settings(self) -> Settings:
+        return self.platform.settings
+
+    @property
+    def store(self) -> Store:
+        return self.platform.store
+
+    @property
+    def deployments(self) -> Deployments:
+        return self.platform.deployments
+
+    @property
+    def backend(self) -> Backend:
+        return self.platform.backend
+
+    @property
+    def models(self) -> ModelCache:
+        return self.platform.models
+
+    @property
+    def templates(self) -> dict[str, ServingTemplate]:
+        return self.platform.templates
+
+    @property
+    def plans(self) -> dict[str, ResourcePlan]:
+        return self.platform.plans
 
     async def emit(self, data: EventData, *, subject: str | None = None) -> None:
-        """Announce an output event caused by this one (retries announce it once: same id)."""
-        self._emitted += 1
+        """Announce an output event caused by this one.
+
+        Its id comes from the causing event and the content, so a retried handler announces the
+        same thing once (JetStream drops the repeat) and anything new under a new id.
+        """
+        digest = hashlib.sha256(data.model_dump_json().encode()).hexdigest()[:16]
         event = new_event(
             data, source="/zeroserve/functions", subject=subject,
-            causationid=self.event_id, id=f"{self.event_id}.{self._emitted}",
+            causationid=self.event_id, id=f"{self.event_id}.{digest}",
         )
         await self.platform.bus.publish(event, self.group)
 
@@ -133,7 +168,9 @@ class Runner:
         self.platform = platform
         self.functions = functions
         self.settings = platform.settings
+        # Handlers running at once; the pull loops fetch only as much as this leaves free.
         self._slots = asyncio.Semaphore(self.settings.runner_concurrency)
+        self._slot_freed = asyncio.Event()
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
         self._lock_users: dict[tuple[str, str], int] = {}
         self._pullers: list[asyncio.Task[None]] = []
@@ -149,6 +186,7 @@ class Runner:
     async def stop(self, grace: float = 20.0) -> None:
         """Stop taking events; let in-flight ones finish within ``grace``, hand the rest back."""
         self._stopping.set()
+        self._slot_freed.set()  # wake pull loops that wait for a free slot
         # A fetch in progress is let finish (it lasts at most a second) so that what it brings is
         # handed back at once; cancelling it would leave those messages to the ack-wait timeout.
         _, slow = await asyncio.wait(self._pullers, timeout=FETCH_WAIT_S + 2) if self._pullers else ((), ())
@@ -163,8 +201,14 @@ class Runner:
 
     async def _pull(self, function: Function, subscription: Any) -> None:
         while not self._stopping.is_set():
+            free = self.settings.runner_concurrency - len(self._inflight)
+            if free <= 0:
+                await self._slot_freed.wait()
+                self._slot_freed.clear()
+                continue
             try:
-                messages = await subscription.fetch(batch=32, timeout=FETCH_WAIT_S)
+                # Never more than can start soon: a message we hold but do not handle still ages.
+                messages = await subscription.fetch(batch=min(free, 64), timeout=FETCH_WAIT_S)
             except (TimeoutError, NatsTimeout):
                 continue
             except asyncio.CancelledError:
@@ -174,32 +218,36 @@ class Runner:
                 await asyncio.sleep(0.5)
                 continue
             for msg in messages:
-                await self._slots.acquire()
                 if self._stopping.is_set():  # hand it back: redelivered at once to the next runner
-                    self._slots.release()
                     await msg.nak()
                     continue
-                task = asyncio.create_task(self._handle(function, msg))
+                task = asyncio.create_task(self._handle(function, msg), context=contextvars.Context())
                 self._inflight.add(task)
                 task.add_done_callback(self._done)
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._inflight.discard(task)
-        self._slots.release()
+        self._slot_freed.set()
 
     async def _handle(self, function: Function, msg: Msg) -> None:
         group = INVALID_GROUP  # until the subject shows a valid one: that is where its dead letter goes
         try:
-            group = group_of(msg.subject)
-            event = from_nats(msg.headers, msg.data)
-            data = parse_data(event)
-            if data.event_type not in function.event_types:
-                raise MalformedEvent(f"{function.name} does not handle {data.event_type}")
-            context = Context(event=event, group=group, platform=self.platform)
-            logcontext.event_id.set(context.event_id)  # this task's own context: no reset needed
-            logcontext.deployment_id.set(getattr(data, "id", None))
-            async with self._lock(group, getattr(data, "id", None) or context.event_id), self._heartbeat(msg):
-                await function.handler(data, context)
+            # The heartbeat starts at once: waiting for a slot or for the deployment's lock counts
+            # as work in progress, so JetStream does not hand the event out a second time meanwhile.
+            async with self._heartbeat(msg), self._slots:
+                group = group_of(msg.subject)
+                event = from_nats(msg.headers, msg.data)
+                data = parse_data(event)
+                if data.event_type not in function.event_types:
+                    raise MalformedEvent(f"{function.name} does not handle {data.event_type}")
+                context = Context(event=event, group=group, platform=self.platform,
+                                  final_attempt=(msg.metadata.num_delivered or 1) >= self.settings.max_deliver)
+                subject_id = getattr(data, "id", None)
+                logcontext.event_id.set(context.event_id)  # this task runs in a context of its own
+                if data.event_type.startswith(DEPLOYMENT_EVENTS):
+                    logcontext.deployment_id.set(subject_id)
+                async with self._lock(group, subject_id or context.event_id):
+                    await function.handler(data, context)
         except asyncio.CancelledError:
             with contextlib.suppress(Exception):
                 await msg.nak()

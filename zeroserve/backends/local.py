@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
+import contextvars
 import os
 import signal
 import socket
@@ -42,8 +42,6 @@ from zeroserve.logs import DeploymentLogs
 from zeroserve.runtimes import RUNTIMES
 from zeroserve.settings import Settings
 from zeroserve.storage import ModelCache
-
-log = logging.getLogger(__name__)
 
 LAST_LINES = 20
 
@@ -202,7 +200,7 @@ class Replica:
             reader.cancel()
 
 
-@dataclass
+@dataclass(eq=False)  # compared and hashed by identity: it is kept in sets
 class Service:
     """One deployment on this machine: its spec, its replicas, the requests waiting for one."""
 
@@ -258,6 +256,8 @@ class LocalBackend:
         self._client = httpx.AsyncClient(trust_env=False)
         self._reaper: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
+        # Versions being drained after an update, and new versions not yet live: close() stops them too.
+        self._retired: set[Service] = set()
 
     # -- the Backend protocol ------------------------------------------------------------------
 
@@ -278,32 +278,43 @@ class LocalBackend:
 
         key = (spec.group, spec.id)
         old = self.services.get(key)
+        if old is not None and not old.stopped and old.failure is None and (old.spec, old.model_dir) == (
+            spec, model_dir
+        ):
+            return True  # the same request again: nothing to change
+        replacement = Service(spec=spec, model_dir=model_dir)
         if old is None or old.stopped:
-            service = Service(spec=spec, model_dir=model_dir)
-            self.services[key] = service
-            await self._ensure_min(service)
+            self.services[key] = replacement
+            await self._ensure_replicas(replacement, spec.min_replicas)
             return True
 
-        # Update in place: the old version serves until a replica of the new one is ready.
-        replacement = Service(spec=spec, model_dir=model_dir)
-        if old.serving or spec.min_replicas > 0:
-            replica = await self._start_replica(replacement)
-            if replacement.failure is not None or replica is None:
-                raise replacement.failure or ModelLoadFailed("the new version did not start")
+        # Update in place, as Knative rolls out a revision: a replica of the new version must load
+        # and answer ready before it takes over (a version that cannot load is refused here, not
+        # found out by the next request); the old version serves until then.
+        self._retired.add(replacement)  # reachable by close() while it is not yet the live one
+        try:
+            await self._ensure_replicas(replacement, max(spec.min_replicas, 1))
+        except BaseException:
+            await self._stop_service(replacement)
+            raise
+        finally:
+            self._retired.discard(replacement)
         self.services[key] = replacement
-        await self._ensure_min(replacement)
+        old.stopped = True
         for replica in old.replicas:
             replica.draining = True
-        old.stopped = True
         await old.notify()  # requests waiting on the old version move to the new one
+        self._retired.add(old)
         self._spawn(self._drain(old))
         self._report(replacement)
         return True
 
     async def stop(self, group: str, id: str) -> None:
         service = self.services.get((group, id))
-        if service is None:
-            return
+        if service is not None:
+            await self._stop_service(service)
+
+    async def _stop_service(self, service: Service) -> None:
         service.stopped = True
         await service.notify()
         await asyncio.gather(*(self._stop_replica(service, r) for r in list(service.replicas)))
@@ -319,8 +330,8 @@ class LocalBackend:
     async def close(self) -> None:
         if self._reaper is not None:
             self._reaper.cancel()
-        for service in list(self.services.values()):
-            await self.stop(service.spec.group, service.spec.id)
+        for service in [*self.services.values(), *self._retired]:
+            await self._stop_service(service)
         for task in list(self._tasks):
             task.cancel()
         await self._client.aclose()
@@ -346,15 +357,17 @@ class LocalBackend:
             service = self.services.get((group, id))
             if service is None:
                 raise Unschedulable(f"deployment {id} is not deployed here")
-            if service.failure is not None:
-                raise service.failure
+            if service.failure is not None:  # a new exception each time: one shared would collect frames
+                raise type(service.failure)(service.failure.message, reason=service.failure.reason)
             if service.stopped:
                 raise Unschedulable(f"deployment {id} is stopped")
             replica = min(service.serving, key=lambda r: r.in_flight, default=None)
             if replica is not None and replica.in_flight < service.spec.target_concurrency:
                 break
             if not service.starting and len(service.serving) < service.spec.max_replicas:
-                self._start_in_background(service)
+                if not self._start_in_background(service) and replica is None:
+                    raise Unschedulable(f"no replica of {id} can start: {service.spec.gpus} GPU(s) needed, "
+                                        f"{self.gpus.free} free")
             if replica is not None:  # at the target everywhere and no room to grow: share
                 break
             if service.waiting >= self.settings.activator_queue_limit:
@@ -391,10 +404,11 @@ class LocalBackend:
         service.replicas.append(replica)
         return replica
 
-    def _start_in_background(self, service: Service) -> None:
+    def _start_in_background(self, service: Service) -> bool:
         replica = self._add_replica(service)
         if replica is not None:
             self._spawn(self._run_replica(service, replica))
+        return replica is not None
 
     async def _start_replica(self, service: Service) -> Replica | None:
         replica = self._add_replica(service)
@@ -408,22 +422,34 @@ class LocalBackend:
                 raise NotReady("stopped while starting")
             await self.logs.control(spec.group, spec.id, f"{replica.name} starting on 127.0.0.1:{replica.port}")
             await replica.wait_ready(self._client, self.settings.replica_ready_timeout_s)
-        except ZeroserveError as error:
+        except BaseException as error:
+            # Whatever went wrong (the model, the spawn itself, a cancel), the replica must not stay
+            # listed as starting: that would hold every later request until its deadline.
             await replica.terminate()
             self._forget(service, replica)
-            # A replica stopped on purpose while it started (an update, a stop) is no failure.
-            if not replica.draining and not service.stopped:
-                service.failure = error
-                # A new version that fails is the caller's to refuse; only the live one's failure is news.
-                if self.services.get((spec.group, spec.id)) is service:
-                    self._changes.put_nowait(Change(spec.group, spec.id, failure=error))
             await service.notify()
+            if not isinstance(error, ZeroserveError):
+                raise
+            await self._replica_failed(service, replica, error)
             return None
         await self.logs.control(spec.group, spec.id, f"{replica.name} ready")
         self._spawn(self._supervise(service, replica))
         await service.notify()
         self._report(service)
         return replica
+
+    async def _replica_failed(self, service: Service, replica: Replica, error: ZeroserveError) -> None:
+        spec = service.spec
+        if replica.draining or service.stopped:
+            return  # stopped on purpose while it started (an update, a stop): no failure
+        if service.serving:  # others serve: this one alone failed (a scale-up), the deployment lives
+            await self.logs.control(spec.group, spec.id, f"{replica.name} failed to start: {error}")
+            return
+        service.failure = error
+        await service.notify()
+        # A new version that fails is the caller's to refuse; only the live one's failure is news.
+        if self.services.get((spec.group, spec.id)) is service:
+            self._changes.put_nowait(Change(spec.group, spec.id, failure=error))
 
     def _forget(self, service: Service, replica: Replica) -> bool:
         self.gpus.release(replica.owner)
@@ -453,17 +479,25 @@ class LocalBackend:
     async def _drain(self, service: Service) -> None:
         """Stop an old version's replicas once the requests they hold are done."""
         deadline = time.monotonic() + self.settings.request_timeout_s
-        # Polled: a request's end is not an event anyone waits on elsewhere, and drains are rare.
-        while any(r.in_flight for r in service.replicas) and time.monotonic() < deadline:  # noqa: ASYNC110
-            await asyncio.sleep(0.05)
-        await asyncio.gather(*(self._stop_replica(service, r) for r in list(service.replicas)))
+        try:
+            # Polled: a request's end is not an event anyone waits on elsewhere, and drains are rare.
+            while any(r.in_flight for r in service.replicas) and time.monotonic() < deadline:  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
+            await asyncio.gather(*(self._stop_replica(service, r) for r in list(service.replicas)))
+        finally:
+            self._retired.discard(service)
 
-    async def _ensure_min(self, service: Service) -> None:
-        missing = service.spec.min_replicas - len(service.serving) - len(service.starting)
-        if missing > 0:
-            await asyncio.gather(*(self._start_replica(service) for _ in range(missing)))
-            if service.failure is not None:
-                raise service.failure
+    async def _ensure_replicas(self, service: Service, count: int) -> None:
+        """Start replicas until ``count`` serve or start; raise what kept one from starting."""
+        missing = count - len(service.serving) - len(service.starting)
+        if missing <= 0:
+            return
+        started = await asyncio.gather(*(self._start_replica(service) for _ in range(missing)))
+        if service.failure is not None:
+            raise service.failure
+        if None in started:
+            raise Unschedulable(f"could not start {count} replica(s) of {service.spec.id}: "
+                                f"{service.spec.gpus} GPU(s) each, {self.gpus.free} free")
 
     def _report(self, service: Service) -> None:
         if not service.stopped:
@@ -473,7 +507,7 @@ class LocalBackend:
 
     def _start_reaper(self) -> None:
         if self._reaper is None or self._reaper.done():
-            self._reaper = asyncio.create_task(self._reap(), name="local-backend-reaper")
+            self._reaper = asyncio.create_task(self._reap(), name="local-backend-reaper", context=contextvars.Context())
 
     async def _reap(self) -> None:
         interval = min(1.0, max(self.settings.idle_window_s / 4, 0.05))
@@ -486,12 +520,16 @@ class LocalBackend:
                 idle = [r for r in service.serving
                         if r.in_flight == 0 and now - r.last_used >= self.settings.idle_window_s]
                 room = len(service.serving) - service.spec.min_replicas
-                for replica in idle[:max(room, 0)]:
+                chosen = idle[:max(room, 0)]
+                for replica in chosen:  # all marked before any await: no request may lease them now
+                    replica.draining = True
+                for replica in chosen:
                     await self.logs.control(service.spec.group, service.spec.id,
                                             f"{replica.name} idle for {self.settings.idle_window_s:g} s: stopping")
                     await self._stop_replica(service, replica)
 
     def _spawn(self, coroutine: Any) -> None:
-        task = asyncio.create_task(coroutine)
+        # A context of its own: the task outlives the event whose handler may have started it.
+        task = asyncio.create_task(coroutine, context=contextvars.Context())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
