@@ -35,13 +35,15 @@ def main(model_dir: str, other: str) -> None:
                 break
             except httpx.TransportError:
                 time.sleep(0.05)
-        try:
-            socket.create_connection((other, port), timeout=2).close()
-            result["other"] = "connected"
-        except ConnectionRefusedError:
-            result["other"] = "refused"
-        except OSError as error:
-            result["other"] = f"error: {error}"
+        # Its own port, and kserve's defaults (HTTP 8080, gRPC 8081) in case it opened them too.
+        for name, probe_port in (("other", port), ("other:8080", 8080), ("other:8081", 8081)):
+            try:
+                socket.create_connection((other, probe_port), timeout=2).close()
+                result[name] = "connected"
+            except ConnectionRefusedError:
+                result[name] = "refused"
+            except OSError as error:
+                result[name] = f"error: {error}"
     finally:
         replica.terminate()
         replica.wait(10)

@@ -215,6 +215,7 @@ async def test_concurrent_requests_scale_up_to_max_replicas_and_no_further(zeros
         loops = [asyncio.create_task(client_loop(client)) for _ in range(6)]
         try:
             await statuses.wait_for(lambda e: e["id"] == "iris" and e["runningReplicas"] == 2, timeout=60)
+            await asyncio.sleep(3)  # the load goes on: a third replica would start now if it could
         finally:
             busy = False
             await asyncio.gather(*loops)
@@ -227,14 +228,20 @@ async def test_the_gateway_health_and_unknown_deployments_answer_clearly(zeroser
     async with httpx.AsyncClient(timeout=10) as client:
         health = await client.get(f"{zeroserve.url}/healthz")
         missing = await client.post(f"{zeroserve.url}/v2/inference/deployments/nope/v1/models/nope:predict", json={})
+        bad_group = await client.post(f"{zeroserve.url}/v2/inference/deployments/iris/v1/models/iris:predict",
+                                      json={}, headers={"AI-Resource-Group": "not a group"})
+        bad_id = await client.post(f"{zeroserve.url}/v2/inference/deployments/a*b/v1/models/x:predict", json={})
     assert health.json() == {"status": "ok", "nats": True}
+    assert bad_group.status_code == 400 and bad_group.json()["error"]["code"] == "InvalidResourceGroup"
+    assert bad_id.status_code == 404 and bad_id.json()["error"]["code"] == "DeploymentNotFound"
     assert missing.status_code == 404
     assert missing.json() == {"error": {"code": "DeploymentNotFound",
                                         "message": "no deployment nope in resource group default"}}
 
 
+@pytest.mark.parametrize("warm", [True, False], ids=["warm", "at-zero"])
 async def test_an_update_to_a_model_that_fails_to_load_is_refused_and_the_old_version_keeps_serving(
-    zeroserve, listen
+    zeroserve, listen, warm
 ):
     running = await deploy_iris(zeroserve, listen)
     url = f"{running['deploymentUrl']}/v1/models/iris:predict"
@@ -247,7 +254,8 @@ async def test_an_update_to_a_model_that_fails_to_load_is_refused_and_the_old_ve
     await publish(zeroserve, ArtifactCreated(id="broken", name="broken", url=broken.as_uri()))
     await artifacts.wait_for(lambda e: e["id"] == "broken" and e["status"] == "staged")
     async with httpx.AsyncClient(timeout=60) as client:
-        assert (await client.post(url, json={"instances": IRIS_ROWS})).status_code == 200
+        if warm:
+            assert (await client.post(url, json={"instances": IRIS_ROWS})).status_code == 200
         await publish(zeroserve, DeploymentRequested(id="iris", executable_id="sklearn",
                                                      input_artifacts={"model": "broken"}))
         await logs.wait_for(lambda e: "update refused" in e["message"], timeout=60)
@@ -256,3 +264,19 @@ async def test_an_update_to_a_model_that_fails_to_load_is_refused_and_the_old_ve
     assert dead.messages[0].headers["Zeroserve-Deadletter-Reason"] == "ModelLoadFailed"
     record = await zeroserve.platform.store.deployments.get("default", "iris")
     assert record.status == "RUNNING" and record.input_artifacts == {"model": "iris-model"}
+
+
+async def test_replicas_kept_by_min_replicas_show_in_the_running_status(zeroserve, listen):
+    model_dir = train_iris_sklearn(zeroserve.settings.data_dir / "sources" / "iris")
+    artifacts = await listen(zeroserve, "zeroserve.default.artifact.status")
+    statuses = await listen(zeroserve, "zeroserve.default.deployment.status")
+    await publish(zeroserve, ArtifactCreated(id="iris-model", name="iris", url=model_dir.as_uri()))
+    await artifacts.wait_for(lambda e: e["id"] == "iris-model" and e["status"] == "staged")
+    await publish(zeroserve, DeploymentRequested(id="warm", executable_id="sklearn",
+                                                 input_artifacts={"model": "iris-model"},
+                                                 parameters={"minReplicas": "1"}))
+    await statuses.wait_for(lambda e: e["id"] == "warm" and e["status"] == "RUNNING")
+    await statuses.wait_for(lambda e: e["id"] == "warm" and e["runningReplicas"] == 1)
+    record = await zeroserve.platform.store.deployments.get("default", "warm")
+    assert record.status == "RUNNING" and record.running_replicas == 1
+    assert len(replica_pids(zeroserve)) == 1

@@ -53,4 +53,4 @@ def test_a_replica_refuses_connections_on_every_address_but_loopback(namespace, 
     )
     assert probe.returncode == 0, probe.stderr
     result = json.loads(probe.stdout.strip().splitlines()[-1])
-    assert result == {"loopback": 200, "other": "refused"}
+    assert result == {"loopback": 200, "other": "refused", "other:8080": "refused", "other:8081": "refused"}

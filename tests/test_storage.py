@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from zeroserve.errors import ArtifactNotFound, InvalidArtifactUri
-from zeroserve.storage import ModelCache
+from zeroserve.storage import ModelCache, redact
 
 
 @pytest.fixture
@@ -77,3 +77,17 @@ async def test_staging_the_same_uri_twice_at_once_stages_it_once(cache, settings
     first, second = await asyncio.gather(cache.stage(model.as_uri()), cache.stage(model.as_uri()))
     assert first == second and (first / "model.joblib").read_bytes() == b"weights"
     assert [p.name for p in settings.model_cache_dir.iterdir()] == [first.name], "no partial copy left behind"
+
+
+def test_a_symlink_inside_a_model_directory_cannot_lead_out_of_the_roots(cache, settings):
+    model = settings.data_dir / "src"
+    model.mkdir()
+    (model / "model.joblib").symlink_to("/etc/passwd")
+    with pytest.raises(InvalidArtifactUri, match="outside the allowed roots"):
+        cache.check(model.as_uri())
+
+
+def test_secrets_in_uris_are_redacted_for_logs_and_messages():
+    assert redact("https://user:s3cret@host/model.tgz?X-Amz-Signature=abc") == "https://user:***@host/model.tgz?***"
+    assert redact("nats://zs:pw@127.0.0.1:4222") == "nats://zs:***@127.0.0.1:4222"
+    assert redact("s3://bucket/model") == "s3://bucket/model"

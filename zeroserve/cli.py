@@ -18,6 +18,7 @@ from zeroserve.errors import ZeroserveError
 from zeroserve.events import EVENT_TYPES, Status, new_event, parse_data
 from zeroserve.logcontext import ContextFilter
 from zeroserve.settings import Settings
+from zeroserve.storage import redact
 
 app = typer.Typer(help="zeroserve: event-driven, scale-to-zero model serving.", no_args_is_help=True)
 console = Console()
@@ -71,7 +72,7 @@ async def _up(settings: Settings, demo: bool) -> None:
         await embedded.start()
         console.print(f"[green]zeroserve is up[/green]: gateway {embedded.url}  (Ctrl-C stops everything)")
         if demo:
-            await _deploy_demo(embedded)
+            await _deploy_demo(embedded, stop)
         await stop.wait()
     finally:
         console.print("stopping ...")
@@ -79,7 +80,7 @@ async def _up(settings: Settings, demo: bool) -> None:
         console.print("stopped.")
 
 
-async def _deploy_demo(embedded: object) -> None:
+async def _deploy_demo(embedded: object, stop: asyncio.Event) -> None:
     from zeroserve.demo import DEPLOYMENT_ID, SAMPLE, demo_events, train_iris
     from zeroserve.embedded import Embedded
 
@@ -89,16 +90,21 @@ async def _deploy_demo(embedded: object) -> None:
     model_dir = train_iris(platform.settings.data_dir / "demo" / "iris")
     for data in demo_events(model_dir):
         await platform.bus.publish(new_event(data, source="/zeroserve/cli/demo"), group)
+    deployment = None
     deadline = time.monotonic() + 120
     with console.status("deploying the iris demo ..."):
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and not stop.is_set():
             deployment = await platform.store.deployments.get(group, DEPLOYMENT_ID)
-            if deployment and deployment.status in (Status.RUNNING, Status.DEAD) and deployment.inference_service:
+            if deployment is not None and (deployment.status == Status.DEAD or (
+                    deployment.status == Status.RUNNING and deployment.inference_service)):
                 break
             await asyncio.sleep(0.1)
+    if stop.is_set():
+        return
     if deployment is None or deployment.status != Status.RUNNING:
         status = deployment.status.value if deployment else "not created"
-        err.print(f"[red]the demo deployment is {status}[/red]: {deployment.message if deployment else ''}")
+        detail = f"{deployment.reason}: {deployment.message}" if deployment and deployment.reason else ""
+        err.print(f"[red]the demo deployment is {status}[/red] {detail}")
         return
     url = deployment.deployment_url
     console.print(f"\n[bold]Deployment {DEPLOYMENT_ID} is RUNNING[/bold] (0 replicas: the first call starts one)")
@@ -158,7 +164,7 @@ async def _publish(settings: Settings, event: object, group: str):  # type: igno
     try:
         bus = await asyncio.wait_for(Bus.connect(url, settings), 5)
     except Exception as error:
-        raise ZeroserveError(f"cannot reach NATS at {url}: {error}", reason="NotRunning") from error
+        raise ZeroserveError(f"cannot reach NATS at {redact(url)}: {error}", reason="NotRunning") from error
     try:
         return await bus.publish(event, group)  # type: ignore[arg-type]
     finally:

@@ -21,6 +21,7 @@ from zeroserve.nats_server import NatsServer
 from zeroserve.platform import Platform
 from zeroserve.runner import Runner, load_functions
 from zeroserve.settings import Settings
+from zeroserve.storage import redact
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +83,7 @@ class Embedded:
                 raise SystemExit("the gateway stopped at start")
             await asyncio.sleep(0.01)
         (settings.data_dir / "gateway.url").write_text(self.url)
-        log.info("zeroserve is up: gateway %s, NATS %s", self.url, self.nats_url)
+        log.info("zeroserve is up: gateway %s, NATS %s", self.url, redact(self.nats_url))
 
     async def stop(self) -> None:
         if self._gateway is not None:

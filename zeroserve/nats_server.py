@@ -59,27 +59,29 @@ class NatsServer:
         ports_dir.mkdir(exist_ok=True)
         for stale in ports_dir.glob("*.ports"):
             stale.unlink()
-        self._process = await asyncio.create_subprocess_exec(
-            nats_server_binary(),
-            "-a", "127.0.0.1",
-            "-p", str(self.port),
-            "-js",
-            "-sd", str(self.store_dir),
-            "--ports_file_dir", str(ports_dir),
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.PIPE,
-            # Its own session: a Ctrl-C in the terminal reaches zeroserve only, which stops NATS
-            # last, after everything that writes to it. It still dies with zeroserve if that is killed.
-            start_new_session=True,
-            preexec_fn=_die_with_parent,
-        )
+        # Its output goes to a file: a pipe nobody reads after start-up would fill and stall it.
+        self.log_file = self.store_dir / "nats-server.log"
+        with self.log_file.open("ab") as output:
+            self._process = await asyncio.create_subprocess_exec(
+                nats_server_binary(),
+                "-a", "127.0.0.1",
+                "-p", str(self.port),
+                "-js",
+                "-sd", str(self.store_dir),
+                "--ports_file_dir", str(ports_dir),
+                stdout=output,
+                stderr=output,
+                # Its own session: a Ctrl-C in the terminal reaches zeroserve only, which stops NATS
+                # last, after everything that writes to it. It still dies with zeroserve if that is killed.
+                start_new_session=True,
+                preexec_fn=_die_with_parent,
+            )
         ports_file = ports_dir / f"nats-server_{self._process.pid}.ports"
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._process.returncode is not None:
-                assert self._process.stderr is not None
-                err = (await self._process.stderr.read()).decode(errors="replace").strip()
-                raise ZeroserveError(f"nats-server exited at start: {err[-500:]}", reason="NatsServerFailed")
+                tail = self.log_file.read_text(errors="replace").strip()[-500:]
+                raise ZeroserveError(f"nats-server exited at start: {tail}", reason="NatsServerFailed")
             if ports_file.exists():
                 try:
                     ports = json.loads(ports_file.read_text())

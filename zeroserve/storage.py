@@ -26,6 +26,15 @@ REMOTE_SCHEMES = {"s3", "gs", "https", "http", "hf", "hdfs", "webhdfs"}
 _COMPLETE = ".zeroserve-staged"
 
 
+def redact(url: str) -> str:
+    """``url`` without what may be a secret: a password in it, a (pre-signed) query string."""
+    parsed = urlparse(url)
+    netloc = parsed.netloc
+    if parsed.password is not None:
+        netloc = netloc.replace(f":{parsed.password}@", ":***@", 1)
+    return parsed._replace(netloc=netloc, query="***" if parsed.query else "").geturl()
+
+
 class ModelCache:
     """The directory of staged artifacts, one sub-directory per URI."""
 
@@ -53,10 +62,18 @@ class ModelCache:
         if not path.is_absolute():
             raise InvalidArtifactUri(f"file URI {uri!r} must be absolute: file:///absolute/path")
         real = path.resolve()
+        self._check_inside_roots(uri, real)
+        if real.is_dir():
+            # kserve-storage links the files it finds: a link inside the root must not lead out of it.
+            for entry in real.rglob("*"):
+                if entry.is_symlink():
+                    self._check_inside_roots(uri, entry.resolve())
+        return real
+
+    def _check_inside_roots(self, uri: str, real: Path) -> None:
         if not any(real == root or real.is_relative_to(root) for root in self.file_roots):
             roots = ", ".join(str(r) for r in self.file_roots)
-            raise InvalidArtifactUri(f"file URI {uri!r} is outside the allowed roots ({roots})")
-        return real
+            raise InvalidArtifactUri(f"file URI {uri!r} leads outside the allowed roots ({roots})")
 
     def path(self, uri: str) -> Path:
         return self.root / hashlib.sha256(uri.encode()).hexdigest()[:24]
@@ -90,9 +107,11 @@ class ModelCache:
             shutil.rmtree(partial, ignore_errors=True)
             if uri.startswith("file:"):
                 raise ArtifactNotFound(f"cannot read {uri}: {error}") from error
-            raise ZeroserveError(f"cannot download {uri}: {error}", reason="ArtifactDownloadFailed") from error
+            # The error text of a download may repeat the URL, credentials and all.
+            detail = str(error).replace(uri, redact(uri))
+            raise ZeroserveError(f"cannot download {redact(uri)}: {detail}", reason="ArtifactDownloadFailed") from error
         (partial / _COMPLETE).touch()
         shutil.rmtree(target, ignore_errors=True)
         partial.rename(target)
-        log.info("staged %s into %s", uri, target)
+        log.info("staged %s into %s", redact(uri), target)
         return target

@@ -4,13 +4,18 @@ and webhooks join it later."""
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 
 import httpx
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
 
+from zeroserve.gateway.errors import error_response
 from zeroserve.gateway.inference import inference_router
 from zeroserve.platform import Platform
+
+log = logging.getLogger(__name__)
 
 
 def create_app(platform: Platform) -> FastAPI:
@@ -27,6 +32,12 @@ def create_app(platform: Platform) -> FastAPI:
     @app.get("/healthz", summary="Is the gateway up and connected to NATS")
     async def healthz() -> dict[str, object]:
         return {"status": "ok", "nats": platform.bus.nc.is_connected}
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, error: Exception) -> JSONResponse:
+        # A bug or a lost NATS connection: the caller gets SAP's error body, the log gets the trace.
+        log.exception("%s %s failed", request.method, request.url.path)
+        return error_response(500, "InternalError", f"the gateway could not answer: {type(error).__name__}")
 
     app.include_router(inference_router(platform, client))
     return app

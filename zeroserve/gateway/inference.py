@@ -10,6 +10,7 @@ forwarded as it came. Failures answer with SAP's error body and a status a clien
 
 from __future__ import annotations
 
+import re
 import time
 
 import httpx
@@ -17,7 +18,7 @@ from fastapi import APIRouter, Request, Response
 
 from zeroserve.backends.local import LocalBackend
 from zeroserve.errors import NotReady, Overloaded, ZeroserveError
-from zeroserve.events import Status
+from zeroserve.events import ID_PATTERN, Status
 from zeroserve.gateway.errors import error_response
 from zeroserve.platform import Platform
 
@@ -27,6 +28,7 @@ HOP_BY_HOP = {
     "transfer-encoding", "upgrade", "host", "content-length",
 }
 DEFAULT_GROUP = "default"
+VALID_ID = re.compile(ID_PATTERN)
 
 
 def inference_router(platform: Platform, client: httpx.AsyncClient) -> APIRouter:
@@ -41,6 +43,11 @@ def inference_router(platform: Platform, client: httpx.AsyncClient) -> APIRouter
     )
     async def infer(deployment_id: str, path: str, request: Request) -> Response:
         group = request.headers.get("ai-resource-group", DEFAULT_GROUP)
+        if not VALID_ID.match(group):
+            return error_response(400, "InvalidResourceGroup",
+                                  f"AI-Resource-Group must match {ID_PATTERN}: {group[:80]!r}")
+        if not VALID_ID.match(deployment_id):  # cannot exist: say so without asking the store
+            return error_response(404, "DeploymentNotFound", f"no deployment {deployment_id[:80]!r}")
         service = local.service(group, deployment_id) if local else None
         if local is None or service is None or service.stopped:
             return await _not_serving(platform, group, deployment_id)
