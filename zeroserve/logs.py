@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Literal
 
@@ -61,3 +62,35 @@ class DeploymentLogs:
                 log.warning("could not publish a log record of %s: %s", record.id, error)
             finally:
                 self._queue.task_done()
+
+
+async def output_records(stream: asyncio.StreamReader, quiet_s: float = 0.1) -> AsyncIterator[str]:
+    """A process's output as log records: a line, with its indented continuation lines (a Python
+    traceback, to its closing ``Error: ...`` line) kept in one record rather than thirty."""
+    pending: list[str] = []
+    while True:
+        try:
+            # With a record open, a short silence closes it; without one, wait as long as it takes.
+            raw = await (asyncio.wait_for(stream.readline(), quiet_s) if pending else stream.readline())
+        except TimeoutError:
+            yield "\n".join(pending)
+            pending = []
+            continue
+        if not raw:
+            break
+        line = raw.decode(errors="replace").rstrip()
+        if not line:
+            continue
+        continues = line[:1].isspace()
+        closes_traceback = bool(pending) and pending[0].startswith("Traceback") and pending[-1][:1].isspace()
+        if pending and (continues or closes_traceback):
+            pending.append(line)
+            if closes_traceback and not continues:
+                yield "\n".join(pending)
+                pending = []
+            continue
+        if pending:
+            yield "\n".join(pending)
+        pending = [line]
+    if pending:
+        yield "\n".join(pending)

@@ -38,7 +38,7 @@ from zeroserve.errors import (
     Unschedulable,
     ZeroserveError,
 )
-from zeroserve.logs import DeploymentLogs
+from zeroserve.logs import DeploymentLogs, output_records
 from zeroserve.runtimes import RUNTIMES
 from zeroserve.settings import Settings
 from zeroserve.storage import ModelCache
@@ -154,11 +154,9 @@ class Replica:
         ]
 
     async def _read(self, stream: asyncio.StreamReader, name: str, logs: DeploymentLogs) -> None:
-        async for raw in stream:
-            line = raw.decode(errors="replace").rstrip()
-            if line:
-                self.last_lines.append(line)
-                await logs.write(self.spec.group, self.spec.id, self.name, name, line)  # type: ignore[arg-type]
+        async for record in output_records(stream):
+            self.last_lines.extend(record.splitlines()[-LAST_LINES:])
+            await logs.write(self.spec.group, self.spec.id, self.name, name, record)  # type: ignore[arg-type]
 
     async def wait_ready(self, client: httpx.AsyncClient, timeout: float) -> None:
         """Return once the model answers ready; raise ModelLoadFailed if the process dies first."""
