@@ -71,7 +71,7 @@ async def bare_spawn(client: httpx.AsyncClient, model_dir: Path) -> float:
 
 
 async def main(trials: int) -> int:
-    console = Console()
+    console = Console(width=max(Console().width, 110))
     with tempfile.TemporaryDirectory(prefix="zeroserve-bench-") as tmp:
         settings = Settings(data_dir=Path(tmp), gateway_port=0, idle_window_s=3600)
         async with Embedded(settings) as zeroserve, httpx.AsyncClient(timeout=120) as client:

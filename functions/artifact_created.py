@@ -1,20 +1,26 @@
 """An artifact exists at a URI: check the URI, register the artifact, stage its files locally.
 
-Staging copies (or downloads) the files into the model cache now, so that the first inference
-request of a deployment that uses the artifact does not wait for them.
+Staging downloads the files into the model cache now (a local file:// artifact is linked there),
+so that the first inference request of a deployment that uses it does not wait for them.
 """
 
-from zeroserve.errors import ZeroserveError
-from zeroserve.events import ArtifactCreated, ArtifactStatus
+import re
+
+from zeroserve.errors import MalformedEvent, ZeroserveError
+from zeroserve.events import ID_PATTERN, ArtifactCreated, ArtifactStatus
 from zeroserve.runner import Context, on
 from zeroserve.store import Artifact
+
+VALID_ID = re.compile(ID_PATTERN)
 
 
 @on(ArtifactCreated)
 async def artifact_created(created: ArtifactCreated, ctx: Context) -> None:
-    artifact = Artifact(
-        id=created.id or ctx.event_id, group=ctx.group, **created.model_dump(exclude={"id"})
-    )
+    artifact_id = created.id or ctx.event_id
+    if not VALID_ID.match(artifact_id):
+        raise MalformedEvent(f"artifact.created has no data.id and its CloudEvent id {artifact_id!r} cannot be "
+                             f"one (ids must match {ID_PATTERN}): give the artifact an id")
+    artifact = Artifact(id=artifact_id, group=ctx.group, **created.model_dump(exclude={"id"}))
     try:
         ctx.models.check(artifact.url)
     except ZeroserveError as refused:

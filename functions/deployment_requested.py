@@ -15,8 +15,10 @@ from zeroserve.templates import render
 
 @on(DeploymentRequested)
 async def deployment_requested(request: DeploymentRequested, ctx: Context) -> None:
-    deployment = await ctx.deployments.request(ctx.group, request)
-    serving = deployment.status in (Status.RUNNING, Status.PENDING) and deployment.inference_service is not None
+    deployment = await ctx.deployments.request(ctx.group, request, ctx.sequence)
+    if not await ctx.deployments.claim(ctx.group, request.id, ctx.sequence):
+        return  # a later stop or request has acted on it: this redelivery is out of date
+    serving = deployment.status == Status.RUNNING
 
     try:
         isvc = await inference_service(request, ctx)
@@ -30,11 +32,13 @@ async def deployment_requested(request: DeploymentRequested, ctx: Context) -> No
         else:
             await ctx.set_status(request.id, Status.DEAD, reason=refused.reason, message=refused.message)
         raise
-    except ZeroserveError as failed:
+    except Exception as failed:
+        reason, message = (failed.reason, failed.message) if isinstance(failed, ZeroserveError) else (
+            type(failed).__name__, str(failed))
         if ctx.final_attempt and not serving:  # no retry left: the status must not stay PENDING
-            await ctx.set_status(request.id, Status.DEAD, reason=failed.reason, message=failed.message)
+            await ctx.set_status(request.id, Status.DEAD, reason=reason, message=message)
         else:
-            await ctx.log(request.id, f"could not apply the deployment, will retry: {failed}")
+            await ctx.log(request.id, f"could not apply the deployment, will retry: {reason}: {message}")
         raise
     # Recorded once applied: a restart re-applies what last worked, never a refused update.
     await ctx.deployments.save_spec(ctx.group, request, isvc)

@@ -8,6 +8,8 @@ from zeroserve.runner import Context, on
 
 @on(DeploymentStopped)
 async def deployment_stopped(request: DeploymentStopped, ctx: Context) -> None:
+    if not await ctx.deployments.claim(ctx.group, request.id, ctx.sequence):
+        return  # a later request has acted on it: this redelivered stop is out of date
     deployment = await ctx.deployments.get(ctx.group, request.id)
     if deployment.status == Status.STOPPED:
         # Stopping twice is stopping once; but a retry may find STOPPED recorded and not yet

@@ -43,3 +43,12 @@ async def test_an_open_record_is_written_after_a_short_silence_not_held_until_th
     records = output_records(stream, quiet_s=0.05)
     assert await asyncio.wait_for(anext(records), 1) == "one line, then nothing for a while"
     stream.feed_eof()
+
+
+async def test_a_line_past_the_limit_is_left_out_and_the_output_still_flows():
+    stream = asyncio.StreamReader(limit=1024)
+    stream.feed_data(b"before\n" + b"x" * 5000 + b"\nafter\n")
+    stream.feed_eof()
+    records = [record async for record in output_records(stream, quiet_s=0.05)]
+    assert records[0] == "before" and records[-1] == "after"
+    assert "left out" in records[1]

@@ -7,6 +7,7 @@ import json
 import logging
 import signal
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -88,6 +89,7 @@ async def _deploy_demo(embedded: object, stop: asyncio.Event) -> None:
     platform = embedded.platform
     group = "default"
     model_dir = train_iris(platform.settings.data_dir / "demo" / "iris")
+    asked_at = datetime.now(UTC)  # what happened to the deployment before this run does not count
     for data in demo_events(model_dir):
         await platform.bus.publish(new_event(data, source="/zeroserve/cli/demo"), group)
     deployment = None
@@ -95,8 +97,9 @@ async def _deploy_demo(embedded: object, stop: asyncio.Event) -> None:
     with console.status("deploying the iris demo ..."):
         while time.monotonic() < deadline and not stop.is_set():
             deployment = await platform.store.deployments.get(group, DEPLOYMENT_ID)
-            if deployment is not None and (deployment.status == Status.DEAD or (
-                    deployment.status == Status.RUNNING and deployment.inference_service)):
+            if deployment is not None and deployment.modified_at >= asked_at and (
+                    deployment.status == Status.DEAD
+                    or (deployment.status == Status.RUNNING and deployment.inference_service)):
                 break
             await asyncio.sleep(0.1)
     if stop.is_set():

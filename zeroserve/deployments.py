@@ -10,6 +10,7 @@ folds that event into the stored record, so the record and the events always agr
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import uuid
 from typing import Any
@@ -32,7 +33,7 @@ ALLOWED: dict[Status, set[Status]] = {
     Status.RUNNING: {Status.RUNNING, Status.DEAD, Status.STOPPING},
     Status.STOPPING: {Status.STOPPING, Status.STOPPED},
     Status.STOPPED: {Status.PENDING},
-    Status.DEAD: {Status.PENDING},
+    Status.DEAD: {Status.PENDING, Status.DEAD},
 }
 STOPPABLE = {Status.PENDING, Status.RUNNING}
 DELETABLE = {Status.UNKNOWN, Status.STOPPED, Status.DEAD}
@@ -57,12 +58,30 @@ class Deployments:
         """SAP's deployment URL shape; it never changes for the life of the deployment."""
         return f"{self.base_url}/v2/inference/deployments/{id}"
 
-    async def request(self, group: str, request: DeploymentRequested) -> Deployment:
+    async def claim(self, group: str, id: str, sequence: int) -> bool:
+        """Mark the deployment as acted on by the lifecycle event at stream ``sequence``.
+
+        False if a later event (a stop after this request, say) has acted on it already: this one
+        is a redelivery that arrives too late and must change nothing.
+        """
+        stale = False
+
+        def change(record: Deployment | None) -> Deployment | None:
+            nonlocal stale
+            if record is None:
+                raise DeploymentNotFound(f"no deployment {id} in resource group {group}")
+            stale = record.sequence > sequence
+            return None if stale or record.sequence == sequence else record.model_copy(update={"sequence": sequence})
+
+        await self.store.deployments.update(group, id, change)
+        return not stale
+
+    async def request(self, group: str, request: DeploymentRequested, sequence: int = 0) -> Deployment:
         """The deployment a request is about: created (UNKNOWN, announced) if it is new."""
         existing = await self.store.deployments.get(group, request.id)
         if existing is not None:
             return existing
-        fresh = Deployment(id=request.id, group=group, executable_id=request.executable_id)
+        fresh = Deployment(id=request.id, group=group, executable_id=request.executable_id, sequence=sequence)
         created = await self.store.deployments.update(group, request.id, lambda current: None if current else fresh)
         assert created is not None
         if created is fresh:
@@ -93,9 +112,12 @@ class Deployments:
         await self._announce(group, await self.get(group, id), causation)
 
     async def _announce(self, group: str, deployment: Deployment, causation: str | None) -> None:
-        id, status = deployment.id, deployment.status.value
-        event_id = f"{causation}.{id}.{status}" if causation else str(uuid.uuid4())
-        event = new_event(deployment.status_event(), source=SOURCE, subject=id, causationid=causation, id=event_id)
+        status = deployment.status_event()
+        # Same cause and same content: the same id, so a retried handler's repeat is dropped;
+        # anything that differs (another status, new details) is a new event.
+        digest = hashlib.sha256(status.model_dump_json().encode()).hexdigest()[:16]
+        event_id = f"{causation}.{digest}" if causation else str(uuid.uuid4())
+        event = new_event(status, source=SOURCE, subject=deployment.id, causationid=causation, id=event_id)
         await self.bus.publish(event, group)
 
     async def delete(self, group: str, id: str, *, causation: str | None = None) -> None:
@@ -113,26 +135,27 @@ class Deployments:
         return deployment
 
     async def transition(
-        self, group: str, id: str, status: Status, *, causation: str | None = None, **fields: Any
+        self, group: str, id: str, status: Status | None, *, causation: str | None = None, **fields: Any
     ) -> Deployment:
         """Move a deployment to ``status`` (with ``fields`` such as reason, message, url, replicas).
 
-        The event id is derived from the causing event, so a retried handler announces each
-        status once: JetStream drops the repeat as a duplicate.
+        ``status=None`` keeps whatever status the deployment has when the change is written (new
+        details only, e.g. a replica count). The event id is derived from the causing event and
+        the content, so a retried handler announces each change once: JetStream drops the repeat.
         """
-        change = DeploymentStatus(id=id, status=status, **fields)
 
         def fold(record: Deployment | None) -> Deployment:
             if record is None:
                 raise DeploymentNotFound(f"no deployment {id} in resource group {group}")
-            check_transition(record, status)
-            return record.apply(change)
+            target = record.status if status is None else status
+            check_transition(record, target)
+            return record.apply(DeploymentStatus(id=id, status=target, **fields))
 
         # The record first; if we stop between the two steps, the retried handler announces again
         # under the same id (see announce), and JetStream keeps one.
         result = await self.store.deployments.update(group, id, fold)
         assert result is not None
         await self._announce(group, result, causation)
-        log.info("deployment %s/%s is %s%s", group, id, status.value,
+        log.info("deployment %s/%s is %s%s", group, id, result.status.value,
                  f" ({fields['reason']})" if fields.get("reason") else "", extra={"deployment": id})
         return result

@@ -66,7 +66,11 @@ class Embedded:
         else:
             self.nats = NatsServer(settings.nats_dir)
             self.nats_url = await self.nats.start()
-        (settings.data_dir / "nats.url").write_text(self.nats_url)
+        # Only for this user: an external NATS URL may carry credentials.
+        url_file = settings.data_dir / "nats.url"
+        url_file.touch(mode=0o600)
+        url_file.chmod(0o600)
+        url_file.write_text(self.nats_url)
 
         self.platform = platform = await Platform.open(settings, self.nats_url)
         await platform.restore()

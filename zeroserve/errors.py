@@ -81,3 +81,9 @@ class NotReady(ZeroserveError):
     """No replica became ready within the deadline."""
 
     reason = "ReplicaNotReady"
+
+
+class ReplicaStartFailed(ZeroserveError):
+    """A model-server process could not be started (the machine, not the model): may pass."""
+
+    reason = "ReplicaStartFailed"

@@ -78,7 +78,7 @@ class ArtifactCreated(EventData):
 
 
 class ArtifactStatus(EventData):
-    """An artifact was registered, staged (copied to the local cache) or rejected."""
+    """An artifact was registered, staged (in the local model cache) or rejected."""
 
     event_type: ClassVar[str] = "io.zeroserve.artifact.status"
 
@@ -104,7 +104,8 @@ class DeploymentRequested(EventData):
         default={}, description="Artifact input name of the template -> artifact id."
     )
     ttl: Duration | None = Field(
-        default=None, description="Stop and delete after this long: minutes, hours or days (30m, 2h, 1d)."
+        default=None, description="Stop and delete after this long: minutes, hours or days (30m, 2h, 1d). "
+        "Recorded; not enforced yet.",
     )
 
 

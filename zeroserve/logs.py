@@ -76,6 +76,8 @@ async def output_records(stream: asyncio.StreamReader, quiet_s: float = 0.1) -> 
             yield "\n".join(pending)
             pending = []
             continue
+        except ValueError:  # a line past the reader's limit: asyncio has dropped it; say so, read on
+            raw = b"[a line longer than the log limit was left out]\n"
         if not raw:
             break
         line = raw.decode(errors="replace").rstrip()

@@ -41,8 +41,15 @@ class Platform:
 
     @classmethod
     async def open(cls, settings: Settings, nats_url: str, backend: Backend | None = None) -> Platform:
+        # Templates and plans first: a mistake in them stops start-up before anything is connected.
+        templates = load_templates(settings.templates_dir)
+        plans = load_resource_plans(settings)
         bus = await Bus.connect(nats_url, settings)
-        store = await Store.open(bus.js)
+        try:
+            store = await Store.open(bus.js)
+        except BaseException:
+            await bus.close()
+            raise
         logs = DeploymentLogs(bus)
         logs.start()
         models = ModelCache(settings)
@@ -54,8 +61,8 @@ class Platform:
             logs=logs,
             models=models,
             backend=backend or LocalBackend(settings, models, logs),
-            templates=load_templates(settings.templates_dir),
-            plans=load_resource_plans(settings),
+            templates=templates,
+            plans=plans,
         )
 
     async def close(self) -> None:
@@ -99,8 +106,9 @@ class Platform:
                 elif change.running_replicas is not None and current.status in (Status.PENDING, Status.RUNNING):
                     # PENDING too: replicas kept by minReplicas start before the deployment is RUNNING.
                     if change.running_replicas != current.running_replicas:
+                        # status None: whatever it is when written (a handler may move it meanwhile)
                         await self.deployments.transition(
-                            change.group, change.id, current.status, running_replicas=change.running_replicas
+                            change.group, change.id, None, running_replicas=change.running_replicas
                         )
             except ZeroserveError as error:  # the deployment moved on meanwhile (stopped, deleted)
                 log.info("backend change for %s/%s not recorded: %s", change.group, change.id, error)

@@ -106,6 +106,8 @@ class Context:
     platform: Platform
     # True on the last delivery the runner allows: a failure now ends in the dead letters.
     final_attempt: bool = False
+    # The event's place in its stream: events published later have higher numbers.
+    sequence: int = 0
 
     @property
     def event_id(self) -> str:
@@ -171,6 +173,7 @@ class Runner:
         # Handlers running at once; the pull loops fetch only as much as this leaves free.
         self._slots = asyncio.Semaphore(self.settings.runner_concurrency)
         self._slot_freed = asyncio.Event()
+        self._lock_waiters = 0
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
         self._lock_users: dict[tuple[str, str], int] = {}
         self._pullers: list[asyncio.Task[None]] = []
@@ -201,13 +204,14 @@ class Runner:
 
     async def _pull(self, function: Function, subscription: Any) -> None:
         while not self._stopping.is_set():
-            free = self.settings.runner_concurrency - len(self._inflight)
+            # Events queued behind another of their deployment wait on its lock, not on a slot.
+            free = self.settings.runner_concurrency - (len(self._inflight) - self._lock_waiters)
             if free <= 0:
                 await self._slot_freed.wait()
                 self._slot_freed.clear()
                 continue
             try:
-                # Never more than can start soon: a message we hold but do not handle still ages.
+                # About as many as can start soon (each function's loop asks for itself).
                 messages = await subscription.fetch(batch=min(free, 64), timeout=FETCH_WAIT_S)
             except (TimeoutError, NatsTimeout):
                 continue
@@ -234,19 +238,22 @@ class Runner:
         try:
             # The heartbeat starts at once: waiting for a slot or for the deployment's lock counts
             # as work in progress, so JetStream does not hand the event out a second time meanwhile.
-            async with self._heartbeat(msg), self._slots:
+            async with self._heartbeat(msg):
                 group = group_of(msg.subject)
                 event = from_nats(msg.headers, msg.data)
                 data = parse_data(event)
                 if data.event_type not in function.event_types:
                     raise MalformedEvent(f"{function.name} does not handle {data.event_type}")
                 context = Context(event=event, group=group, platform=self.platform,
-                                  final_attempt=(msg.metadata.num_delivered or 1) >= self.settings.max_deliver)
+                                  final_attempt=(msg.metadata.num_delivered or 1) >= self.settings.max_deliver,
+                                  sequence=msg.metadata.sequence.stream)
                 subject_id = getattr(data, "id", None)
                 logcontext.event_id.set(context.event_id)  # this task runs in a context of its own
                 if data.event_type.startswith(DEPLOYMENT_EVENTS):
                     logcontext.deployment_id.set(subject_id)
-                async with self._lock(group, subject_id or context.event_id):
+                # The lock first, then a slot: an event queued behind others of its deployment must
+                # not hold a slot that an event of another deployment could use meanwhile.
+                async with self._lock(group, subject_id or context.event_id), self._slots:
                     await function.handler(data, context)
         except asyncio.CancelledError:
             with contextlib.suppress(Exception):
@@ -284,8 +291,15 @@ class Runner:
         lock = self._locks.setdefault(name, asyncio.Lock())
         self._lock_users[name] = self._lock_users.get(name, 0) + 1
         try:
-            async with lock:
+            self._lock_waiters += 1
+            try:
+                await lock.acquire()
+            finally:
+                self._lock_waiters -= 1
+            try:
                 yield
+            finally:
+                lock.release()
         finally:
             self._lock_users[name] -= 1
             if not self._lock_users[name]:

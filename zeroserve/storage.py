@@ -95,12 +95,12 @@ class ModelCache:
         from kserve_storage import Storage  # heavy (boto3, azure, gcs): import when first needed
 
         target = self.path(uri)
-        self.root.mkdir(parents=True, exist_ok=True)
-        # A fresh directory per attempt: a crashed earlier attempt's leftovers cannot get in the way.
-        partial = Path(tempfile.mkdtemp(prefix=f"{target.name}.", suffix=".partial", dir=self.root))
         source = str(self.local_source(uri)) if uri.startswith("file:") else uri
         if uri.startswith("file:") and not Path(source).exists():
             raise ArtifactNotFound(f"nothing at {uri}")
+        self.root.mkdir(parents=True, exist_ok=True)
+        # A fresh directory per attempt: a crashed earlier attempt's leftovers cannot get in the way.
+        partial = Path(tempfile.mkdtemp(prefix=f"{target.name}.", suffix=".partial", dir=self.root))
         try:
             Storage.download(source, out_dir=str(partial))
         except Exception as error:  # kserve-storage raises plain exceptions of many kinds

@@ -57,6 +57,8 @@ class Deployment(BaseModel):
     input_artifacts: dict[str, str] = Field(default_factory=dict)
     ttl: str | None = None
     inference_service: dict[str, Any] | None = None
+    # Stream sequence of the last requested/stopped event acted on: older redeliveries change nothing.
+    sequence: int = 0
     # Where it is: the fold of its status events.
     status: Status = Status.UNKNOWN
     target_status: str | None = "RUNNING"

@@ -35,6 +35,7 @@ from zeroserve.errors import (
     NoGPU,
     NotReady,
     Overloaded,
+    ReplicaStartFailed,
     Unschedulable,
     ZeroserveError,
 )
@@ -44,6 +45,10 @@ from zeroserve.settings import Settings
 from zeroserve.storage import ModelCache
 
 LAST_LINES = 20
+# After a failed start that may pass, how long until the next try.
+START_RETRY_S = 1.0
+# Longest replica output line kept in a log record; longer ones are left out, never block the pipe.
+OUTPUT_LINE_LIMIT = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -117,6 +122,12 @@ class Replica:
         return self.process is not None and self.process.returncode is not None
 
     async def spawn(self, logs: DeploymentLogs) -> None:
+        try:
+            await self._spawn(logs)
+        except OSError as error:  # out of file descriptors, processes, memory: may pass
+            raise ReplicaStartFailed(f"could not start a model-server process: {error}") from error
+
+    async def _spawn(self, logs: DeploymentLogs) -> None:
         # The socket is bound here, on loopback, and inherited: no port race, no other address.
         listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         listener.bind(("127.0.0.1", 0))
@@ -144,6 +155,7 @@ class Replica:
                 env=env,
                 # Its own session: a Ctrl-C in the terminal reaches zeroserve, which drains replicas in order.
                 start_new_session=True,
+                limit=OUTPUT_LINE_LIMIT,
             )
         finally:
             listener.close()
@@ -176,7 +188,7 @@ class Replica:
                     self.last_used = time.monotonic()
                     return
             await asyncio.sleep(0.02)
-        raise NotReady(f"replica was not ready within {timeout:.0f} s; last lines:\n" + "\n".join(self.last_lines))
+        raise NotReady(f"replica was not ready within {timeout:g} s; last lines:\n" + "\n".join(self.last_lines))
 
     async def drain_output(self) -> None:
         with contextlib.suppress(TimeoutError):
@@ -206,7 +218,11 @@ class Service:
     model_dir: Path
     replicas: list[Replica] = field(default_factory=list)
     waiting: int = 0
+    # Set when the model cannot load: every request fails at once with it (the deployment is DEAD).
     failure: ZeroserveError | None = None
+    # After a start failed for a reason that may pass (slow, out of processes): no new try before.
+    retry_at: float = 0.0
+    last_error: ZeroserveError | None = None
     stopped: bool = False
     changed: asyncio.Condition = field(default_factory=asyncio.Condition)
 
@@ -362,7 +378,8 @@ class LocalBackend:
             replica = min(service.serving, key=lambda r: r.in_flight, default=None)
             if replica is not None and replica.in_flight < service.spec.target_concurrency:
                 break
-            if not service.starting and len(service.serving) < service.spec.max_replicas:
+            may_start = time.monotonic() >= service.retry_at
+            if may_start and not service.starting and len(service.serving) < service.spec.max_replicas:
                 if not self._start_in_background(service) and replica is None:
                     raise Unschedulable(f"no replica of {id} can start: {service.spec.gpus} GPU(s) needed, "
                                         f"{self.gpus.free} free")
@@ -372,12 +389,15 @@ class LocalBackend:
                 raise Overloaded(f"{service.waiting} requests already wait for a replica of {id}")
             cold = True
             service.waiting += 1
+            # Wake on a change, or when a start may be tried again, or give up at the deadline.
+            wake_at = deadline if may_start else min(deadline, service.retry_at)
             try:
                 async with service.changed:
-                    await asyncio.wait_for(service.changed.wait(), max(deadline - time.monotonic(), 0))
+                    await asyncio.wait_for(service.changed.wait(), max(wake_at - time.monotonic(), 0))
             except TimeoutError:
-                raise NotReady(f"no replica of {id} was ready within "
-                               f"{self.settings.replica_ready_timeout_s:.0f} s") from None
+                if time.monotonic() >= deadline:
+                    raise NotReady(f"no replica of {id} was ready within "
+                                   f"{self.settings.replica_ready_timeout_s:g} s") from None
             finally:
                 service.waiting -= 1
         replica.in_flight += 1
@@ -440,8 +460,13 @@ class LocalBackend:
         spec = service.spec
         if replica.draining or service.stopped:
             return  # stopped on purpose while it started (an update, a stop): no failure
-        if service.serving:  # others serve: this one alone failed (a scale-up), the deployment lives
+        service.last_error = error
+        if service.serving or not isinstance(error, ModelLoadFailed):
+            # Others serve (a scale-up failed), or the cause may pass (slow start, no processes
+            # left): this start failed, the deployment lives; the next try waits a moment.
+            service.retry_at = time.monotonic() + START_RETRY_S
             await self.logs.control(spec.group, spec.id, f"{replica.name} failed to start: {error}")
+            await service.notify()
             return
         service.failure = error
         await service.notify()
@@ -462,11 +487,14 @@ class LocalBackend:
         await replica.process.wait()
         await replica.drain_output()
         if self._forget(service, replica):
-            if not replica.draining and not service.stopped:
+            live = not replica.draining and not service.stopped
+            if live:
                 await self.logs.control(service.spec.group, service.spec.id,
                                         f"{replica.name} exited with code {replica.process.returncode}")
             await service.notify()
             self._report(service)
+            if live and len(service.serving) + len(service.starting) < service.spec.min_replicas:
+                self._start_in_background(service)  # minReplicas is a promise: keep it
 
     async def _stop_replica(self, service: Service, replica: Replica) -> None:
         replica.draining = True
@@ -494,6 +522,8 @@ class LocalBackend:
         if service.failure is not None:
             raise service.failure
         if None in started:
+            if service.last_error is not None:
+                raise service.last_error
             raise Unschedulable(f"could not start {count} replica(s) of {service.spec.id}: "
                                 f"{service.spec.gpus} GPU(s) each, {self.gpus.free} free")
 
