@@ -12,7 +12,7 @@ import pytest
 from models import IRIS_ROWS, train_iris_sklearn
 
 from zeroserve.embedded import Embedded
-from zeroserve.events import ArtifactCreated, DeploymentRequested, DeploymentStopped, new_event
+from zeroserve.events import ArtifactCreated, DeploymentRequested, DeploymentStopped, Status, new_event
 
 pytestmark = pytest.mark.slow
 
@@ -280,3 +280,70 @@ async def test_replicas_kept_by_min_replicas_show_in_the_running_status(zeroserv
     record = await zeroserve.platform.store.deployments.get("default", "warm")
     assert record.status == "RUNNING" and record.running_replicas == 1
     assert len(replica_pids(zeroserve)) == 1
+
+
+async def test_a_restart_finishes_what_was_under_way(settings, listen):
+    """Records left PENDING or STOPPING by a crash are brought to where they were going; DEAD stays DEAD."""
+    async with Embedded(settings) as zeroserve:
+        running = await deploy_iris(zeroserve, listen)
+        store = zeroserve.platform.store
+        iris = await store.deployments.get("default", "iris")
+        for id, status in (("was-pending", Status.PENDING), ("was-stopping", Status.STOPPING),
+                           ("was-dead", Status.DEAD)):
+            await store.deployments.put("default", id, iris.model_copy(update={
+                "id": id, "status": status, "reason": "ModelLoadFailed" if status == Status.DEAD else None,
+                "inference_service": {**iris.inference_service,
+                                      "metadata": {**iris.inference_service["metadata"], "name": id}},
+            }))
+        assert running["status"] == "RUNNING"
+    async with Embedded(settings) as again:
+        records = {d.id: d for d in await again.platform.store.deployments.list("default")}
+        assert records["was-pending"].status == "RUNNING"
+        assert records["was-stopping"].status == "STOPPED"
+        assert records["was-dead"].status == "DEAD" and records["was-dead"].reason == "ModelLoadFailed"
+        async with httpx.AsyncClient(timeout=60) as client:
+            url = f"{again.url}/v2/inference/deployments/was-pending/v1/models/was-pending:predict"
+            answer = await client.post(url, json={"instances": IRIS_ROWS})
+        assert answer.status_code == 200, answer.text
+
+
+async def test_a_replica_that_dies_under_min_replicas_is_replaced(zeroserve, listen):
+    await deploy_iris(zeroserve, listen)
+    statuses = await listen(zeroserve, "zeroserve.default.deployment.status")
+    await publish(zeroserve, DeploymentRequested(id="iris", executable_id="sklearn",
+                                                 input_artifacts={"model": "iris-model"},
+                                                 parameters={"minReplicas": "1"}))
+    await statuses.wait_for(lambda e: e["id"] == "iris" and e["runningReplicas"] == 1 and e["minReplicas"] == 1)
+    [victim] = replica_pids(zeroserve)
+    os.kill(victim, 9)
+    seen = len(statuses.json())
+    await statuses.wait_for(lambda e: e["id"] == "iris" and e["runningReplicas"] == 0, since=seen)
+    await statuses.wait_for(lambda e: e["id"] == "iris" and e["runningReplicas"] == 1, since=seen)
+    assert replica_pids(zeroserve) and victim not in replica_pids(zeroserve)
+
+
+async def test_a_start_slower_than_the_deadline_fails_that_request_only(zeroserve, listen):
+    running = await deploy_iris(zeroserve, listen)
+    url = f"{running['deploymentUrl']}/v1/models/iris:predict"
+    zeroserve.platform.settings.replica_ready_timeout_s = 0.2
+    async with httpx.AsyncClient(timeout=60) as client:
+        slow = await client.post(url, json={"instances": IRIS_ROWS})
+        assert slow.status_code == 504 and slow.json()["error"]["code"] == "ReplicaNotReady"
+        zeroserve.platform.settings.replica_ready_timeout_s = 60
+        await asyncio.sleep(1.1)  # the backend waits a moment before it tries a start again
+        later = await client.post(url, json={"instances": IRIS_ROWS})
+    assert later.status_code == 200, later.text
+    record = await zeroserve.platform.store.deployments.get("default", "iris")
+    assert record.status == "RUNNING"
+
+
+async def test_requests_beyond_the_activator_queue_get_429_with_retry_after(zeroserve, listen):
+    running = await deploy_iris(zeroserve, listen)
+    zeroserve.platform.settings.activator_queue_limit = 1
+    url = f"{running['deploymentUrl']}/v1/models/iris:predict"
+    async with httpx.AsyncClient(timeout=60) as client:
+        answers = await asyncio.gather(*(client.post(url, json={"instances": IRIS_ROWS}) for _ in range(4)))
+    codes = sorted(a.status_code for a in answers)
+    assert codes[0] == 200 and 429 in codes, codes
+    refused = next(a for a in answers if a.status_code == 429)
+    assert refused.headers["Retry-After"] == "1" and refused.json()["error"]["code"] == "Overloaded"

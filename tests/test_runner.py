@@ -244,3 +244,16 @@ async def test_an_event_under_a_malformed_resource_group_is_dead_lettered_as_mal
         await asyncio.sleep(0.1)
     assert dead.messages[0].headers[REASON_HEADER] == "MalformedEvent"
     assert "Not_A_Group" in dead.messages[0].headers[MESSAGE_HEADER]
+
+
+async def test_an_artifact_without_a_usable_id_is_dead_lettered_not_stored(zeroserve, listen):
+    dead = await listen(zeroserve, "zeroserve.default.deadletter.artifact_created")
+    event = new_event(ArtifactCreated(name="m", url="s3://b/m"), source="/tests", id="Webhook_Delivery_42")
+    await zeroserve.platform.bus.publish(event, "default")
+    for _ in range(50):
+        if dead.messages:
+            break
+        await asyncio.sleep(0.1)
+    assert dead.messages[0].headers[REASON_HEADER] == "MalformedEvent"
+    assert "give the artifact an id" in dead.messages[0].headers[MESSAGE_HEADER]
+    assert await zeroserve.platform.store.artifacts.list("default") == []

@@ -77,3 +77,12 @@ async def test_a_retried_transition_announces_its_status_once(bus):
     subscription = await bus.js.pull_subscribe("zeroserve.g.deployment.status", stream=EVENTS_STREAM)
     statuses = [parse_data(from_nats(m.headers, m.data)).status for m in await subscription.fetch(100, timeout=1)]
     assert statuses == ["UNKNOWN", "PENDING"]
+
+
+async def test_an_older_lifecycle_event_cannot_act_after_a_newer_one(bus):
+    store = await Store.open(bus.js)
+    deployments = Deployments(store, bus, "http://gw")
+    await deployments.request("g", DeploymentRequested(id="d1", executable_id="sklearn"), sequence=5)
+    assert await deployments.claim("g", "d1", 5), "the event that created it may act"
+    assert await deployments.claim("g", "d1", 9), "a later stop may act"
+    assert not await deployments.claim("g", "d1", 5), "the request redelivered after the stop may not"
