@@ -28,7 +28,11 @@ class Change:
 
 class Backend(Protocol):
     async def apply(self, isvc: dict[str, Any]) -> bool:
-        """Create or update in place. True if it serves at once, False if ``watch`` will say when."""
+        """Create or update in place. True if it serves at once (the local backend always does).
+
+        False is for a backend whose objects become ready later (the kserve backend): ``watch``
+        must then report readiness, which ``Platform.follow_backend`` does not map yet.
+        """
         ...
 
     async def stop(self, group: str, id: str) -> None:
