@@ -106,7 +106,3 @@ class NatsServer:
         except TimeoutError:
             process.kill()
             await process.wait()
-
-    @property
-    def pid(self) -> int | None:
-        return self._process.pid if self._process else None

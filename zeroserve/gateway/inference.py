@@ -51,7 +51,6 @@ def inference_router(platform: Platform, client: httpx.AsyncClient) -> APIRouter
         service = local.service(group, deployment_id) if local else None
         if local is None or service is None or service.stopped:
             return await _not_serving(platform, group, deployment_id)
-        started = time.perf_counter()
         body = await request.body()
         headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP}
         try:
@@ -79,8 +78,7 @@ def inference_router(platform: Platform, client: httpx.AsyncClient) -> APIRouter
         response_headers.pop("content-encoding", None)  # httpx has decoded the body already
         response_headers["X-Cold-Start"] = "true" if lease.cold else "false"
         response_headers["Server-Timing"] = (
-            f"activator;dur={(forward_started - started) * 1000:.1f}, "
-            f"forward;dur={(finished - forward_started) * 1000:.1f}"
+            f"activator;dur={lease.waited_s * 1000:.1f}, forward;dur={(finished - forward_started) * 1000:.1f}"
         )
         return Response(upstream.content, status_code=upstream.status_code, headers=response_headers)
 
