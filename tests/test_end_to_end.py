@@ -40,16 +40,19 @@ async def publish(zeroserve: Embedded, data, group: str = "default", id: str | N
     return await zeroserve.platform.bus.publish(new_event(data, source="/tests", id=id), group)
 
 
+async def request_sklearn(zeroserve: Embedded, id: str, artifact: str = "iris-model", **parameters: str):
+    """Publish a deployment.requested of the sklearn template: a new deployment, or an update."""
+    return await publish(zeroserve, DeploymentRequested(
+        id=id, executable_id="sklearn", input_artifacts={"model": artifact}, parameters=parameters))
+
+
 async def deploy_iris(zeroserve: Embedded, listen, deployment_id: str = "iris") -> dict:
     model_dir = train_iris_sklearn(zeroserve.settings.data_dir / "sources" / "iris")
     artifacts = await listen(zeroserve, "zeroserve.default.artifact.status")
     statuses = await listen(zeroserve, "zeroserve.default.deployment.status")
     await publish(zeroserve, ArtifactCreated(id="iris-model", name="iris", url=model_dir.as_uri()))
     await artifacts.wait_for(lambda e: e["id"] == "iris-model" and e["status"] == "staged")
-    await publish(zeroserve, DeploymentRequested(
-        id=deployment_id, executable_id="sklearn", input_artifacts={"model": "iris-model"},
-        parameters={"minReplicas": "0", "maxReplicas": "2"},
-    ))
+    await request_sklearn(zeroserve, deployment_id, minReplicas="0", maxReplicas="2")
     return await statuses.wait_for(lambda e: e["id"] == deployment_id and e["status"] == "RUNNING")
 
 
@@ -115,8 +118,7 @@ async def test_stopping_a_deployment_releases_every_replica(zeroserve, listen):
 async def test_a_restart_keeps_every_deployment_and_running_ones_serve_again(settings, listen):
     async with Embedded(settings) as zeroserve:
         await deploy_iris(zeroserve, listen, "iris")
-        await publish(zeroserve, DeploymentRequested(
-            id="iris-stopped", executable_id="sklearn", input_artifacts={"model": "iris-model"}))
+        await request_sklearn(zeroserve, "iris-stopped")
         statuses = await listen(zeroserve, "zeroserve.default.deployment.status")
         await statuses.wait_for(lambda e: e["id"] == "iris-stopped" and e["status"] == "RUNNING")
         await publish(zeroserve, DeploymentStopped(id="iris-stopped"))
@@ -145,8 +147,7 @@ async def test_a_model_that_fails_to_load_leaves_the_deployment_dead_with_its_la
     statuses = await listen(zeroserve, "zeroserve.default.deployment.status")
     await publish(zeroserve, ArtifactCreated(id="broken", name="broken", url=broken.as_uri()))
     await artifacts.wait_for(lambda e: e["id"] == "broken" and e["status"] == "staged")
-    await publish(zeroserve, DeploymentRequested(id="broken", executable_id="sklearn",
-                                                 input_artifacts={"model": "broken"}))
+    await request_sklearn(zeroserve, "broken", artifact="broken")
     running = await statuses.wait_for(lambda e: e["id"] == "broken" and e["status"] == "RUNNING")
     async with httpx.AsyncClient(timeout=60) as client:
         response = await client.post(f"{running['deploymentUrl']}/v1/models/broken:predict",
@@ -162,9 +163,7 @@ async def test_a_model_that_fails_to_load_leaves_the_deployment_dead_with_its_la
 async def test_a_gpu_plan_on_a_machine_without_gpus_is_dead_with_reason_nogpu(zeroserve, listen):
     await deploy_iris(zeroserve, listen)
     statuses = await listen(zeroserve, "zeroserve.default.deployment.status")
-    await publish(zeroserve, DeploymentRequested(id="iris-gpu", executable_id="sklearn",
-                                                 input_artifacts={"model": "iris-model"},
-                                                 parameters={"resourcePlan": "infer.s"}))
+    await request_sklearn(zeroserve, "iris-gpu", resourcePlan="infer.s")
     dead = await statuses.wait_for(lambda e: e["id"] == "iris-gpu" and e["status"] == "DEAD")
     assert dead["reason"] == "NoGPU"
     assert "GPU" in dead["message"]
@@ -177,10 +176,7 @@ async def test_an_update_keeps_the_url_and_serves_throughout(zeroserve, listen):
     async with httpx.AsyncClient(timeout=60) as client:
         assert (await client.post(url, json={"instances": IRIS_ROWS})).status_code == 200
         old = replica_pids(zeroserve)
-        await publish(zeroserve, DeploymentRequested(
-            id="iris", executable_id="sklearn", input_artifacts={"model": "iris-model"},
-            parameters={"minReplicas": "0", "maxReplicas": "3"},
-        ))
+        await request_sklearn(zeroserve, "iris", minReplicas="0", maxReplicas="3")
         # Requests keep succeeding while the new version starts and the old one drains.
         answers = []
         for _ in range(200):
@@ -198,10 +194,7 @@ async def test_an_update_keeps_the_url_and_serves_throughout(zeroserve, listen):
 
 async def test_concurrent_requests_scale_up_to_max_replicas_and_no_further(zeroserve, listen):
     running = await deploy_iris(zeroserve, listen)
-    await publish(zeroserve, DeploymentRequested(
-        id="iris", executable_id="sklearn", input_artifacts={"model": "iris-model"},
-        parameters={"minReplicas": "0", "maxReplicas": "2", "scaleTarget": "1"},
-    ))
+    await request_sklearn(zeroserve, "iris", minReplicas="0", maxReplicas="2", scaleTarget="1")
     statuses = await listen(zeroserve, "zeroserve.default.deployment.status")
     url = f"{running['deploymentUrl']}/v1/models/iris:predict"
     answers: list[int] = []
@@ -256,8 +249,7 @@ async def test_an_update_to_a_model_that_fails_to_load_is_refused_and_the_old_ve
     async with httpx.AsyncClient(timeout=60) as client:
         if warm:
             assert (await client.post(url, json={"instances": IRIS_ROWS})).status_code == 200
-        await publish(zeroserve, DeploymentRequested(id="iris", executable_id="sklearn",
-                                                     input_artifacts={"model": "broken"}))
+        await request_sklearn(zeroserve, "iris", artifact="broken")
         await logs.wait_for(lambda e: "update refused" in e["message"], timeout=60)
         after = await client.post(url, json={"instances": IRIS_ROWS})
     assert after.status_code == 200 and after.json()["predictions"] == [1, 1]
@@ -272,9 +264,7 @@ async def test_replicas_kept_by_min_replicas_show_in_the_running_status(zeroserv
     statuses = await listen(zeroserve, "zeroserve.default.deployment.status")
     await publish(zeroserve, ArtifactCreated(id="iris-model", name="iris", url=model_dir.as_uri()))
     await artifacts.wait_for(lambda e: e["id"] == "iris-model" and e["status"] == "staged")
-    await publish(zeroserve, DeploymentRequested(id="warm", executable_id="sklearn",
-                                                 input_artifacts={"model": "iris-model"},
-                                                 parameters={"minReplicas": "1"}))
+    await request_sklearn(zeroserve, "warm", minReplicas="1")
     await statuses.wait_for(lambda e: e["id"] == "warm" and e["status"] == "RUNNING")
     await statuses.wait_for(lambda e: e["id"] == "warm" and e["runningReplicas"] == 1)
     record = await zeroserve.platform.store.deployments.get("default", "warm")
@@ -310,9 +300,7 @@ async def test_a_restart_finishes_what_was_under_way(settings, listen):
 async def test_a_replica_that_dies_under_min_replicas_is_replaced(zeroserve, listen):
     await deploy_iris(zeroserve, listen)
     statuses = await listen(zeroserve, "zeroserve.default.deployment.status")
-    await publish(zeroserve, DeploymentRequested(id="iris", executable_id="sklearn",
-                                                 input_artifacts={"model": "iris-model"},
-                                                 parameters={"minReplicas": "1"}))
+    await request_sklearn(zeroserve, "iris", minReplicas="1")
     await statuses.wait_for(lambda e: e["id"] == "iris" and e["runningReplicas"] == 1 and e["minReplicas"] == 1)
     [victim] = replica_pids(zeroserve)
     os.kill(victim, 9)

@@ -229,17 +229,22 @@ def test_replica_listens_on_loopback_only_and_starts_no_grpc(replicas, tmp_path)
     # Connection attempts on another address: tests/test_loopback.py, inside a network namespace.
 
 
+def start_that_fails(model_format: str, name: str, model_dir: Path) -> subprocess.CompletedProcess:
+    """Run a replica expected to exit before serving; its exit code and output."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return subprocess.run(
+            replica_command(model_format, name, model_dir, sock.fileno()),
+            pass_fds=[sock.fileno()], cwd=REPO, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+
+
 @pytest.mark.slow
 def test_corrupt_model_file_exits_3_and_says_why(tmp_path):
     model_dir = tmp_path / "broken"
     model_dir.mkdir()
     (model_dir / "model.joblib").write_bytes(b"this is not a pickle")
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        result = subprocess.run(
-            replica_command("sklearn", "broken", model_dir, sock.fileno()),
-            pass_fds=[sock.fileno()], cwd=REPO, capture_output=True, text=True, timeout=60,
-        )  # fmt: skip
+    result = start_that_fails("sklearn", "broken", model_dir)
     assert result.returncode == 3
     last_line = result.stderr.strip().splitlines()[-1]
     assert last_line.startswith("ModelLoadFailed: cannot unpickle ")
@@ -250,12 +255,7 @@ def test_corrupt_model_file_exits_3_and_says_why(tmp_path):
 @pytest.mark.slow
 def test_missing_model_file_exits_3_and_says_why(tmp_path):
     (tmp_path / "empty").mkdir()
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        result = subprocess.run(
-            replica_command("onnx", "empty", tmp_path / "empty", sock.fileno()),
-            pass_fds=[sock.fileno()], cwd=REPO, capture_output=True, text=True, timeout=60,
-        )  # fmt: skip
+    result = start_that_fails("onnx", "empty", tmp_path / "empty")
     assert result.returncode == 3
     last_line = result.stderr.strip().splitlines()[-1]
     assert last_line == f"ModelLoadFailed: no model.onnx (or other *.onnx file) in {tmp_path / 'empty'}"
@@ -263,12 +263,7 @@ def test_missing_model_file_exits_3_and_says_why(tmp_path):
 
 @pytest.mark.slow
 def test_unknown_model_format_exits_3_and_names_the_known_ones(tmp_path):
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        result = subprocess.run(
-            replica_command("tensorflow", "tf", tmp_path, sock.fileno()),
-            pass_fds=[sock.fileno()], cwd=REPO, capture_output=True, text=True, timeout=60,
-        )  # fmt: skip
+    result = start_that_fails("tensorflow", "tf", tmp_path)
     assert result.returncode == 3
     assert result.stderr.strip().splitlines()[-1] == (
         "ModelLoadFailed: unknown model format 'tensorflow' (known formats: onnx, sklearn)"
