@@ -94,3 +94,27 @@ async def listen() -> AsyncIterator[Callable[..., Any]]:
     yield subscribe
     for nc in connections.values():
         await nc.close()
+
+
+async def token_for(embedded: Embedded, groups: list[str]) -> str:
+    """A bearer token for a new client of these groups, got the way a user gets one (POST /oauth/token)."""
+    import httpx
+
+    assert embedded.platform is not None
+    client, secret = await embedded.platform.auth.create_client(groups)
+    async with httpx.AsyncClient(base_url=embedded.url) as http:
+        response = await http.post("/oauth/token", data={"grant_type": "client_credentials"},
+                                   auth=(client.id, secret))
+    response.raise_for_status()
+    return str(response.json()["access_token"])
+
+
+@pytest.fixture
+async def api(zeroserve: Embedded) -> AsyncIterator[Any]:
+    """An httpx client of the gateway with a token for every group (as the local operator has)."""
+    import httpx
+
+    token = await token_for(zeroserve, ["*"])
+    async with httpx.AsyncClient(base_url=zeroserve.url, headers={"Authorization": f"Bearer {token}"},
+                                 timeout=30) as http:
+        yield http

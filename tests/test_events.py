@@ -39,6 +39,7 @@ CATALOGUE = {
     "io.zeroserve.deployment.stopped": "in",
     "io.zeroserve.deployment.deleted": "in",
     "io.zeroserve.artifact.status": "out",
+    "io.zeroserve.configuration.created": "out",
     "io.zeroserve.deployment.status": "out",
     "io.zeroserve.deployment.log": "out",
 }
@@ -128,7 +129,7 @@ def test_new_event_keeps_a_given_id_and_leaves_out_what_is_unset() -> None:
     event = new_event(ArtifactCreated(name="iris", url="file:///models/iris"), source="/test", id="fixed")
     assert event["id"] == "fixed"
     assert "subject" not in event and "causationid" not in event
-    assert event.data == {"name": "iris", "kind": "model", "url": "file:///models/iris", "labels": []}
+    assert event.data == {"name": "iris", "kind": "model", "url": "file:///models/iris", "labels": [], "metrics": []}
 
 
 def test_parse_data_names_the_missing_field() -> None:

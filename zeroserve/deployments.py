@@ -15,6 +15,7 @@ import logging
 import uuid
 from typing import Any
 
+from zeroserve import metrics
 from zeroserve.bus import Bus
 from zeroserve.errors import DeploymentNotFound, InvalidTransition
 from zeroserve.events import DeploymentRequested, DeploymentStatus, Status, new_event
@@ -127,6 +128,7 @@ class Deployments:
                           causationid=causation, id=f"{causation}.{id}.DELETED" if causation else None)
         await self.bus.publish(event, group)
         await self.store.deployments.delete(group, id)
+        metrics.forget_deployment(group, id)
 
     async def get(self, group: str, id: str) -> Deployment:
         deployment = await self.store.deployments.get(group, id)

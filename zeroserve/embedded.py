@@ -10,18 +10,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
+import os
 import socket
 from collections.abc import Generator
 
 import uvicorn
 
+from zeroserve.auth import ALL_GROUPS
+from zeroserve.expiry import enforce_ttl
 from zeroserve.gateway.app import create_app
 from zeroserve.nats_server import NatsServer
 from zeroserve.platform import Platform
 from zeroserve.runner import Runner, load_functions
 from zeroserve.settings import Settings
 from zeroserve.storage import redact
+from zeroserve.store import Store
+from zeroserve.webhooks import Dispatcher
 
 log = logging.getLogger(__name__)
 
@@ -73,8 +79,11 @@ class Embedded:
         url_file.write_text(self.nats_url)
 
         self.platform = platform = await Platform.open(settings, self.nats_url)
+        await self._ensure_credentials()
         await platform.restore()
         self._tasks.append(asyncio.create_task(platform.follow_backend(), name="follow-backend"))
+        self._tasks.append(asyncio.create_task(enforce_ttl(platform), name="ttl"))
+        self._tasks.append(asyncio.create_task(Dispatcher(platform).run(), name="webhooks-out"))
         self.runner = Runner(platform, load_functions(settings.functions_dir))
         await self.runner.start()
 
@@ -88,6 +97,24 @@ class Embedded:
             await asyncio.sleep(0.01)
         (settings.data_dir / "gateway.url").write_text(self.url)
         log.info("zeroserve is up: gateway %s, NATS %s", self.url, redact(self.nats_url))
+
+    async def _ensure_credentials(self) -> None:
+        """A client for every group, for the operator of this machine: its id and secret go to
+        data_dir/credentials.json (mode 0600), where the CLI and the Python client look first."""
+        assert self.platform is not None
+        path = self.settings.data_dir / "credentials.json"
+        if path.exists():
+            try:
+                known = json.loads(path.read_text())
+                if await self.platform.auth.clients.get(Store.GLOBAL, known["client_id"]) is not None:
+                    return
+            except (ValueError, KeyError, TypeError):
+                pass  # unreadable: replaced below
+        client, secret = await self.platform.auth.create_client([ALL_GROUPS], name="local operator")
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as file:
+            json.dump({"client_id": client.id, "client_secret": secret}, file)
+        path.chmod(0o600)
 
     async def stop(self) -> None:
         if self._gateway is not None:

@@ -61,6 +61,16 @@ class Label(BaseModel):
     value: str
 
 
+class Metric(BaseModel):
+    """A quality figure of a model, e.g. accuracy 0.97 on a named test set."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    value: float
+    labels: list[Label] = []
+
+
 class ArtifactCreated(EventData):
     """A model (or other artifact) exists at a URL: register it and pre-stage it."""
 
@@ -75,6 +85,7 @@ class ArtifactCreated(EventData):
     scenario_id: str | None = None
     description: str | None = None
     labels: list[Label] = []
+    metrics: list[Metric] = Field(default=[], description="Model quality metrics, shown by `zeroserve models compare`.")
 
 
 class ArtifactStatus(EventData):
@@ -88,6 +99,33 @@ class ArtifactStatus(EventData):
     reason: str | None = Field(default=None, description="Machine-readable reason, e.g. InvalidArtifactUri.")
     message: str | None = None
     local_path: str | None = None
+
+
+class ParameterBinding(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    key: str
+    value: str
+
+
+class ArtifactBinding(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+    key: str
+    artifact_id: str
+
+
+class ConfigurationCreated(EventData):
+    """A configuration (a serving template with parameter and artifact bindings) was created through the API."""
+
+    event_type: ClassVar[str] = "io.zeroserve.configuration.created"
+
+    id: str
+    name: str
+    executable_id: str
+    scenario_id: str
+    parameter_bindings: list[ParameterBinding] = []
+    input_artifact_bindings: list[ArtifactBinding] = []
 
 
 class DeploymentRequested(EventData):
@@ -175,6 +213,7 @@ EVENT_TYPES: dict[str, type[EventData]] = {
         DeploymentStopped,
         DeploymentDeleted,
         ArtifactStatus,
+        ConfigurationCreated,
         DeploymentStatus,
         DeploymentLog,
     )

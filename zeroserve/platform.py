@@ -12,6 +12,8 @@ import asyncio
 import logging
 from dataclasses import dataclass
 
+from zeroserve import metrics
+from zeroserve.auth import Auth
 from zeroserve.backends.base import Backend
 from zeroserve.backends.local import LocalBackend
 from zeroserve.bus import Bus
@@ -38,6 +40,7 @@ class Platform:
     backend: Backend
     templates: dict[str, ServingTemplate]
     plans: dict[str, ResourcePlan]
+    auth: Auth
 
     @classmethod
     async def open(cls, settings: Settings, nats_url: str, backend: Backend | None = None) -> Platform:
@@ -63,6 +66,7 @@ class Platform:
             backend=backend or LocalBackend(settings, models, logs),
             templates=templates,
             plans=plans,
+            auth=Auth.open(settings, store),
         )
 
     async def close(self) -> None:
@@ -94,6 +98,8 @@ class Platform:
     async def follow_backend(self) -> None:
         """Turn replica counts and failures the backend reports into status changes."""
         async for change in self.backend.watch():
+            if change.running_replicas is not None:
+                metrics.replicas.labels(change.group, change.id).set(change.running_replicas)
             try:
                 current = await self.store.deployments.get(change.group, change.id)
                 if current is None:

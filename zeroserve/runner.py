@@ -26,7 +26,7 @@ from cloudevents.http import CloudEvent
 from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeout
 
-from zeroserve import logcontext
+from zeroserve import logcontext, metrics
 from zeroserve.errors import MalformedEvent, Rejected, ZeroserveError
 from zeroserve.events import EventData, Status, from_nats, group_of, new_event, parse_data
 
@@ -265,6 +265,7 @@ class Runner:
             await self._retry_or_dead_letter(msg, function, group, error)
         else:
             await msg.ack()
+            metrics.events_handled.labels(function.name).inc()
 
     async def _retry_or_dead_letter(self, msg: Msg, function: Function, group: str, error: Exception) -> None:
         reason = error.reason if isinstance(error, ZeroserveError) else type(error).__name__
@@ -279,10 +280,12 @@ class Runner:
                  function.name, msg.subject, attempt, delay, reason, message,
                  exc_info=not isinstance(error, ZeroserveError))
         await msg.nak(delay=delay)
+        metrics.events_retried.labels(function.name).inc()
 
     async def _dead_letter(self, msg: Msg, function: Function, group: str, reason: str, message: str) -> None:
         await self.platform.bus.dead_letter(msg, function.name, group, reason, message)
         await msg.ack()
+        metrics.events_dead_lettered.labels(function.name, reason).inc()
 
     @contextlib.asynccontextmanager
     async def _lock(self, group: str, key: str) -> AsyncIterator[None]:

@@ -8,11 +8,28 @@ environment: components receive a ``Settings`` object.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field
+from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 SOURCE_ROOT = Path(__file__).resolve().parent.parent
+
+
+class WebhookSource(BaseModel):
+    """One sender allowed to call ``POST /v2/webhooks/<name>``, and what its calls become."""
+
+    kind: Literal["s3", "mlflow", "generic"]
+    # The Standard Webhooks secret shared with the sender (``whsec_`` + base64).
+    secret: SecretStr
+    # The resource group its events go to.
+    group: str = "default"
+    # generic: the event type the body becomes the data of, e.g. "io.zeroserve.deployment.requested".
+    event_type: str | None = None
+    # s3: the URL prefix an object key is appended to when the notification has no bucket URL of its own.
+    url_prefix: str | None = None
+    # mlflow: what setting an alias deploys, e.g. {"champion": {"deployment": "iris", "executable": "sklearn"}}.
+    aliases: dict[str, dict[str, str]] = Field(default_factory=dict)
 
 
 class Settings(BaseSettings):
@@ -57,6 +74,23 @@ class Settings(BaseSettings):
     request_timeout_s: float = 60.0
     # GPUs the local backend may hand out, as CUDA indices; None = detect with NVML / nvidia-smi.
     gpus: list[int] | None = None
+
+    # The API's bearer tokens: HS256-signed with this key (every gateway of a cluster needs the
+    # same one); None = a key generated once and kept in data_dir/token.key.
+    token_signing_key: SecretStr | None = None
+    token_ttl_s: float = 12 * 3600
+
+    # Webhooks in: the senders allowed, by the name in their URL.
+    webhooks: dict[str, WebhookSource] = Field(default_factory=dict)
+    # A webhook whose timestamp is further than this from now is refused (replay window).
+    webhook_tolerance_s: float = 300.0
+    # Webhooks out: attempts per delivery, the waits between them, and how long one may take.
+    webhook_delivery_attempts: int = 5
+    webhook_delivery_backoff_s: list[float] = Field(default_factory=lambda: [1.0, 5.0, 30.0, 120.0])
+    webhook_delivery_timeout_s: float = 10.0
+
+    # How often deployments with a ttl are checked for expiry.
+    ttl_check_interval_s: float = 10.0
 
     @property
     def model_cache_dir(self) -> Path:

@@ -19,7 +19,7 @@ from nats.js.errors import BucketNotFoundError, KeyNotFoundError, KeyWrongLastSe
 from nats.js.kv import KeyValue
 from pydantic import BaseModel, Field
 
-from zeroserve.events import DeploymentStatus, Label, Status
+from zeroserve.events import ArtifactBinding, DeploymentStatus, Label, Metric, ParameterBinding, Status
 
 R = TypeVar("R", bound=BaseModel)
 
@@ -37,6 +37,7 @@ class Artifact(BaseModel):
     scenario_id: str | None = None
     description: str | None = None
     labels: list[Label] = Field(default_factory=list)
+    metrics: list[Metric] = Field(default_factory=list)
     # registered -> staged (the files are in the local model cache) or rejected.
     status: str = "registered"
     reason: str | None = None
@@ -89,6 +90,66 @@ class Deployment(BaseModel):
         """The status event that announces this record as it is now."""
         fields = {name: getattr(self, name) for name in DeploymentStatus.model_fields if hasattr(self, name)}
         return DeploymentStatus(**{**fields, **overrides})
+
+
+class Configuration(BaseModel):
+    """SAP's configuration: an executable (serving template) with its parameter and artifact bindings."""
+
+    id: str
+    group: str
+    name: str
+    executable_id: str
+    scenario_id: str
+    parameter_bindings: list[ParameterBinding] = Field(default_factory=list)
+    input_artifact_bindings: list[ArtifactBinding] = Field(default_factory=list)
+    created_at: datetime = Field(default_factory=now)
+
+
+class ResourceGroup(BaseModel):
+    id: str
+    labels: list[Label] = Field(default_factory=list)
+    created_at: datetime = Field(default_factory=now)
+
+
+class ObjectStoreSecret(BaseModel):
+    """Where ``ai://<name>/<path>`` artifact URLs point: an S3 bucket (with credentials) or a local directory."""
+
+    name: str
+    group: str
+    type: str
+    bucket: str | None = None
+    endpoint: str | None = None
+    region: str | None = None
+    path_prefix: str | None = None
+    verifyssl: str | None = None
+    usehttps: str | None = None
+    # The sensitive part (access keys); never returned by the API, never logged.
+    data: dict[str, str] = Field(default_factory=dict)
+    created_at: datetime = Field(default_factory=now)
+    modified_at: datetime = Field(default_factory=now)
+
+
+class Client(BaseModel):
+    """An API client: its secret is kept only as a salted scrypt hash."""
+
+    id: str
+    secret_hash: str
+    groups: list[str]
+    name: str | None = None
+    created_at: datetime = Field(default_factory=now)
+
+
+class Subscription(BaseModel):
+    """Deliver a group's events of these types to a URL, signed with Standard Webhooks."""
+
+    id: str
+    group: str
+    url: str
+    event_types: list[str]
+    # The signing secret (``whsec_...``): kept as is, since every delivery is signed with it.
+    secret: str
+    description: str | None = None
+    created_at: datetime = Field(default_factory=now)
 
 
 class Conflict(Exception):
@@ -169,16 +230,24 @@ class Registry(Generic[R]):
 class Store:
     """The registries zeroserve keeps."""
 
-    def __init__(self, artifacts: Registry[Artifact], deployments: Registry[Deployment]) -> None:
-        self.artifacts = artifacts
-        self.deployments = deployments
+    # Records that belong to no resource group (clients, resource groups) are kept under this one.
+    GLOBAL = "global"
+
+    def __init__(self, js: JetStreamContext, buckets: dict[str, KeyValue]) -> None:
+        self.artifacts = Registry(buckets["artifacts"], Artifact)
+        self.deployments = Registry(buckets["deployments"], Deployment)
+        self.configurations = Registry(buckets["configurations"], Configuration)
+        self.resource_groups = Registry(buckets["resource_groups"], ResourceGroup)
+        self.object_store_secrets = Registry(buckets["object_store_secrets"], ObjectStoreSecret)
+        self.clients = Registry(buckets["clients"], Client)
+        self.subscriptions = Registry(buckets["subscriptions"], Subscription)
+        self.js = js
 
     @classmethod
     async def open(cls, js: JetStreamContext) -> Store:
-        return cls(
-            Registry(await _bucket(js, "zeroserve_artifacts"), Artifact),
-            Registry(await _bucket(js, "zeroserve_deployments"), Deployment),
-        )
+        names = ("artifacts", "deployments", "configurations", "resource_groups", "object_store_secrets",
+                 "clients", "subscriptions")
+        return cls(js, {name: await _bucket(js, f"zeroserve_{name}") for name in names})
 
 
 async def _bucket(js: JetStreamContext, name: str) -> KeyValue:

@@ -1,5 +1,11 @@
-"""The gateway: zeroserve's HTTP face. For now, inference routing and a health check; the AI API
-and webhooks join it later."""
+"""The gateway: zeroserve's HTTP face.
+
+The AI API (``/v2/lm``, ``/v2/admin``), event and webhook ingress, live streams, inference
+routing and ``/metrics``. Every route needs a bearer token except the few in ``PUBLIC``: the
+health check, the token endpoint itself, inbound webhooks (verified by signature instead) and the
+API's own description. Protected routers are included with the ``authenticate`` dependency, so a
+route added to them cannot forget it (``tests/test_auth.py`` walks the route table to make sure).
+"""
 
 from __future__ import annotations
 
@@ -8,14 +14,24 @@ import logging
 from collections.abc import AsyncIterator
 
 import httpx
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from zeroserve.gateway.errors import error_response
+from zeroserve.gateway import admin, catalog, deployments, ingress, metrics, oauth, webhooks
+from zeroserve.gateway.errors import error_response, install
 from zeroserve.gateway.inference import inference_router
+from zeroserve.gateway.security import authenticate
 from zeroserve.platform import Platform
 
 log = logging.getLogger(__name__)
+
+# Routes anyone may call; each says why.
+PUBLIC = {
+    "/healthz",  # liveness for load balancers; says nothing about any group
+    "/oauth/token",  # where a token comes from
+    "/v2/webhooks/{name}",  # verified by its Standard Webhooks signature
+    "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc",  # the API's description
+}
 
 
 def create_app(platform: Platform) -> FastAPI:
@@ -27,7 +43,10 @@ def create_app(platform: Platform) -> FastAPI:
         yield
         await client.aclose()
 
-    app = FastAPI(title="zeroserve", version="0.1.0", lifespan=lifespan)
+    app = FastAPI(title="zeroserve", version="0.1.0", lifespan=lifespan,
+                  description="SAP AI API v2-compatible model serving, driven by CloudEvents.")
+    app.state.platform = platform
+    install(app)
 
     @app.get("/healthz", summary="Is the gateway up and connected to NATS")
     async def healthz() -> dict[str, object]:
@@ -39,5 +58,17 @@ def create_app(platform: Platform) -> FastAPI:
         log.exception("%s %s failed", request.method, request.url.path)
         return error_response(500, "InternalError", f"the gateway could not answer: {type(error).__name__}")
 
-    app.include_router(inference_router(platform, client))
+    app.include_router(oauth.router(platform))
+    app.include_router(webhooks.inbound(platform))
+    protected = [Depends(authenticate)]
+    for router in (
+        catalog.router(platform),
+        deployments.router(platform),
+        admin.router(platform),
+        ingress.router(platform),
+        webhooks.subscriptions(platform),
+        metrics.router(platform),
+        inference_router(platform, client),
+    ):
+        app.include_router(router, prefix="", dependencies=protected)
     return app

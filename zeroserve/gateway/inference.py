@@ -16,10 +16,12 @@ import time
 import httpx
 from fastapi import APIRouter, Request, Response
 
+from zeroserve import metrics
 from zeroserve.backends.local import LocalBackend
 from zeroserve.errors import NotReady, Overloaded, ZeroserveError
 from zeroserve.events import ID_PATTERN, Status
 from zeroserve.gateway.errors import error_response
+from zeroserve.gateway.security import InGroup
 from zeroserve.platform import Platform
 
 # Not forwarded: they describe one hop, not the request (RFC 9110 section 7.6.1).
@@ -27,7 +29,6 @@ HOP_BY_HOP = {
     "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
     "transfer-encoding", "upgrade", "host", "content-length",
 }
-DEFAULT_GROUP = "default"
 VALID_ID = re.compile(ID_PATTERN)
 
 
@@ -41,11 +42,16 @@ def inference_router(platform: Platform, client: httpx.AsyncClient) -> APIRouter
         methods=["GET", "POST", "PUT", "DELETE", "PATCH"],
         summary="Call a deployment's model server (KServe V1/V2 protocol), starting it from zero if needed",
     )
-    async def infer(deployment_id: str, path: str, request: Request) -> Response:
-        group = request.headers.get("ai-resource-group", DEFAULT_GROUP)
-        if not VALID_ID.match(group):
-            return error_response(400, "InvalidResourceGroup",
-                                  f"AI-Resource-Group must match {ID_PATTERN}: {group[:80]!r}")
+    async def infer(deployment_id: str, path: str, request: Request, scope: InGroup) -> Response:
+        group = scope.group
+        started = time.perf_counter()
+        response = await _infer(group, deployment_id, path, request)
+        if VALID_ID.match(deployment_id) and response.status_code != 404:  # unknown ids would grow the labels
+            metrics.inference_requests.labels(group, deployment_id, str(response.status_code)).inc()
+            metrics.inference_seconds.labels(group, deployment_id).observe(time.perf_counter() - started)
+        return response
+
+    async def _infer(group: str, deployment_id: str, path: str, request: Request) -> Response:
         if not VALID_ID.match(deployment_id):  # cannot exist: say so without asking the store
             return error_response(404, "DeploymentNotFound", f"no deployment {deployment_id[:80]!r}")
         service = local.service(group, deployment_id) if local else None
@@ -74,6 +80,9 @@ def inference_router(platform: Platform, client: httpx.AsyncClient) -> APIRouter
         except ZeroserveError as error:
             return error_response(503, error.reason, error.message)
         finished = time.perf_counter()
+        if lease.cold:
+            metrics.cold_starts.labels(group, deployment_id).inc()
+            metrics.cold_start_seconds.labels(group, deployment_id).observe(lease.waited_s)
         response_headers = {k: v for k, v in upstream.headers.items() if k.lower() not in HOP_BY_HOP}
         response_headers.pop("content-encoding", None)  # httpx has decoded the body already
         response_headers["X-Cold-Start"] = "true" if lease.cold else "false"

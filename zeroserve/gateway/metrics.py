@@ -1,0 +1,19 @@
+"""``GET /metrics``: Prometheus exposition of ``zeroserve.metrics`` (a bearer token is needed, as on
+every route: give Prometheus one with its ``oauth2`` client-credentials settings)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from zeroserve.platform import Platform
+
+
+def router(platform: Platform) -> APIRouter:
+    router = APIRouter(tags=["Metrics"])
+
+    @router.get("/metrics", summary="Prometheus metrics: requests, latency, cold starts, replicas, events")
+    async def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    return router

@@ -1,0 +1,76 @@
+"""Who is calling and which resource group they act in: the dependencies every protected route uses.
+
+``authenticate`` checks the bearer token (401 without a valid one). ``scope`` adds the resource
+group from the ``AI-Resource-Group`` header (``default`` when absent) and answers 404 when the
+token does not cover it, so a client of group A cannot even learn that group B's things exist.
+``administrator`` is for the routes that manage groups and clients (a token for ``*``).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Header, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from zeroserve.auth import Claims, Unauthorized
+from zeroserve.events import ID_PATTERN
+from zeroserve.gateway.errors import ApiError
+from zeroserve.platform import Platform
+
+DEFAULT_GROUP = "default"
+_GROUP = re.compile(ID_PATTERN)
+_bearer = HTTPBearer(auto_error=False, description="A token from POST /oauth/token (client credentials).")
+
+
+def platform_of(request: Request) -> Platform:
+    platform: Platform = request.app.state.platform
+    return platform
+
+
+async def authenticate(
+    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+) -> Claims:
+    if credentials is None:
+        raise ApiError(401, "Unauthorized", "a bearer token is required: get one from POST /oauth/token",
+                       headers={"WWW-Authenticate": "Bearer"})
+    try:
+        return platform_of(request).auth.verify(credentials.credentials)
+    except Unauthorized as error:
+        raise ApiError(401, "Unauthorized", error.message,
+                       headers={"WWW-Authenticate": 'Bearer error="invalid_token"'}) from None
+
+
+@dataclass(frozen=True)
+class Scope:
+    """The resource group a request acts in, and the caller's claims."""
+
+    group: str
+    claims: Claims
+
+
+async def scope(
+    claims: Annotated[Claims, Depends(authenticate)],
+    ai_resource_group: Annotated[str, Header(alias="AI-Resource-Group", description="The resource group id")] = (
+        DEFAULT_GROUP),
+) -> Scope:
+    if not _GROUP.match(ai_resource_group):
+        raise ApiError(400, "InvalidResourceGroup", f"AI-Resource-Group must match {ID_PATTERN}: "
+                       f"{ai_resource_group[:80]!r}")
+    if not claims.may_use(ai_resource_group):
+        raise ApiError(404, "NotFound", f"resource group {ai_resource_group} not found")
+    return Scope(ai_resource_group, claims)
+
+
+async def administrator(claims: Annotated[Claims, Depends(authenticate)]) -> Claims:
+    if not claims.admin:
+        raise ApiError(403, "Forbidden", "this needs a token for every resource group (a client created with "
+                       "--group '*')")
+    return claims
+
+
+Caller = Annotated[Claims, Depends(authenticate)]
+InGroup = Annotated[Scope, Depends(scope)]
+Admin = Annotated[Claims, Depends(administrator)]
