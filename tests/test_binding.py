@@ -19,8 +19,10 @@ from cloudevents.http import CloudEvent
 from zeroserve.errors import MalformedEvent
 from zeroserve.events import (
     EVENT_TYPES,
+    ArtifactBinding,
     ArtifactCreated,
     ArtifactStatus,
+    ConfigurationCreated,
     DeploymentDeleted,
     DeploymentLog,
     DeploymentRequested,
@@ -28,6 +30,7 @@ from zeroserve.events import (
     DeploymentStopped,
     EventData,
     Label,
+    ParameterBinding,
     Status,
     from_nats,
     new_event,
@@ -46,6 +49,11 @@ EXAMPLES: dict[str, EventData] = {
     ),
     "io.zeroserve.artifact.status": ArtifactStatus(
         id="iris-model", status="staged", url="file:///models/iris", local_path="/cache/iris-model"
+    ),
+    "io.zeroserve.configuration.created": ConfigurationCreated(
+        id="c-1", name="iris on starter", executable_id="sklearn", scenario_id="model-serving",
+        parameter_bindings=[ParameterBinding(key="resourcePlan", value="starter")],
+        input_artifact_bindings=[ArtifactBinding(key="model", artifact_id="iris-model")],
     ),
     "io.zeroserve.deployment.requested": DeploymentRequested(
         id="iris",
