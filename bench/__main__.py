@@ -76,6 +76,10 @@ async def main(trials: int) -> int:
         settings = Settings(data_dir=Path(tmp), gateway_port=0, idle_window_s=3600)
         async with Embedded(settings) as zeroserve, httpx.AsyncClient(timeout=120) as client:
             assert zeroserve.platform is not None
+            # The gateway asks for a token, as it does of every user; the bare server does not.
+            operator, secret = await zeroserve.platform.auth.create_client(["*"], name="bench")
+            token, _ = await zeroserve.platform.auth.token(operator.id, secret)
+            client.headers["Authorization"] = f"Bearer {token}"
             model_dir = train_iris(settings.data_dir / "demo" / "iris")
             for data in demo_events(model_dir):
                 await zeroserve.platform.bus.publish(new_event(data, source="/bench"), "default")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import AsyncIterator, Callable
@@ -117,4 +118,14 @@ async def api(zeroserve: Embedded) -> AsyncIterator[Any]:
     token = await token_for(zeroserve, ["*"])
     async with httpx.AsyncClient(base_url=zeroserve.url, headers={"Authorization": f"Bearer {token}"},
                                  timeout=30) as http:
+        yield http
+
+
+@contextlib.asynccontextmanager
+async def operator(embedded: Embedded, timeout: float = 60) -> AsyncIterator[Any]:
+    """An httpx client with a token for every group, for tests that call the gateway by full URL."""
+    import httpx
+
+    token = await token_for(embedded, ["*"])
+    async with httpx.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=timeout) as http:
         yield http

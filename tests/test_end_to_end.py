@@ -9,6 +9,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from conftest import operator
 from models import IRIS_ROWS, train_iris_sklearn
 
 from zeroserve.embedded import Embedded
@@ -70,7 +71,7 @@ async def test_an_event_deploys_a_model_that_serves_from_zero_and_returns_to_zer
         assert seen[:3] == ["UNKNOWN", "PENDING", "RUNNING"]
 
         url = f"{running['deploymentUrl']}/v1/models/iris:predict"
-        async with httpx.AsyncClient(timeout=60) as client:
+        async with operator(zeroserve, timeout=60) as client:
             cold = await client.post(url, json={"instances": IRIS_ROWS})
             warm = await client.post(url, json={"instances": IRIS_ROWS})
             v2 = await client.post(f"{running['deploymentUrl']}/v2/models/iris/infer", json={"inputs": [
@@ -97,7 +98,7 @@ async def test_an_event_deploys_a_model_that_serves_from_zero_and_returns_to_zer
         stopped = await statuses.wait_for(lambda e: e["id"] == "iris" and e["status"] == "STOPPED")
         assert stopped["runningReplicas"] == 0
         assert [e["status"] for e in statuses.json()][-2:] == ["STOPPING", "STOPPED"]
-        async with httpx.AsyncClient(timeout=10) as client:
+        async with operator(zeroserve, timeout=10) as client:
             after = await client.post(url, json={"instances": IRIS_ROWS})
         assert after.status_code == 503 and "STOPPED" in after.json()["error"]["message"]
     assert replica_pids(zeroserve) == []
@@ -107,7 +108,7 @@ async def test_stopping_a_deployment_releases_every_replica(zeroserve, listen):
     running = await deploy_iris(zeroserve, listen)
     statuses = await listen(zeroserve, "zeroserve.default.deployment.status")
     url = f"{running['deploymentUrl']}/v1/models/iris:predict"
-    async with httpx.AsyncClient(timeout=60) as client:
+    async with operator(zeroserve, timeout=60) as client:
         assert (await client.post(url, json={"instances": IRIS_ROWS})).status_code == 200
     assert len(replica_pids(zeroserve)) == 1
     await publish(zeroserve, DeploymentStopped(id="iris"))
@@ -131,7 +132,7 @@ async def test_a_restart_keeps_every_deployment_and_running_ones_serve_again(set
         assert records["iris"].deployment_url == f"{again.url}/v2/inference/deployments/iris"
         assert records["iris"].running_replicas == 0
         assert records["iris-stopped"].status == "STOPPED"
-        async with httpx.AsyncClient(timeout=60) as client:
+        async with operator(again, timeout=60) as client:
             response = await client.post(f"{again.url}/v2/inference/deployments/iris/v1/models/iris:predict",
                                          json={"instances": IRIS_ROWS})
         assert response.status_code == 200, response.text
@@ -149,7 +150,7 @@ async def test_a_model_that_fails_to_load_leaves_the_deployment_dead_with_its_la
     await artifacts.wait_for(lambda e: e["id"] == "broken" and e["status"] == "staged")
     await request_sklearn(zeroserve, "broken", artifact="broken")
     running = await statuses.wait_for(lambda e: e["id"] == "broken" and e["status"] == "RUNNING")
-    async with httpx.AsyncClient(timeout=60) as client:
+    async with operator(zeroserve, timeout=60) as client:
         response = await client.post(f"{running['deploymentUrl']}/v1/models/broken:predict",
                                      json={"instances": IRIS_ROWS})
     assert response.status_code == 503
@@ -173,7 +174,7 @@ async def test_an_update_keeps_the_url_and_serves_throughout(zeroserve, listen):
     running = await deploy_iris(zeroserve, listen)
     url = f"{running['deploymentUrl']}/v1/models/iris:predict"
     statuses = await listen(zeroserve, "zeroserve.default.deployment.status")
-    async with httpx.AsyncClient(timeout=60) as client:
+    async with operator(zeroserve, timeout=60) as client:
         assert (await client.post(url, json={"instances": IRIS_ROWS})).status_code == 200
         old = replica_pids(zeroserve)
         await request_sklearn(zeroserve, "iris", minReplicas="0", maxReplicas="3")
@@ -204,7 +205,7 @@ async def test_concurrent_requests_scale_up_to_max_replicas_and_no_further(zeros
         while busy:
             answers.append((await client.post(url, json={"instances": IRIS_ROWS * 200})).status_code)
 
-    async with httpx.AsyncClient(timeout=60) as client:
+    async with operator(zeroserve, timeout=60) as client:
         loops = [asyncio.create_task(client_loop(client)) for _ in range(6)]
         try:
             await statuses.wait_for(lambda e: e["id"] == "iris" and e["runningReplicas"] == 2, timeout=60)
@@ -218,7 +219,7 @@ async def test_concurrent_requests_scale_up_to_max_replicas_and_no_further(zeros
 
 
 async def test_the_gateway_health_and_unknown_deployments_answer_clearly(zeroserve):
-    async with httpx.AsyncClient(timeout=10) as client:
+    async with operator(zeroserve, timeout=10) as client:
         health = await client.get(f"{zeroserve.url}/healthz")
         missing = await client.post(f"{zeroserve.url}/v2/inference/deployments/nope/v1/models/nope:predict", json={})
         bad_group = await client.post(f"{zeroserve.url}/v2/inference/deployments/iris/v1/models/iris:predict",
@@ -246,7 +247,7 @@ async def test_an_update_to_a_model_that_fails_to_load_is_refused_and_the_old_ve
     logs = await listen(zeroserve, "zeroserve.default.deployment.log")
     await publish(zeroserve, ArtifactCreated(id="broken", name="broken", url=broken.as_uri()))
     await artifacts.wait_for(lambda e: e["id"] == "broken" and e["status"] == "staged")
-    async with httpx.AsyncClient(timeout=60) as client:
+    async with operator(zeroserve, timeout=60) as client:
         if warm:
             assert (await client.post(url, json={"instances": IRIS_ROWS})).status_code == 200
         await request_sklearn(zeroserve, "iris", artifact="broken")
@@ -291,7 +292,7 @@ async def test_a_restart_finishes_what_was_under_way(settings, listen):
         assert records["was-pending"].status == "RUNNING"
         assert records["was-stopping"].status == "STOPPED"
         assert records["was-dead"].status == "DEAD" and records["was-dead"].reason == "ModelLoadFailed"
-        async with httpx.AsyncClient(timeout=60) as client:
+        async with operator(again, timeout=60) as client:
             url = f"{again.url}/v2/inference/deployments/was-pending/v1/models/was-pending:predict"
             answer = await client.post(url, json={"instances": IRIS_ROWS})
         assert answer.status_code == 200, answer.text
@@ -314,7 +315,7 @@ async def test_a_start_slower_than_the_deadline_fails_that_request_only(zeroserv
     running = await deploy_iris(zeroserve, listen)
     url = f"{running['deploymentUrl']}/v1/models/iris:predict"
     zeroserve.platform.settings.replica_ready_timeout_s = 0.2
-    async with httpx.AsyncClient(timeout=60) as client:
+    async with operator(zeroserve, timeout=60) as client:
         slow = await client.post(url, json={"instances": IRIS_ROWS})
         assert slow.status_code == 504 and slow.json()["error"]["code"] == "ReplicaNotReady"
         zeroserve.platform.settings.replica_ready_timeout_s = 60
@@ -329,7 +330,7 @@ async def test_requests_beyond_the_activator_queue_get_429_with_retry_after(zero
     running = await deploy_iris(zeroserve, listen)
     zeroserve.platform.settings.activator_queue_limit = 1
     url = f"{running['deploymentUrl']}/v1/models/iris:predict"
-    async with httpx.AsyncClient(timeout=60) as client:
+    async with operator(zeroserve, timeout=60) as client:
         answers = await asyncio.gather(*(client.post(url, json={"instances": IRIS_ROWS}) for _ in range(4)))
     codes = sorted(a.status_code for a in answers)
     assert codes[0] == 200 and 429 in codes, codes
