@@ -13,7 +13,7 @@ from pathlib import Path
 from urllib.parse import parse_qsl
 
 import httpx
-from openapi_core import OpenAPI
+from openapi_core import Config, OpenAPI
 from openapi_core.datatypes import RequestParameters
 from werkzeug.datastructures import Headers, ImmutableMultiDict
 
@@ -22,9 +22,16 @@ SPEC = Path(__file__).resolve().parents[2] / "shared" / "reference" / "aicore-op
 SERVER = "https://api.ai.prod.eu-central-1.aws.ml.hana.ondemand.com"
 
 
+def _plain_text(body: bytes, charset: str = "utf-8", **_: str) -> int | str:
+    # The spec's only text/plain answers are the $count integers; openapi-core would keep "3" a
+    # string and then find it is not of type integer, whatever the server sent.
+    text = body.decode(charset)
+    return int(text) if text.isdigit() else text
+
+
 @functools.cache
 def spec() -> OpenAPI:
-    return OpenAPI.from_file_path(str(SPEC))
+    return OpenAPI.from_file_path(str(SPEC), config=Config(extra_media_type_deserializers={"text/plain": _plain_text}))
 
 
 class _Request:

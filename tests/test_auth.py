@@ -71,6 +71,17 @@ async def test_the_public_routes_are_only_those_that_must_be(zeroserve):
                       "/docs/oauth2-redirect", "/redoc"}
 
 
+async def test_the_api_describes_itself_without_a_token(zeroserve):
+    async with httpx.AsyncClient(base_url=zeroserve.url, timeout=10) as http:
+        described = await http.get("/openapi.json")
+        docs = await http.get("/docs")
+    assert described.status_code == 200, described.text
+    paths = described.json()["paths"]
+    assert {"/v2/lm/deployments", "/v2/lm/deployments/{deploymentId}/events", "/v2/events",
+            "/oauth/token"} <= set(paths)
+    assert docs.status_code == 200 and "swagger" in docs.text.lower()
+
+
 async def test_a_client_gets_a_token_with_basic_auth_or_form_fields_and_it_opens_the_api(zeroserve):
     client, secret = await zeroserve.platform.auth.create_client(["team-a"])
     async with httpx.AsyncClient(base_url=zeroserve.url, timeout=10) as http:

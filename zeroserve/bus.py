@@ -10,7 +10,10 @@ acks; the runner owns retries.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import nats
@@ -128,3 +131,21 @@ class Bus:
         })
         await self.js.publish(deadletter_subject(group, function), msg.data, headers=headers)
         log.warning("dead-lettered %s for %s: %s: %s", msg.subject, function, reason, message)
+
+
+@contextlib.asynccontextmanager
+async def heartbeat(msg: Msg, every: float) -> AsyncIterator[None]:
+    """Tell JetStream, every ``every`` seconds, that a message is still being worked on, so that it
+    is not handed to another consumer while a long handler (or a delivery's retries) runs."""
+
+    async def beat() -> None:
+        while True:
+            await asyncio.sleep(every)
+            with contextlib.suppress(Exception):
+                await msg.in_progress()
+
+    task = asyncio.create_task(beat())
+    try:
+        yield
+    finally:
+        task.cancel()

@@ -125,8 +125,7 @@ class Embedded:
             if task.get_name() == "gateway":
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(task, 10)
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await cancel(self._tasks)
         if self.platform is not None:
             await self.platform.close()
         if self.nats is not None:
@@ -144,3 +143,24 @@ class Embedded:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
+
+
+async def cancel(tasks: list[asyncio.Task[None]], attempts: int = 50) -> None:
+    """Cancel the tasks and wait for them, cancelling again those that swallowed it.
+
+    Python 3.11's ``asyncio.wait_for`` (nats-py's fetch waits with it) loses a cancellation that
+    arrives as the awaited thing completes, and the task loops on; cancelling once is not enough.
+    """
+    pending = [task for task in tasks if not task.done()]
+    for _ in range(attempts):
+        if not pending:
+            break
+        for task in pending:
+            task.cancel()
+        _, still = await asyncio.wait(pending, timeout=0.2)
+        pending = list(still)
+    if pending:
+        log.warning("tasks still running after stop: %s", ", ".join(task.get_name() for task in pending))
+    for task in tasks:
+        if task.done() and not task.cancelled() and task.exception() is not None:
+            log.debug("task %s ended with %r", task.get_name(), task.exception())

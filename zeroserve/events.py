@@ -142,8 +142,8 @@ class DeploymentRequested(EventData):
         default={}, description="Artifact input name of the template -> artifact id."
     )
     ttl: Duration | None = Field(
-        default=None, description="Stop and delete after this long: minutes, hours or days (30m, 2h, 1d). "
-        "Recorded; not enforced yet.",
+        default=None, description="Stop and delete after this long since the deployment was created: minutes, "
+        "hours or days (30m, 2h, 1d). Checked every ZEROSERVE_TTL_CHECK_INTERVAL_S.",
     )
 
 
@@ -205,6 +205,14 @@ class DeploymentLog(EventData):
     message: str
 
 
+# Users send these; functions handle them.
+IN_TYPES: tuple[str, ...] = tuple(
+    model.event_type for model in (ArtifactCreated, DeploymentRequested, DeploymentStopped, DeploymentDeleted)
+)
+# zeroserve announces these; users read them and subscribe webhooks to them.
+OUT_TYPES: tuple[str, ...] = tuple(
+    model.event_type for model in (ArtifactStatus, ConfigurationCreated, DeploymentStatus, DeploymentLog)
+)
 EVENT_TYPES: dict[str, type[EventData]] = {
     model.event_type: model
     for model in (
@@ -218,6 +226,7 @@ EVENT_TYPES: dict[str, type[EventData]] = {
         DeploymentLog,
     )
 }
+assert set(IN_TYPES) | set(OUT_TYPES) == set(EVENT_TYPES), "every event type is either sent in or announced"
 
 
 # --- subjects -------------------------------------------------------------------------------------

@@ -27,6 +27,7 @@ from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeout
 
 from zeroserve import logcontext, metrics
+from zeroserve.bus import heartbeat
 from zeroserve.errors import MalformedEvent, Rejected, ZeroserveError
 from zeroserve.events import EventData, Status, from_nats, group_of, new_event, parse_data
 
@@ -238,7 +239,7 @@ class Runner:
         try:
             # The heartbeat starts at once: waiting for a slot or for the deployment's lock counts
             # as work in progress, so JetStream does not hand the event out a second time meanwhile.
-            async with self._heartbeat(msg):
+            async with heartbeat(msg, every=self.settings.ack_wait_s / 3):
                 group = group_of(msg.subject)
                 event = from_nats(msg.headers, msg.data)
                 data = parse_data(event)
@@ -307,19 +308,3 @@ class Runner:
             self._lock_users[name] -= 1
             if not self._lock_users[name]:
                 del self._lock_users[name], self._locks[name]
-
-    @contextlib.asynccontextmanager
-    async def _heartbeat(self, msg: Msg) -> AsyncIterator[None]:
-        """Tell JetStream a long handler is still working, so it does not redeliver meanwhile."""
-
-        async def beat() -> None:
-            while True:
-                await asyncio.sleep(self.settings.ack_wait_s / 3)
-                with contextlib.suppress(Exception):
-                    await msg.in_progress()
-
-        task = asyncio.create_task(beat())
-        try:
-            yield
-        finally:
-            task.cancel()

@@ -15,7 +15,7 @@ from typing import Any, Generic, TypeVar
 
 from nats.js import JetStreamContext
 from nats.js.api import KeyValueConfig, StorageType
-from nats.js.errors import BucketNotFoundError, KeyNotFoundError, KeyWrongLastSequenceError, NoKeysError
+from nats.js.errors import BucketNotFoundError, KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 from pydantic import BaseModel, Field
 
@@ -70,15 +70,33 @@ class Deployment(BaseModel):
     min_replicas: int | None = None
     max_replicas: int | None = None
     resource_plan: str | None = None
+    # SAP's bookkeeping: CREATE, UPDATE (a stop or a new configuration) or DELETE, and the
+    # configuration that served before an update (for a manual rollback if the new one dies).
+    last_operation: str | None = None
+    latest_running_configuration_id: str | None = None
     created_at: datetime = Field(default_factory=now)
     modified_at: datetime = Field(default_factory=now)
     status_changed_at: datetime = Field(default_factory=now)
+    # SAP's submissionTime (handed to the backend: PENDING), startTime (RUNNING) and
+    # completionTime (STOPPED or DEAD).
+    submitted_at: datetime | None = None
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
 
     def apply(self, event: DeploymentStatus) -> Deployment:
         """The record after one status event: the projection rule, in one place."""
         changes = event.model_dump(exclude={"id"}, exclude_unset=True)
         if event.status != self.status:
             changes["status_changed_at"] = now()
+            if event.status == Status.PENDING:
+                # Submitted (again, after a STOPPED or DEAD): the times of the last run no longer apply.
+                changes.update(submitted_at=now(), started_at=None, completed_at=None)
+            elif event.status == Status.RUNNING:
+                changes["started_at"] = now()
+            elif event.status in (Status.STOPPED, Status.DEAD):
+                changes["completed_at"] = now()
+        if event.target_status != self.target_status and event.target_status in ("STOPPED", "DELETED"):
+            changes["last_operation"] = "UPDATE" if event.target_status == "STOPPED" else "DELETE"
         # A reason describes the status it came with; a new status without one clears it.
         if "reason" not in changes:
             changes["reason"] = None
@@ -124,7 +142,7 @@ class ObjectStoreSecret(BaseModel):
     verifyssl: str | None = None
     usehttps: str | None = None
     # The sensitive part (access keys); never returned by the API, never logged.
-    data: dict[str, str] = Field(default_factory=dict)
+    data: dict[str, str] = Field(default_factory=dict, repr=False)
     created_at: datetime = Field(default_factory=now)
     modified_at: datetime = Field(default_factory=now)
 
@@ -159,7 +177,9 @@ class Conflict(Exception):
 class Registry(Generic[R]):
     """One KV bucket of records of one kind."""
 
-    def __init__(self, kv: KeyValue, model: type[R]) -> None:
+    def __init__(self, js: JetStreamContext, bucket: str, kv: KeyValue, model: type[R]) -> None:
+        self.js = js
+        self.bucket = bucket
         self.kv = kv
         self.model = model
 
@@ -211,18 +231,19 @@ class Registry(Generic[R]):
         await self.kv.delete(self.key(group, id))
 
     async def list(self, group: str | None = None) -> list[R]:
-        try:
-            # Filtered here: nats-py's server-side key filter returned nothing in tests (nats-py 2.16).
-            keys = await self.kv.keys()
-        except NoKeysError:
-            return []
+        """Every record, or every record of one group.
+
+        The keys are read from the bucket's stream (its per-subject counts), not with ``kv.keys()``:
+        nats-py's keys watcher (2.16) now and then answers "no keys" when its messages arrive
+        before it has counted them, and a list must never come back empty by accident.
+        """
+        prefix = f"$KV.{self.bucket}."
+        info = await self.js.stream_info(f"KV_{self.bucket}", subjects_filter=f"{prefix}{group or '*'}.*")
         records = []
-        for key in keys:
-            group_, _, id_ = key.partition(".")
-            if group is not None and group_ != group:
-                continue
+        for subject in sorted(info.state.subjects or {}):
+            group_, _, id_ = subject[len(prefix):].partition(".")
             record = await self.get(group_, id_)
-            if record is not None:
+            if record is not None:  # a deleted key keeps its subject (and a delete marker) in the stream
                 records.append(record)
         return records
 
@@ -234,20 +255,27 @@ class Store:
     GLOBAL = "global"
 
     def __init__(self, js: JetStreamContext, buckets: dict[str, KeyValue]) -> None:
-        self.artifacts = Registry(buckets["artifacts"], Artifact)
-        self.deployments = Registry(buckets["deployments"], Deployment)
-        self.configurations = Registry(buckets["configurations"], Configuration)
-        self.resource_groups = Registry(buckets["resource_groups"], ResourceGroup)
-        self.object_store_secrets = Registry(buckets["object_store_secrets"], ObjectStoreSecret)
-        self.clients = Registry(buckets["clients"], Client)
-        self.subscriptions = Registry(buckets["subscriptions"], Subscription)
+        def registry(name: str, model: type[R]) -> Registry[R]:
+            return Registry(js, bucket_name(name), buckets[name], model)
+
+        self.artifacts = registry("artifacts", Artifact)
+        self.deployments = registry("deployments", Deployment)
+        self.configurations = registry("configurations", Configuration)
+        self.resource_groups = registry("resource_groups", ResourceGroup)
+        self.object_store_secrets = registry("object_store_secrets", ObjectStoreSecret)
+        self.clients = registry("clients", Client)
+        self.subscriptions = registry("subscriptions", Subscription)
         self.js = js
 
     @classmethod
     async def open(cls, js: JetStreamContext) -> Store:
         names = ("artifacts", "deployments", "configurations", "resource_groups", "object_store_secrets",
                  "clients", "subscriptions")
-        return cls(js, {name: await _bucket(js, f"zeroserve_{name}") for name in names})
+        return cls(js, {name: await _bucket(js, bucket_name(name)) for name in names})
+
+
+def bucket_name(registry: str) -> str:
+    return f"zeroserve_{registry}"
 
 
 async def _bucket(js: JetStreamContext, name: str) -> KeyValue:

@@ -285,7 +285,7 @@ class LocalBackend:
                 f"the resource plan asks for {spec.gpus} GPU(s) per replica and this machine has "
                 f"{self.gpus.total}: use a CPU plan (starter, basic, basic.8x) or run on a GPU node"
             )
-        model_dir = await self.models.stage(spec.storage_uri)
+        model_dir = await self.models.stage(spec.storage_uri, group=spec.group)
         if not any(p for p in model_dir.iterdir() if not p.name.startswith(".")):
             raise ModelLoadFailed(f"no model files at {spec.storage_uri}")
         self._start_reaper()

@@ -37,11 +37,6 @@ def inference_router(platform: Platform, client: httpx.AsyncClient) -> APIRouter
     # Only the local backend routes here for now; the kserve backend's Knative URLs come with the cluster path.
     local = platform.backend if isinstance(platform.backend, LocalBackend) else None
 
-    @router.api_route(
-        "/v2/inference/deployments/{deployment_id}/{path:path}",
-        methods=["GET", "POST", "PUT", "DELETE", "PATCH"],
-        summary="Call a deployment's model server (KServe V1/V2 protocol), starting it from zero if needed",
-    )
     async def infer(deployment_id: str, path: str, request: Request, scope: InGroup) -> Response:
         group = scope.group
         started = time.perf_counter()
@@ -91,6 +86,13 @@ def inference_router(platform: Platform, client: httpx.AsyncClient) -> APIRouter
         )
         return Response(upstream.content, status_code=upstream.status_code, headers=response_headers)
 
+    # One route per method, so that each has its own operation id in /openapi.json.
+    for method in ("GET", "POST", "PUT", "DELETE", "PATCH"):
+        router.add_api_route(
+            "/v2/inference/deployments/{deployment_id}/{path:path}", infer, methods=[method],
+            operation_id=f"infer_{method.lower()}",
+            summary="Call a deployment's model server (KServe V1/V2 protocol), starting it from zero if needed",
+        )
     return router
 
 
