@@ -1,7 +1,10 @@
 """An artifact exists at a URI: check the URI, register the artifact, stage its files locally.
 
 Staging downloads the files into the model cache now (a local file:// artifact is linked there),
-so that the first inference request of a deployment that uses it does not wait for them.
+so that the first inference request of a deployment that uses it does not wait for them. An
+``ai://<secret>/<path>`` URI is read through that object store secret of the artifact's group.
+The API writes the record before it publishes the event; registering keeps what that record
+holds and the event does not say (when it was created, its metrics and labels).
 """
 
 import re
@@ -9,9 +12,10 @@ import re
 from zeroserve.errors import MalformedEvent, ZeroserveError
 from zeroserve.events import ID_PATTERN, ArtifactCreated, ArtifactStatus
 from zeroserve.runner import Context, on
-from zeroserve.store import Artifact
+from zeroserve.store import Artifact, now
 
 VALID_ID = re.compile(ID_PATTERN)
+DESCRIBED = ("name", "kind", "url", "scenario_id", "description")
 
 
 @on(ArtifactCreated)
@@ -20,32 +24,45 @@ async def artifact_created(created: ArtifactCreated, ctx: Context) -> None:
     if not VALID_ID.match(artifact_id):
         raise MalformedEvent(f"artifact.created has no data.id and its CloudEvent id {artifact_id!r} cannot be "
                              f"one (ids must match {ID_PATTERN}): give the artifact an id")
-    artifact = Artifact(id=artifact_id, group=ctx.group, **created.model_dump(exclude={"id"}))
     try:
-        ctx.models.check(artifact.url)
+        source = await ctx.models.locate(created.url, ctx.group, ctx.store.object_store_secrets)
     except ZeroserveError as refused:
         await ctx.emit(ArtifactStatus(
-            id=artifact.id, status="rejected", url=artifact.url, reason=refused.reason, message=refused.message,
-        ), subject=artifact.id)
+            id=artifact_id, status="rejected", url=created.url, reason=refused.reason, message=refused.message,
+        ), subject=artifact_id)
         raise
 
-    await ctx.store.artifacts.put(ctx.group, artifact.id, artifact)
+    def register(current: Artifact | None) -> Artifact:
+        if current is None:
+            return Artifact(id=artifact_id, group=ctx.group, **created.model_dump(exclude={"id"}))
+        said = {name: getattr(created, name) for name in DESCRIBED}
+        # An event without metrics or labels says nothing about them, it does not erase them.
+        said.update({name: getattr(created, name) for name in ("labels", "metrics") if getattr(created, name)})
+        return current.model_copy(update={**said, "status": "registered", "reason": None, "message": None,
+                                          "local_path": None, "modified_at": now()})
+
+    artifact = await ctx.store.artifacts.update(ctx.group, artifact_id, register)
+    assert artifact is not None  # register always returns a record
     await ctx.emit(ArtifactStatus(id=artifact.id, status="registered", url=artifact.url), subject=artifact.id)
 
     try:
-        local_path = await ctx.models.stage(artifact.url)
+        local_path = await ctx.models.stage(source)
     except ZeroserveError as failed:
-        await ctx.store.artifacts.put(ctx.group, artifact.id, artifact.model_copy(update={
-            "status": "rejected", "reason": failed.reason, "message": failed.message,
-        }))
+        await _record(ctx, artifact_id, status="rejected", reason=failed.reason, message=failed.message)
         await ctx.emit(ArtifactStatus(
             id=artifact.id, status="rejected", url=artifact.url, reason=failed.reason, message=failed.message,
         ), subject=artifact.id)
         raise
 
-    await ctx.store.artifacts.put(ctx.group, artifact.id, artifact.model_copy(update={
-        "status": "staged", "local_path": str(local_path),
-    }))
+    await _record(ctx, artifact_id, status="staged", local_path=str(local_path))
     await ctx.emit(ArtifactStatus(
         id=artifact.id, status="staged", url=artifact.url, local_path=str(local_path),
     ), subject=artifact.id)
+
+
+async def _record(ctx: Context, artifact_id: str, **changes: str) -> None:
+    def apply(current: Artifact | None) -> Artifact | None:
+        # Deleted meanwhile (its resource group went): nothing to record.
+        return current.model_copy(update={**changes, "modified_at": now()}) if current else None
+
+    await ctx.store.artifacts.update(ctx.group, artifact_id, apply)

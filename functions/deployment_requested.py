@@ -71,7 +71,13 @@ async def inference_service(request: DeploymentRequested, ctx: Context) -> dict:
             raise ArtifactNotFound(f"artifact {artifact_id!r} (input {name!r}) is not registered in {ctx.group}")
         if artifact.status == "rejected":
             raise ArtifactNotFound(f"artifact {artifact_id!r} was rejected: {artifact.message}")
-        artifacts[name] = artifact.url
+        # ai:// URLs become what they point at through the group's object store secret: the
+        # InferenceService carries a concrete URI (s3://, file://) and never the secret's keys.
+        source = await ctx.models.locate(artifact.url, ctx.group, ctx.store.object_store_secrets)
+        if source.private:
+            # Staged now, with the group's keys: the backend finds this copy by its URI and group.
+            await ctx.models.stage(source)
+        artifacts[name] = source.uri
     # render() checks the object against KServe's InferenceService schema before it returns.
     return render(
         template, deployment_id=request.id, group=ctx.group, parameters=request.parameters,
