@@ -8,6 +8,10 @@ from zeroserve.runner import Context, on
 
 @on(DeploymentDeleted)
 async def deployment_deleted(request: DeploymentDeleted, ctx: Context) -> None:
+    # Claimed before it goes, so that a request handled after this delete (the API deletes UNKNOWN
+    # deployments, whose request may still be queued) sees it is out of date and creates nothing.
+    if not await ctx.deployments.claim(ctx.group, request.id, ctx.sequence, deleting=True):
+        return  # a later request has acted on it: this redelivered delete is out of date
     deployment = await ctx.deployments.get(ctx.group, request.id)
     if deployment.status not in DELETABLE:
         raise InvalidTransition(f"deployment {request.id} is {deployment.status.value}: stop it before "

@@ -13,13 +13,16 @@ from __future__ import annotations
 import hashlib
 import logging
 import uuid
+from datetime import timedelta
 from typing import Any
+
+from nats.js.errors import NoKeysError
 
 from zeroserve import metrics
 from zeroserve.bus import Bus
 from zeroserve.errors import DeploymentNotFound, InvalidTransition
 from zeroserve.events import DeploymentRequested, DeploymentStatus, Status, new_event
-from zeroserve.store import Deployment, Store
+from zeroserve.store import Deployment, Registry, Store
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +41,15 @@ ALLOWED: dict[Status, set[Status]] = {
 }
 STOPPABLE = {Status.PENDING, Status.RUNNING}
 DELETABLE = {Status.UNKNOWN, Status.STOPPED, Status.DEAD}
+# A stream sequence no event reaches: the mark of an UNKNOWN deployment whose deletion the API has
+# accepted, so that its request, if handled after that, is out of date (see reserve_deletion).
+DELETING = 2**62
+
+
+def lifetime(ttl: str) -> timedelta:
+    """How long a deployment with this ttl lives: ``30m``, ``2h``, ``1d`` (SAP also writes ``2H``)."""
+    amount, unit = int(ttl[:-1]), ttl[-1].lower()
+    return {"m": timedelta(minutes=amount), "h": timedelta(hours=amount), "d": timedelta(days=amount)}[unit]
 
 
 def check_transition(deployment: Deployment, status: Status) -> None:
@@ -59,30 +71,58 @@ class Deployments:
         """SAP's deployment URL shape; it never changes for the life of the deployment."""
         return f"{self.base_url}/v2/inference/deployments/{id}"
 
-    async def claim(self, group: str, id: str, sequence: int) -> bool:
+    async def claim(self, group: str, id: str, sequence: int, *, deleting: bool = False) -> bool:
         """Mark the deployment as acted on by the lifecycle event at stream ``sequence``.
 
         False if a later event (a stop after this request, say) has acted on it already: this one
-        is a redelivery that arrives too late and must change nothing.
+        is a redelivery that arrives too late and must change nothing. ``deleting``: the claim of a
+        ``deployment.deleted``, which may take a deployment reserved for deletion.
         """
+        if await self.store.deployments.get(group, id) is None and await self._deleted_later(group, id, sequence):
+            return False
         stale = False
 
         def change(record: Deployment | None) -> Deployment | None:
             nonlocal stale
             if record is None:
                 raise DeploymentNotFound(f"no deployment {id} in resource group {group}")
-            stale = record.sequence > sequence
+            stale = record.sequence > sequence and not (deleting and record.sequence == DELETING)
             return None if stale or record.sequence == sequence else record.model_copy(update={"sequence": sequence})
 
         await self.store.deployments.update(group, id, change)
         return not stale
+
+    async def reserve_deletion(self, group: str, id: str) -> None:
+        """Before a delete of an UNKNOWN deployment is accepted: its request, not handled yet, must
+        then never deploy it, whichever of the two events is handled first. InvalidTransition if it
+        has left UNKNOWN meanwhile."""
+
+        def change(record: Deployment | None) -> Deployment:
+            if record is None:
+                raise DeploymentNotFound(f"no deployment {id} in resource group {group}")
+            if record.status != Status.UNKNOWN:
+                raise InvalidTransition(f"deployment {id} is {record.status.value}: stop it before deleting it")
+            return record.model_copy(update={"sequence": DELETING})
+
+        await self.store.deployments.update(group, id, change)
 
     async def request(self, group: str, request: DeploymentRequested, sequence: int = 0) -> Deployment:
         """The deployment a request is about: created (UNKNOWN, announced) if it is new."""
         existing = await self.store.deployments.get(group, request.id)
         if existing is not None:
             return existing
-        fresh = Deployment(id=request.id, group=group, executable_id=request.executable_id, sequence=sequence)
+        # Deleted by a later event (the API allows deleting an UNKNOWN deployment, so a delete can be
+        # handled before the request that created it): not created again; claim() then says stale.
+        deleted = await self._deleted_later(group, request.id, sequence)
+        if deleted is not None:
+            return deleted
+        # What the API shows at once (configurationId is required there, the URL never changes).
+        fresh = Deployment(
+            id=request.id, group=group, executable_id=request.executable_id, sequence=sequence,
+            configuration_id=request.configuration_id, scenario_id=request.scenario_id, ttl=request.ttl,
+            parameters=request.parameters, input_artifacts=request.input_artifacts,
+            deployment_url=self.url(request.id), last_operation="CREATE",
+        )
         created = await self.store.deployments.update(group, request.id, lambda current: None if current else fresh)
         assert created is not None
         if created is fresh:
@@ -90,6 +130,22 @@ class Deployments:
                               id=f"{group}.{request.id}.{fresh.created_at.timestamp()}.UNKNOWN")
             await self.bus.publish(event, group)
         return created
+
+    async def _deleted_later(self, group: str, id: str, sequence: int) -> Deployment | None:
+        """The deployment as it was when deleted, if the deleting event came after ``sequence``."""
+        if sequence <= 0:
+            return None
+        try:
+            entries = await self.store.deployments.kv.history(Registry.key(group, id))
+        except NoKeysError:
+            return None
+        if not entries or entries[-1].operation is None:  # the last entry is a record: not deleted
+            return None
+        records = [entry.value for entry in entries if entry.operation is None and entry.value]
+        if not records:
+            return None
+        last = Deployment.model_validate_json(records[-1])
+        return last if last.sequence > sequence else None
 
     async def save_spec(self, group: str, request: DeploymentRequested, isvc: dict[str, Any]) -> Deployment:
         """Record what was asked for and what it rendered to (restarts re-apply it)."""
@@ -102,6 +158,10 @@ class Deployments:
         def change(record: Deployment | None) -> Deployment:
             if record is None:
                 raise DeploymentNotFound(f"deployment {request.id} in resource group {group} was deleted")
+            if record.inference_service is not None:  # it ran before: this is an update
+                spec["last_operation"] = "UPDATE"
+                if record.configuration_id != request.configuration_id:
+                    spec["latest_running_configuration_id"] = record.configuration_id
             return record.model_copy(update=spec)
 
         saved = await self.store.deployments.update(group, request.id, change)

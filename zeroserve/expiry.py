@@ -1,11 +1,67 @@
-"""(being written)"""
+"""Deployments with a ttl: stopped, then deleted, once the ttl has passed since they were created.
+
+``enforce_ttl`` looks at every deployment each ``settings.ttl_check_interval_s``. An expired one
+that runs (PENDING or RUNNING) gets a ``deployment.stopped``; once it is STOPPED (or if it was
+UNKNOWN or DEAD) a ``deployment.deleted``. It acts only through those events, as a user would, so
+the functions stay the only ones that change a deployment. The event ids are derived from the
+deployment and its creation time, so when several gateways run this loop, or one looks again
+before the stop has finished, JetStream keeps one stop and one delete.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
 
+from zeroserve.deployments import DELETABLE, STOPPABLE, lifetime
+from zeroserve.events import DeploymentDeleted, DeploymentStopped, EventData, new_event
 from zeroserve.platform import Platform
+from zeroserve.store import Deployment
+
+log = logging.getLogger(__name__)
+
+SOURCE = "/zeroserve/expiry"
 
 
-async def enforce_ttl(platform: Platform) -> None:
-    await asyncio.Event().wait()
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def expired(deployment: Deployment, at: datetime) -> bool:
+    return deployment.ttl is not None and deployment.created_at + lifetime(deployment.ttl) <= at
+
+
+async def expire(platform: Platform, deployment: Deployment) -> None:
+    """Take one expired deployment a step further: stop it, or delete it once it has stopped."""
+    data: EventData
+    if deployment.status in STOPPABLE:
+        data, step = DeploymentStopped(id=deployment.id), "stopped"
+    elif deployment.status in DELETABLE:
+        data, step = DeploymentDeleted(id=deployment.id), "deleted"
+    else:
+        return  # STOPPING: the delete follows on a later look
+    # The same deployment (same creation time) always gets the same ids: repeats are dropped.
+    event_id = f"ttl.{deployment.group}.{deployment.id}.{deployment.created_at.timestamp():.6f}.{step}"
+    published = await platform.bus.publish(new_event(data, source=SOURCE, subject=deployment.id, id=event_id),
+                                           deployment.group)
+    if not published.duplicate:
+        log.info("deployment %s/%s outlived its ttl %s: %s", deployment.group, deployment.id, deployment.ttl, step,
+                 extra={"deployment": deployment.id, "event": event_id})
+        await platform.logs.control(deployment.group, deployment.id, f"ttl {deployment.ttl} has passed: {step}")
+
+
+async def enforce_ttl(platform: Platform, *, clock: Callable[[], datetime] = _now) -> None:
+    """Run until cancelled. ``clock`` is what "now" is (tests move it forward instead of waiting minutes)."""
+    while True:
+        try:
+            at = clock()
+            for deployment in await platform.store.deployments.list():
+                if expired(deployment, at):
+                    await expire(platform, deployment)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # NATS away for a moment, say: the next look tries again
+            log.exception("ttl check failed")
+        await asyncio.sleep(platform.settings.ttl_check_interval_s)
