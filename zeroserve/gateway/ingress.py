@@ -1,11 +1,165 @@
-"""(being written)"""
+"""Event ingress over HTTP: ``POST /v2/events`` puts users' CloudEvents on the bus.
+
+For clients that speak HTTP rather than NATS. The three content modes of the CloudEvents HTTP
+binding are read: binary (``ce-*`` headers, percent-encoded, body = data), structured
+(``application/cloudevents+json``) and batch (``application/cloudevents-batch+json``, a JSON array
+of structured events). Each event is validated against the data model of its type before anything
+is published, so a mistake is a 400 that names the field (and, in a batch, the event) rather than
+a dead letter later; a batch is published only when every event in it is valid. Only the event
+types users send are accepted: the ones zeroserve announces itself (``deployment.status``, ...)
+would be taken for the platform's word. Events go to the caller's resource group, with the
+CloudEvent id as ``Nats-Msg-Id``, so sending the same event twice has one effect.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import json
+import re
+from typing import Any
 
+from cloudevents.http import CloudEvent
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+
+from zeroserve.errors import MalformedEvent
+from zeroserve.events import (
+    EVENT_TYPES,
+    ID_PATTERN,
+    IN_TYPES,
+    ArtifactCreated,
+    from_nats,
+    parse_data,
+    to_nats,
+)
+from zeroserve.gateway.errors import ApiError
+from zeroserve.gateway.security import InGroup
 from zeroserve.platform import Platform
+
+STRUCTURED = "application/cloudevents+json"
+BATCH = "application/cloudevents-batch+json"
+# Events are small JSON documents; anything near this is a mistake or an attack, not a model.
+MAX_BODY_BYTES = 1024 * 1024
+MAX_BATCH = 1000
+# The id becomes a NATS header (Nats-Msg-Id), which cannot carry spaces at its ends, CR/LF or non-ASCII.
+_SAFE_ID = re.compile(r"^[\x21-\x7e]([\x20-\x7e]{0,254}[\x21-\x7e])?$")
+_ARTIFACT_ID = re.compile(ID_PATTERN)
+
+
+class AcceptedEvent(BaseModel):
+    id: str
+    type: str
+    # True when an event with this id was already accepted (inside the dedupe window): not acted on twice.
+    duplicate: bool
+
+
+class Accepted(BaseModel):
+    """202 of POST /v2/events."""
+
+    group: str
+    events: list[AcceptedEvent]
+
+
+async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
+    """The request body, refused with 413 as soon as it is known to be over ``limit``."""
+    length = request.headers.get("content-length")
+    if length is not None and length.isdigit() and int(length) > limit:
+        raise ApiError(413, "PayloadTooLarge", f"the body is {length} bytes; at most {limit} are accepted")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise ApiError(413, "PayloadTooLarge", f"the body is over {limit} bytes, the most accepted")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def check(event: CloudEvent) -> None:
+    """Raise ``MalformedEvent`` unless users may send this event and its data is valid."""
+    event_type = event["type"]
+    if event_type not in IN_TYPES:
+        if event_type in EVENT_TYPES:
+            raise MalformedEvent(f"type {event_type} is announced by zeroserve itself and cannot be sent; "
+                                 f"events you may send: {', '.join(IN_TYPES)}")
+        raise MalformedEvent(f"unknown event type {event_type!r}; events you may send: {', '.join(IN_TYPES)}")
+    if not _SAFE_ID.match(event["id"]):
+        raise MalformedEvent(f"id {event['id'][:80]!r} must be 1-256 printable ASCII characters, "
+                             "without spaces at either end")
+    data = parse_data(event)
+    to_nats(event)  # attribute names and datacontenttype must fit NATS headers: refused now, not half-published
+    # The function would dead-letter it later; the sender is here now and can fix it.
+    if isinstance(data, ArtifactCreated) and data.id is None and not _ARTIFACT_ID.match(event["id"]):
+        raise MalformedEvent(f"{event_type}: data.id: required when the event id {event['id'][:80]!r} "
+                             f"cannot serve as artifact id (ids must match {ID_PATTERN})")
+
+
+def events_of(headers: dict[str, str], body: bytes) -> list[CloudEvent]:
+    """The events of a request in any content mode, each checked; the first problem raises."""
+    content_type = headers.get("content-type", "")
+    if content_type.split(";", 1)[0].strip().lower() != BATCH:
+        event = from_nats(headers, body)
+        check(event)
+        return [event]
+    try:
+        documents = json.loads(body)
+    except (ValueError, RecursionError) as error:
+        raise MalformedEvent(f"batch is not valid JSON: {error}") from None
+    if not isinstance(documents, list):
+        raise MalformedEvent(f"batch must be a JSON array of events, not {type(documents).__name__}")
+    if not documents:
+        raise MalformedEvent("batch is empty")
+    if len(documents) > MAX_BATCH:
+        raise ApiError(413, "PayloadTooLarge", f"batch has {len(documents)} events; at most {MAX_BATCH} at once")
+    events: list[CloudEvent] = []
+    seen: set[str] = set()
+    for index, document in enumerate(documents):
+        try:
+            if not isinstance(document, dict):
+                raise MalformedEvent(f"not a JSON object but {type(document).__name__}")
+            event = from_nats({"content-type": STRUCTURED}, json.dumps(document).encode())
+            check(event)
+        except MalformedEvent as error:
+            name = document.get("id") if isinstance(document, dict) else None
+            which = f"event {index}" + (f" (id {str(name)[:80]!r})" if name is not None else "")
+            raise MalformedEvent(f"{which}: {error.message}") from None
+        if event["id"] in seen:  # JetStream would keep only the first: the sender should know now
+            raise MalformedEvent(f"event {index}: id {event['id']!r} appears twice in the batch")
+        seen.add(event["id"])
+        events.append(event)
+    return events
 
 
 def router(platform: Platform) -> APIRouter:
-    return APIRouter()
+    api = APIRouter(tags=["events"])
+
+    @api.post(
+        "/v2/events", status_code=202, response_model=Accepted,
+        summary="Publish CloudEvents (binary, structured or batch mode) to the caller's resource group",
+        responses={400: {"description": "an event is not valid; the message names the field"},
+                   413: {"description": "the body or the batch is too large"}},
+        openapi_extra={"requestBody": {"required": True, "content": {
+            "application/json": {"schema": {"type": "object"},
+                                 "description": "binary mode: the data, with ce-specversion, ce-id, ce-source, "
+                                                "ce-type (and other ce-*) headers, percent-encoded"},
+            STRUCTURED: {"schema": {"type": "object"}, "description": "one event in structured mode"},
+            BATCH: {"schema": {"type": "array", "items": {"type": "object"}, "maxItems": MAX_BATCH},
+                    "description": "several events; all are published or none"},
+        }}},
+    )
+    async def publish(request: Request, scope: InGroup) -> JSONResponse:
+        body = await read_body(request)
+        headers = {name.lower(): value for name, value in request.headers.items()}
+        try:
+            events = events_of(headers, body)
+        except MalformedEvent as error:
+            raise ApiError(400, "InvalidEvent", error.message) from None
+        accepted: list[dict[str, Any]] = []
+        for event in events:
+            # All valid: publish in order. If NATS fails half way, sending the batch again is safe:
+            # the ids already published are dropped as duplicates.
+            published = await platform.bus.publish(event, scope.group)
+            accepted.append({"id": event["id"], "type": event["type"], "duplicate": published.duplicate})
+        return JSONResponse({"group": scope.group, "events": accepted}, status_code=202)
+
+    return api

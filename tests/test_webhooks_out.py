@@ -1,0 +1,288 @@
+"""Webhooks out: /v2/subscriptions, and the platform's events delivered to a real HTTP receiver, signed."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Generator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+from prometheus_client import REGISTRY
+from standardwebhooks import Webhook
+
+from tests.conftest import token_for
+from zeroserve.embedded import Embedded
+from zeroserve.events import DeploymentStatus, Status, new_event
+from zeroserve.settings import Settings
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    # A long timeout: a held request must stay held until the test lets it go. A short ack wait: a delivery
+    # that outlasts it must still not be handed out twice.
+    return settings.model_copy(update={"webhook_delivery_attempts": 3, "webhook_delivery_backoff_s": [0.05, 0.1],
+                                       "webhook_delivery_timeout_s": 30.0, "ack_wait_s": 1.0})
+
+
+@dataclass
+class Received:
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+class Receiver:
+    """An HTTP endpoint on 127.0.0.1 that records every request; paths can fail, fail first, or hold."""
+
+    def __init__(self) -> None:
+        self.url = ""
+        self.requests: list[Received] = []
+        self.fail_first: dict[str, int] = {}  # path -> failed attempts per webhook-id before a 200
+        self.always_fail: set[str] = set()
+        self.hold: set[str] = set()
+        self.held = 0
+        self.answered: list[str] = []
+        self.release = asyncio.Event()
+        self._arrived = asyncio.Event()
+
+    async def __call__(self, scope: dict[str, Any], receive: Callable[..., Any], send: Callable[..., Any]) -> None:
+        if scope["type"] != "http":
+            return
+        body, more = b"", True
+        while more:
+            message = await receive()
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+        request = Received(scope["path"], {k.decode().lower(): v.decode() for k, v in scope["headers"]}, body)
+        self.requests.append(request)
+        self._arrived.set()
+        if request.path in self.hold:
+            self.held += 1
+            await self.release.wait()
+        attempts = [r for r in self.requests
+                    if r.path == request.path and r.headers.get("webhook-id") == request.headers.get("webhook-id")]
+        failing = request.path in self.always_fail or len(attempts) <= self.fail_first.get(request.path, 0)
+        self.answered.append(request.path)
+        await send({"type": "http.response.start", "status": 503 if failing else 200, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    def at(self, path: str) -> list[Received]:
+        return [r for r in self.requests if r.path == path]
+
+    async def wait_for(self, condition: Callable[[], bool], timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while not condition():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError(f"not within {timeout} s; received: {[(r.path, r.body) for r in self.requests]}")
+            self._arrived.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._arrived.wait(), min(remaining, 0.2))
+
+
+class _Server(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield  # signals stay pytest's
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    receiver = Receiver()
+    server = _Server(uvicorn.Config(receiver, host="127.0.0.1", port=0, log_level="warning", lifespan="off"))
+    task = asyncio.create_task(server.serve())
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert time.monotonic() < deadline and not task.done(), "the receiver did not start"
+        await asyncio.sleep(0.01)
+    receiver.url = f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
+    yield receiver
+    receiver.release.set()
+    server.should_exit = True
+    await task
+
+
+async def subscribe(api: httpx.AsyncClient, url: str, *types: str, group: str = "default") -> dict[str, Any]:
+    response = await api.post("/v2/subscriptions", json={"url": url, "eventTypes": list(types)},
+                              headers={"AI-Resource-Group": group})
+    assert response.status_code == 201, response.text
+    return dict(response.json())
+
+
+async def announce(zeroserve: Embedded, deployment: str, group: str = "default") -> str:
+    """A deployment.status event, as the platform announces one; returns its id."""
+    assert zeroserve.platform is not None
+    event = new_event(DeploymentStatus(id=deployment, status=Status.RUNNING), source="/tests", subject=deployment)
+    await zeroserve.platform.bus.publish(event, group)
+    return str(event["id"])
+
+
+def deliveries(group: str, subscription: str, outcome: str) -> float:
+    value = REGISTRY.get_sample_value("zeroserve_webhook_deliveries_total",
+                                      {"group": group, "subscription": subscription, "outcome": outcome})
+    return value or 0.0
+
+
+async def test_a_subscriber_gets_artifact_status_events_signed_with_its_secret(zeroserve, api, receiver):
+    subscription = await subscribe(api, f"{receiver.url}/hook", "artifact.status")
+    assert subscription["secret"].startswith("whsec_")
+    assert subscription["eventTypes"] == ["io.zeroserve.artifact.status"]
+    path = Path(zeroserve.settings.data_dir) / "uploads" / "model.joblib"
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"a model")
+
+    published = await api.post("/v2/events", headers={"Content-Type": "application/cloudevents+json"},
+                               content=json.dumps({"specversion": "1.0", "id": "up-1", "source": "/t",
+                                                   "type": "io.zeroserve.artifact.created",
+                                                   "data": {"id": "iris", "name": "iris", "url": path.as_uri()}}))
+    assert published.status_code == 202
+
+    await receiver.wait_for(lambda: len(receiver.at("/hook")) >= 2)
+    for request in receiver.at("/hook"):
+        assert request.headers["content-type"] == "application/cloudevents+json"
+        # The receiver's check, with the reference library and the secret shown once at creation.
+        Webhook(subscription["secret"]).verify(request.body, request.headers)
+        with pytest.raises(Exception, match="signature"):
+            Webhook("whsec_" + "A" * 43 + "=").verify(request.body, request.headers)
+    events = [r.json() for r in receiver.at("/hook")]
+    assert {e["data"]["status"] for e in events} == {"registered", "staged"}
+    assert all(e["type"] == "io.zeroserve.artifact.status" and e["specversion"] == "1.0"
+               and e["causationid"] == "up-1" and e["data"]["id"] == "iris" for e in events)
+
+
+async def test_the_secret_is_shown_only_when_the_subscription_is_created(api, receiver):
+    created = await subscribe(api, f"{receiver.url}/x", "deployment.status", "deployment.log")
+    listed = (await api.get("/v2/subscriptions")).json()
+    one = (await api.get(f"/v2/subscriptions/{created['id']}")).json()
+    assert listed["count"] == 1
+    assert "secret" not in listed["resources"][0] and "secret" not in one
+    assert one == {k: v for k, v in created.items() if k != "secret"}
+
+    deleted = await api.delete(f"/v2/subscriptions/{created['id']}")
+    assert deleted.status_code == 200
+    assert (await api.get(f"/v2/subscriptions/{created['id']}")).status_code == 404
+    assert (await api.delete(f"/v2/subscriptions/{created['id']}")).status_code == 404
+    assert (await api.get("/v2/subscriptions")).json() == {"count": 0, "resources": []}
+
+
+async def test_a_failing_receiver_gets_retries_with_the_same_webhook_id(zeroserve, api, receiver):
+    receiver.fail_first["/flaky"] = 2
+    subscription = await subscribe(api, f"{receiver.url}/flaky", "deployment.status")
+    event_id = await announce(zeroserve, "iris")
+
+    await receiver.wait_for(lambda: receiver.answered.count("/flaky") >= 3)
+    attempts = receiver.at("/flaky")
+    assert len(attempts) == 3
+    assert len({a.headers["webhook-id"] for a in attempts}) == 1
+    assert {a.json()["id"] for a in attempts} == {event_id}
+    for attempt in attempts:  # each attempt is signed anew, and each signature holds
+        Webhook(subscription["secret"]).verify(attempt.body, attempt.headers)
+    await receiver.wait_for(lambda: deliveries("default", subscription["id"], "delivered") == 1)
+
+
+async def test_a_delivery_gives_up_after_the_limit_and_logs_the_subscription_not_the_secret(
+        zeroserve, api, receiver, caplog):
+    caplog.set_level(logging.INFO, logger="zeroserve.webhooks")
+    receiver.always_fail.add("/dead")
+    subscription = await subscribe(api, f"{receiver.url}/dead", "deployment.status")
+    event_id = await announce(zeroserve, "iris")
+
+    await receiver.wait_for(lambda: deliveries("default", subscription["id"], "failed") == 1)
+    assert len(receiver.at("/dead")) == zeroserve.settings.webhook_delivery_attempts
+    gave_up = [r.getMessage() for r in caplog.records if "gave up" in r.getMessage()]
+    assert gave_up and subscription["id"] in gave_up[0] and event_id in gave_up[0] and "HTTP 503" in gave_up[0]
+    assert subscription["secret"] not in caplog.text
+    # Given up means acked: the next event is delivered (and failed) on its own, the first is not tried again.
+    await announce(zeroserve, "iris-2")
+    await receiver.wait_for(lambda: deliveries("default", subscription["id"], "failed") == 2)
+    assert len(receiver.at("/dead")) == 2 * zeroserve.settings.webhook_delivery_attempts
+
+
+async def test_a_receiver_that_does_not_answer_holds_back_no_other_subscription(zeroserve, api, receiver):
+    receiver.hold.add("/stuck")
+    await subscribe(api, f"{receiver.url}/stuck", "deployment.status")
+    await subscribe(api, f"{receiver.url}/fine", "deployment.status")
+
+    first = await announce(zeroserve, "one")
+    second = await announce(zeroserve, "two")
+    await receiver.wait_for(lambda: {r.json()["id"] for r in receiver.at("/fine")} == {first, second})
+    assert receiver.held >= 1 and "/stuck" not in receiver.answered  # still waiting on the stuck one
+
+    receiver.release.set()
+    await receiver.wait_for(lambda: {r.json()["id"] for r in receiver.at("/stuck")} == {first, second})
+
+
+async def test_a_delivery_that_outlasts_the_ack_wait_is_not_handed_out_twice(zeroserve, api, receiver):
+    receiver.hold.add("/slow")
+    subscription = await subscribe(api, f"{receiver.url}/slow", "deployment.status")
+    await announce(zeroserve, "iris")
+    await receiver.wait_for(lambda: receiver.held == 1)
+    # Three ack waits: without the heartbeat JetStream would have redelivered the event by now.
+    await asyncio.sleep(3 * zeroserve.settings.ack_wait_s)
+    receiver.release.set()
+    await receiver.wait_for(lambda: deliveries("default", subscription["id"], "delivered") == 1)
+    assert len(receiver.at("/slow")) == 1
+
+
+async def test_deployment_logs_are_delivered_to_log_subscribers(zeroserve, api, receiver):
+    assert zeroserve.platform is not None
+    await subscribe(api, f"{receiver.url}/logs", "deployment.log")
+    await zeroserve.platform.logs.control("default", "iris", "hello from the control plane")
+    await receiver.wait_for(lambda: bool(receiver.at("/logs")))
+    event = receiver.at("/logs")[0].json()
+    assert event["type"] == "io.zeroserve.deployment.log"
+    assert event["data"]["message"] == "hello from the control plane"
+
+
+async def test_subscriptions_and_events_of_one_group_are_invisible_to_another(zeroserve, receiver):
+    token_a, token_b = await token_for(zeroserve, ["team-a"]), await token_for(zeroserve, ["team-b"])
+    async with httpx.AsyncClient(base_url=zeroserve.url, headers={"Authorization": f"Bearer {token_a}"}) as a, \
+            httpx.AsyncClient(base_url=zeroserve.url, headers={"Authorization": f"Bearer {token_b}"}) as b:
+        mine = await subscribe(a, f"{receiver.url}/team-a", "deployment.status", group="team-a")
+
+        in_b = {"AI-Resource-Group": "team-b"}
+        assert (await b.get(f"/v2/subscriptions/{mine['id']}", headers=in_b)).status_code == 404
+        assert (await b.delete(f"/v2/subscriptions/{mine['id']}", headers=in_b)).status_code == 404
+        assert (await b.get("/v2/subscriptions", headers=in_b)).json()["count"] == 0
+        # Naming group a does not help a token that does not cover it.
+        assert (await b.get(f"/v2/subscriptions/{mine['id']}",
+                            headers={"AI-Resource-Group": "team-a"})).status_code == 404
+
+    other = await announce(zeroserve, "theirs", group="team-b")
+    own = await announce(zeroserve, "ours", group="team-a")
+    await receiver.wait_for(lambda: bool(receiver.at("/team-a")))
+    assert [r.json()["id"] for r in receiver.at("/team-a")] == [own]
+    assert other != own
+
+
+async def test_subscriptions_with_a_bad_url_or_event_type_are_400_naming_the_field(api):
+    cases = [
+        ({"url": "ftp://example/hook", "eventTypes": ["deployment.status"]}, "body.url"),
+        ({"url": "not a url", "eventTypes": ["deployment.status"]}, "body.url"),
+        ({"url": "http://127.0.0.1/hook", "eventTypes": ["artifact.created"]}, "is sent to zeroserve, not by it"),
+        ({"url": "http://127.0.0.1/hook", "eventTypes": ["model.exploded"]}, "is not an event type"),
+        ({"url": "http://127.0.0.1/hook", "eventTypes": []}, "body.eventTypes"),
+        ({"url": "http://127.0.0.1/hook"}, "body.eventTypes: Field required"),
+    ]
+    for body, expected in cases:
+        response = await api.post("/v2/subscriptions", json=body)
+        assert response.status_code == 400, (body, response.text)
+        assert expected in response.json()["error"]["message"], (body, response.json())
+
+
+async def test_subscriptions_need_a_token(zeroserve):
+    async with httpx.AsyncClient(base_url=zeroserve.url) as http:
+        assert (await http.get("/v2/subscriptions")).status_code == 401
+        assert (await http.post("/v2/subscriptions", json={"url": "http://127.0.0.1/x",
+                                                           "eventTypes": ["deployment.status"]})).status_code == 401
