@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -58,7 +59,13 @@ def test_up_demo_prints_a_curl_that_answers_cold_then_warm_and_ctrl_c_leaves_no_
         url = re.search(r"curl -si -X POST (\S+)", output)
         assert url, f"no curl command printed:\n{output}"
         assert "Deployment iris is RUNNING" in output
-        with httpx.Client(timeout=60) as client:
+        # Inference needs a bearer token: the printed lines get one with `zeroserve token`.
+        get_token = re.search(r"TOKEN=\$\((.+) token\)", output)
+        assert get_token and '-H "Authorization: Bearer $TOKEN"' in output, output
+        token = subprocess.run([*shlex.split(get_token.group(1)), "token"], env=env, capture_output=True,
+                               text=True, timeout=60)
+        assert token.returncode == 0, token.stderr
+        with httpx.Client(timeout=60, headers={"Authorization": f"Bearer {token.stdout.strip()}"}) as client:
             cold = client.post(url.group(1), json=SAMPLE)
             warm = client.post(url.group(1), json=SAMPLE)
         assert cold.status_code == 200, cold.text

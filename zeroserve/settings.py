@@ -92,6 +92,16 @@ class Settings(BaseSettings):
     # How often deployments with a ttl are checked for expiry.
     ttl_check_interval_s: float = 10.0
 
+    # The client side (the CLI and zeroserve.client): which gateway to call and as whom. Unset, they
+    # use the gateway.url and credentials.json a local `zeroserve up` writes into data_dir.
+    api_url: str | None = None
+    # A bearer token to use as is, or a client id and secret to get (and renew) tokens with.
+    token: SecretStr | None = None
+    client_id: str | None = None
+    client_secret: SecretStr | None = None
+    # The resource group CLI commands act in when --group is not given.
+    resource_group: str = "default"
+
     @property
     def model_cache_dir(self) -> Path:
         return self.data_dir / "models"
