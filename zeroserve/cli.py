@@ -35,13 +35,11 @@ from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 
-from zeroserve.bus import Bus
 from zeroserve.client import ApiError, Client, Deployment, Event
 from zeroserve.errors import ZeroserveError
-from zeroserve.events import EVENT_TYPES, Status, new_event, parse_data
+from zeroserve.events import EVENT_TYPES, Status, new_event
 from zeroserve.logcontext import ContextFilter
 from zeroserve.settings import Settings
-from zeroserve.storage import redact
 
 app = typer.Typer(help="zeroserve: event-driven, scale-to-zero model serving.", no_args_is_help=True)
 console = Console()
@@ -151,60 +149,6 @@ def _self_command() -> str:
     return "zeroserve" if shutil.which("zeroserve") else f"{shlex.quote(sys.executable)} -m zeroserve.cli"
 
 
-@app.command()
-def publish(
-    event_type: Annotated[str, typer.Argument(help="e.g. deployment.requested or io.zeroserve.deployment.requested")],
-    data: Annotated[str, typer.Option("--data", "-d", help="The event data: JSON, or @file with JSON in it.")],
-    group: Annotated[str, typer.Option("--group", "-g", help="The resource group.")] = "default",
-    event_id: Annotated[str | None, typer.Option("--id", help="The CloudEvent id (default: a new uuid).")] = None,
-) -> None:
-    """Publish any event of the catalogue to NATS."""
-    full_type = event_type if event_type.startswith("io.zeroserve.") else f"io.zeroserve.{event_type}"
-    model = EVENT_TYPES.get(full_type)
-    if model is None:
-        err.print(f"[red]unknown event type {event_type!r}[/red]; known: {', '.join(sorted(EVENT_TYPES))}")
-        raise typer.Exit(2)
-    try:
-        text = Path(data[1:]).read_text() if data.startswith("@") else data
-        payload = model.model_validate(json.loads(text))
-    except OSError as error:
-        err.print(f"[red]cannot read {data[1:]}:[/red] {error.strerror}")
-        raise typer.Exit(2) from None
-    except json.JSONDecodeError as error:
-        err.print(f"[red]--data is not JSON:[/red] {error}")
-        raise typer.Exit(2) from None
-    except ValueError as error:  # pydantic's ValidationError
-        err.print(f"[red]--data is not a valid {full_type}:[/red]\n{error}")
-        raise typer.Exit(2) from None
-    event = new_event(payload, source="/zeroserve/cli", id=event_id)
-    try:
-        parse_data(event)
-        published = asyncio.run(_publish(Settings(), event, group))
-    except ZeroserveError as error:
-        err.print(f"[red]{error}[/red]")
-        raise typer.Exit(1) from None
-    note = " (duplicate id: dropped)" if published.duplicate else ""
-    console.print(f"published {full_type} id={event['id']} group={group} seq={published.sequence}{note}")
-
-
-async def _publish(settings: Settings, event: object, group: str):  # type: ignore[no-untyped-def]
-    url = settings.nats_url
-    url_file = settings.data_dir / "nats.url"
-    if url is None:
-        if not url_file.exists():
-            raise ZeroserveError(f"zeroserve is not running here (no {url_file}): start it with `zeroserve up`, "
-                                 "or set ZEROSERVE_NATS_URL", reason="NotRunning")
-        url = url_file.read_text().strip()
-    try:
-        bus = await asyncio.wait_for(Bus.connect(url, settings), 5)
-    except Exception as error:
-        raise ZeroserveError(f"cannot reach NATS at {redact(url)}: {error}", reason="NotRunning") from error
-    try:
-        return await bus.publish(event, group)  # type: ignore[arg-type]
-    finally:
-        await bus.close()
-
-
 # --- the API, through zeroserve.client -----------------------------------------------------------------
 
 GroupOption = Annotated[str | None, typer.Option(
@@ -252,6 +196,30 @@ def _json_argument(value: str, option: str) -> Any:
         raise _bad_input(f"cannot read {value[1:]}: {error.strerror}") from None
     except json.JSONDecodeError as error:
         raise _bad_input(f"{option} is not JSON: {error}") from None
+
+
+@app.command()
+def publish(
+    event_type: Annotated[str, typer.Argument(help="e.g. deployment.requested or io.zeroserve.deployment.requested")],
+    data: Annotated[str, typer.Option("--data", "-d", help="The event data: JSON, or @file with JSON in it.")],
+    group: GroupOption = None,
+    event_id: Annotated[str | None, typer.Option("--id", help="The CloudEvent id (default: a new uuid).")] = None,
+) -> None:
+    """Publish an event of the catalogue (artifact.created, deployment.requested, ...) through the gateway."""
+    full_type = event_type if event_type.startswith("io.zeroserve.") else f"io.zeroserve.{event_type}"
+    model = EVENT_TYPES.get(full_type)
+    if model is None:
+        raise _bad_input(f"unknown event type {event_type!r}; known: {', '.join(sorted(EVENT_TYPES))}")
+    document = _json_argument(data, "--data")
+    try:
+        payload = model.model_validate(document)
+    except ValidationError as error:
+        raise _bad_input(f"--data is not a valid {full_type}:\n{error}") from None
+    event = new_event(payload, source="/zeroserve/cli", id=event_id)
+    with _failures(), _client(group) as client:
+        published = client.publish(event)[0]
+    note = " (duplicate id: dropped)" if published.duplicate else ""
+    console.print(f"published {full_type} id={published.id} group={client.group}{note}", highlight=False)
 
 
 def _when(moment: datetime | None) -> str:
