@@ -161,6 +161,7 @@ def test_both_templates_are_sap_serving_templates_with_the_same_inputs(
         assert template.version == "1.0.0"
         assert {p.name: p.default for p in template.parameters} == {
             "resourcePlan": "starter", "minReplicas": "0", "maxReplicas": "2", "scaleTarget": "4",
+            "canaryTrafficPercent": "100",
         }
         assert [a.name for a in template.artifacts] == ["model"]
 

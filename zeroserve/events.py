@@ -185,6 +185,9 @@ class DeploymentStatus(EventData):
     reason: str | None = Field(default=None, description="Machine-readable reason, e.g. ModelLoadFailed.")
     message: str | None = None
     deployment_url: str | None = None
+    backend_url: str | None = Field(
+        default=None, description="Where the backend serves it: the KServe InferenceService URL on a cluster."
+    )
     running_replicas: int = 0
     min_replicas: int | None = None
     max_replicas: int | None = None

@@ -43,9 +43,13 @@ class DeploymentLogs:
             await self._task
         self._task = None
 
-    async def write(self, group: str, deployment_id: str, source: str, stream: Stream, message: str) -> None:
+    async def write(
+        self, group: str, deployment_id: str, source: str, stream: Stream, message: str,
+        timestamp: datetime | None = None,
+    ) -> None:
+        """Queue one record; ``timestamp`` is when it was written (now, unless the source says)."""
         record = DeploymentLog(
-            id=deployment_id, timestamp=datetime.now(UTC), source=source, stream=stream, message=message
+            id=deployment_id, timestamp=timestamp or datetime.now(UTC), source=source, stream=stream, message=message
         )
         await self._queue.put((group, record))
 

@@ -11,10 +11,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 from zeroserve import metrics
 from zeroserve.auth import Auth
-from zeroserve.backends.base import Backend
+from zeroserve.backends.base import Backend, Change
 from zeroserve.backends.local import LocalBackend
 from zeroserve.bus import Bus
 from zeroserve.deployments import Deployments
@@ -23,10 +24,19 @@ from zeroserve.events import Status
 from zeroserve.logs import DeploymentLogs
 from zeroserve.settings import Settings
 from zeroserve.storage import ModelCache
-from zeroserve.store import Store
+from zeroserve.store import Deployment, Store
 from zeroserve.templates import ResourcePlan, ServingTemplate, load_resource_plans, load_templates
 
 log = logging.getLogger(__name__)
+
+
+def make_backend(settings: Settings, models: ModelCache, logs: DeploymentLogs) -> Backend:
+    """The backend ``settings.backend`` names: local processes, or KServe on a cluster."""
+    if settings.backend == "kserve":
+        from zeroserve.backends.kserve import KserveBackend  # the kubernetes client only when used
+
+        return KserveBackend(settings, logs)
+    return LocalBackend(settings, models, logs)
 
 
 @dataclass
@@ -63,7 +73,7 @@ class Platform:
             deployments=Deployments(store, bus, settings.gateway_url),
             logs=logs,
             models=models,
-            backend=backend or LocalBackend(settings, models, logs),
+            backend=backend or make_backend(settings, models, logs),
             templates=templates,
             plans=plans,
             auth=Auth.open(settings, store),
@@ -96,26 +106,27 @@ class Platform:
             log.info("restored deployment %s/%s", group, id, extra={"deployment": id})
 
     async def follow_backend(self) -> None:
-        """Turn replica counts and failures the backend reports into status changes."""
+        """Turn what the backend reports (replicas, failures, the status it sees) into status changes."""
         async for change in self.backend.watch():
             if change.running_replicas is not None:
                 metrics.replicas.labels(change.group, change.id).set(change.running_replicas)
             try:
                 current = await self.store.deployments.get(change.group, change.id)
-                if current is None:
-                    continue
-                if change.failure is not None and current.status in (Status.PENDING, Status.RUNNING):
+                if current is None or current.status not in (Status.PENDING, Status.RUNNING):
+                    continue  # stopping, stopped, dead or gone: the lifecycle functions own it now
+                if change.status is not None:
+                    await self._follow_status(change, current)
+                elif change.failure is not None:
                     await self.deployments.transition(
                         change.group, change.id, Status.DEAD,
                         reason=change.failure.reason, message=change.failure.message,
                     )
-                elif change.running_replicas is not None and current.status in (Status.PENDING, Status.RUNNING):
+                elif change.running_replicas is not None and change.running_replicas != current.running_replicas:
                     # PENDING too: replicas kept by minReplicas start before the deployment is RUNNING.
-                    if change.running_replicas != current.running_replicas:
-                        # status None: whatever it is when written (a handler may move it meanwhile)
-                        await self.deployments.transition(
-                            change.group, change.id, None, running_replicas=change.running_replicas
-                        )
+                    # status None: whatever it is when written (a handler may move it meanwhile)
+                    await self.deployments.transition(
+                        change.group, change.id, None, running_replicas=change.running_replicas
+                    )
             except ZeroserveError as error:  # the deployment moved on meanwhile (stopped, deleted)
                 log.info("backend change for %s/%s not recorded: %s", change.group, change.id, error)
             except asyncio.CancelledError:
@@ -123,3 +134,23 @@ class Platform:
             except Exception:
                 log.exception("backend change for %s/%s not recorded", change.group, change.id)
 
+    async def _follow_status(self, change: Change, current: Deployment) -> None:
+        """A status the backend sees (kserve): RUNNING once ready, DEAD on failure, PENDING with the
+        reason it waits for. Nothing is written when the record says so already (a watcher that
+        restarts reports every deployment once more)."""
+        status = change.status
+        replicas = change.running_replicas if change.running_replicas is not None else current.running_replicas
+        if status == Status.PENDING and current.status == Status.RUNNING:
+            status = Status.RUNNING  # an update rolling out: the previous version still serves
+        fields: dict[str, Any]
+        if status == Status.RUNNING:
+            fields = dict(running_replicas=replicas, backend_url=change.backend_url or current.backend_url)
+            if current.status != Status.RUNNING:
+                fields.update(reason=None, message=None)
+        elif status in (Status.PENDING, Status.DEAD):
+            fields = dict(running_replicas=replicas, reason=change.reason, message=change.message)
+        else:
+            return  # STOPPING/STOPPED: the stop function records those
+        if status == current.status and all(getattr(current, name) == value for name, value in fields.items()):
+            return
+        await self.deployments.transition(change.group, change.id, status, **fields)

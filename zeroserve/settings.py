@@ -67,6 +67,28 @@ class Settings(BaseSettings):
     log_max_age_s: float = 7 * 24 * 3600
     log_max_bytes: int = 256 * 1024 * 1024
 
+    # Where deployments run: "local" (replicas as processes on this machine) or "kserve" (KServe
+    # InferenceServices on a Kubernetes cluster; see docs/cluster.md).
+    backend: Literal["local", "kserve"] = "local"
+
+    # The kserve backend. The cluster is reached with this kubeconfig, or, unset, the pod's service
+    # account (in-cluster) and else ~/.kube/config.
+    kubeconfig: Path | None = None
+    # The namespaces of resource groups to watch; empty: every namespace (needs cluster-wide rights).
+    kserve_namespaces: list[str] = Field(default_factory=list)
+    # A deployment that stays PENDING (unschedulable, image not pulled, ...) this long is DEAD.
+    kserve_pending_deadline_s: float = 600.0
+    # How long a stop waits for KServe to confirm it (the Stopped condition) before it returns anyway.
+    kserve_stop_timeout_s: float = 60.0
+    # How often the predictor pods' logs are read into deployment.log events.
+    kserve_log_poll_s: float = 5.0
+    # The watcher of a cluster: only the holder of this Lease watches, so statuses are written once.
+    lease_name: str = "zeroserve-watcher"
+    lease_namespace: str = "zeroserve"
+    lease_duration_s: float = 15.0
+    # This process's name as a Lease holder (the pod name on a cluster; the host name otherwise).
+    pod_name: str | None = None
+
     # The local backend.
     idle_window_s: float = 60.0
     replica_ready_timeout_s: float = 60.0

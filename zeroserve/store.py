@@ -66,6 +66,8 @@ class Deployment(BaseModel):
     reason: str | None = None
     message: str | None = None
     deployment_url: str | None = None
+    # Where the backend serves it, when that is not this process (a KServe URL on a cluster).
+    backend_url: str | None = None
     running_replicas: int = 0
     min_replicas: int | None = None
     max_replicas: int | None = None

@@ -14,16 +14,24 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from zeroserve.errors import ZeroserveError
+from zeroserve.events import Status
 
 
 @dataclass(frozen=True)
 class Change:
-    """Something a backend noticed about a deployment: a new replica count, or a failure."""
+    """Something a backend noticed about a deployment: a new replica count, a failure, or (from a
+    backend whose objects become ready on their own, like kserve) the status it sees now."""
 
     group: str
     id: str
     running_replicas: int | None = None
     failure: ZeroserveError | None = None
+    # The status the backend sees, with its reason; None: only the fields above changed.
+    status: Status | None = None
+    reason: str | None = None
+    message: str | None = None
+    # Where the backend serves it (a KServe InferenceService's status.url).
+    backend_url: str | None = None
 
 
 class Backend(Protocol):
@@ -31,7 +39,7 @@ class Backend(Protocol):
         """Create or update in place. True if it serves at once (the local backend always does).
 
         False is for a backend whose objects become ready later (the kserve backend): ``watch``
-        must then report readiness, which ``Platform.follow_backend`` does not map yet.
+        then reports the status (RUNNING once ready) in ``Change.status``.
         """
         ...
 

@@ -1,0 +1,371 @@
+"""The kserve backend against kmock's Kubernetes emulator, over real HTTP, with the official client.
+
+No cluster runs here: the test plays the KServe controller by writing status and pods through the
+API (``tests/kube.py``), and every object the backend writes is checked against KServe's CRD schema.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.kube import Cluster, Controller, condition
+from zeroserve.backends.base import Change
+from zeroserve.backends.kserve import KserveBackend, assess
+from zeroserve.events import Status
+from zeroserve.platform import Platform
+from zeroserve.settings import Settings
+from zeroserve.templates import render, validate_inference_service
+
+GROUP = "default"
+
+
+@pytest.fixture
+def cluster() -> Iterator[Cluster]:
+    cluster = Cluster().start()
+    yield cluster
+    cluster.close()
+
+
+@pytest.fixture
+def kserve_settings(settings: Settings, cluster: Cluster, tmp_path: Path) -> Settings:
+    return settings.model_copy(update=dict(
+        backend="kserve", kubeconfig=cluster.kubeconfig(tmp_path / "kubeconfig"),
+        kserve_stop_timeout_s=10.0, kserve_log_poll_s=0.1, kserve_pending_deadline_s=60.0,
+    ))
+
+
+@pytest.fixture
+async def platform(kserve_settings: Settings, nats_server: Any) -> AsyncIterator[Platform]:
+    platform = await Platform.open(kserve_settings, nats_server.url)
+    yield platform
+    await platform.close()
+
+
+@pytest.fixture
+def controller(cluster: Cluster) -> Controller:
+    return Controller(cluster)
+
+
+def isvc_for(platform: Platform, id: str = "iris", **parameters: str) -> dict[str, Any]:
+    return render(
+        platform.templates["sklearn"], deployment_id=id, group=GROUP, parameters=parameters,
+        artifacts={"model": "s3://models/iris/v1"}, plans=platform.plans, settings=platform.settings,
+    )
+
+
+class Changes:
+    """What the backend's watch reports, collected in the background."""
+
+    def __init__(self, backend: KserveBackend) -> None:
+        self.seen: list[Change] = []
+        self._arrived = asyncio.Event()
+        self._task = asyncio.create_task(self._collect(backend))
+
+    async def _collect(self, backend: KserveBackend) -> None:
+        async for change in backend.watch():
+            self.seen.append(change)
+            self._arrived.set()
+
+    async def wait_for(self, count: int, timeout: float = 10) -> list[Change]:
+        try:
+            async with asyncio.timeout(timeout):
+                while len(self.seen) < count:
+                    self._arrived.clear()
+                    await self._arrived.wait()
+        except TimeoutError:
+            raise AssertionError(f"{count} changes expected within {timeout}s; seen: {self.seen}") from None
+        return self.seen
+
+    async def quiet(self, seconds: float = 0.5) -> list[Change]:
+        """What was reported after nothing more arrived for a while."""
+        await asyncio.sleep(seconds)
+        return self.seen
+
+    async def close(self) -> None:
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+
+
+@contextlib.asynccontextmanager
+async def watching(backend: KserveBackend) -> AsyncIterator[Changes]:
+    changes = Changes(backend)
+    try:
+        yield changes
+    finally:
+        await changes.close()
+
+
+def statuses(changes: list[Change]) -> list[tuple[Status | None, str | None, int | None]]:
+    return [(c.status, c.reason, c.running_replicas) for c in changes]
+
+
+# --- apply, update, stop, delete ---------------------------------------------------------------
+
+
+async def test_apply_creates_the_inference_service_in_the_group_namespace_in_knative_mode(
+    platform: Platform, cluster: Cluster,
+) -> None:
+    ready = await platform.backend.apply(isvc_for(platform, scaleTarget="8"))
+
+    assert ready is False  # KServe makes it ready later; the watch says when
+    created = cluster.isvc(GROUP, "iris")
+    assert created is not None
+    validate_inference_service(created)
+    assert created["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == "Knative"
+    assert created["metadata"]["labels"]["zeroserve.io/deployment-id"] == "iris"
+    assert created["metadata"]["labels"]["zeroserve.io/resource-group"] == GROUP
+    predictor = created["spec"]["predictor"]
+    assert (predictor["minReplicas"], predictor["maxReplicas"]) == (0, 2)
+    assert (predictor["scaleMetric"], predictor["scaleTarget"]) == ("concurrency", 8)
+    assert predictor["model"]["storageUri"] == "s3://models/iris/v1"
+
+
+async def test_a_gpu_plan_lands_on_gpu_nodes_with_a_gpu_limit_and_the_taint_tolerated(
+    platform: Platform, cluster: Cluster,
+) -> None:
+    await platform.backend.apply(isvc_for(platform, "llm", resourcePlan="infer.s"))
+
+    created = cluster.isvc(GROUP, "llm")
+    assert created is not None
+    validate_inference_service(created)
+    predictor = created["spec"]["predictor"]
+    assert predictor["model"]["resources"]["limits"]["nvidia.com/gpu"] == 1
+    assert predictor["nodeSelector"] == {platform.settings.gpu_node_label: "Tesla-T4"}
+    assert {"key": platform.settings.gpu_taint_key, "operator": "Exists", "effect": "NoSchedule"} in predictor[
+        "tolerations"]
+
+
+async def test_an_update_replaces_the_spec_in_place_and_can_send_a_canary_share_of_traffic(
+    platform: Platform, cluster: Cluster, controller: Controller,
+) -> None:
+    await platform.backend.apply(isvc_for(platform, resourcePlan="infer.s"))
+    controller.ready(GROUP, "iris", url="http://iris.default.example.com")
+
+    update = isvc_for(platform, resourcePlan="starter", canaryTrafficPercent="10")
+    update["spec"]["predictor"]["model"]["storageUri"] = "s3://models/iris/v2"
+    await platform.backend.apply(update)
+
+    updated = cluster.isvc(GROUP, "iris")
+    assert updated is not None
+    validate_inference_service(updated)
+    predictor = updated["spec"]["predictor"]
+    assert predictor["model"]["storageUri"] == "s3://models/iris/v2"
+    assert predictor["canaryTrafficPercent"] == 10
+    # What the new version no longer asks for is gone, not merged in: no GPU, no GPU node.
+    assert "nvidia.com/gpu" not in predictor["model"]["resources"]["limits"]
+    assert "nodeSelector" not in predictor and "tolerations" not in predictor
+    # The same object: its status (and so its URL) is KServe's to change, not the update's.
+    assert updated["status"]["url"] == "http://iris.default.example.com"
+    assert updated["metadata"]["labels"]["ai.sap.com/resourcePlan"] == "starter"
+
+
+async def test_stop_annotates_the_object_and_returns_once_kserve_says_stopped(
+    platform: Platform, cluster: Cluster, controller: Controller,
+) -> None:
+    await platform.backend.apply(isvc_for(platform))
+
+    async def kserve_stops_it() -> None:
+        for _ in range(200):
+            annotations = (cluster.isvc(GROUP, "iris") or {}).get("metadata", {}).get("annotations", {})
+            if annotations.get("serving.kserve.io/stop") == "true":
+                controller.status(GROUP, "iris", {"conditions": [condition("Stopped", "True")]})
+                return
+            await asyncio.sleep(0.05)
+
+    stopping = asyncio.create_task(kserve_stops_it())
+    await asyncio.wait_for(platform.backend.stop(GROUP, "iris"), 10)
+    await stopping
+    stopped = cluster.isvc(GROUP, "iris")
+    assert stopped is not None and stopped["metadata"]["annotations"]["serving.kserve.io/stop"] == "true"
+    assert assess(stopped).status == Status.STOPPED
+
+    # Requested again: it starts again (the stop annotation is lifted), same object.
+    await platform.backend.apply(isvc_for(platform))
+    again = cluster.isvc(GROUP, "iris")
+    assert again is not None and again["metadata"]["annotations"]["serving.kserve.io/stop"] == "false"
+
+
+async def test_a_stop_kserve_never_confirms_returns_after_the_timeout_and_says_so_in_the_logs(
+    platform: Platform, cluster: Cluster, listen: Any, kserve_settings: Settings,
+) -> None:
+    platform.settings = platform.backend.settings = kserve_settings.model_copy(  # type: ignore[attr-defined]
+        update={"kserve_stop_timeout_s": 0.3})
+    await platform.backend.apply(isvc_for(platform))
+    logs = await listen_to(platform, "zeroserve.default.deployment.log")
+
+    await asyncio.wait_for(platform.backend.stop(GROUP, "iris"), 10)
+
+    note = await logs.wait_for(lambda e: "not confirmed the stop" in e["message"], timeout=10)
+    assert note["id"] == "iris" and note["source"] == "control-plane"
+    assert (cluster.isvc(GROUP, "iris") or {})["metadata"]["annotations"]["serving.kserve.io/stop"] == "true"
+
+
+async def test_delete_removes_the_object_and_deleting_what_is_gone_is_fine(
+    platform: Platform, cluster: Cluster,
+) -> None:
+    await platform.backend.apply(isvc_for(platform))
+    await platform.backend.delete(GROUP, "iris")
+    assert cluster.isvc(GROUP, "iris") is None
+    await platform.backend.delete(GROUP, "iris")  # a retried delete: nothing left, no error
+
+
+# --- the watch ---------------------------------------------------------------------------------
+
+
+async def test_the_watch_follows_a_status_progression_written_by_the_controller(
+    platform: Platform, controller: Controller,
+) -> None:
+    backend = platform.backend
+    assert isinstance(backend, KserveBackend)
+    async with watching(backend) as changes:
+        await backend.apply(isvc_for(platform))
+        await changes.wait_for(1)
+        controller.pod(GROUP, "iris", "iris-predictor-1", unschedulable="0/3 nodes are available: 3 Insufficient cpu.")
+        await changes.wait_for(2)
+        controller.ready(GROUP, "iris", url="http://iris.default.example.com")
+        await changes.wait_for(3)
+        controller.pod(GROUP, "iris", "iris-predictor-1", ready=True)
+        await changes.wait_for(4)
+        controller.status(GROUP, "iris", {"modelStatus": {
+            "states": {"activeModelState": "FailedToLoad", "targetModelState": "FailedToLoad"},
+            "transitionStatus": "BlockedByFailedLoad",
+            "lastFailureInfo": {"reason": "ModelLoadFailed", "message": "no model.joblib in s3://models/iris/v1"}}})
+        seen = await changes.wait_for(5)
+        await changes.quiet()
+
+    assert statuses(changes.seen) == [
+        (Status.PENDING, None, 0),
+        (Status.PENDING, "Unschedulable", 0),
+        (Status.RUNNING, None, 0),
+        (Status.RUNNING, None, 1),
+        (Status.DEAD, "ModelLoadFailed", 1),
+    ]
+    assert seen[1].message == "0/3 nodes are available: 3 Insufficient cpu."
+    assert seen[2].backend_url == "http://iris.default.example.com"
+    assert seen[4].message == "no model.joblib in s3://models/iris/v1"
+    assert {(c.group, c.id) for c in seen} == {(GROUP, "iris")}
+
+
+async def test_replicas_come_and_go_with_the_predictor_pods(platform: Platform, controller: Controller) -> None:
+    backend = platform.backend
+    assert isinstance(backend, KserveBackend)
+    await backend.apply(isvc_for(platform))
+    controller.ready(GROUP, "iris")
+    async with watching(backend) as changes:
+        await changes.wait_for(1)
+        controller.pod(GROUP, "iris", "iris-predictor-1")
+        controller.pod(GROUP, "iris", "iris-predictor-2")
+        controller.pod(GROUP, "other", "other-predictor-1")  # another InferenceService's pod
+        await changes.wait_for(3)
+        controller.delete_pod(GROUP, "iris-predictor-1")
+        controller.delete_pod(GROUP, "iris-predictor-2")
+        await changes.wait_for(5)
+        await changes.quiet()
+
+    assert [c.running_replicas for c in changes.seen] == [0, 1, 2, 1, 0]
+    assert {c.status for c in changes.seen} == {Status.RUNNING}
+
+
+async def test_a_watch_resumes_after_a_dropped_connection_without_losing_or_repeating_a_status(
+    platform: Platform, cluster: Cluster, controller: Controller,
+) -> None:
+    backend = platform.backend
+    assert isinstance(backend, KserveBackend)
+    await backend.apply(isvc_for(platform, "iris"))
+    await backend.apply(isvc_for(platform, "wine"))
+    controller.ready(GROUP, "iris")
+    async with watching(backend) as changes:
+        await changes.wait_for(2)
+        # While zeroserve cannot see it, the controller makes wine ready; iris does not change.
+        await asyncio.to_thread(cluster.drop, lambda: cluster.patch_isvc(GROUP, "wine", {"status": {
+            "url": "http://wine.default.example.com", "conditions": [condition("Ready", "True")]}}))
+        await changes.wait_for(3, timeout=15)
+        # And the resumed watch follows what happens next.
+        controller.pod(GROUP, "wine", "wine-predictor-1")
+        await changes.wait_for(4)
+        await changes.quiet(1.0)
+
+    assert [(c.id, c.status, c.running_replicas) for c in changes.seen] == [
+        ("iris", Status.RUNNING, 0),
+        ("wine", Status.PENDING, 0),
+        ("wine", Status.RUNNING, 0),  # the change made while disconnected: reported once
+        ("wine", Status.RUNNING, 1),
+    ]
+
+
+async def test_pending_past_the_deadline_is_dead_with_the_reason_it_waited_for(
+    platform: Platform, controller: Controller, kserve_settings: Settings,
+) -> None:
+    backend = platform.backend
+    assert isinstance(backend, KserveBackend)
+    backend.settings = kserve_settings.model_copy(update={"kserve_pending_deadline_s": 1.0})
+    await backend.apply(isvc_for(platform, "llm", resourcePlan="infer.s"))
+    controller.pod(GROUP, "llm", "llm-predictor-1",
+                   unschedulable="0/3 nodes are available: 3 Insufficient nvidia.com/gpu.")
+    async with watching(backend) as changes:
+        seen = await changes.wait_for(2)
+        await changes.quiet()
+
+    assert statuses(changes.seen) == [(Status.PENDING, "Unschedulable", 0), (Status.DEAD, "Unschedulable", 0)]
+    assert seen[1].message is not None and "Insufficient nvidia.com/gpu" in seen[1].message
+    assert "still pending after" in seen[1].message
+
+
+async def test_a_pod_that_cannot_pull_its_image_keeps_the_deployment_pending_with_that_reason(
+    platform: Platform, controller: Controller,
+) -> None:
+    backend = platform.backend
+    assert isinstance(backend, KserveBackend)
+    await backend.apply(isvc_for(platform))
+    controller.pod(GROUP, "iris", "iris-predictor-1", ready=False, waiting="ImagePullBackOff")
+    async with watching(backend) as changes:
+        seen = await changes.wait_for(1)
+        await changes.quiet()
+    assert statuses(seen) == [(Status.PENDING, "ImagePullBackOff", 0)]
+    assert seen[0].message == "kserve-container: ImagePullBackOff for the image"
+
+
+async def test_model_and_storage_initializer_logs_become_deployment_log_events_once(
+    platform: Platform, cluster: Cluster, controller: Controller,
+) -> None:
+    backend = platform.backend
+    assert isinstance(backend, KserveBackend)
+    logs = await listen_to(platform, "zeroserve.default.deployment.log")
+    await backend.apply(isvc_for(platform))
+    cluster.logs[("iris-predictor-1", "storage-initializer")] = (
+        "2026-11-30T10:00:00.100000000Z Copying contents of s3://models/iris/v1 to local\n")
+    cluster.logs[("iris-predictor-1", "kserve-container")] = (
+        "2026-11-30T10:00:02.000000000Z INFO Registering model: iris\n")
+    controller.pod(GROUP, "iris", "iris-predictor-1")
+    async with watching(backend) as changes:
+        await changes.wait_for(1)
+        await logs.wait_for(lambda e: "Registering model" in e["message"])
+        cluster.logs[("iris-predictor-1", "kserve-container")] += (
+            "2026-11-30T10:00:03.500000000Z INFO Uvicorn running on http://0.0.0.0:8080\n")
+        await logs.wait_for(lambda e: "Uvicorn running" in e["message"])
+        await asyncio.sleep(0.5)  # several more polls: nothing may come twice
+
+    records = [(e["source"], e["message"], e["timestamp"]) for e in logs.json()]
+    assert records == [
+        ("iris-predictor-1/storage-initializer", "Copying contents of s3://models/iris/v1 to local",
+         "2026-11-30T10:00:00.100000Z"),
+        ("iris-predictor-1/kserve-container", "INFO Registering model: iris", "2026-11-30T10:00:02Z"),
+        ("iris-predictor-1/kserve-container", "INFO Uvicorn running on http://0.0.0.0:8080",
+         "2026-11-30T10:00:03.500000Z"),
+    ]
+
+
+async def listen_to(platform: Platform, subject: str) -> Any:
+    from tests.conftest import Listener
+
+    listener = Listener()
+    await platform.bus.nc.subscribe(subject, cb=listener.handle)
+    await platform.bus.nc.flush()
+    return listener

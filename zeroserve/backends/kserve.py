@@ -1,0 +1,570 @@
+"""The kserve backend: deployments as KServe InferenceServices on a Kubernetes cluster.
+
+``apply`` creates the rendered InferenceService in the resource group's namespace, or replaces
+its spec in place (the object, its name and so its URL stay; KServe rolls out a new revision and
+the old one serves until it is ready). ``stop`` sets ``serving.kserve.io/stop: "true"`` and waits
+for KServe's ``Stopped`` condition; ``delete`` deletes the object. Readiness arrives later,
+through ``watch``: it lists and watches the InferenceServices zeroserve made and their predictor
+pods, maps each object to a SAP status (``assess``), and reports a change only when that status
+differs from the last one reported, so that a watch resumed after a disconnect (a fresh list,
+then a new watch) neither loses nor repeats one. The same watch reads the pods' logs.
+
+The official ``kubernetes`` client blocks: every call runs in a worker thread, and each watch has
+a thread of its own that hands what it sees to the event loop. Objects are plain dicts; zeroserve
+never deserialises them into the client's models (see DEPENDENCY-NOTES: they misbehave with
+kserve's pins).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from kubernetes import client, config, watch
+from kubernetes.client.exceptions import ApiException
+from kubernetes.config.config_exception import ConfigException
+
+from zeroserve.backends.base import Change
+from zeroserve.errors import ZeroserveError
+from zeroserve.events import Status
+from zeroserve.logs import DeploymentLogs
+from zeroserve.settings import Settings
+from zeroserve.templates import DEPLOYMENT_LABEL, GROUP_LABEL
+
+log = logging.getLogger(__name__)
+
+API_GROUP, API_VERSION, PLURAL = "serving.kserve.io", "v1beta1", "inferenceservices"
+STOP_ANNOTATION = "serving.kserve.io/stop"
+# KServe's label on the pods of an InferenceService, and the component they serve.
+ISVC_LABEL = "serving.kserve.io/inferenceservice"
+COMPONENT_LABEL = "component"
+# The containers of a predictor pod whose logs become deployment.log events.
+LOG_CONTAINERS = ("storage-initializer", "kserve-container")
+# Container states that keep a pod from ever serving until someone acts: shown as the PENDING reason.
+STUCK = {
+    "ImagePullBackOff", "ErrImagePull", "InvalidImageName", "CrashLoopBackOff",
+    "CreateContainerConfigError", "CreateContainerError", "RunContainerError",
+}
+WATCH_SECONDS = 300  # the server ends each watch after this; the next one resumes where it ended
+RETRY_S = (0.2, 0.5, 1.0, 2.0, 5.0)
+
+
+class KubernetesError(ZeroserveError):
+    reason = "KubernetesError"
+
+
+def api_client(settings: Settings) -> client.ApiClient:
+    """A client for the cluster: the configured kubeconfig, else in-cluster, else ~/.kube/config."""
+    if settings.kubeconfig is not None:
+        return config.new_client_from_config(config_file=str(settings.kubeconfig))
+    try:
+        config.load_incluster_config()
+        return client.ApiClient()
+    except ConfigException:
+        try:
+            return config.new_client_from_config()
+        except (ConfigException, OSError) as error:
+            raise KubernetesError(
+                f"no Kubernetes cluster to use: not in a pod, and no kubeconfig ({error}); "
+                "set ZEROSERVE_KUBECONFIG", reason="NoCluster",
+            ) from None
+
+
+def _failure(action: str, error: ApiException) -> KubernetesError:
+    """An API error as a ZeroserveError whose message says what the server said."""
+    detail = error.reason or ""
+    with contextlib.suppress(ValueError, TypeError, AttributeError):
+        detail = json.loads(error.body or "").get("message") or detail
+    return KubernetesError(f"{action}: HTTP {error.status} {detail}".strip())
+
+
+# --- what an InferenceService's status means ----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Assessment:
+    """A deployment's status as read off its InferenceService and predictor pods."""
+
+    status: Status
+    reason: str | None = None
+    message: str | None = None
+    url: str | None = None
+    running_replicas: int = 0
+
+
+def _conditions(obj: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    found = (obj.get("status") or {}).get("conditions") or []
+    return {c["type"]: c for c in found if isinstance(c, dict) and "type" in c}
+
+
+def _ready_pod(pod: dict[str, Any]) -> bool:
+    if (pod.get("metadata") or {}).get("deletionTimestamp"):
+        return False  # terminating: it no longer takes traffic
+    status = pod.get("status") or {}
+    return status.get("phase") == "Running" and _conditions(pod).get("Ready", {}).get("status") == "True"
+
+
+def _stuck_reason(pod: dict[str, Any]) -> tuple[str, str] | None:
+    """Why this pod cannot start, if Kubernetes says: unschedulable, or a container stuck."""
+    scheduled = _conditions(pod).get("PodScheduled", {})
+    if scheduled.get("status") == "False" and scheduled.get("reason") == "Unschedulable":
+        return "Unschedulable", scheduled.get("message") or "no node fits the pod"
+    status = pod.get("status") or {}
+    for container in [*(status.get("initContainerStatuses") or []), *(status.get("containerStatuses") or [])]:
+        waiting = (container.get("state") or {}).get("waiting") or {}
+        if waiting.get("reason") in STUCK:
+            return waiting["reason"], f"{container.get('name')}: {waiting.get('message') or waiting['reason']}"
+    return None
+
+
+def assess(isvc: dict[str, Any], pods: Iterable[dict[str, Any]] = ()) -> Assessment:
+    """The SAP status of a deployment, from its InferenceService and its predictor's pods.
+
+    Stopped (annotation and KServe's condition) -> STOPPED; a model that failed to load -> DEAD
+    ``ModelLoadFailed``; Ready -> RUNNING with the URL; otherwise PENDING, with the reason a pod
+    gives (``Unschedulable``, ``ImagePullBackOff``, ...) or the one the Ready condition gives.
+    """
+    pods = list(pods)
+    running = sum(1 for pod in pods if _ready_pod(pod))
+    metadata = isvc.get("metadata") or {}
+    status = isvc.get("status") or {}
+    conditions = _conditions(isvc)
+    if (metadata.get("annotations") or {}).get(STOP_ANNOTATION) == "true":
+        if conditions.get("Stopped", {}).get("status") == "True":
+            return Assessment(Status.STOPPED, running_replicas=running)
+        return Assessment(Status.STOPPING, running_replicas=running)
+
+    model = status.get("modelStatus") or {}
+    states = model.get("states") or {}
+    failure = model.get("lastFailureInfo") or {}
+    if "FailedToLoad" in (states.get("activeModelState"), states.get("targetModelState")) or model.get(
+        "transitionStatus"
+    ) == "BlockedByFailedLoad":
+        message = failure.get("message") or "the model server could not load the model"
+        return Assessment(Status.DEAD, "ModelLoadFailed", message, running_replicas=running)
+    if model.get("transitionStatus") == "InvalidSpec":
+        return Assessment(Status.DEAD, failure.get("reason") or "InvalidSpec", failure.get("message"))
+
+    ready = conditions.get("Ready", {})
+    if ready.get("status") == "True":
+        return Assessment(Status.RUNNING, url=status.get("url"), running_replicas=running)
+    for pod in pods:
+        stuck = _stuck_reason(pod)
+        if stuck is not None:
+            return Assessment(Status.PENDING, *stuck, running_replicas=running)
+    if ready.get("reason"):
+        return Assessment(Status.PENDING, ready["reason"], ready.get("message"), running_replicas=running)
+    return Assessment(Status.PENDING, running_replicas=running)
+
+
+# --- the backend --------------------------------------------------------------------------------
+
+
+Key = tuple[str, str]  # (namespace, name)
+
+
+@dataclass
+class _Seen:
+    """What the watch last reported for one InferenceService, and since when it has been pending."""
+
+    reported: tuple[Any, ...] | None = None
+    pending_since: float | None = None
+
+
+class KserveBackend:
+    def __init__(self, settings: Settings, logs: DeploymentLogs, api: client.ApiClient | None = None) -> None:
+        self.settings = settings
+        self.logs = logs
+        self.api = api or api_client(settings)
+        self.objects = client.CustomObjectsApi(self.api)
+        self.core = client.CoreV1Api(self.api)
+        self._closed = threading.Event()
+        self._watches: list[watch.Watch] = []
+        self._lock = threading.Lock()
+
+    # -- writing ----------------------------------------------------------------------------------
+
+    async def apply(self, isvc: dict[str, Any]) -> bool:
+        await asyncio.to_thread(self._apply, isvc)
+        return False  # ready when KServe says so: watch() reports RUNNING
+
+    def _apply(self, isvc: dict[str, Any]) -> None:
+        namespace, name = isvc["metadata"]["namespace"], isvc["metadata"]["name"]
+        try:
+            self.objects.get_namespaced_custom_object(API_GROUP, API_VERSION, namespace, PLURAL, name)
+        except ApiException as error:
+            if error.status != 404:
+                raise _failure(f"cannot read InferenceService {namespace}/{name}", error) from None
+            try:
+                self.objects.create_namespaced_custom_object(API_GROUP, API_VERSION, namespace, PLURAL, isvc)
+                log.info("created InferenceService %s/%s", namespace, name)
+                return
+            except ApiException as error:
+                if error.status != 409:  # 409: created meanwhile (a retried handler): patch it below
+                    raise _failure(f"cannot create InferenceService {namespace}/{name}", error) from None
+        # In place: the spec is replaced as a whole (a JSON patch, so that what the new version no
+        # longer has goes too); labels and annotations are merged, and a stopped one starts again.
+        metadata = isvc["metadata"]
+        annotations = {**metadata.get("annotations", {}), STOP_ANNOTATION: "false"}
+        patch = [
+            {"op": "replace", "path": "/spec", "value": isvc["spec"]},
+            *({"op": "add", "path": f"/metadata/labels/{_pointer(k)}", "value": v}
+              for k, v in metadata.get("labels", {}).items()),
+            *({"op": "add", "path": f"/metadata/annotations/{_pointer(k)}", "value": v}
+              for k, v in annotations.items()),
+        ]
+        current: dict[str, Any] = self.objects.get_namespaced_custom_object(  # type: ignore[assignment]
+            API_GROUP, API_VERSION, namespace, PLURAL, name)
+        for field in ("labels", "annotations"):  # a JSON patch cannot add into a map that is missing
+            if not (current.get("metadata") or {}).get(field):
+                patch.insert(0, {"op": "add", "path": f"/metadata/{field}", "value": {}})
+        try:
+            self.objects.patch_namespaced_custom_object(API_GROUP, API_VERSION, namespace, PLURAL, name, patch)
+        except ApiException as error:
+            raise _failure(f"cannot update InferenceService {namespace}/{name}", error) from None
+        log.info("updated InferenceService %s/%s in place", namespace, name)
+
+    async def stop(self, group: str, id: str) -> None:
+        """Annotate it stopped, then wait (up to ``kserve_stop_timeout_s``) for KServe's Stopped."""
+        stopped = await asyncio.to_thread(self._stop, group, id)
+        if not stopped:
+            await self.logs.control(group, id, (
+                f"KServe has not confirmed the stop within {self.settings.kserve_stop_timeout_s:g}s; "
+                "the InferenceService is annotated serving.kserve.io/stop and its pods go when KServe acts"))
+
+    def _stop(self, namespace: str, name: str) -> bool:
+        body = {"metadata": {"annotations": {STOP_ANNOTATION: "true"}}}
+        try:
+            self.objects.patch_namespaced_custom_object(API_GROUP, API_VERSION, namespace, PLURAL, name, body)
+        except ApiException as error:
+            if error.status == 404:
+                return True  # nothing runs: stopped
+            raise _failure(f"cannot stop InferenceService {namespace}/{name}", error) from None
+        deadline = time.monotonic() + self.settings.kserve_stop_timeout_s
+        while True:
+            try:
+                obj: dict[str, Any] = self.objects.get_namespaced_custom_object(  # type: ignore[assignment]
+                    API_GROUP, API_VERSION, namespace, PLURAL, name)
+            except ApiException as error:
+                if error.status == 404:
+                    return True
+                raise _failure(f"cannot read InferenceService {namespace}/{name}", error) from None
+            if assess(obj).status == Status.STOPPED:
+                return True
+            if time.monotonic() >= deadline or self._closed.is_set():
+                return False
+            time.sleep(min(0.5, max(0.0, deadline - time.monotonic())))
+
+    async def delete(self, group: str, id: str) -> None:
+        await asyncio.to_thread(self._delete, group, id)
+
+    def _delete(self, namespace: str, name: str) -> None:
+        try:
+            self.objects.delete_namespaced_custom_object(API_GROUP, API_VERSION, namespace, PLURAL, name)
+            log.info("deleted InferenceService %s/%s", namespace, name)
+        except ApiException as error:
+            if error.status != 404:  # gone already: deleted
+                raise _failure(f"cannot delete InferenceService {namespace}/{name}", error) from None
+
+    async def close(self) -> None:
+        self._closed.set()
+        with self._lock:
+            watches = list(self._watches)
+        for w in watches:
+            w.stop()  # shuts the socket: the watch thread's read returns at once
+
+    # -- watching ---------------------------------------------------------------------------------
+
+    async def watch(self) -> AsyncIterator[Change]:
+        """Status changes of zeroserve's InferenceServices, each reported once."""
+        loop = asyncio.get_running_loop()
+        inbox: asyncio.Queue[tuple[str, str, Any]] = asyncio.Queue()
+
+        def deliver(kind: str, what: str, payload: Any) -> None:  # from a watch thread
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody listens any more
+                loop.call_soon_threadsafe(inbox.put_nowait, (kind, what, payload))
+
+        namespaces: list[str | None] = list(self.settings.kserve_namespaces) or [None]
+        threads = [
+            threading.Thread(target=self._watch_loop, args=(kind, namespace, deliver), daemon=True,
+                             name=f"kserve-watch-{kind}-{namespace or 'all'}")
+            for kind in ("isvc", "pod") for namespace in namespaces
+        ]
+        for thread in threads:
+            thread.start()
+        state = _WatchState(self.settings, {(kind, namespace) for kind in ("isvc", "pod") for namespace in namespaces})
+        logs = asyncio.create_task(self._follow_logs(state), name="kserve-logs")
+        try:
+            while True:
+                try:
+                    kind, what, payload = await asyncio.wait_for(inbox.get(), timeout=1.0)
+                    touched = state.take(kind, what, payload)
+                except TimeoutError:
+                    touched = state.pending_keys()  # a pending deadline may have passed
+                for change in state.changes(touched):
+                    yield change
+        finally:
+            logs.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await logs
+            await self.close()
+
+    def _watch_loop(self, kind: str, namespace: str | None, deliver: Callable[[str, str, Any], None]) -> None:
+        """List, then watch from the list's version; after any break, list again (the list says
+        what changed meanwhile, and the watcher reports only what differs from what it reported)."""
+        failures = 0
+        while not self._closed.is_set():
+            try:
+                listed = self._list(kind, namespace)
+                deliver(kind, "sync", (namespace, listed.get("items") or []))
+                failures = 0
+                version = (listed.get("metadata") or {}).get("resourceVersion")
+                while not self._closed.is_set():
+                    version = self._stream(kind, namespace, version, deliver)
+                    if version is None:
+                        break  # nothing to resume from: list again
+            except ApiException as error:
+                log.warning("watching %s in %s: HTTP %s %s", kind, namespace or "all namespaces",
+                            error.status, error.reason)
+            except Exception as error:  # a dropped connection, a server that went away: retry
+                if self._closed.is_set():
+                    return
+                log.info("watch of %s in %s broke off (%s); resuming", kind, namespace or "all namespaces",
+                         type(error).__name__)
+            failures += 1
+            self._closed.wait(RETRY_S[min(failures, len(RETRY_S)) - 1])
+
+    def _list_call(self, kind: str, namespace: str | None) -> tuple[Callable[..., Any], list[Any], dict[str, Any]]:
+        if kind == "isvc":
+            selector = {"label_selector": DEPLOYMENT_LABEL}
+            if namespace is None:
+                return self.objects.list_cluster_custom_object, [API_GROUP, API_VERSION, PLURAL], selector
+            return self.objects.list_namespaced_custom_object, [API_GROUP, API_VERSION, namespace, PLURAL], selector
+        selector = {"label_selector": ISVC_LABEL}
+        if namespace is None:
+            return self.core.list_pod_for_all_namespaces, [], selector
+        return self.core.list_namespaced_pod, [namespace], selector
+
+    def _list(self, kind: str, namespace: str | None) -> dict[str, Any]:
+        call, args, kwargs = self._list_call(kind, namespace)
+        response = call(*args, **kwargs, _preload_content=False, _request_timeout=30)
+        try:
+            return json.loads(response.data)  # type: ignore[no-any-return]
+        finally:
+            response.release_conn()
+
+    def _stream(self, kind: str, namespace: str | None, version: str | None,
+                deliver: Callable[[str, str, Any], None]) -> str | None:
+        """One watch request, to its end; returns the version to resume from (None: list again)."""
+        call, args, kwargs = self._list_call(kind, namespace)
+        w = watch.Watch()
+        with self._lock:
+            self._watches.append(w)
+        if version and version.isdigit():
+            kwargs["resource_version"] = version
+        try:
+            if self._closed.is_set():
+                return None
+            for event in w.stream(call, *args, **kwargs, timeout_seconds=WATCH_SECONDS, deserialize=False,
+                                  allow_watch_bookmarks=True, _request_timeout=(10, WATCH_SECONDS + 30)):
+                if self._closed.is_set():
+                    return None
+                obj = event.get("object") or {}
+                if event.get("type") == "ERROR":  # 410 Gone: too old to resume from
+                    return None
+                version = (obj.get("metadata") or {}).get("resourceVersion") or version
+                if event.get("type") != "BOOKMARK":
+                    deliver(kind, event["type"], obj)
+        finally:
+            with self._lock:
+                self._watches.remove(w)
+        return version if version and version.isdigit() else None
+
+    # -- logs -------------------------------------------------------------------------------------
+
+    async def _follow_logs(self, state: _WatchState) -> None:
+        """Every few seconds, the new lines of each predictor pod's model and storage containers."""
+        read_up_to: dict[tuple[str, str, str], str] = {}  # (namespace, pod, container) -> last timestamp
+        while True:
+            for (namespace, pod_name), pod in list(state.pods.items()):
+                owner = state.owner(namespace, pod)
+                if owner is None:
+                    continue
+                spec = pod.get("spec") or {}
+                containers = {c.get("name") for c in [*(spec.get("initContainers") or []),
+                                                      *(spec.get("containers") or [])]}
+                for container in LOG_CONTAINERS:
+                    if container not in containers:
+                        continue
+                    key = (namespace, pod_name, container)
+                    try:
+                        text = await asyncio.to_thread(self._read_log, namespace, pod_name, container)
+                    except ApiException:
+                        continue  # not started yet, or gone: the next round tries again
+                    except Exception as error:  # the API server unreachable: so is everything, retry
+                        log.debug("logs of %s/%s %s: %s", namespace, pod_name, container, error)
+                        continue
+                    for stamp, line in _new_lines(text, read_up_to.get(key)):
+                        read_up_to[key] = stamp
+                        await self.logs.write(*owner, f"{pod_name}/{container}", "stdout", line, _parse_time(stamp))
+            for key in [k for k in read_up_to if (k[0], k[1]) not in state.pods]:
+                del read_up_to[key]
+            await asyncio.sleep(self.settings.kserve_log_poll_s)
+
+    def _read_log(self, namespace: str, pod: str, container: str) -> str:
+        response: Any = self.core.read_namespaced_pod_log(
+            pod, namespace, container=container, timestamps=True, tail_lines=1000,
+            _preload_content=False, _request_timeout=30,
+        )
+        try:
+            return response.data.decode("utf-8", "replace")  # type: ignore[no-any-return]
+        finally:
+            response.release_conn()
+
+
+def _pointer(key: str) -> str:
+    """A map key as one JSON-pointer segment (RFC 6901): ``/`` and ``~`` escaped."""
+    return key.replace("~", "~0").replace("/", "~1")
+
+
+def _new_lines(text: str, after: str | None) -> list[tuple[str, str]]:
+    """(timestamp, line) pairs of a ``timestamps=true`` log newer than ``after``."""
+    lines = []
+    for raw in text.splitlines():
+        stamp, _, line = raw.partition(" ")
+        if not stamp or (after is not None and stamp <= after):
+            continue  # RFC 3339 with fixed nanoseconds: as strings they sort as times do
+        lines.append((stamp, line))
+    return lines
+
+
+def _parse_time(stamp: str) -> datetime:
+    try:  # Kubernetes writes nanoseconds; Python keeps microseconds
+        head, _, fraction = stamp.rstrip("Z").partition(".")
+        return datetime.fromisoformat(f"{head}.{(fraction + '000000')[:6]}").replace(tzinfo=UTC)
+    except ValueError:
+        return datetime.now(UTC)
+
+
+class _WatchState:
+    """What the watch knows: the InferenceServices and pods it has seen, and what it reported."""
+
+    def __init__(self, settings: Settings, lists: set[tuple[str, str | None]]) -> None:
+        self.settings = settings
+        # The first lists still to come: until each has arrived, nothing is reported (an
+        # InferenceService listed before its pods would show a moment without its reason).
+        self.awaiting = set(lists)
+        self.isvcs: dict[Key, dict[str, Any]] = {}
+        self.pods: dict[Key, dict[str, Any]] = {}
+        self.seen: dict[Key, _Seen] = {}
+
+    def take(self, kind: str, what: str, payload: Any) -> set[Key]:
+        """Fold one list or watch event in; returns the InferenceServices it may have changed."""
+        store = self.isvcs if kind == "isvc" else self.pods
+        if what == "sync":  # a fresh list replaces what was known of that namespace (or of all)
+            namespace, items = payload
+            fresh = {_key(obj): obj for obj in items}
+            touched = {key for key in store if namespace is None or key[0] == namespace} | set(fresh)
+        else:
+            key = _key(payload)
+            fresh = {} if what == "DELETED" else {key: payload}
+            touched = {key}
+        # A pod counts for the InferenceService it served before the event and the one after.
+        owners = {self._isvc_of(key) for key in touched} if kind == "pod" else set()
+        for key in touched - set(fresh):
+            store.pop(key, None)
+        store.update(fresh)
+        if kind == "pod":
+            owners |= {self._isvc_of(key) for key in touched}
+            touched = {key for key in owners if key is not None}
+        else:
+            for key in touched - set(self.isvcs):
+                self.seen.pop(key, None)  # deleted: nothing more to report
+        if self.awaiting:
+            if what == "sync":
+                self.awaiting.discard((kind, payload[0]))
+            if not self.awaiting:  # everything listed at last: every InferenceService has news
+                return set(self.isvcs)
+        return touched & set(self.isvcs)
+
+    def _isvc_of(self, pod_key: Key) -> Key | None:
+        pod = self.pods.get(pod_key)
+        name = ((pod or {}).get("metadata") or {}).get("labels", {}).get(ISVC_LABEL)
+        return (pod_key[0], name) if name else None
+
+    def owner(self, namespace: str, pod: dict[str, Any]) -> tuple[str, str] | None:
+        """The (group, deployment id) a pod serves, through its InferenceService's labels."""
+        name = ((pod.get("metadata") or {}).get("labels") or {}).get(ISVC_LABEL)
+        isvc = self.isvcs.get((namespace, name)) if name else None
+        return _owner(isvc) if isvc is not None else None
+
+    def pending_keys(self) -> set[Key]:
+        return {key for key, seen in self.seen.items() if seen.pending_since is not None}
+
+    def changes(self, keys: Iterable[Key]) -> list[Change]:
+        if self.awaiting:
+            return []
+        found = []
+        for key in sorted(keys):
+            isvc = self.isvcs.get(key)
+            owner = _owner(isvc) if isvc is not None else None
+            if isvc is None or owner is None:
+                continue
+            pods = [pod for pod_key, pod in self.pods.items()
+                    if pod_key[0] == key[0] and _is_predictor(pod, key[1])]
+            found_now = self._with_deadline(key, assess(isvc, pods))
+            reported = (found_now.status, found_now.reason, found_now.running_replicas, found_now.url)
+            seen = self.seen.setdefault(key, _Seen())
+            if seen.reported == reported:
+                continue
+            seen.reported = reported
+            found.append(Change(
+                owner[0], owner[1], running_replicas=found_now.running_replicas, status=found_now.status,
+                reason=found_now.reason, message=found_now.message, backend_url=found_now.url,
+            ))
+        return found
+
+    def _with_deadline(self, key: Key, found: Assessment) -> Assessment:
+        """PENDING for longer than the deadline is DEAD, with the reason it was pending for."""
+        seen = self.seen.setdefault(key, _Seen())
+        if found.status != Status.PENDING:
+            seen.pending_since = None
+            return found
+        now = time.monotonic()
+        if seen.pending_since is None:
+            seen.pending_since = now
+        waited = now - seen.pending_since
+        if waited < self.settings.kserve_pending_deadline_s:
+            return found
+        why = f"{found.reason}: {found.message}" if found.reason else "not ready"
+        return Assessment(
+            Status.DEAD, found.reason or "PendingTooLong",
+            f"still pending after {timedelta(seconds=round(waited))} ({why})",
+            running_replicas=found.running_replicas,
+        )
+
+
+def _key(obj: dict[str, Any]) -> Key:
+    metadata = obj.get("metadata") or {}
+    return metadata.get("namespace") or "", metadata.get("name") or ""
+
+
+def _owner(isvc: dict[str, Any]) -> tuple[str, str] | None:
+    labels = (isvc.get("metadata") or {}).get("labels") or {}
+    if DEPLOYMENT_LABEL not in labels:
+        return None  # not one of zeroserve's
+    return labels.get(GROUP_LABEL) or _key(isvc)[0], labels[DEPLOYMENT_LABEL]
+
+
+def _is_predictor(pod: dict[str, Any], isvc_name: str) -> bool:
+    labels = (pod.get("metadata") or {}).get("labels") or {}
+    return labels.get(ISVC_LABEL) == isvc_name and labels.get(COMPONENT_LABEL, "predictor") == "predictor"
+
