@@ -1,7 +1,8 @@
 """An artifact exists at a URI: check the URI, register the artifact, stage its files locally.
 
 Staging downloads the files into the model cache now (a local file:// artifact is linked there),
-so that the first inference request of a deployment that uses it does not wait for them. An
+so that the first inference request of a deployment that uses it does not wait for them. With the
+kserve backend nothing is staged: the artifact stays "registered" and KServe fetches it. An
 ``ai://<secret>/<path>`` URI is read through that object store secret of the artifact's group.
 The API writes the record before it publishes the event; registering keeps what that record
 holds and the event does not say (when it was created, its metrics and labels).
@@ -45,6 +46,8 @@ async def artifact_created(created: ArtifactCreated, ctx: Context) -> None:
     assert artifact is not None  # register always returns a record
     await ctx.emit(ArtifactStatus(id=artifact.id, status="registered", url=artifact.url), subject=artifact.id)
 
+    if ctx.settings.backend == "kserve":
+        return  # on a cluster KServe's storage-initializer fetches it for each replica: nothing to stage here
     try:
         local_path = await ctx.models.stage(source)
     except ZeroserveError as failed:

@@ -20,6 +20,7 @@ from kubernetes import client
 
 ISVC = kmock.resource("serving.kserve.io", "v1beta1", "inferenceservices")
 PODS = kmock.resource("", "v1", "pods")
+LEASES = kmock.resource("coordination.k8s.io", "v1", "leases")
 G, V, P = "serving.kserve.io", "v1beta1", "inferenceservices"
 
 
@@ -43,6 +44,7 @@ class Cluster:
         # The CRD is installed and pods exist as a resource: lists answer [] rather than 404.
         emulator.resources["serving.kserve.io/v1beta1/inferenceservices"].kind = "InferenceService"
         emulator.resources["v1/pods"].kind = "Pod"
+        emulator.resources["coordination.k8s.io/v1/leases"].kind = "Lease"
         # As the API server sends logs: text/plain (kmock would send bytes as application/octet-stream).
         emulator["get", PODS, kmock.subresource("log")] << kmock.headers({"Content-Type": "text/plain"}) << self._log
         await self._serve()
@@ -117,6 +119,10 @@ class Cluster:
         if key not in self.emulator.objects or self.emulator.objects[key].deleted:
             return None
         return dict(self.emulator.objects[key].raw)
+
+    def lease(self, namespace: str, name: str) -> dict[str, Any]:
+        assert self.emulator is not None
+        return dict(self.emulator.objects[LEASES, namespace, name].raw)
 
     def patch_isvc(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
         """Change an object without the API (the server may be down): only for ``drop(meanwhile)``."""

@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from kube import Cluster, Controller, condition
 
-from tests.kube import Cluster, Controller, condition
 from zeroserve.backends.base import Change
 from zeroserve.backends.kserve import KserveBackend, assess
 from zeroserve.events import Status
@@ -363,7 +363,7 @@ async def test_model_and_storage_initializer_logs_become_deployment_log_events_o
 
 
 async def listen_to(platform: Platform, subject: str) -> Any:
-    from tests.conftest import Listener
+    from conftest import Listener
 
     listener = Listener()
     await platform.bus.nc.subscribe(subject, cb=listener.handle)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import enum
 import json
 import logging
 import shlex
@@ -67,31 +68,46 @@ def _configure_logging(verbose: bool) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
+class Role(enum.StrEnum):
+    gateway = "gateway"
+    functions = "functions"
+    watcher = "watcher"
+
+
 @app.command()
 def up(
     demo: Annotated[bool, typer.Option(help="Deploy the iris demo model and print how to call it.")] = False,
+    role: Annotated[list[Role] | None, typer.Option(
+        help="Run only this part (repeatable; default: all). On a cluster each runs in its own pods.")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Start zeroserve on this machine: NATS, the functions, the gateway, the local backend."""
     _configure_logging(verbose)
+    roles = [r.value for r in role] if role else None
+    if demo and roles:
+        err.print("[red]--demo needs every role in this process[/red]")
+        raise typer.Exit(2)
     try:
-        asyncio.run(_up(Settings(), demo))
+        asyncio.run(_up(Settings(), demo, roles))
     except ZeroserveError as error:
         err.print(f"[red]zeroserve up failed:[/red] {error}")
         raise typer.Exit(1) from None
 
 
-async def _up(settings: Settings, demo: bool) -> None:
-    from zeroserve.embedded import Embedded
+async def _up(settings: Settings, demo: bool, roles: list[str] | None = None) -> None:
+    from zeroserve.embedded import ROLES, Embedded
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    embedded = Embedded(settings)
+    embedded = Embedded(settings, roles or ROLES)
     try:
         await embedded.start()
-        console.print(f"[green]zeroserve is up[/green]: gateway {embedded.url}  (Ctrl-C stops everything)")
+        if "gateway" not in embedded.roles:
+            console.print(f"[green]zeroserve {' and '.join(sorted(embedded.roles))} is up[/green]")
+        else:
+            console.print(f"[green]zeroserve is up[/green]: gateway {embedded.url}  (Ctrl-C stops everything)")
         if demo:
             await _deploy_demo(embedded, stop)
         await stop.wait()

@@ -42,7 +42,7 @@ P = ParamSpec("P")
 
 DEFAULT_GROUP = "default"
 SOURCE = "/zeroserve/client"
-# The scenario of zeroserve's serving templates (manifests/templates).
+# The scenario of zeroserve's serving templates (manifests/base/templates).
 SERVING_SCENARIO = "model-serving"
 # A token is renewed this long before it expires, so a request never carries one that lapses in flight.
 REFRESH_MARGIN_S = 60.0

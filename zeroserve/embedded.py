@@ -1,6 +1,11 @@
 """zeroserve on one machine: a private nats-server, the platform, the runner and the gateway in
 one process, with model servers as child processes that come and go with traffic.
 
+On a cluster the same class runs one role per process (``zeroserve up --role ...``), against an
+external NATS and the kserve backend: ``gateway`` (the HTTP API), ``functions`` (the runner and
+outbound webhooks) and ``watcher`` (statuses and logs from the backend, and ttl expiry), which
+works only while it holds a Lease, so that one replica of it is active.
+
 ``Embedded`` is what ``zeroserve up`` runs and what the end-to-end tests start. Stopping it stops
 the pieces in the order that loses nothing: the gateway first (no new requests), then the runner
 (in-flight events finish or go back to JetStream), then the replicas, then NATS.
@@ -14,7 +19,7 @@ import json
 import logging
 import os
 import socket
-from collections.abc import Generator
+from collections.abc import Generator, Iterable
 
 import uvicorn
 
@@ -39,9 +44,22 @@ class _Gateway(uvicorn.Server):
         yield
 
 
+ROLES = ("gateway", "functions", "watcher")
+
+
 class Embedded:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, roles: Iterable[str] = ROLES) -> None:
         self.settings = settings
+        self.roles = set(roles)
+        unknown = self.roles - set(ROLES)
+        if unknown or not self.roles:
+            raise SystemExit(f"unknown role {', '.join(sorted(unknown))}; roles: {', '.join(ROLES)}")
+        if self.roles != set(ROLES):
+            if settings.backend == "local":
+                raise SystemExit("the local backend runs replicas inside the one zeroserve process: running only "
+                                 f"{', '.join(sorted(self.roles))} needs ZEROSERVE_BACKEND=kserve")
+            if not settings.nats_url:
+                raise SystemExit("the roles of zeroserve share one NATS: set ZEROSERVE_NATS_URL")
         self.nats: NatsServer | None = None
         self.nats_url: str | None = None
         self.platform: Platform | None = None
@@ -56,16 +74,8 @@ class Embedded:
     async def start(self) -> None:
         settings = self.settings
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            listener.bind((settings.gateway_host, settings.gateway_port))
-        except OSError as error:
-            listener.close()
-            raise SystemExit(f"cannot listen on {settings.gateway_host}:{settings.gateway_port}: {error.strerror}; "
-                             "set ZEROSERVE_GATEWAY_PORT to a free port") from None
-        if settings.gateway_port == 0:  # a free port was asked for: deployment URLs need the real one
-            settings = self.settings = settings.model_copy(update={"gateway_port": listener.getsockname()[1]})
+        listener = self._listen() if "gateway" in self.roles else None
+        settings = self.settings  # _listen may have picked the port
 
         if settings.nats_url:
             self.nats_url = settings.nats_url
@@ -79,14 +89,19 @@ class Embedded:
         url_file.write_text(self.nats_url)
 
         self.platform = platform = await Platform.open(settings, self.nats_url)
-        await self._ensure_credentials()
-        await platform.restore()
-        self._tasks.append(asyncio.create_task(platform.follow_backend(), name="follow-backend"))
-        self._tasks.append(asyncio.create_task(enforce_ttl(platform), name="ttl"))
-        self._tasks.append(asyncio.create_task(Dispatcher(platform).run(), name="webhooks-out"))
-        self.runner = Runner(platform, load_functions(settings.functions_dir))
-        await self.runner.start()
+        if self.roles == set(ROLES):  # one process: bring the backend back in line with the store
+            await platform.restore()
+        if "watcher" in self.roles:
+            self._tasks.append(asyncio.create_task(self._watch(platform), name="watcher"))
+        if "functions" in self.roles:
+            self._tasks.append(asyncio.create_task(Dispatcher(platform).run(), name="webhooks-out"))
+            self.runner = Runner(platform, load_functions(settings.functions_dir))
+            await self.runner.start()
+        if listener is None:
+            log.info("zeroserve %s up: NATS %s", " and ".join(sorted(self.roles)), redact(self.nats_url))
+            return
 
+        await self._ensure_credentials()
         config = uvicorn.Config(create_app(platform), log_level="warning", access_log=False, lifespan="on")
         self._gateway = _Gateway(config)
         self._tasks.append(asyncio.create_task(self._gateway.serve(sockets=[listener]), name="gateway"))
@@ -97,6 +112,43 @@ class Embedded:
             await asyncio.sleep(0.01)
         (settings.data_dir / "gateway.url").write_text(self.url)
         log.info("zeroserve is up: gateway %s, NATS %s", self.url, redact(self.nats_url))
+
+    async def _watch(self, platform: Platform) -> None:
+        """Statuses from the backend and ttl expiry; on a cluster only while holding the Lease."""
+
+        async def watch() -> None:
+            tasks = [asyncio.create_task(platform.follow_backend(), name="follow-backend"),
+                     asyncio.create_task(enforce_ttl(platform), name="ttl")]
+            try:
+                await asyncio.gather(*tasks)
+            finally:
+                await cancel(tasks)
+
+        if self.settings.backend != "kserve":
+            await watch()
+            return
+        from zeroserve.backends.kserve import KserveBackend
+        from zeroserve.lease import Lease
+
+        backend = platform.backend
+        assert isinstance(backend, KserveBackend)
+        lease = Lease(backend.api, self.settings.lease_namespace, self.settings.lease_name,
+                      self.settings.pod_name or socket.gethostname(), self.settings.lease_duration_s)
+        await lease.hold(watch)
+
+    def _listen(self) -> socket.socket:
+        settings = self.settings
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            listener.bind((settings.gateway_host, settings.gateway_port))
+        except OSError as error:
+            listener.close()
+            raise SystemExit(f"cannot listen on {settings.gateway_host}:{settings.gateway_port}: {error.strerror}; "
+                             "set ZEROSERVE_GATEWAY_PORT to a free port") from None
+        if settings.gateway_port == 0:  # a free port was asked for: deployment URLs need the real one
+            self.settings = settings.model_copy(update={"gateway_port": listener.getsockname()[1]})
+        return listener
 
     async def _ensure_credentials(self) -> None:
         """A client for every group, for the operator of this machine: its id and secret go to

@@ -46,8 +46,8 @@ class Settings(BaseSettings):
     public_url: str | None = None
 
     functions_dir: Path = SOURCE_ROOT / "functions"
-    templates_dir: Path = SOURCE_ROOT / "manifests" / "templates"
-    resource_plans_file: Path = SOURCE_ROOT / "manifests" / "resource-plans.yaml"
+    templates_dir: Path = SOURCE_ROOT / "manifests" / "base" / "templates"
+    resource_plans_file: Path = SOURCE_ROOT / "manifests" / "base" / "resource-plans.yaml"
     # Per-plan overrides of the published figures, e.g. {"starter": {"memory": "2Gi"}}.
     resource_plans: dict[str, dict[str, object]] = Field(default_factory=dict)
     # Node label and taint that GPU plans select and tolerate on a cluster.

@@ -34,7 +34,7 @@ VALID_ID = re.compile(ID_PATTERN)
 
 def inference_router(platform: Platform, client: httpx.AsyncClient) -> APIRouter:
     router = APIRouter()
-    # Only the local backend routes here for now; the kserve backend's Knative URLs come with the cluster path.
+    # The local backend serves here, through its activator; any other forwards to where the backend serves.
     local = platform.backend if isinstance(platform.backend, LocalBackend) else None
 
     async def infer(deployment_id: str, path: str, request: Request, scope: InGroup) -> Response:
@@ -49,8 +49,10 @@ def inference_router(platform: Platform, client: httpx.AsyncClient) -> APIRouter
     async def _infer(group: str, deployment_id: str, path: str, request: Request) -> Response:
         if not VALID_ID.match(deployment_id):  # cannot exist: say so without asking the store
             return error_response(404, "DeploymentNotFound", f"no deployment {deployment_id[:80]!r}")
-        service = local.service(group, deployment_id) if local else None
-        if local is None or service is None or service.stopped:
+        if local is None:
+            return await _to_backend(deployment_id, path, request, group)
+        service = local.service(group, deployment_id)
+        if service is None or service.stopped:
             return await _not_serving(platform, group, deployment_id)
         body = await request.body()
         headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP}
@@ -84,6 +86,29 @@ def inference_router(platform: Platform, client: httpx.AsyncClient) -> APIRouter
         response_headers["Server-Timing"] = (
             f"activator;dur={lease.waited_s * 1000:.1f}, forward;dur={(finished - forward_started) * 1000:.1f}"
         )
+        return Response(upstream.content, status_code=upstream.status_code, headers=response_headers)
+
+    async def _to_backend(deployment_id: str, path: str, request: Request, group: str) -> Response:
+        """A cluster: forward to the InferenceService's URL; Knative's activator does scale-from-zero."""
+        deployment = await platform.store.deployments.get(group, deployment_id)
+        if deployment is None or deployment.status != Status.RUNNING or not deployment.backend_url:
+            return await _not_serving(platform, group, deployment_id)
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP | {"authorization"}}
+        started = time.perf_counter()
+        try:
+            upstream = await client.request(
+                request.method, f"{deployment.backend_url.rstrip('/')}/{path}", params=request.query_params,
+                content=await request.body(), headers=headers, timeout=platform.settings.request_timeout_s,
+            )
+        except httpx.TimeoutException:
+            return error_response(504, "UpstreamTimeout", f"{deployment_id} did not answer within "
+                                  f"{platform.settings.request_timeout_s:g} s")
+        except httpx.TransportError as error:
+            return error_response(502, "UpstreamFailed", f"{deployment_id} could not be reached: "
+                                  f"{error.__class__.__name__}")
+        response_headers = {k: v for k, v in upstream.headers.items() if k.lower() not in HOP_BY_HOP}
+        response_headers.pop("content-encoding", None)  # httpx has decoded the body already
+        response_headers["Server-Timing"] = f"forward;dur={(time.perf_counter() - started) * 1000:.1f}"
         return Response(upstream.content, status_code=upstream.status_code, headers=response_headers)
 
     # One route per method, so that each has its own operation id in /openapi.json.

@@ -1,0 +1,249 @@
+"""The cluster path end to end, as far as an emulator reaches: the same events that deploy a model on
+one machine drive an InferenceService on "Kubernetes" (kmock's emulator over HTTP), with this test
+playing the KServe controller. And the parts that make one process of several: roles and the Lease.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+from conftest import operator
+from kube import Cluster, Controller, condition
+from models import train_iris_sklearn
+from typer.testing import CliRunner
+
+from zeroserve.backends.kserve import assess
+from zeroserve.cli import app
+from zeroserve.embedded import Embedded
+from zeroserve.events import (
+    ArtifactCreated,
+    DeploymentDeleted,
+    DeploymentRequested,
+    DeploymentStopped,
+    Status,
+    new_event,
+)
+from zeroserve.lease import Lease
+from zeroserve.settings import Settings
+
+GROUP = "default"
+
+
+@pytest.fixture
+def cluster() -> Iterator[Cluster]:
+    cluster = Cluster().start()
+    yield cluster
+    cluster.close()
+
+
+async def until(condition: Any, timeout: float = 20, what: str = "the condition") -> Any:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        found = await condition() if asyncio.iscoroutinefunction(condition) else condition()
+        if found:
+            return found
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"{what} did not happen within {timeout}s")
+        await asyncio.sleep(0.05)
+
+
+async def test_the_same_events_drive_a_deployment_to_running_and_stopped_on_the_kserve_backend(
+    settings: Settings, cluster: Cluster, tmp_path: Path, listen: Any,
+) -> None:
+    settings = settings.model_copy(update=dict(
+        backend="kserve", kubeconfig=cluster.kubeconfig(tmp_path / "kubeconfig"), kserve_log_poll_s=0.2,
+        lease_namespace="zeroserve", pod_name="watcher-0",
+    ))
+    controller = Controller(cluster)
+    async with Embedded(settings) as zeroserve:
+        assert zeroserve.platform is not None
+        statuses = await listen(zeroserve, "zeroserve.default.deployment.status")
+
+        async def publish(data: Any) -> None:
+            assert zeroserve.platform is not None
+            await zeroserve.platform.bus.publish(new_event(data, source="/tests"), GROUP)
+
+        async def deployment() -> Any:
+            assert zeroserve.platform is not None
+            return await zeroserve.platform.store.deployments.get(GROUP, "iris")
+
+        model = train_iris_sklearn(settings.data_dir / "sources" / "iris")
+        await publish(ArtifactCreated(id="iris-model", name="iris", url=model.as_uri()))
+        await publish(DeploymentRequested(id="iris", executable_id="sklearn", input_artifacts={"model": "iris-model"},
+                                          parameters={"resourcePlan": "infer.s"}))
+
+        # The function applied the InferenceService; until KServe says ready, the deployment is PENDING.
+        isvc = await until(lambda: cluster.isvc(GROUP, "iris"), what="the InferenceService")
+        assert isvc["metadata"]["labels"]["zeroserve.io/deployment-id"] == "iris"
+        assert isvc["spec"]["predictor"]["model"]["resources"]["limits"]["nvidia.com/gpu"] == 1
+        await statuses.wait_for(lambda e: e["id"] == "iris" and e["status"] == "PENDING")
+
+        # The controller's part: the predictor comes up, at a URL (here a loopback stand-in for Knative's route).
+        async with knative_route() as route:
+            controller.pod(GROUP, "iris", "iris-predictor-00001-deployment-1")
+            controller.ready(GROUP, "iris", url=route.url)
+            running = await statuses.wait_for(lambda e: e["id"] == "iris" and e["status"] == "RUNNING")
+            assert running["deploymentUrl"] == f"{zeroserve.url}/v2/inference/deployments/iris"
+            assert running["backendUrl"] == route.url
+            record = await deployment()
+            assert (record.status, record.running_replicas, record.resource_plan) == (Status.RUNNING, 1, "infer.s")
+
+            # The deployment URL works: the gateway checks the token and forwards to the InferenceService.
+            async with operator(zeroserve) as http:
+                answer = await http.post(f"{running['deploymentUrl']}/v1/models/iris:predict",
+                                         json={"instances": [[6.8, 2.8, 4.8, 1.4]]})
+            assert answer.status_code == 200 and answer.json() == {"predictions": [1]}
+            (seen,) = route.requests
+            assert seen["path"] == "/v1/models/iris:predict" and seen["body"] == {"instances": [[6.8, 2.8, 4.8, 1.4]]}
+            assert "authorization" not in seen["headers"]  # zeroserve's token stays with zeroserve
+
+        # Stop: the function annotates the object; KServe (this test) confirms; the deployment is STOPPED.
+        async def kserve_confirms_the_stop() -> None:
+            await until(lambda: (cluster.isvc(GROUP, "iris") or {})["metadata"]["annotations"].get(
+                "serving.kserve.io/stop") == "true", what="the stop annotation")
+            controller.delete_pod(GROUP, "iris-predictor-00001-deployment-1")
+            controller.status(GROUP, "iris", {"conditions": [condition("Stopped", "True"),
+                                                             condition("Ready", "False", "Stopped")]})
+
+        confirming = asyncio.create_task(kserve_confirms_the_stop())
+        await publish(DeploymentStopped(id="iris"))
+        await statuses.wait_for(lambda e: e["id"] == "iris" and e["status"] == "STOPPED")
+        await confirming
+        stopped = cluster.isvc(GROUP, "iris")
+        assert stopped is not None and stopped["metadata"]["annotations"]["serving.kserve.io/stop"] == "true"
+        assert assess(stopped).status == Status.STOPPED
+        assert (await deployment()).status == Status.STOPPED
+
+        # Delete: the object goes with the record.
+        await publish(DeploymentDeleted(id="iris"))
+        await until(lambda: cluster.isvc(GROUP, "iris") is None, what="the InferenceService's deletion")
+        assert await until(_gone(deployment), what="the record's deletion")
+        # Nothing reported after the stop turned the deployment back: the watcher left it alone.
+        after_stop = [e["status"] for e in statuses.json() if e["id"] == "iris"]
+        assert after_stop[after_stop.index("STOPPED"):] == ["STOPPED", "STOPPED"]  # stopped, then deleted
+
+
+class Route:
+    def __init__(self) -> None:
+        self.url = ""
+        self.requests: list[dict[str, Any]] = []
+
+    async def handle(self, request: web.Request) -> web.Response:
+        self.requests.append({"path": request.path, "body": await request.json(),
+                              "headers": {k.lower(): v for k, v in request.headers.items()}})
+        return web.json_response({"predictions": [1]})
+
+
+@contextlib.asynccontextmanager
+async def knative_route() -> AsyncIterator[Route]:
+    """What a Knative route answers for a ready InferenceService, on loopback."""
+    route = Route()
+    server = web.Server(route.handle)
+    runner = web.ServerRunner(server)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    route.url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
+    try:
+        yield route
+    finally:
+        await runner.cleanup()
+
+
+def _gone(deployment: Any) -> Any:
+    async def check() -> bool:
+        return await deployment() is None
+    return check
+
+
+# --- roles ---------------------------------------------------------------------------------------
+
+
+def test_split_roles_need_the_kserve_backend_and_a_shared_nats(tmp_path: Path) -> None:
+    runner = CliRunner()
+    env = {"ZEROSERVE_DATA_DIR": str(tmp_path)}
+    local = runner.invoke(app, ["up", "--role", "gateway"], env=env)
+    assert local.exit_code == 1
+    assert "needs ZEROSERVE_BACKEND=kserve" in str(local.exception or local.output)
+
+    no_nats = runner.invoke(app, ["up", "--role", "watcher"], env={**env, "ZEROSERVE_BACKEND": "kserve"})
+    assert no_nats.exit_code == 1
+    assert "set ZEROSERVE_NATS_URL" in str(no_nats.exception or no_nats.output)
+
+    unknown = runner.invoke(app, ["up", "--role", "janitor"], env=env)
+    assert unknown.exit_code == 2 and "janitor" in unknown.output
+
+
+async def test_a_functions_only_process_runs_no_gateway_and_no_watcher(
+    settings: Settings, cluster: Cluster, tmp_path: Path, nats_server: Any,
+) -> None:
+    settings = settings.model_copy(update=dict(
+        backend="kserve", kubeconfig=cluster.kubeconfig(tmp_path / "kubeconfig"), nats_url=nats_server.url))
+    async with Embedded(settings, ["functions"]) as functions:
+        assert functions.runner is not None and functions._gateway is None
+        assert {task.get_name() for task in functions._tasks} == {"webhooks-out"}
+        assert not (settings.data_dir / "gateway.url").exists()
+
+
+# --- the Lease -----------------------------------------------------------------------------------
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = datetime(2026, 11, 30, 10, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def test_one_holder_at_a_time_and_the_lease_passes_on_when_its_holder_stops_renewing(cluster: Cluster) -> None:
+    clock = Clock()
+    first = Lease(cluster.api(), "zeroserve", "zeroserve-watcher", "watcher-a", 15, clock=clock)
+    second = Lease(cluster.api(), "zeroserve", "zeroserve-watcher", "watcher-b", 15, clock=clock)
+
+    assert first.try_acquire() is True  # nobody had it: created, held by watcher-a
+    assert second.try_acquire() is False
+    clock.now += timedelta(seconds=10)
+    assert first.try_acquire() is True  # renewed
+    clock.now += timedelta(seconds=10)
+    assert second.try_acquire() is False  # renewed 10 s ago: still watcher-a's
+
+    clock.now += timedelta(seconds=16)  # watcher-a stopped renewing
+    assert second.try_acquire() is True
+    assert first.try_acquire() is False
+    lease = cluster.lease("zeroserve", "zeroserve-watcher")
+    assert lease["spec"]["holderIdentity"] == "watcher-b"
+    assert lease["spec"]["leaseTransitions"] == 1
+
+
+async def test_work_under_a_lease_stops_when_the_lease_is_lost(cluster: Cluster) -> None:
+    clock = Clock()
+    holder = Lease(cluster.api(), "zeroserve", "zeroserve-watcher", "watcher-a", 3, clock=clock)
+    working = asyncio.Event()
+    stopped = asyncio.Event()
+
+    async def work() -> None:
+        working.set()
+        try:
+            await asyncio.Event().wait()
+        finally:
+            stopped.set()
+
+    holding = asyncio.create_task(holder.hold(work))
+    try:
+        await asyncio.wait_for(working.wait(), 5)
+        # Another replica takes the Lease over (it saw it expire): this one must stop working.
+        rival = Lease(cluster.api(), "zeroserve", "zeroserve-watcher", "watcher-b", 3, clock=clock)
+        clock.now += timedelta(seconds=10)
+        assert await asyncio.to_thread(rival.try_acquire)
+        await asyncio.wait_for(stopped.wait(), 10)
+    finally:
+        holding.cancel()
+        await asyncio.gather(holding, return_exceptions=True)
