@@ -120,6 +120,17 @@ class Cluster:
             return None
         return dict(self.emulator.objects[key].raw)
 
+    def requests(self, method: str) -> list[kmock.Request]:
+        """The requests of this method the API server got for InferenceServices, oldest first."""
+        assert self.emulator is not None
+        return list(self.emulator[method, ISVC])
+
+    def watch_requests(self) -> int:
+        """How many watches of InferenceServices and pods were opened so far."""
+        assert self.emulator is not None
+        return sum(1 for resource in (ISVC, PODS) for request in self.emulator["get", resource]
+                   if request.params.get("watch") == "true")
+
     def lease(self, namespace: str, name: str) -> dict[str, Any]:
         assert self.emulator is not None
         return dict(self.emulator.objects[LEASES, namespace, name].raw)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kube import Cluster, Controller, condition
+from kube import Cluster, Controller, G, P, V, condition
 
 from zeroserve.backends.base import Change
 from zeroserve.backends.kserve import KserveBackend, assess
@@ -45,6 +45,12 @@ async def platform(kserve_settings: Settings, nats_server: Any) -> AsyncIterator
     platform = await Platform.open(kserve_settings, nats_server.url)
     yield platform
     await platform.close()
+
+
+@pytest.fixture
+def backend(platform: Platform) -> KserveBackend:
+    assert isinstance(platform.backend, KserveBackend)  # ZEROSERVE_BACKEND=kserve picked it
+    return platform.backend
 
 
 @pytest.fixture
@@ -94,9 +100,21 @@ class Changes:
 
 
 @contextlib.asynccontextmanager
-async def watching(backend: KserveBackend) -> AsyncIterator[Changes]:
+async def watching(backend: KserveBackend, cluster: Cluster) -> AsyncIterator[Changes]:
+    """The backend's watch, from the moment its watches of InferenceServices and pods are open.
+
+    The emulator keeps no resourceVersion, so a change between a list and the watch that follows
+    it would be seen only at the next list; a real API server replays it from the list's version.
+    """
+    before = cluster.watch_requests()
     changes = Changes(backend)
     try:
+        for _ in range(1000):  # 10 s at most
+            if cluster.watch_requests() >= before + 2:
+                break
+            await asyncio.sleep(0.01)
+        else:
+            raise AssertionError("the backend opened no watch within 10 s")
         yield changes
     finally:
         await changes.close()
@@ -161,6 +179,8 @@ async def test_an_update_replaces_the_spec_in_place_and_can_send_a_canary_share_
     # What the new version no longer asks for is gone, not merged in: no GPU, no GPU node.
     assert "nvidia.com/gpu" not in predictor["model"]["resources"]["limits"]
     assert "nodeSelector" not in predictor and "tolerations" not in predictor
+    # A JSON patch, said as such: a real API server reads a list sent as a merge patch as garbage.
+    assert cluster.requests("patch")[-1].headers["Content-Type"] == "application/json-patch+json"
     # The same object: its status (and so its URL) is KServe's to change, not the update's.
     assert updated["status"]["url"] == "http://iris.default.example.com"
     assert updated["metadata"]["labels"]["ai.sap.com/resourcePlan"] == "starter"
@@ -220,11 +240,9 @@ async def test_delete_removes_the_object_and_deleting_what_is_gone_is_fine(
 
 
 async def test_the_watch_follows_a_status_progression_written_by_the_controller(
-    platform: Platform, controller: Controller,
+    platform: Platform, cluster: Cluster, controller: Controller, backend: KserveBackend,
 ) -> None:
-    backend = platform.backend
-    assert isinstance(backend, KserveBackend)
-    async with watching(backend) as changes:
+    async with watching(backend, cluster) as changes:
         await backend.apply(isvc_for(platform))
         await changes.wait_for(1)
         controller.pod(GROUP, "iris", "iris-predictor-1", unschedulable="0/3 nodes are available: 3 Insufficient cpu.")
@@ -253,12 +271,12 @@ async def test_the_watch_follows_a_status_progression_written_by_the_controller(
     assert {(c.group, c.id) for c in seen} == {(GROUP, "iris")}
 
 
-async def test_replicas_come_and_go_with_the_predictor_pods(platform: Platform, controller: Controller) -> None:
-    backend = platform.backend
-    assert isinstance(backend, KserveBackend)
+async def test_replicas_come_and_go_with_the_predictor_pods(
+    platform: Platform, cluster: Cluster, controller: Controller, backend: KserveBackend,
+) -> None:
     await backend.apply(isvc_for(platform))
     controller.ready(GROUP, "iris")
-    async with watching(backend) as changes:
+    async with watching(backend, cluster) as changes:
         await changes.wait_for(1)
         controller.pod(GROUP, "iris", "iris-predictor-1")
         controller.pod(GROUP, "iris", "iris-predictor-2")
@@ -274,14 +292,12 @@ async def test_replicas_come_and_go_with_the_predictor_pods(platform: Platform, 
 
 
 async def test_a_watch_resumes_after_a_dropped_connection_without_losing_or_repeating_a_status(
-    platform: Platform, cluster: Cluster, controller: Controller,
+    platform: Platform, cluster: Cluster, controller: Controller, backend: KserveBackend,
 ) -> None:
-    backend = platform.backend
-    assert isinstance(backend, KserveBackend)
     await backend.apply(isvc_for(platform, "iris"))
     await backend.apply(isvc_for(platform, "wine"))
     controller.ready(GROUP, "iris")
-    async with watching(backend) as changes:
+    async with watching(backend, cluster) as changes:
         await changes.wait_for(2)
         # While zeroserve cannot see it, the controller makes wine ready; iris does not change.
         await asyncio.to_thread(cluster.drop, lambda: cluster.patch_isvc(GROUP, "wine", {"status": {
@@ -301,15 +317,14 @@ async def test_a_watch_resumes_after_a_dropped_connection_without_losing_or_repe
 
 
 async def test_pending_past_the_deadline_is_dead_with_the_reason_it_waited_for(
-    platform: Platform, controller: Controller, kserve_settings: Settings,
+    platform: Platform, cluster: Cluster, controller: Controller, kserve_settings: Settings,
+    backend: KserveBackend,
 ) -> None:
-    backend = platform.backend
-    assert isinstance(backend, KserveBackend)
     backend.settings = kserve_settings.model_copy(update={"kserve_pending_deadline_s": 1.0})
     await backend.apply(isvc_for(platform, "llm", resourcePlan="infer.s"))
     controller.pod(GROUP, "llm", "llm-predictor-1",
                    unschedulable="0/3 nodes are available: 3 Insufficient nvidia.com/gpu.")
-    async with watching(backend) as changes:
+    async with watching(backend, cluster) as changes:
         seen = await changes.wait_for(2)
         await changes.quiet()
 
@@ -319,13 +334,11 @@ async def test_pending_past_the_deadline_is_dead_with_the_reason_it_waited_for(
 
 
 async def test_a_pod_that_cannot_pull_its_image_keeps_the_deployment_pending_with_that_reason(
-    platform: Platform, controller: Controller,
+    platform: Platform, cluster: Cluster, controller: Controller, backend: KserveBackend,
 ) -> None:
-    backend = platform.backend
-    assert isinstance(backend, KserveBackend)
     await backend.apply(isvc_for(platform))
     controller.pod(GROUP, "iris", "iris-predictor-1", ready=False, waiting="ImagePullBackOff")
-    async with watching(backend) as changes:
+    async with watching(backend, cluster) as changes:
         seen = await changes.wait_for(1)
         await changes.quiet()
     assert statuses(seen) == [(Status.PENDING, "ImagePullBackOff", 0)]
@@ -333,10 +346,8 @@ async def test_a_pod_that_cannot_pull_its_image_keeps_the_deployment_pending_wit
 
 
 async def test_model_and_storage_initializer_logs_become_deployment_log_events_once(
-    platform: Platform, cluster: Cluster, controller: Controller,
+    platform: Platform, cluster: Cluster, controller: Controller, backend: KserveBackend,
 ) -> None:
-    backend = platform.backend
-    assert isinstance(backend, KserveBackend)
     logs = await listen_to(platform, "zeroserve.default.deployment.log")
     await backend.apply(isvc_for(platform))
     cluster.logs[("iris-predictor-1", "storage-initializer")] = (
@@ -344,7 +355,7 @@ async def test_model_and_storage_initializer_logs_become_deployment_log_events_o
     cluster.logs[("iris-predictor-1", "kserve-container")] = (
         "2026-11-30T10:00:02.000000000Z INFO Registering model: iris\n")
     controller.pod(GROUP, "iris", "iris-predictor-1")
-    async with watching(backend) as changes:
+    async with watching(backend, cluster) as changes:
         await changes.wait_for(1)
         await logs.wait_for(lambda e: "Registering model" in e["message"])
         cluster.logs[("iris-predictor-1", "kserve-container")] += (
@@ -360,6 +371,93 @@ async def test_model_and_storage_initializer_logs_become_deployment_log_events_o
         ("iris-predictor-1/kserve-container", "INFO Uvicorn running on http://0.0.0.0:8080",
          "2026-11-30T10:00:03.500000Z"),
     ]
+
+
+async def test_an_inference_service_deleted_outside_zeroserve_leaves_its_deployment_dead(
+    platform: Platform, cluster: Cluster, controller: Controller, backend: KserveBackend,
+) -> None:
+    await backend.apply(isvc_for(platform))
+    controller.ready(GROUP, "iris")
+    async with watching(backend, cluster) as changes:
+        await changes.wait_for(1)
+        controller.objects.delete_namespaced_custom_object(G, V, GROUP, P, "iris")  # kubectl delete, say
+        seen = await changes.wait_for(2)
+        await changes.quiet()
+    assert statuses(changes.seen) == [(Status.RUNNING, None, 0), (Status.DEAD, "InferenceServiceDeleted", 0)]
+    assert seen[1].message == "InferenceService default/iris was deleted outside zeroserve"
+
+
+async def test_an_inference_service_that_only_claims_to_be_a_deployment_is_ignored(
+    platform: Platform, cluster: Cluster, controller: Controller, backend: KserveBackend,
+) -> None:
+    await backend.apply(isvc_for(platform))
+    # Someone with rights in the namespace labels an object of theirs as another group's "iris".
+    impostor = isvc_for(platform, "impostor")
+    impostor["metadata"]["labels"].update(
+        {"zeroserve.io/deployment-id": "iris", "zeroserve.io/resource-group": "other"})
+    controller.objects.create_namespaced_custom_object(G, V, GROUP, P, impostor)
+    controller.ready(GROUP, "impostor", url="http://attacker.example.com")
+    controller.pod(GROUP, "impostor", "impostor-predictor-1")
+    async with watching(backend, cluster) as changes:
+        await changes.wait_for(1)
+        await changes.quiet()
+    assert [(c.group, c.id, c.status, c.backend_url) for c in changes.seen] == [
+        (GROUP, "iris", Status.PENDING, None)]
+
+
+async def test_a_deployment_requested_again_after_it_died_is_reported_again(
+    platform: Platform, cluster: Cluster, controller: Controller, backend: KserveBackend,
+) -> None:
+    await backend.apply(isvc_for(platform))
+    controller.status(GROUP, "iris", {"modelStatus": {
+        "states": {"activeModelState": "FailedToLoad", "targetModelState": "FailedToLoad"},
+        "transitionStatus": "BlockedByFailedLoad", "lastFailureInfo": {"message": "no model.joblib"}}})
+    async with watching(backend, cluster) as changes:
+        await changes.wait_for(1)
+        await asyncio.sleep(0.01)  # a later applied-at
+        await backend.apply(isvc_for(platform))  # the same request again: KServe has nothing new to say
+        await changes.wait_for(2)
+        await changes.quiet()
+    # Each request's outcome is reported, so the deployment's new PENDING does not wait forever.
+    assert statuses(changes.seen) == [(Status.DEAD, "ModelLoadFailed", 0), (Status.DEAD, "ModelLoadFailed", 0)]
+
+
+async def test_a_watch_started_again_after_one_ended_reports_again(
+    platform: Platform, cluster: Cluster, controller: Controller, backend: KserveBackend,
+) -> None:
+    await backend.apply(isvc_for(platform))
+    async with watching(backend, cluster) as first:  # the watcher that lost its Lease, say
+        await first.wait_for(1)
+    controller.ready(GROUP, "iris")
+    async with watching(backend, cluster) as second:  # ... and took it back
+        seen = await second.wait_for(1)
+    assert statuses(seen) == [(Status.RUNNING, None, 0)]
+
+
+@pytest.mark.parametrize(("model_status", "expected"), [
+    # An update whose model fails to load while the previous version serves: still RUNNING.
+    ({"states": {"activeModelState": "Loaded", "targetModelState": "FailedToLoad"},
+      "transitionStatus": "BlockedByFailedLoad", "lastFailureInfo": {"message": "bad pickle"}},
+     (Status.RUNNING, "ModelLoadFailed", "the update failed, the previous version serves: bad pickle")),
+    # A first version that fails to load: DEAD.
+    ({"states": {"activeModelState": "FailedToLoad", "targetModelState": "FailedToLoad"},
+      "transitionStatus": "BlockedByFailedLoad", "lastFailureInfo": {"message": "bad pickle"}},
+     (Status.DEAD, "ModelLoadFailed", "bad pickle")),
+    # A spec KServe refuses: DEAD with KServe's reason, not taken for a load failure.
+    ({"states": {"activeModelState": "", "targetModelState": "FailedToLoad"}, "transitionStatus": "InvalidSpec",
+      "lastFailureInfo": {"reason": "NoSupportingRuntime", "message": "no runtime for sklearn v9"}},
+     (Status.DEAD, "NoSupportingRuntime", "no runtime for sklearn v9")),
+])
+def test_kserve_model_status_becomes_the_sap_status_a_user_can_act_on(
+    model_status: dict[str, Any], expected: tuple[Status, str, str],
+) -> None:
+    isvc = {"metadata": {"name": "iris", "namespace": GROUP}, "status": {
+        "url": "http://iris.default.example.com", "address": {"url": "http://iris.default.svc.cluster.local"},
+        "conditions": [condition("Ready", "True")], "modelStatus": model_status}}
+    found = assess(isvc)
+    assert (found.status, found.reason, found.message) == expected
+    if found.status == Status.RUNNING:  # reached inside the cluster at its cluster-local address
+        assert found.url == "http://iris.default.svc.cluster.local"
 
 
 async def listen_to(platform: Platform, subject: str) -> Any:

@@ -223,14 +223,16 @@ def test_one_holder_at_a_time_and_the_lease_passes_on_when_its_holder_stops_rene
     assert lease["spec"]["leaseTransitions"] == 1
 
 
-async def test_work_under_a_lease_stops_when_the_lease_is_lost(cluster: Cluster) -> None:
+async def test_work_under_a_lease_stops_when_the_lease_is_lost_and_starts_again_when_it_is_back(
+    cluster: Cluster,
+) -> None:
     clock = Clock()
     holder = Lease(cluster.api(), "zeroserve", "zeroserve-watcher", "watcher-a", 3, clock=clock)
-    working = asyncio.Event()
+    starts: list[datetime] = []
     stopped = asyncio.Event()
 
     async def work() -> None:
-        working.set()
+        starts.append(clock.now)
         try:
             await asyncio.Event().wait()
         finally:
@@ -238,12 +240,36 @@ async def test_work_under_a_lease_stops_when_the_lease_is_lost(cluster: Cluster)
 
     holding = asyncio.create_task(holder.hold(work))
     try:
-        await asyncio.wait_for(working.wait(), 5)
+        await until(lambda: len(starts) == 1, what="work under the lease")
         # Another replica takes the Lease over (it saw it expire): this one must stop working.
         rival = Lease(cluster.api(), "zeroserve", "zeroserve-watcher", "watcher-b", 3, clock=clock)
         clock.now += timedelta(seconds=10)
         assert await asyncio.to_thread(rival.try_acquire)
         await asyncio.wait_for(stopped.wait(), 10)
+        # The rival goes away; once its Lease expires, the work starts here again.
+        clock.now += timedelta(seconds=10)
+        await until(lambda: len(starts) == 2, what="work under the lease taken back")
+        assert cluster.lease("zeroserve", "zeroserve-watcher")["spec"]["holderIdentity"] == "watcher-a"
     finally:
         holding.cancel()
         await asyncio.gather(holding, return_exceptions=True)
+
+
+async def test_a_watcher_process_works_under_the_lease_named_in_its_settings(
+    settings: Settings, cluster: Cluster, tmp_path: Path, nats_server: Any,
+) -> None:
+    settings = settings.model_copy(update=dict(
+        backend="kserve", kubeconfig=cluster.kubeconfig(tmp_path / "kubeconfig"), nats_url=nats_server.url,
+        lease_namespace="zeroserve", lease_name="zeroserve-watcher", pod_name="watcher-7f9c-x2x7q"))
+    async with Embedded(settings, ["watcher"]) as watcher:
+        assert watcher.runner is None and watcher._gateway is None
+        lease = await until(lambda: _lease_or_none(cluster), what="the Lease")
+        assert lease["spec"]["holderIdentity"] == "watcher-7f9c-x2x7q"
+        assert lease["spec"]["leaseDurationSeconds"] == 15
+
+
+def _lease_or_none(cluster: Cluster) -> dict[str, Any] | None:
+    try:
+        return cluster.lease("zeroserve", "zeroserve-watcher")
+    except KeyError:
+        return None

@@ -4,7 +4,8 @@ one process, with model servers as child processes that come and go with traffic
 On a cluster the same class runs one role per process (``zeroserve up --role ...``), against an
 external NATS and the kserve backend: ``gateway`` (the HTTP API), ``functions`` (the runner and
 outbound webhooks) and ``watcher`` (statuses and logs from the backend, and ttl expiry), which
-works only while it holds a Lease, so that one replica of it is active.
+works only while it holds a Lease, so that one replica of it is active (a process that runs every
+role takes no Lease).
 
 ``Embedded`` is what ``zeroserve up`` runs and what the end-to-end tests start. Stopping it stops
 the pieces in the order that loses nothing: the gateway first (no new requests), then the runner
@@ -124,8 +125,8 @@ class Embedded:
             finally:
                 await cancel(tasks)
 
-        if self.settings.backend != "kserve":
-            await watch()
+        if self.settings.backend != "kserve" or self.roles == set(ROLES):
+            await watch()  # one process does everything: nobody to share the work with
             return
         from zeroserve.backends.kserve import KserveBackend
         from zeroserve.lease import Lease

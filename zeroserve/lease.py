@@ -43,24 +43,30 @@ class Lease:
         self.duration = timedelta(seconds=max(1.0, duration_s))
         self.clock = clock
 
-    def try_acquire(self) -> bool:
-        """One attempt to take (or renew) the Lease; True if this process holds it now. Blocks."""
-        now = self.clock()
+    def try_acquire(self, now: datetime | None = None) -> bool:
+        """One attempt to take (or renew) the Lease, as of ``now``; True if this process holds it
+        until ``now`` + its duration. Blocks, for at most the request timeout."""
+        now = now or self.clock()
+        timeout = self.duration.total_seconds() / 3
         spec = {"holderIdentity": self.identity, "leaseDurationSeconds": int(self.duration.total_seconds()),
                 "renewTime": _micro_time(now)}
         try:
-            response: Any = self.leases.read_namespaced_lease(self.name, self.namespace, _preload_content=False)
+            response: Any = self.leases.read_namespaced_lease(self.name, self.namespace, _preload_content=False,
+                                                              _request_timeout=timeout)
             current: dict[str, Any] = json.loads(response.data).get("spec") or {}
         except ApiException as error:
             if error.status != 404:
                 raise
-            body = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
-                    "metadata": {"name": self.name, "namespace": self.namespace},
-                    "spec": {**spec, "acquireTime": _micro_time(now), "leaseTransitions": 0}}
+            # The client's model writes its times with isoformat(), which leaves the fraction out
+            # when it is zero; the API server's MicroTime wants it: never hand it a whole second.
+            at = now if now.microsecond else now + timedelta(microseconds=1)
+            lease = client.V1Lease.from_dict({
+                "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                "metadata": {"name": self.name, "namespace": self.namespace},
+                "spec": {**spec, "renewTime": at, "acquireTime": at, "leaseTransitions": 0}})
+            assert lease is not None
             try:
-                lease = client.V1Lease.from_dict(body)
-                assert lease is not None
-                self.leases.create_namespaced_lease(self.namespace, lease)
+                self.leases.create_namespaced_lease(self.namespace, lease, _request_timeout=timeout)
             except ApiException as conflict:
                 if conflict.status == 409:
                     return False  # another replica created it first
@@ -83,7 +89,8 @@ class Lease:
                       {"op": "add", "path": "/spec/leaseTransitions", "value": int(current.get("leaseTransitions")
                                                                                     or 0) + 1}]
         try:
-            self.leases.patch_namespaced_lease(self.name, self.namespace, patch)
+            self.leases.patch_namespaced_lease(self.name, self.namespace, patch,
+                                               _content_type="application/json-patch+json", _request_timeout=timeout)
         except ApiException as error:
             if error.status in (409, 422, 500):  # the test failed: someone else changed it first
                 return False
@@ -104,22 +111,24 @@ class Lease:
         return at + duration < now
 
     async def hold(self, work: Callable[[], Coroutine[Any, Any, None]]) -> None:
-        """Run ``work`` whenever this process holds the Lease; stop it when the Lease is lost.
-        Runs until cancelled."""
+        """Run ``work`` whenever this process holds the Lease; stop it before the Lease can pass to
+        another (a renewal that fails, or hangs, long enough). Runs until cancelled."""
         every = self.duration.total_seconds() / 3
         while True:
-            if not await self._attempt():
+            at = self.clock()
+            if not await self._attempt(at, every):
                 await asyncio.sleep(every)
                 continue
-            held_until = self.clock() + self.duration
+            held_until = at + self.duration
             task = asyncio.create_task(work(), name=f"lease-{self.name}")
             try:
                 while not task.done():
                     await asyncio.wait({task}, timeout=every)
                     if task.done():
                         break
-                    if await self._attempt():
-                        held_until = self.clock() + self.duration
+                    at = self.clock()
+                    if await self._attempt(at, every):
+                        held_until = at + self.duration
                     elif self.clock() + timedelta(seconds=every) >= held_until:
                         log.warning("lost lease %s/%s: stopping until it is ours again", self.namespace, self.name)
                         break
@@ -130,9 +139,9 @@ class Lease:
             if task.done() and not task.cancelled() and task.exception() is not None:
                 log.error("work under lease %s failed: %r", self.name, task.exception())
 
-    async def _attempt(self) -> bool:
-        try:
-            return await asyncio.to_thread(self.try_acquire)
-        except Exception as error:  # the API server unreachable: not held, as far as we can tell
-            log.warning("lease %s/%s: %s", self.namespace, self.name, error)
+    async def _attempt(self, at: datetime, timeout: float) -> bool:
+        try:  # the thread may go on after the timeout; what it does then is decided by the Lease's test
+            return await asyncio.wait_for(asyncio.to_thread(self.try_acquire, at), timeout)
+        except Exception as error:  # the API server unreachable or slow: not held, as far as we can tell
+            log.warning("lease %s/%s: %s", self.namespace, self.name, error or type(error).__name__)
             return False

@@ -26,7 +26,7 @@ Stream = Literal["stdout", "stderr", "control"]
 class DeploymentLogs:
     def __init__(self, bus: Bus, capacity: int = 10_000) -> None:
         self.bus = bus
-        self._queue: asyncio.Queue[tuple[str, DeploymentLog]] = asyncio.Queue(capacity)
+        self._queue: asyncio.Queue[tuple[str, DeploymentLog, str | None]] = asyncio.Queue(capacity)
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -45,22 +45,23 @@ class DeploymentLogs:
 
     async def write(
         self, group: str, deployment_id: str, source: str, stream: Stream, message: str,
-        timestamp: datetime | None = None,
+        timestamp: datetime | None = None, event_id: str | None = None,
     ) -> None:
-        """Queue one record; ``timestamp`` is when it was written (now, unless the source says)."""
+        """Queue one record; ``timestamp`` is when it was written (now, unless the source says);
+        ``event_id`` names it for JetStream's de-duplication when the same record may come twice."""
         record = DeploymentLog(
             id=deployment_id, timestamp=timestamp or datetime.now(UTC), source=source, stream=stream, message=message
         )
-        await self._queue.put((group, record))
+        await self._queue.put((group, record, event_id))
 
     async def control(self, group: str, deployment_id: str, message: str) -> None:
         await self.write(group, deployment_id, "control-plane", "control", message)
 
     async def _publish(self) -> None:
         while True:
-            group, record = await self._queue.get()
+            group, record, event_id = await self._queue.get()
             try:
-                event = new_event(record, source=f"/zeroserve/deployments/{record.id}", subject=record.id)
+                event = new_event(record, source=f"/zeroserve/deployments/{record.id}", subject=record.id, id=event_id)
                 await self.bus.publish(event, group)
             except Exception as error:  # a log line must not take the publisher down
                 log.warning("could not publish a log record of %s: %s", record.id, error)

@@ -144,6 +144,8 @@ class Platform:
             status = Status.RUNNING  # an update rolling out: the previous version still serves
         fields: dict[str, Any]
         if status == Status.RUNNING:
+            if change.reason and current.status == Status.RUNNING:  # an update that failed; the old one serves
+                await self.logs.control(change.group, change.id, f"{change.reason}: {change.message}")
             fields = dict(running_replicas=replicas, backend_url=change.backend_url or current.backend_url)
             if current.status != Status.RUNNING:
                 fields.update(reason=None, message=None)
