@@ -17,6 +17,7 @@ from kube import Cluster, Controller, G, P, V, condition
 
 from zeroserve.backends.base import Change
 from zeroserve.backends.kserve import KserveBackend, assess
+from zeroserve.embedded import cancel
 from zeroserve.events import Status
 from zeroserve.platform import Platform
 from zeroserve.settings import Settings
@@ -94,9 +95,7 @@ class Changes:
         return self.seen
 
     async def close(self) -> None:
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
+        await cancel([self._task])  # and again, should Python 3.11 lose the first cancellation
 
 
 @contextlib.asynccontextmanager

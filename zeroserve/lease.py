@@ -141,7 +141,8 @@ class Lease:
 
     async def _attempt(self, at: datetime, timeout: float) -> bool:
         try:  # the thread may go on after the timeout; what it does then is decided by the Lease's test
-            return await asyncio.wait_for(asyncio.to_thread(self.try_acquire, at), timeout)
+            async with asyncio.timeout(timeout):  # not wait_for, which can swallow a cancellation (3.11)
+                return await asyncio.to_thread(self.try_acquire, at)
         except Exception as error:  # the API server unreachable or slow: not held, as far as we can tell
             log.warning("lease %s/%s: %s", self.namespace, self.name, error or type(error).__name__)
             return False

@@ -338,7 +338,9 @@ class KserveBackend:
         try:
             while True:
                 try:
-                    kind, what, payload = await asyncio.wait_for(inbox.get(), timeout=1.0)
+                    # Not asyncio.wait_for: on Python 3.11 it can swallow the cancellation that ends this.
+                    async with asyncio.timeout(1.0):
+                        kind, what, payload = await inbox.get()
                     touched = state.take(kind, what, payload)
                 except TimeoutError:
                     touched = set()
