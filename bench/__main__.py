@@ -1,10 +1,21 @@
-"""`make bench`: the demo model's cold start through zeroserve next to spawning a bare model server.
+"""`make bench`: zeroserve's speed goals, each measured next to its baseline in the same run.
 
-Cold start = a request to a deployment at zero replicas, through the gateway, until its response.
-Baseline = spawning a fresh kserve model-server process for the same model and calling it until
-the first prediction comes back. Trials alternate between the two so that the noise of a shared
-machine falls on both alike; medians and their ratio are printed, and written to
-bench/results.json.
+This machine is shared and noisy, so every figure comes with a baseline taken in the same run,
+trials alternate between the two, and the table shows medians (p50) and ratios:
+
+- cold start: a request to a deployment at zero replicas, through the gateway, until its answer;
+  baseline: spawning a fresh kserve model server for the same model, until its first answer.
+- warm proxy: requests through the gateway to a running replica, one at a time and 4 in flight,
+  from a load generator in its own process; baseline: the same requests straight to the replica.
+- event path: publish an event, a function answers it with an output event, the publisher sees
+  it; baseline: the same round trip through JetStream with a bare consumer. And how many no-op
+  events per second the runner handles, next to a bare pull consumer draining the same backlog.
+- burst: 1,000 deployment.requested at once until all are RUNNING at zero replicas, and what the
+  zeroserve process grows by meanwhile (no model server may start).
+
+    python -m bench [--only cold,proxy,events,burst] [--trials N]
+
+Prints one table and writes bench/results.json (metric, value, unit, baseline, ratio, goal, met).
 """
 
 from __future__ import annotations
@@ -12,24 +23,83 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
+import resource
 import socket
-import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
+import nats
+import numpy
+from nats.js.api import ConsumerConfig, StreamConfig
 from rich.console import Console
 from rich.table import Table
 
 from zeroserve.backends.local import LocalBackend
-from zeroserve.demo import DEPLOYMENT_ID, SAMPLE, demo_events, train_iris
+from zeroserve.demo import ARTIFACT_ID, DEPLOYMENT_ID, SAMPLE, demo_events, train_iris
 from zeroserve.embedded import Embedded
-from zeroserve.events import Status, new_event
+from zeroserve.events import ArtifactCreated, DeploymentRequested, Status, new_event
+from zeroserve.nats_server import NatsServer
+from zeroserve.platform import Platform
+from zeroserve.runner import Runner, load_functions
 from zeroserve.settings import Settings
 
-RESULTS = Path(__file__).parent / "results.json"
+HERE = Path(__file__).parent
+RESULTS = HERE / "results.json"
+SECTIONS = ("cold", "proxy", "events", "burst")
+console = Console(width=max(Console().width, 120), stderr=True)
+
+
+def result(metric: str, value: float, unit: str, baseline: float | None, goal: str,
+           met: bool | None, ratio: float | None = None, **extra: Any) -> dict[str, Any]:
+    if ratio is None and baseline:
+        ratio = value / baseline
+    return {"metric": metric, "value": round(value, 3), "unit": unit,
+            "baseline": None if baseline is None else round(baseline, 3),
+            "ratio": None if ratio is None else round(ratio, 3), "goal": goal, "met": met, **extra}
+
+
+def p(values: list[float], q: float) -> float:
+    return float(numpy.percentile(values, q))
+
+
+# --- a demo deployment, in process -------------------------------------------------------------
+
+
+async def demo(settings: Settings) -> tuple[Embedded, httpx.AsyncClient, str, Path]:
+    """zeroserve embedded with the demo deployment RUNNING; a client with a token; its URL."""
+    zeroserve = Embedded(settings)
+    await zeroserve.start()
+    platform = zeroserve.platform
+    assert platform is not None
+    operator, secret = await platform.auth.create_client(["*"], name="bench")
+    token, _ = await platform.auth.token(operator.id, secret)
+    client = httpx.AsyncClient(timeout=120, headers={"Authorization": f"Bearer {token}"}, trust_env=False)
+    model_dir = train_iris(settings.data_dir / "demo" / "iris")
+    for data in demo_events(model_dir):
+        await platform.bus.publish(new_event(data, source="/bench"), "default")
+    for _ in range(1200):
+        deployment = await platform.store.deployments.get("default", DEPLOYMENT_ID)
+        if deployment is not None and deployment.status == Status.RUNNING:
+            break
+        await asyncio.sleep(0.1)
+    else:
+        raise SystemExit("the demo deployment did not reach RUNNING")
+    backend = platform.backend
+    if isinstance(backend, LocalBackend) and backend.forks is not None:
+        async with asyncio.timeout(60):
+            await backend.forks.wait_ready()
+    staged = platform.models.staged(model_dir.as_uri())
+    assert staged is not None and deployment.deployment_url is not None
+    return zeroserve, client, f"{deployment.deployment_url}/v1/models/{DEPLOYMENT_ID}:predict", staged
+
+
+# --- cold start --------------------------------------------------------------------------------
 
 
 async def cold_start(client: httpx.AsyncClient, zeroserve: Embedded, url: str) -> float:
@@ -39,7 +109,7 @@ async def cold_start(client: httpx.AsyncClient, zeroserve: Embedded, url: str) -
     response = await client.post(url, json=SAMPLE)
     elapsed = time.perf_counter() - started
     assert response.status_code == 200 and response.headers["X-Cold-Start"] == "true", response.text
-    return elapsed
+    return elapsed * 1000
 
 
 async def bare_spawn(client: httpx.AsyncClient, model_dir: Path) -> float:
@@ -59,61 +129,304 @@ async def bare_spawn(client: httpx.AsyncClient, model_dir: Path) -> float:
             try:
                 response = await client.post(f"http://127.0.0.1:{port}/v1/models/iris:predict", json=SAMPLE)
                 if response.status_code == 200:
-                    return time.perf_counter() - started
+                    return (time.perf_counter() - started) * 1000
             except httpx.TransportError:
                 pass
             if process.returncode is not None:
                 raise RuntimeError("the bare model server exited")
-            await asyncio.sleep(0.01)
+            await asyncio.sleep(0.005)
     finally:
         process.terminate()
         await process.wait()
 
 
-async def main(trials: int) -> int:
-    console = Console(width=max(Console().width, 110))
-    with tempfile.TemporaryDirectory(prefix="zeroserve-bench-") as tmp:
-        settings = Settings(data_dir=Path(tmp), gateway_port=0, idle_window_s=3600)
-        async with Embedded(settings) as zeroserve, httpx.AsyncClient(timeout=120) as client:
-            assert zeroserve.platform is not None
-            # The gateway asks for a token, as it does of every user; the bare server does not.
-            operator, secret = await zeroserve.platform.auth.create_client(["*"], name="bench")
-            token, _ = await zeroserve.platform.auth.token(operator.id, secret)
-            client.headers["Authorization"] = f"Bearer {token}"
-            model_dir = train_iris(settings.data_dir / "demo" / "iris")
-            for data in demo_events(model_dir):
-                await zeroserve.platform.bus.publish(new_event(data, source="/bench"), "default")
-            for _ in range(600):
-                deployment = await zeroserve.platform.store.deployments.get("default", DEPLOYMENT_ID)
-                if deployment is not None and deployment.status == Status.RUNNING:
-                    break
-                await asyncio.sleep(0.1)
-            else:
-                console.print("[red]the demo deployment did not reach RUNNING[/red]")
-                return 1
-            url = f"{deployment.deployment_url}/v1/models/{DEPLOYMENT_ID}:predict"
-            staged = zeroserve.platform.models.staged(model_dir.as_uri())
-            assert staged is not None
-            cold, bare = [], []
-            with console.status("measuring ...") as status:
-                for trial in range(trials):
-                    status.update(f"trial {trial + 1}/{trials}")
-                    cold.append(await cold_start(client, zeroserve, url))
-                    bare.append(await bare_spawn(client, staged))
+async def bench_cold(settings: Settings, trials: int) -> list[dict[str, Any]]:
+    zeroserve, client, url, staged = await demo(settings)
+    try:
+        cold, bare = [], []
+        for trial in range(trials):
+            console.log(f"cold start {trial + 1}/{trials}")
+            cold.append(await cold_start(client, zeroserve, url))
+            bare.append(await bare_spawn(client, staged))
+    finally:
+        await client.aclose()
+        await zeroserve.stop()
+    samples = {"samples_ms": {"zeroserve": [round(c, 1) for c in cold], "baseline": [round(b, 1) for b in bare]}}
+    return [
+        result("cold_start_p50_ms", p(cold, 50), "ms", p(bare, 50), "<= 150", p(cold, 50) <= 150, **samples),
+        result("cold_start_p99_ms", p(cold, 99), "ms", p(bare, 99), "<= 400", p(cold, 99) <= 400),
+    ]
 
-    cold_ms = statistics.median(cold) * 1000
-    bare_ms = statistics.median(bare) * 1000
-    table = Table(title=f"cold start, demo iris model, {trials} trials each (median)")
-    for column in ("metric", "zeroserve", "baseline", "ratio"):
+
+# --- warm proxy --------------------------------------------------------------------------------
+
+
+async def load(url: str, token: str | None, concurrency: int, *, requests: int | None = None,
+               seconds: float | None = None) -> dict[str, Any]:
+    args = [sys.executable, "-m", "bench.load", url, "--body", json.dumps(SAMPLE), "--concurrency", str(concurrency)]
+    args += ["--requests", str(requests)] if requests else ["--seconds", str(seconds)]
+    if token:
+        args += ["--token", token]
+    process = await asyncio.create_subprocess_exec(*args, stdout=asyncio.subprocess.PIPE, cwd=HERE.parent)
+    out, _ = await process.communicate()
+    if process.returncode != 0:
+        raise RuntimeError(f"the load generator failed ({process.returncode})")
+    found: dict[str, Any] = json.loads(out)
+    if found["failures"]:
+        raise RuntimeError(f"{found['failures']} requests failed")
+    return found
+
+
+async def bench_proxy(settings: Settings, rounds: int = 5) -> list[dict[str, Any]]:
+    zeroserve, client, url, _ = await demo(settings)
+    try:
+        assert zeroserve.platform is not None
+        backend = zeroserve.platform.backend
+        assert isinstance(backend, LocalBackend)
+        warm = await client.post(url, json=SAMPLE)  # a replica up, and kept (idle window: an hour)
+        assert warm.status_code == 200, warm.text
+        [replica] = backend.services["default", DEPLOYMENT_ID].replicas
+        direct = f"{replica.url}/v1/models/{DEPLOYMENT_ID}:predict"
+        token = client.headers["Authorization"].removeprefix("Bearer ")
+        gateway_ms: list[float] = []
+        direct_ms: list[float] = []
+        gateway_rps: list[float] = []
+        direct_rps: list[float] = []
+        for number in range(rounds):
+            console.log(f"warm proxy round {number + 1}/{rounds}")
+            gateway_ms += (await load(url, token, 1, requests=200))["latencies_ms"]
+            direct_ms += (await load(direct, None, 1, requests=200))["latencies_ms"]
+            busy = await load(url, token, 4, seconds=2)
+            gateway_rps.append(busy["count"] / busy["elapsed_s"])
+            busy = await load(direct, None, 4, seconds=2)
+            direct_rps.append(busy["count"] / busy["elapsed_s"])
+    finally:
+        await client.aclose()
+        await zeroserve.stop()
+    added = p(gateway_ms, 50) - p(direct_ms, 50)
+    throughput = float(numpy.median(gateway_rps)) / float(numpy.median(direct_rps))
+    return [
+        result("proxy_added_p50_ms", added, "ms", p(direct_ms, 50), "<= 0.5", added <= 0.5,
+               ratio=p(gateway_ms, 50) / p(direct_ms, 50), gateway_p50_ms=round(p(gateway_ms, 50), 3)),
+        result("proxy_throughput_ratio", throughput, "x direct", float(numpy.median(direct_rps)), ">= 0.8",
+               throughput >= 0.8, ratio=throughput, gateway_rps=round(float(numpy.median(gateway_rps)), 1)),
+    ]
+
+
+# --- the event path ----------------------------------------------------------------------------
+
+
+async def timed(rounds: int, once: Callable[[int], Awaitable[None]]) -> list[float]:
+    samples = []
+    for number in range(rounds):
+        started = time.perf_counter()
+        await once(number)
+        samples.append((time.perf_counter() - started) * 1000)
+    return samples
+
+
+async def raw_roundtrip(nc: Any, rounds: int) -> list[float]:
+    """Publish to a stream (acked), a bare pull consumer publishes a reply to a stream (acked) and
+    acks; the publisher sees the reply: the JetStream part of any function's round trip."""
+    js = nc.jetstream()
+    await js.add_stream(StreamConfig(name="RAW_IN", subjects=["raw.in"]))
+    await js.add_stream(StreamConfig(name="RAW_OUT", subjects=["raw.out"]))
+    pull = await js.pull_subscribe("raw.in", durable="raw", config=ConsumerConfig(ack_wait=30))
+    replies: asyncio.Queue[Any] = asyncio.Queue()
+    await nc.subscribe("raw.out", cb=replies.put)
+
+    async def consume() -> None:
+        while True:
+            try:
+                for msg in await pull.fetch(1, timeout=1):
+                    await js.publish("raw.out", msg.data)
+                    await msg.ack()
+            except nats.errors.TimeoutError:
+                pass
+
+    consumer = asyncio.create_task(consume())
+
+    async def once(number: int) -> None:
+        await js.publish("raw.in", json.dumps({"n": number}).encode())
+        await replies.get()
+
+    try:
+        await timed(20, once)  # warm-up
+        return await timed(rounds, once)
+    finally:
+        consumer.cancel()
+        await asyncio.gather(consumer, return_exceptions=True)
+
+
+async def function_roundtrip(platform: Platform, nc: Any, rounds: int) -> list[float]:
+    replies: asyncio.Queue[Any] = asyncio.Queue()
+    await nc.subscribe("zeroserve.bench.artifact.status", cb=replies.put)
+
+    async def once(number: int) -> None:
+        data = ArtifactCreated(id=f"a{number}", name="bench", url="s3://bench/model")
+        await platform.bus.publish(new_event(data, source="/bench"), "bench")
+        await replies.get()
+
+    await timed(20, once)  # warm-up (ids a0..a19 again below: new CloudEvent ids, so not duplicates)
+    return await timed(rounds, once)
+
+
+async def drain_rate(platform: Platform, count: int) -> float:
+    """No-op events per second: ``count`` published first, then the runner started and timed
+    until its consumer has acknowledged every one."""
+    events = [new_event(ArtifactCreated(id=f"n{i}", name="noop", url="s3://bench/model"), source="/bench")
+              for i in range(count)]
+    for start in range(0, count, 500):
+        await asyncio.gather(*(platform.bus.publish(e, "noop") for e in events[start:start + 500]))
+    runner = Runner(platform, load_functions(HERE / "functions" / "noop"))
+    started = time.perf_counter()
+    await runner.start()
+    try:
+        while True:
+            info = await platform.bus.js.consumer_info("ZEROSERVE_EVENTS", "noop")
+            if info.num_pending == 0 and info.num_ack_pending == 0:
+                return count / (time.perf_counter() - started)
+            await asyncio.sleep(0.02)
+    finally:
+        await runner.stop()
+
+
+async def raw_drain_rate(nc: Any, count: int) -> float:
+    js = nc.jetstream()
+    await js.add_stream(StreamConfig(name="RAW_DRAIN", subjects=["raw.drain"]))
+    for start in range(0, count, 500):
+        await asyncio.gather(*(js.publish("raw.drain", b'{"n": 1}') for _ in range(min(500, count - start))))
+    pull = await js.pull_subscribe("raw.drain", durable="drain")
+    done = 0
+    started = time.perf_counter()
+    while done < count:
+        for msg in await pull.fetch(64, timeout=1):
+            await msg.ack()
+            done += 1
+    return count / (time.perf_counter() - started)
+
+
+async def bench_events(settings: Settings, rounds: int = 300, count: int = 10_000) -> list[dict[str, Any]]:
+    server = NatsServer(settings.nats_dir)
+    url = await server.start()
+    platform = await Platform.open(settings, url)
+    nc = await nats.connect(url)
+    try:
+        console.log("event round trips (raw JetStream, then through a function)")
+        raw = await raw_roundtrip(nc, rounds)
+        runner = Runner(platform, load_functions(HERE / "functions" / "echo"))
+        await runner.start()
+        try:
+            through = await function_roundtrip(platform, nc, rounds)
+        finally:
+            await runner.stop()
+        console.log(f"draining {count} no-op events (bare consumer, then the runner)")
+        raw_rate = await raw_drain_rate(nc, count)
+        rate = await drain_rate(platform, count)
+    finally:
+        await nc.close()
+        await platform.close()
+        await server.stop()
+    ratio = p(through, 50) / p(raw, 50)
+    return [
+        result("event_roundtrip_ratio", ratio, "x raw", p(raw, 50), "<= 2", ratio <= 2, ratio=ratio,
+               zeroserve_p50_ms=round(p(through, 50), 3), raw_p50_ms=round(p(raw, 50), 3)),
+        result("runner_events_per_s", rate, "events/s", raw_rate, ">= 5000", rate >= 5000),
+    ]
+
+
+# --- burst -------------------------------------------------------------------------------------
+
+
+def rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def model_servers() -> int:
+    """Model-server processes under this one (spawned, or forked by the fork server)."""
+    me, found, parents = os.getpid(), 0, {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+                cmdline = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            parents[int(entry.name)] = (int(stat.rsplit(")", 1)[1].split()[1]), cmdline)
+    fork_servers = {pid for pid, (parent, cmd) in parents.items() if parent == me and b"forkserver" in cmd}
+    for parent, cmd in parents.values():
+        if (parent == me and b"zeroserve.runtimes.server" in cmd) or parent in fork_servers:
+            found += 1
+    return found
+
+
+async def bench_burst(settings: Settings, count: int = 1000) -> list[dict[str, Any]]:
+    zeroserve, client, _, _ = await demo(settings)  # one deployment RUNNING: every part warm
+    try:
+        platform = zeroserve.platform
+        assert platform is not None
+        before = rss_mb()
+        requests = [new_event(DeploymentRequested(
+            id=f"burst-{i:04d}", executable_id="sklearn", input_artifacts={"model": ARTIFACT_ID}), source="/bench")
+            for i in range(count)]
+        console.log(f"{count} deployment.requested at once")
+        started = time.perf_counter()
+        await asyncio.gather(*(platform.bus.publish(event, "default") for event in requests))
+        while True:
+            running = sum(1 for d in await platform.store.deployments.list()
+                          if d.id.startswith("burst-") and d.status == Status.RUNNING)
+            if running == count:
+                break
+            if time.perf_counter() - started > 60:
+                console.log(f"[red]only {running} of {count} RUNNING after 60 s[/red]")
+                break
+            await asyncio.sleep(0.1)
+        elapsed = time.perf_counter() - started
+        grown = rss_mb() - before
+        all_running = running == count
+        servers = model_servers()
+    finally:
+        await client.aclose()
+        await zeroserve.stop()
+    return [
+        result("burst_1000_running_s", elapsed, "s", None, "<= 10", all_running and elapsed <= 10, running=running),
+        result("burst_1000_rss_mb", grown, "MB", None, "<= 50 MB, no model server", grown <= 50 and servers == 0,
+               rss_before_mb=round(before, 1), model_servers=servers),
+    ]
+
+
+# --- the table ---------------------------------------------------------------------------------
+
+
+def show(results: list[dict[str, Any]]) -> None:
+    table = Table(title="zeroserve benchmarks (2 cores, iris demo model; medians unless p99)")
+    for column in ("metric", "zeroserve", "baseline", "ratio", "goal", "met"):
         table.add_column(column)
-    table.add_row("cold start p50 (request -> response)", f"{cold_ms:.0f} ms",
-                  f"{bare_ms:.0f} ms (spawn a model server -> first answer)", f"{cold_ms / bare_ms:.2f}")
-    console.print(table)
-    results = [{
-        "metric": "cold_start_p50_ms", "value": round(cold_ms, 1), "unit": "ms", "baseline": round(bare_ms, 1),
-        "ratio": round(cold_ms / bare_ms, 3), "goal": None, "met": None,
-        "samples_ms": {"zeroserve": [round(c * 1000, 1) for c in cold], "baseline": [round(b * 1000, 1) for b in bare]},
-    }]
+    for row in results:
+        met = {True: "[green]yes[/green]", False: "[red]no[/red]", None: "-"}[row["met"]]
+        baseline = "-" if row["baseline"] is None else f"{row['baseline']:g}"
+        ratio = "-" if row["ratio"] is None else f"{row['ratio']:.2f}"
+        table.add_row(row["metric"], f"{row['value']:g} {row['unit']}", baseline, ratio, row["goal"], met)
+    Console(width=120).print(table)
+
+
+async def main(sections: list[str], trials: int) -> int:
+    results: list[dict[str, Any]] = []
+    for section in sections:
+        with tempfile.TemporaryDirectory(prefix=f"zeroserve-bench-{section}-") as tmp:
+            settings = Settings(data_dir=Path(tmp), gateway_port=0, idle_window_s=3600)
+            if section == "cold":
+                results += await bench_cold(settings, trials)
+            elif section == "proxy":
+                results += await bench_proxy(settings)
+            elif section == "events":
+                results += await bench_events(settings)
+            elif section == "burst":
+                results += await bench_burst(settings)
+    show(results)
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
     console.print(f"written to {RESULTS}")
     return 0
@@ -121,5 +434,11 @@ async def main(trials: int) -> int:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--trials", type=int, default=7)
-    sys.exit(asyncio.run(main(parser.parse_args().trials)))
+    parser.add_argument("--only", default=",".join(SECTIONS), help="sections to run, comma-separated")
+    parser.add_argument("--trials", type=int, default=20, help="cold starts of each kind")
+    args = parser.parse_args()
+    chosen = [s for s in args.only.split(",") if s]
+    unknown = set(chosen) - set(SECTIONS)
+    if unknown:
+        parser.error(f"unknown section {', '.join(sorted(unknown))}; sections: {', '.join(SECTIONS)}")
+    sys.exit(asyncio.run(main(chosen, args.trials)))

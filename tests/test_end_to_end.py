@@ -19,9 +19,10 @@ pytestmark = pytest.mark.slow
 
 
 def replica_pids(zeroserve: Embedded) -> list[int]:
-    """Model-server processes of this zeroserve, as the operating system sees them."""
+    """Model-server processes of this zeroserve, as the operating system sees them: spawned by it,
+    or forked by its fork server (a child of it that forks the replicas)."""
     me = os.getpid()
-    pids = []
+    processes = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -30,10 +31,13 @@ def replica_pids(zeroserve: Embedded) -> list[int]:
             cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
         except OSError:
             continue
-        parent = int(stat.rsplit(")", 1)[1].split()[1])
-        if parent == me and "zeroserve.runtimes.server" in cmdline:
-            pids.append(int(entry.name))
-    return pids
+        if " Z " in stat[stat.rindex(")"):stat.rindex(")") + 4]:
+            continue  # a zombie is gone, whatever its parent has not read yet
+        processes[int(entry.name)] = (int(stat.rsplit(")", 1)[1].split()[1]), cmdline)
+    fork_servers = {pid for pid, (parent, cmdline) in processes.items()
+                    if parent == me and "zeroserve.runtimes.forkserver" in cmdline}
+    return sorted(pid for pid, (parent, cmdline) in processes.items()
+                  if (parent == me and "zeroserve.runtimes.server" in cmdline) or parent in fork_servers)
 
 
 async def publish(zeroserve: Embedded, data, group: str = "default", id: str | None = None):
@@ -82,6 +86,16 @@ async def test_an_event_deploys_a_model_that_serves_from_zero_and_returns_to_zer
         assert cold.headers["X-Cold-Start"] == "true"
         assert warm.headers["X-Cold-Start"] == "false"
         assert warm.json() == cold.json()
+        # Where the cold start went, phase by phase (ms), in the response and in the deployment's logs.
+        timing = {part.split(";dur=")[0].strip(): float(part.split(";dur=")[1])
+                  for part in cold.headers["Server-Timing"].split(",")}
+        assert list(timing) == ["activator", "queued", "replica-start", "model-load", "ready", "forward"]
+        assert all(value >= 0 for value in timing.values())
+        assert timing["activator"] >= timing["replica-start"] + timing["model-load"] + timing["ready"] - 1
+        assert list(warm.headers["Server-Timing"].split(", ")[1:]) == [
+            f"forward;dur={warm.headers['Server-Timing'].split('forward;dur=')[1]}"]  # warm: no start phases
+        started = await logs.wait_for(lambda e: e["message"].startswith("cold start of replica-1 took"))
+        assert "model-load" in started["message"] and "forward" in started["message"]
         assert v2.status_code == 200, v2.text
         assert v2.json()["outputs"][0]["data"] == [1, 1]
         assert len(replica_pids(zeroserve)) == 1

@@ -16,7 +16,7 @@ import uuid
 from datetime import timedelta
 from typing import Any
 
-from nats.js.errors import NoKeysError
+from nats.js.errors import KeyNotFoundError, NoKeysError
 
 from zeroserve import metrics
 from zeroserve.bus import Bus
@@ -135,8 +135,17 @@ class Deployments:
         """The deployment as it was when deleted, if the deleting event came after ``sequence``."""
         if sequence <= 0:
             return None
+        key = Registry.key(group, id)
+        # The common case, an id never seen, costs one read; the history (a consumer on the server)
+        # is read only for a key whose last entry is a deletion (nats-py: KeyNotFoundError with it).
         try:
-            entries = await self.store.deployments.kv.history(Registry.key(group, id))
+            await self.store.deployments.kv.get(key)
+            return None  # a record is there: not deleted
+        except KeyNotFoundError as missing:
+            if getattr(missing, "entry", None) is None:
+                return None
+        try:
+            entries = await self.store.deployments.kv.history(key)
         except NoKeysError:
             return None
         if not entries or entries[-1].operation is None:  # the last entry is a record: not deleted

@@ -83,9 +83,15 @@ def inference_router(platform: Platform, client: httpx.AsyncClient) -> APIRouter
         response_headers = {k: v for k, v in upstream.headers.items() if k.lower() not in HOP_BY_HOP}
         response_headers.pop("content-encoding", None)  # httpx has decoded the body already
         response_headers["X-Cold-Start"] = "true" if lease.cold else "false"
-        response_headers["Server-Timing"] = (
-            f"activator;dur={lease.waited_s * 1000:.1f}, forward;dur={(finished - forward_started) * 1000:.1f}"
-        )
+        phases = {**lease.phases(), "forward": finished - forward_started}
+        response_headers["Server-Timing"] = ", ".join(
+            f"{name};dur={seconds * 1000:.1f}" for name, seconds in {"activator": lease.waited_s, **phases}.items())
+        if lease.cold and not lease.replica.start_reported:  # once per replica: where its cold start went
+            lease.replica.start_reported = True
+            spent = ", ".join(f"{name} {seconds * 1000:.0f} ms" for name, seconds in phases.items())
+            total = lease.waited_s + phases["forward"]
+            await platform.logs.control(group, deployment_id, f"cold start of {lease.replica.name} took "
+                                        f"{total * 1000:.0f} ms: {spent}")
         return Response(upstream.content, status_code=upstream.status_code, headers=response_headers)
 
     async def _to_backend(deployment_id: str, path: str, request: Request, group: str) -> Response:

@@ -1,0 +1,9 @@
+"""A function that does nothing: what the runner itself costs per event."""
+
+from zeroserve.events import ArtifactCreated
+from zeroserve.runner import Context, on
+
+
+@on(ArtifactCreated)
+async def noop(created: ArtifactCreated, ctx: Context) -> None:
+    return None
