@@ -280,13 +280,13 @@ class Runner:
         log.info("%s failed on %s (attempt %d, retry in %.1f s): %s: %s",
                  function.name, msg.subject, attempt, delay, reason, message,
                  exc_info=not isinstance(error, ZeroserveError))
-        await msg.nak(delay=delay)
         metrics.events_retried.labels(function.name).inc()
+        await msg.nak(delay=delay)
 
     async def _dead_letter(self, msg: Msg, function: Function, group: str, reason: str, message: str) -> None:
         await self.platform.bus.dead_letter(msg, function.name, group, reason, message)
-        await msg.ack()
         metrics.events_dead_lettered.labels(function.name, reason).inc()
+        await msg.ack()
 
     @contextlib.asynccontextmanager
     async def _lock(self, group: str, key: str) -> AsyncIterator[None]:

@@ -11,16 +11,14 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import socket
 from collections.abc import AsyncIterator
 
-import httpx
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from zeroserve.gateway import admin, catalog, deployments, ingress, metrics, oauth, webhooks
 from zeroserve.gateway.errors import error_response, install
-from zeroserve.gateway.inference import inference_router
+from zeroserve.gateway.inference import Upstream, inference_router
 from zeroserve.gateway.security import authenticate
 from zeroserve.platform import Platform
 
@@ -36,17 +34,12 @@ PUBLIC = {
 
 
 def create_app(platform: Platform) -> FastAPI:
-    # One pooled client for every forward: keep-alive connections to the replicas.
-    # TCP_NODELAY on the connections to replicas: small writes (headers, then body) go out at once
-    # rather than wait for the ACK of the previous one, which the other side may delay 40 ms.
-    transport = httpx.AsyncHTTPTransport(socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)])
-    client = httpx.AsyncClient(trust_env=False, transport=transport,
-                               limits=httpx.Limits(max_connections=None, max_keepalive_connections=64))
+    upstream = Upstream()  # one pool of keep-alive connections for every forward
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
-        await client.aclose()
+        await upstream.close()
 
     app = FastAPI(title="zeroserve", version="0.1.0", lifespan=lifespan,
                   description="SAP AI API v2-compatible model serving, driven by CloudEvents.")
@@ -73,7 +66,7 @@ def create_app(platform: Platform) -> FastAPI:
         ingress.router(platform),
         webhooks.subscriptions(platform),
         metrics.router(platform),
-        inference_router(platform, client),
+        inference_router(platform, upstream),
     ):
         app.include_router(router, prefix="", dependencies=protected)
     return app
