@@ -94,6 +94,9 @@ class Settings(BaseSettings):
     # CPU replicas start as forks of a process that has imported kserve (~0.1 s, not ~1.5 s); it
     # costs that process's memory (about 250 MB resident, shared with its forks) while zeroserve runs.
     fork_server: bool = True
+    # A replica's line per request (uvicorn's access log) as deployment.log events. Off: at a high
+    # request rate each line would cost the gateway a NATS publish (docs/benchmarks.md).
+    replica_access_log: bool = False
     replica_ready_timeout_s: float = 60.0
     activator_queue_limit: int = 100
     request_timeout_s: float = 60.0

@@ -146,20 +146,20 @@ class Replica:
         # A replica not yet spawned counts as starting: it is already on its way.
         return self.process is not None and self.process.returncode is not None
 
-    async def spawn(self, logs: DeploymentLogs, forks: ForkServer | None = None) -> None:
+    async def spawn(self, logs: DeploymentLogs, forks: ForkServer | None = None, access_log: bool = False) -> None:
         try:
-            await self._spawn(logs, forks)
+            await self._spawn(logs, forks, access_log)
         except OSError as error:  # out of file descriptors, processes, memory: may pass
             raise ReplicaStartFailed(f"could not start a model-server process: {error}") from error
 
-    async def _spawn(self, logs: DeploymentLogs, forks: ForkServer | None) -> None:
+    async def _spawn(self, logs: DeploymentLogs, forks: ForkServer | None, access_log: bool) -> None:
         # The socket is bound here, on loopback, and inherited: no port race, no other address.
         listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         listener.bind(("127.0.0.1", 0))
         listener.listen(1024)
         self.port = listener.getsockname()[1]
         flags = ["--model-format", self.spec.model_format, "--model-name", self.spec.id,
-                 "--model-dir", str(self.model_dir)]
+                 "--model-dir", str(self.model_dir), *(["--access-log"] if access_log else [])]
         try:
             if forks is not None and forks.ready and not self.gpus:
                 # A fork of a process that has imported kserve already: ~0.1 s instead of ~1.5 s.
@@ -493,7 +493,7 @@ class LocalBackend:
     async def _run_replica(self, service: Service, replica: Replica) -> Replica | None:
         spec = service.spec
         try:
-            await replica.spawn(self.logs, self.forks)
+            await replica.spawn(self.logs, self.forks, self.settings.replica_access_log)
             if replica.draining:  # stopped (update, stop) before it even started
                 raise NotReady("stopped while starting")
             await self.logs.control(spec.group, spec.id, f"{replica.name} starting on 127.0.0.1:{replica.port}")

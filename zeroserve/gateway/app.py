@@ -60,13 +60,14 @@ def create_app(platform: Platform) -> FastAPI:
     app.include_router(webhooks.inbound(platform))
     protected = [Depends(authenticate)]
     for router in (
+        # Inference first: routes are tried in order, and this is the one hot path.
+        inference_router(platform, upstream),
         catalog.router(platform),
         deployments.router(platform),
         admin.router(platform),
         ingress.router(platform),
         webhooks.subscriptions(platform),
         metrics.router(platform),
-        inference_router(platform, upstream),
     ):
         app.include_router(router, prefix="", dependencies=protected)
     return app

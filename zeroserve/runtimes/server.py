@@ -67,6 +67,8 @@ def build_parser(kserve_parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     where.add_argument("--listen-fd", type=int, help="a TCP socket bound to a loopback address, inherited")
     where.add_argument("--port", type=int, help="bind 127.0.0.1:PORT (0 = any free port) instead")
     parser.add_argument("--parent-pid", type=int, help="exit at once if the parent is no longer this process")
+    parser.add_argument("--access-log", action="store_true",
+                        help="log a line per request (off: at a high rate each line costs the parent a log event)")
     parser.set_defaults(enable_grpc=False, enable_latency_logging=False, enable_docs_url=False)
     return parser
 
@@ -155,6 +157,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     model_server.register_model(model)
     model.enable_latency_logging = model_server.enable_latency_logging
+    if not args.access_log:
+        logging.getLogger("uvicorn.access").disabled = True
     if not model_server.enable_latency_logging:
         # kserve's timing middleware logs two lines per request besides the access log.
         logging.getLogger("kserve.trace").setLevel(logging.WARNING)
