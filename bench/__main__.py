@@ -42,7 +42,7 @@ from rich.table import Table
 
 from zeroserve.backends.local import LocalBackend
 from zeroserve.demo import ARTIFACT_ID, DEPLOYMENT_ID, SAMPLE, demo_events, train_iris
-from zeroserve.embedded import Embedded
+from zeroserve.embedded import Embedded, cancel
 from zeroserve.events import ArtifactCreated, DeploymentRequested, Status, new_event
 from zeroserve.nats_server import NatsServer
 from zeroserve.platform import Platform
@@ -142,6 +142,9 @@ async def bare_spawn(client: httpx.AsyncClient, model_dir: Path) -> float:
 
 async def bench_cold(settings: Settings, trials: int) -> list[dict[str, Any]]:
     zeroserve, client, url, staged = await demo(settings)
+    assert zeroserve.platform is not None and isinstance(zeroserve.platform.backend, LocalBackend)
+    forks = zeroserve.platform.backend.forks
+    fork_server_mb = rss_mb(forks._process.pid) if forks is not None and forks._process is not None else None
     try:
         cold, bare = [], []
         for trial in range(trials):
@@ -151,7 +154,8 @@ async def bench_cold(settings: Settings, trials: int) -> list[dict[str, Any]]:
     finally:
         await client.aclose()
         await zeroserve.stop()
-    samples = {"samples_ms": {"zeroserve": [round(c, 1) for c in cold], "baseline": [round(b, 1) for b in bare]}}
+    samples = {"samples_ms": {"zeroserve": [round(c, 1) for c in cold], "baseline": [round(b, 1) for b in bare]},
+               "fork_server_rss_mb": None if fork_server_mb is None else round(fork_server_mb, 1)}
     return [
         result("cold_start_p50_ms", p(cold, 50), "ms", p(bare, 50), "<= 150", p(cold, 50) <= 150, **samples),
         result("cold_start_p99_ms", p(cold, 99), "ms", p(bare, 99), "<= 400", p(cold, 99) <= 400),
@@ -254,8 +258,7 @@ async def raw_roundtrip(nc: Any, rounds: int) -> list[float]:
         await timed(20, once)  # warm-up
         return await timed(rounds, once)
     finally:
-        consumer.cancel()
-        await asyncio.gather(consumer, return_exceptions=True)
+        await cancel([consumer])  # and again if nats-py's fetch swallows it (Python 3.11's wait_for)
 
 
 async def function_roundtrip(platform: Platform, nc: Any, rounds: int) -> list[float]:
@@ -338,8 +341,9 @@ async def bench_events(settings: Settings, rounds: int = 300, count: int = 10_00
 # --- burst -------------------------------------------------------------------------------------
 
 
-def rss_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
+def rss_mb(pid: int | str = "self") -> float:
+    """Resident memory of a process (this one by default), in MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
