@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,30 @@ import pytest
 from zeroserve.embedded import Embedded
 from zeroserve.nats_server import NatsServer
 from zeroserve.settings import Settings
+
+
+async def until(condition: Callable[[], Any], timeout: float = 30, what: str = "the condition") -> Any:
+    """Wait for a condition, sync or async, to hold (returns its value), failing after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if asyncio.iscoroutine(value):
+            value = await value
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} did not hold within {timeout} s (last: {value!r})")
+        await asyncio.sleep(0.05)
+
+
+@pytest.fixture
+def cluster() -> Iterator[Any]:
+    """kmock's Kubernetes emulator on loopback HTTP (tests/kube.py), for the kserve backend's tests."""
+    from kube import Cluster
+
+    emulator = Cluster().start()
+    yield emulator
+    emulator.close()
 
 
 @pytest.fixture

@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
-from conftest import token_for
+from conftest import token_for, until
 from models import IRIS_ROWS, train_iris_sklearn
 from spec import assert_conforms
 
@@ -54,18 +53,6 @@ async def artifact_staged(zeroserve: Embedded, group: str, id: str) -> bool:
     assert zeroserve.platform is not None
     artifact = await zeroserve.platform.store.artifacts.get(group, id)
     return artifact is not None and artifact.status == "staged"
-
-
-async def until(condition: Callable[[], Any], timeout: float = 30, what: str = "the condition") -> Any:
-    """Wait for an async condition to hold (returns its value), failing after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = await condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} did not hold within {timeout} s (last: {value!r})")
-        await asyncio.sleep(0.05)
 
 
 async def status_becomes(api: httpx.AsyncClient, id: str, status: str, group: str = "default",

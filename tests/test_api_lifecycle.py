@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import httpx
 import pytest
+from conftest import until
 from models import IRIS_ROWS, train_iris_sklearn
 from spec import assert_conforms
-from test_api_deployments import until
 
 pytestmark = pytest.mark.slow
 

@@ -11,7 +11,8 @@ import contextlib
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from test_api_deployments import create, put_configuration, put_iris_artifact, status_becomes, until
+from conftest import until
+from test_api_deployments import create, put_configuration, put_iris_artifact, status_becomes
 
 from zeroserve.deployments import lifetime
 from zeroserve.embedded import Embedded

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -24,13 +24,6 @@ from zeroserve.settings import Settings
 from zeroserve.templates import render, validate_inference_service
 
 GROUP = "default"
-
-
-@pytest.fixture
-def cluster() -> Iterator[Cluster]:
-    cluster = Cluster().start()
-    yield cluster
-    cluster.close()
 
 
 @pytest.fixture

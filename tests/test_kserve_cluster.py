@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import pytest
 from aiohttp import web
-from conftest import operator
+from conftest import operator, until
 from kube import Cluster, Controller, condition
 from models import train_iris_sklearn
 from typer.testing import CliRunner
@@ -34,24 +33,6 @@ from zeroserve.lease import Lease
 from zeroserve.settings import Settings
 
 GROUP = "default"
-
-
-@pytest.fixture
-def cluster() -> Iterator[Cluster]:
-    cluster = Cluster().start()
-    yield cluster
-    cluster.close()
-
-
-async def until(condition: Any, timeout: float = 20, what: str = "the condition") -> Any:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        found = await condition() if asyncio.iscoroutinefunction(condition) else condition()
-        if found:
-            return found
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"{what} did not happen within {timeout}s")
-        await asyncio.sleep(0.05)
 
 
 async def test_the_same_events_drive_a_deployment_to_running_and_stopped_on_the_kserve_backend(

@@ -28,7 +28,7 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _micro_time(at: datetime) -> str:
+def micro_time(at: datetime) -> str:
     """Kubernetes MicroTime: RFC 3339 with microseconds, in UTC."""
     return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
@@ -49,7 +49,7 @@ class Lease:
         now = now or self.clock()
         timeout = self.duration.total_seconds() / 3
         spec = {"holderIdentity": self.identity, "leaseDurationSeconds": int(self.duration.total_seconds()),
-                "renewTime": _micro_time(now)}
+                "renewTime": micro_time(now)}
         try:
             response: Any = self.leases.read_namespaced_lease(self.name, self.namespace, _preload_content=False,
                                                               _request_timeout=timeout)
@@ -85,7 +85,7 @@ class Lease:
             *({"op": "add", "path": f"/spec/{key}", "value": value} for key, value in spec.items()),
         ]
         if holder != self.identity:
-            patch += [{"op": "add", "path": "/spec/acquireTime", "value": _micro_time(now)},
+            patch += [{"op": "add", "path": "/spec/acquireTime", "value": micro_time(now)},
                       {"op": "add", "path": "/spec/leaseTransitions", "value": int(current.get("leaseTransitions")
                                                                                     or 0) + 1}]
         try:

@@ -35,6 +35,7 @@ from kubernetes.config.config_exception import ConfigException
 from zeroserve.backends.base import Change
 from zeroserve.errors import ZeroserveError
 from zeroserve.events import Status
+from zeroserve.lease import micro_time
 from zeroserve.logs import DeploymentLogs
 from zeroserve.settings import Settings
 from zeroserve.templates import DEPLOYMENT_LABEL, GROUP_LABEL
@@ -222,7 +223,7 @@ class KserveBackend:
         namespace, name = isvc["metadata"]["namespace"], isvc["metadata"]["name"]
         # When it was (last) asked for: the watch reports the outcome of each request anew, even
         # when nothing else changed (a deployment requested again after it died).
-        annotations = {**isvc["metadata"].get("annotations", {}), APPLIED_ANNOTATION: _micro_time(datetime.now(UTC))}
+        annotations = {**isvc["metadata"].get("annotations", {}), APPLIED_ANNOTATION: micro_time(datetime.now(UTC))}
         current = self._get(namespace, name)
         if current is None:
             body = {**isvc, "metadata": {**isvc["metadata"], "annotations": annotations}}
@@ -490,10 +491,6 @@ def _pointer(key: str) -> str:
     """A map key as one JSON-pointer segment (RFC 6901): ``/`` and ``~`` escaped."""
     return key.replace("~", "~0").replace("/", "~1")
 
-
-def _micro_time(at: datetime) -> str:
-    """Kubernetes MicroTime: RFC 3339 with microseconds, in UTC."""
-    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _new_lines(text: str, after: str) -> list[tuple[str, str]]:
