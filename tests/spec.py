@@ -9,15 +9,15 @@ an AI Core client would not expect.
 from __future__ import annotations
 
 import functools
-from pathlib import Path
 from urllib.parse import parse_qsl
 
 import httpx
 from openapi_core import Config, OpenAPI
 from openapi_core.datatypes import RequestParameters
+from reference import reference_dir
 from werkzeug.datastructures import Headers, ImmutableMultiDict
 
-SPEC = Path(__file__).resolve().parents[2] / "shared" / "reference" / "aicore-openapi-2.42.0.yaml"
+SPEC = reference_dir() / "aicore-openapi-2.42.0.yaml"
 # The spec's server is https://api.ai.<region>.ml.hana.ondemand.com/v2: requests are matched as if sent there.
 SERVER = "https://api.ai.prod.eu-central-1.aws.ml.hana.ondemand.com"
 

@@ -10,6 +10,7 @@ from typing import Any
 import jsonschema
 import pytest
 import yaml
+from reference import reference_dir
 
 import zeroserve.templates
 from zeroserve.errors import InvalidConfiguration
@@ -23,7 +24,7 @@ from zeroserve.templates import (
     validate_inference_service,
 )
 
-CRDS = Path(__file__).parents[2] / "shared/reference/crds"
+CRDS = reference_dir() / "crds"
 CRD = CRDS / "kserve-v0.20.0_serving.kserve.io_inferenceservices.yaml"
 GPU_PLANS = ["infer.s", "infer.m", "infer.l", "train.l"]
 CPU_PLANS = ["starter", "basic", "basic.8x"]
