@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import os
-from pathlib import Path
 
 import httpx
+import processes
 import pytest
 from conftest import operator
 from models import IRIS_ROWS, train_iris_sklearn
@@ -19,25 +19,8 @@ pytestmark = pytest.mark.slow
 
 
 def replica_pids(zeroserve: Embedded) -> list[int]:
-    """Model-server processes of this zeroserve, as the operating system sees them: spawned by it,
-    or forked by its fork server (a child of it that forks the replicas)."""
-    me = os.getpid()
-    processes = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except OSError:
-            continue
-        if " Z " in stat[stat.rindex(")"):stat.rindex(")") + 4]:
-            continue  # a zombie is gone, whatever its parent has not read yet
-        processes[int(entry.name)] = (int(stat.rsplit(")", 1)[1].split()[1]), cmdline)
-    fork_servers = {pid for pid, (parent, cmdline) in processes.items()
-                    if parent == me and "zeroserve.runtimes.forkserver" in cmdline}
-    return sorted(pid for pid, (parent, cmdline) in processes.items()
-                  if (parent == me and "zeroserve.runtimes.server" in cmdline) or parent in fork_servers)
+    """The model-server processes of the zeroserve this test runs in."""
+    return processes.replica_pids(os.getpid())
 
 
 async def publish(zeroserve: Embedded, data, group: str = "default", id: str | None = None):

@@ -163,8 +163,9 @@ def test_parse_data_rejects_data_that_is_not_an_object() -> None:
         parse_data(event)
 
 
-@pytest.mark.parametrize("bad", ["Iris", "iris_v2", "-iris", "iris-", "iris.v2", "", "a" * 64])
-def test_id_that_cannot_be_a_kubernetes_name_is_rejected(bad: str) -> None:
+@pytest.mark.parametrize("bad", ["Iris", "iris_v2", "-iris", "iris-", "iris.v2", "", "a" * 64, "a", "d01"])
+def test_id_that_cannot_be_a_kubernetes_name_or_an_ai_api_id_is_rejected(bad: str) -> None:
+    """A deployment id becomes a Kubernetes name and is addressed by SAP's API (4 to 64 characters)."""
     with pytest.raises(ValidationError):
         DeploymentStopped(id=bad)
     event = new_event(DeploymentStopped(id="iris"), source="/test")
@@ -173,8 +174,8 @@ def test_id_that_cannot_be_a_kubernetes_name_is_rejected(bad: str) -> None:
         parse_data(event)
 
 
-@pytest.mark.parametrize("good", ["a", "7", "iris", "iris-v2", "a" * 63])
-def test_id_that_is_a_kubernetes_name_is_accepted(good: str) -> None:
+@pytest.mark.parametrize("good", ["iris", "7777", "iris-v2", "a" * 63])
+def test_id_that_is_a_kubernetes_name_and_an_ai_api_id_is_accepted(good: str) -> None:
     assert DeploymentStopped(id=good).id == good
 
 

@@ -176,7 +176,7 @@ async def test_events_waiting_for_a_slot_or_a_lock_are_not_redelivered_meanwhile
     await runner.start()
     try:
         # Three about one deployment (they wait for its lock) and two more (they wait for a slot).
-        for n, id in enumerate(["d1", "d1", "d1", "d2", "d3"]):
+        for n, id in enumerate(["dep1", "dep1", "dep1", "dep2", "dep3"]):
             await zeroserve.platform.bus.publish(new_event(DeploymentStopped(id=id), source="/tests", id=f"e{n}"),
                                                  "default")
         for _ in range(150):

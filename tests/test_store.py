@@ -43,26 +43,26 @@ async def test_records_are_scoped_by_resource_group(bus):
 async def test_the_deployment_record_is_the_projection_of_its_status_events(bus, settings):
     store = await Store.open(bus.js)
     deployments = Deployments(store, bus, "http://gw")
-    request = DeploymentRequested(id="d1", executable_id="sklearn")
+    request = DeploymentRequested(id="dep1", executable_id="sklearn")
     await deployments.request("g", request)
-    await deployments.transition("g", "d1", Status.PENDING, causation="e1", deployment_url="http://gw/d1",
+    await deployments.transition("g", "dep1", Status.PENDING, causation="e1", deployment_url="http://gw/d1",
                                  min_replicas=0, max_replicas=2, resource_plan="starter")
-    await deployments.transition("g", "d1", Status.RUNNING, causation="e1")
-    await deployments.transition("g", "d1", Status.RUNNING, running_replicas=1)
-    await deployments.transition("g", "d1", Status.STOPPING, causation="e2", target_status="STOPPED")
-    await deployments.transition("g", "d1", Status.STOPPED, causation="e2", running_replicas=0)
+    await deployments.transition("g", "dep1", Status.RUNNING, causation="e1")
+    await deployments.transition("g", "dep1", Status.RUNNING, running_replicas=1)
+    await deployments.transition("g", "dep1", Status.STOPPING, causation="e2", target_status="STOPPED")
+    await deployments.transition("g", "dep1", Status.STOPPED, causation="e2", running_replicas=0)
     with pytest.raises(InvalidTransition, match="STOPPED: it cannot become RUNNING"):
-        await deployments.transition("g", "d1", Status.RUNNING)
+        await deployments.transition("g", "dep1", Status.RUNNING)
 
     subscription = await bus.js.pull_subscribe("zeroserve.g.deployment.status", stream=EVENTS_STREAM)
     events = [parse_data(from_nats(m.headers, m.data)) for m in await subscription.fetch(100, timeout=2)]
     assert [e.status for e in events] == ["UNKNOWN", "PENDING", "RUNNING", "RUNNING", "STOPPING", "STOPPED"]
 
-    folded = Deployment(id="d1", group="g", executable_id="sklearn")
+    folded = Deployment(id="dep1", group="g", executable_id="sklearn")
     for event in events:
         assert isinstance(event, DeploymentStatus)
         folded = folded.apply(event)
-    stored = await store.deployments.get("g", "d1")
+    stored = await store.deployments.get("g", "dep1")
     fields = set(DeploymentStatus.model_fields) - {"id"}
     assert folded.model_dump(include=fields) == stored.model_dump(include=fields)
     assert stored.status == Status.STOPPED and stored.deployment_url == "http://gw/d1"
@@ -71,9 +71,9 @@ async def test_the_deployment_record_is_the_projection_of_its_status_events(bus,
 async def test_a_retried_transition_announces_its_status_once(bus):
     store = await Store.open(bus.js)
     deployments = Deployments(store, bus, "http://gw")
-    await deployments.request("g", DeploymentRequested(id="d1", executable_id="sklearn"))
+    await deployments.request("g", DeploymentRequested(id="dep1", executable_id="sklearn"))
     for _ in range(3):  # the same handler, retried after it had already recorded the status
-        await deployments.transition("g", "d1", Status.PENDING, causation="same-event")
+        await deployments.transition("g", "dep1", Status.PENDING, causation="same-event")
     subscription = await bus.js.pull_subscribe("zeroserve.g.deployment.status", stream=EVENTS_STREAM)
     statuses = [parse_data(from_nats(m.headers, m.data)).status for m in await subscription.fetch(100, timeout=1)]
     assert statuses == ["UNKNOWN", "PENDING"]
@@ -82,7 +82,7 @@ async def test_a_retried_transition_announces_its_status_once(bus):
 async def test_an_older_lifecycle_event_cannot_act_after_a_newer_one(bus):
     store = await Store.open(bus.js)
     deployments = Deployments(store, bus, "http://gw")
-    await deployments.request("g", DeploymentRequested(id="d1", executable_id="sklearn"), sequence=5)
-    assert await deployments.claim("g", "d1", 5), "the event that created it may act"
-    assert await deployments.claim("g", "d1", 9), "a later stop may act"
-    assert not await deployments.claim("g", "d1", 5), "the request redelivered after the stop may not"
+    await deployments.request("g", DeploymentRequested(id="dep1", executable_id="sklearn"), sequence=5)
+    assert await deployments.claim("g", "dep1", 5), "the event that created it may act"
+    assert await deployments.claim("g", "dep1", 9), "a later stop may act"
+    assert not await deployments.claim("g", "dep1", 5), "the request redelivered after the stop may not"

@@ -37,6 +37,10 @@ ID_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
 _ID = re.compile(ID_PATTERN)
 
 Id = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
+# Deployments are also addressed through SAP's AI API, whose ids have 4 to 64 characters: an id of
+# 1 to 3 would name a deployment that no AI API call could reach (GET /v2/lm/deployments/{id}).
+DEPLOYMENT_ID_PATTERN = r"^[a-z0-9][a-z0-9-]{2,61}[a-z0-9]$"
+DeploymentId = Annotated[str, StringConstraints(pattern=DEPLOYMENT_ID_PATTERN)]
 Duration = Annotated[str, StringConstraints(pattern=r"^\d+[mhd]$")]
 
 PREFIX = "io.zeroserve."
@@ -133,7 +137,7 @@ class DeploymentRequested(EventData):
 
     event_type: ClassVar[str] = "io.zeroserve.deployment.requested"
 
-    id: Id
+    id: DeploymentId
     executable_id: str = Field(description="Name of the serving template.")
     configuration_id: str | None = None
     scenario_id: str | None = None
@@ -152,7 +156,7 @@ class DeploymentStopped(EventData):
 
     event_type: ClassVar[str] = "io.zeroserve.deployment.stopped"
 
-    id: Id
+    id: DeploymentId
 
 
 class DeploymentDeleted(EventData):
@@ -160,7 +164,7 @@ class DeploymentDeleted(EventData):
 
     event_type: ClassVar[str] = "io.zeroserve.deployment.deleted"
 
-    id: Id
+    id: DeploymentId
 
 
 class Status(StrEnum):
@@ -179,7 +183,7 @@ class DeploymentStatus(EventData):
 
     event_type: ClassVar[str] = "io.zeroserve.deployment.status"
 
-    id: Id
+    id: DeploymentId
     status: Status
     target_status: Literal["RUNNING", "STOPPED", "DELETED"] | None = None
     reason: str | None = Field(default=None, description="Machine-readable reason, e.g. ModelLoadFailed.")
@@ -201,7 +205,7 @@ class DeploymentLog(EventData):
 
     event_type: ClassVar[str] = "io.zeroserve.deployment.log"
 
-    id: Id = Field(description="Deployment id.")
+    id: DeploymentId = Field(description="Deployment id.")
     timestamp: datetime
     source: str = Field(description='Who wrote it: "control-plane" or a replica, e.g. "replica-1".')
     stream: Literal["stdout", "stderr", "control"] = "control"

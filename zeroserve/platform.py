@@ -88,6 +88,11 @@ class Platform:
         """After a restart: every RUNNING or PENDING deployment is applied again (no replica yet)."""
         for deployment in await self.store.deployments.list():
             group, id = deployment.group, deployment.id
+            if deployment.status in (Status.UNKNOWN, Status.PENDING, Status.STOPPING):
+                # A status is written, then announced: a crash between the two leaves it unannounced,
+                # and finishing the move below would announce a jump the lifecycle does not allow
+                # (RUNNING -> STOPPED). Announced again, it is at worst a repeat of the same status.
+                await self.deployments.announce(group, id, causation=f"restore.{deployment.modified_at.timestamp()}")
             if deployment.status == Status.STOPPING:
                 await self.backend.stop(group, id)
                 await self.deployments.transition(group, id, Status.STOPPED, running_replicas=0)

@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 
 from zeroserve.errors import MalformedEvent
 from zeroserve.events import (
+    DEPLOYMENT_ID_PATTERN,
     EVENT_TYPES,
-    ID_PATTERN,
     ArtifactCreated,
     DeploymentRequested,
     from_nats,
@@ -73,7 +73,7 @@ def test_the_data_of_every_event_type_is_validated_or_refused_with_the_field(eve
     assert type(parsed) is EVENT_TYPES[event_type]
 
 
-printable_ids = st.from_regex(ID_PATTERN, fullmatch=True)
+printable_ids = st.from_regex(DEPLOYMENT_ID_PATTERN, fullmatch=True)
 
 
 @FAST
