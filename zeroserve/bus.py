@@ -61,7 +61,9 @@ class Bus:
 
     @classmethod
     async def connect(cls, url: str, settings: Settings) -> Bus:
-        nc = await nats.connect(url, name="zeroserve", max_reconnect_attempts=-1, reconnect_time_wait=0.5)
+        nc = await nats.connect(url, name="zeroserve", max_reconnect_attempts=-1, reconnect_time_wait=0.5,
+                                error_cb=_connection_error, disconnected_cb=_disconnected,
+                                reconnected_cb=_reconnected)
         bus = cls(nc, settings)
         await bus.ensure_streams()
         return bus
@@ -131,6 +133,20 @@ class Bus:
         })
         await self.js.publish(deadletter_subject(group, function), msg.data, headers=headers)
         log.warning("dead-lettered %s for %s: %s: %s", msg.subject, function, reason, message)
+
+
+# nats-py logs each connection error with its traceback unless told otherwise; while NATS is away
+# (a restart) that is a traceback every half second. One line each says what happens.
+async def _connection_error(error: Exception) -> None:
+    log.warning("NATS connection: %s", error or type(error).__name__)
+
+
+async def _disconnected() -> None:
+    log.warning("NATS disconnected: reconnecting (events wait in JetStream meanwhile)")
+
+
+async def _reconnected() -> None:
+    log.warning("NATS reconnected")
 
 
 @contextlib.asynccontextmanager

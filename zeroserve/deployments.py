@@ -110,6 +110,10 @@ class Deployments:
         """The deployment a request is about: created (UNKNOWN, announced) if it is new."""
         existing = await self.store.deployments.get(group, request.id)
         if existing is not None:
+            if existing.status == Status.UNKNOWN and existing.sequence == sequence:
+                # Made by this request, which runs again: the record was written, the announcement
+                # may not have been (NATS went away between the two). Same id: dropped if it was.
+                await self._announce_created(group, existing)
             return existing
         # Deleted by a later event (the API allows deleting an UNKNOWN deployment, so a delete can be
         # handled before the request that created it): not created again; claim() then says stale.
@@ -126,10 +130,13 @@ class Deployments:
         created = await self.store.deployments.update(group, request.id, lambda current: None if current else fresh)
         assert created is not None
         if created is fresh:
-            event = new_event(fresh.status_event(), source=SOURCE, subject=request.id,
-                              id=f"{group}.{request.id}.{fresh.created_at.timestamp()}.UNKNOWN")
-            await self.bus.publish(event, group)
+            await self._announce_created(group, fresh)
         return created
+
+    async def _announce_created(self, group: str, deployment: Deployment) -> None:
+        event = new_event(deployment.status_event(), source=SOURCE, subject=deployment.id,
+                          id=f"{group}.{deployment.id}.{deployment.created_at.timestamp()}.UNKNOWN")
+        await self.bus.publish(event, group)
 
     async def _deleted_later(self, group: str, id: str, sequence: int) -> Deployment | None:
         """The deployment as it was when deleted, if the deleting event came after ``sequence``."""

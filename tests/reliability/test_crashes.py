@@ -27,20 +27,16 @@ import pytest
 from conftest import until
 from models import train_iris_sklearn
 from processes import descendants, kill_tree, processes, replica_pids
+from stream import Publisher, dead_letters, status_history, unhandled
 
-from zeroserve.bus import DEADLETTER_STREAM, EVENTS_STREAM
 from zeroserve.client import AsyncClient
 from zeroserve.deployments import ALLOWED
 from zeroserve.events import (
     ArtifactCreated,
     DeploymentRequested,
-    DeploymentStatus,
     DeploymentStopped,
     EventData,
     Status,
-    new_event,
-    subject_for,
-    to_nats,
 )
 
 pytestmark = pytest.mark.slow
@@ -152,52 +148,13 @@ class Zeroserve:
         return AsyncClient(url, client_id=known["client_id"], client_secret=known["client_secret"])
 
 
-class Publisher:
-    """An at-least-once publisher: each event is sent until JetStream acknowledges it, across crashes,
-    always under its own id (so a repeat of one that did arrive is dropped as a duplicate)."""
-
-    def __init__(self, zeroserve: Zeroserve) -> None:
-        self.zeroserve = zeroserve
-        self.nc: nats.NATS | None = None
-        self.sent = 0
-        self.resent = 0
-
-    async def publish(self, group: str, data: EventData) -> None:
-        event = new_event(data, source="/tests/crashes")
-        headers, body = to_nats(event)
-        headers["Nats-Msg-Id"] = event["id"]
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                if self.nc is None:
-                    url = self.zeroserve.nats_url
-                    if url is None:
-                        raise ConnectionError("zeroserve is down")
-                    self.nc = await nats.connect(url, allow_reconnect=False, connect_timeout=1)
-                await self.nc.jetstream().publish(subject_for(event["type"], group), body, headers=headers,
-                                                  timeout=2)
-                break
-            except Exception:
-                if self.nc is not None:
-                    await self.nc.close()
-                    self.nc = None
-                await asyncio.sleep(0.2)
-        self.sent += 1
-        self.resent += attempt > 1
-
-    async def close(self) -> None:
-        if self.nc is not None:
-            await self.nc.close()
-
-
 async def test_kill_9_of_everything_at_random_points_loses_no_event_and_doubles_no_replica(tmp_path):
     rng = random.Random(SEED)
     scenario = plan(rng)
     data_dir = tmp_path / "zeroserve"
     model_dir = train_iris_sklearn(data_dir / "sources" / "iris")
     zeroserve = Zeroserve(data_dir)
-    publisher = Publisher(zeroserve)
+    publisher = Publisher(lambda: zeroserve.nats_url)
     published = asyncio.Event()
     kills: list[str] = []
     where = f"(seed {SEED}; logs in {tmp_path})"
@@ -267,33 +224,15 @@ async def test_kill_9_of_everything_at_random_points_loses_no_event_and_doubles_
         try:
             js = nc.jetstream()
             # Every event handled by every consumer (functions, webhooks out): none left, none held.
-            async def unhandled() -> dict[str, tuple[int, int]]:
-                return {c.name: (c.num_pending, c.num_ack_pending) for c in await js.consumers_info(EVENTS_STREAM)
-                        if c.num_pending or c.num_ack_pending}
-
             async def all_handled() -> bool:
-                return not await unhandled()
+                return not await unhandled(js)
 
             with contextlib.suppress(AssertionError):
                 await until(all_handled, timeout=30)
-            assert not await unhandled(), f"events left (pending, unacknowledged) {where}: {await unhandled()}"
-            dead = (await js.stream_info(DEADLETTER_STREAM)).state.messages
-            if dead:
-                letters = await js.subscribe(">", stream=DEADLETTER_STREAM, ordered_consumer=True)
-                reasons = [dict((await letters.next_msg(5)).headers or {}) for _ in range(dead)]
-                raise AssertionError(f"{dead} events dead-lettered {where}: {reasons}")
+            assert not await unhandled(js), f"events left (pending, unacknowledged) {where}: {await unhandled(js)}"
+            assert not (letters := await dead_letters(js)), f"events dead-lettered {where}: {letters}"
             # What was announced follows the lifecycle, deployment by deployment.
-            statuses = await js.subscribe(subject_for(DeploymentStatus.event_type, "default"),
-                                          stream=EVENTS_STREAM, ordered_consumer=True)
-            history: dict[str, list[Status]] = {}
-            while True:
-                try:
-                    msg = await statuses.next_msg(1)
-                except nats.errors.TimeoutError:
-                    break
-                status = json.loads(msg.data)
-                history.setdefault(status["id"], []).append(Status(status["status"]))
-            for id, seen_statuses in history.items():
+            for id, seen_statuses in (await status_history(js)).items():
                 moves = list(zip(seen_statuses, seen_statuses[1:], strict=False))
                 bad = [(a.value, b.value) for a, b in moves if b not in ALLOWED[a] and a != b]
                 assert not bad, f"{id} announced moves SAP's lifecycle does not allow {where}: {bad}"
