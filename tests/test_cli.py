@@ -6,6 +6,7 @@ import os
 import re
 import shlex
 import signal
+import json
 import subprocess
 import sys
 import time
@@ -97,7 +98,7 @@ def test_publish_explains_what_is_wrong_with_its_input(env):
                               "-d", '{"id": "x"}'], env=env, capture_output=True, text=True)
     assert invalid.returncode == 2 and "executableId" in invalid.stderr
     not_running = subprocess.run([sys.executable, "-m", "zeroserve.cli", "publish", "deployment.stopped",
-                                  "-d", '{"id": "x"}'], env=env, capture_output=True, text=True)
+                                  "-d", '{"id": "iris"}'], env=env, capture_output=True, text=True)
     assert not_running.returncode == 1 and "zeroserve up" in not_running.stderr
     assert "Traceback" not in unknown.stderr + not_json.stderr + invalid.stderr + not_running.stderr
 
@@ -130,3 +131,16 @@ async def test_publish_puts_the_event_on_the_bus_and_reports_duplicates(zeroserv
             break
         await asyncio.sleep(0.1)
     assert dead.messages[0].headers["Zeroserve-Deadletter-Reason"] == "DeploymentNotFound"
+
+
+def test_bad_settings_are_one_line_naming_the_variable_never_its_value(env):
+    secret = "whsec_bm90LWEtdmFsaWQtc2VjcmV0"
+    for command, variable, value in (
+        ("up", "ZEROSERVE_GATEWAY_PORT", "eighty"),
+        ("deployments", "ZEROSERVE_WEBHOOKS", json.dumps({"s3": {"kind": "nope", "secret": secret}})),
+    ):
+        run = subprocess.run([sys.executable, "-m", "zeroserve.cli", command], env={**env, variable: value},
+                             capture_output=True, text=True, timeout=60)
+        assert run.returncode == 2, run.stderr
+        assert run.stderr.startswith(f"invalid settings: {variable}") and "Traceback" not in run.stderr, run.stderr
+        assert value not in run.stderr and secret not in run.stderr

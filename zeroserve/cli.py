@@ -88,7 +88,9 @@ def up(
         err.print("[red]--demo needs every role in this process[/red]")
         raise typer.Exit(2)
     try:
-        asyncio.run(_up(Settings(), demo, roles))
+        with _failures():
+            settings = Settings()
+        asyncio.run(_up(settings, demo, roles))
     except ZeroserveError as error:
         err.print(f"[red]zeroserve up failed:[/red] {error}")
         raise typer.Exit(1) from None
@@ -186,7 +188,11 @@ def _failures() -> Iterator[None]:
         err.print(f"[red]{escape(error.code)}[/red]: {escape(error.message)}", highlight=False, soft_wrap=True)
         raise typer.Exit(2 if error.status == 400 else 1) from None
     except ValidationError as error:  # settings from the environment that do not parse
-        err.print(f"[red]invalid settings:[/red] {escape(str(error))}", highlight=False, soft_wrap=True)
+        # Where and why, never the value given: a bad setting may be a secret (a webhook's, a key).
+        problems = "; ".join(
+            f"ZEROSERVE_{str(e['loc'][0]).upper()}{''.join(f'.{part}' for part in e['loc'][1:])}: {e['msg']}"
+            for e in error.errors(include_input=False, include_url=False))
+        err.print(f"[red]invalid settings:[/red] {escape(problems)}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
     except ZeroserveError as error:
         err.print(f"[red]{escape(error.reason)}[/red]: {escape(error.message)}", highlight=False, soft_wrap=True)

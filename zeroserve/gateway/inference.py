@@ -30,6 +30,9 @@ HOP_BY_HOP = {
     "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
     "transfer-encoding", "upgrade", "host", "content-length",
 }
+# Not forwarded either: the caller's bearer token is zeroserve's, checked here; a model server has
+# no use for it and must not be able to replay it.
+NOT_FORWARDED = HOP_BY_HOP | {"authorization"}
 VALID_ID = re.compile(ID_PATTERN)
 
 
@@ -99,7 +102,7 @@ def inference_router(platform: Platform, upstream: Upstream) -> APIRouter:
         if service is None or service.stopped:
             return await _not_serving(platform, group, deployment_id)
         body = await request.body()
-        headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP}
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in NOT_FORWARDED}
         try:
             async with local.lease(group, deployment_id) as lease:
                 forward_started = time.perf_counter()
@@ -141,7 +144,7 @@ def inference_router(platform: Platform, upstream: Upstream) -> APIRouter:
         deployment = await platform.store.deployments.get(group, deployment_id)
         if deployment is None or deployment.status != Status.RUNNING or not deployment.backend_url:
             return await _not_serving(platform, group, deployment_id)
-        headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP | {"authorization"}}
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in NOT_FORWARDED}
         started = time.perf_counter()
         try:
             status, response_headers, content = await upstream.request(
