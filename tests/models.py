@@ -44,3 +44,22 @@ def train_iris_onnx(directory: Path) -> Path:
     )
     (directory / "model.onnx").write_bytes(onnx_model.SerializeToString())
     return directory
+
+
+class _LoadsForever:
+    """Unpickled as a call that never returns: a model whose load hangs (a stuck download, a deadlock)."""
+
+    def __reduce__(self):
+        import time
+
+        return (time.sleep, (24 * 3600,))
+
+
+def write_never_loading_sklearn(directory: Path) -> Path:
+    """Write ``directory/model.joblib`` that a model server loads forever: it never becomes ready."""
+    import joblib
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    joblib.dump(_LoadsForever(), directory / "model.joblib")
+    return directory

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
 import signal
-import json
 import subprocess
 import sys
 import time

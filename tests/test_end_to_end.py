@@ -36,11 +36,18 @@ async def request_sklearn(zeroserve: Embedded, id: str, artifact: str = "iris-mo
 
 async def deploy_iris(zeroserve: Embedded, listen, deployment_id: str = "iris") -> dict:
     model_dir = train_iris_sklearn(zeroserve.settings.data_dir / "sources" / "iris")
+    return await deploy_model(zeroserve, listen, deployment_id, model_dir, "iris-model",
+                              minReplicas="0", maxReplicas="2")
+
+
+async def deploy_model(zeroserve: Embedded, listen, deployment_id: str, model_dir, artifact_id: str,
+                       **parameters: str) -> dict:
+    """Register the model directory as an artifact and deploy it with the sklearn template: the RUNNING status."""
     artifacts = await listen(zeroserve, "zeroserve.default.artifact.status")
     statuses = await listen(zeroserve, "zeroserve.default.deployment.status")
-    await publish(zeroserve, ArtifactCreated(id="iris-model", name="iris", url=model_dir.as_uri()))
-    await artifacts.wait_for(lambda e: e["id"] == "iris-model" and e["status"] == "staged")
-    await request_sklearn(zeroserve, deployment_id, minReplicas="0", maxReplicas="2")
+    await publish(zeroserve, ArtifactCreated(id=artifact_id, name=deployment_id, url=model_dir.as_uri()))
+    await artifacts.wait_for(lambda e: e["id"] == artifact_id and e["status"] == "staged")
+    await request_sklearn(zeroserve, deployment_id, artifact_id, **parameters)
     return await statuses.wait_for(lambda e: e["id"] == deployment_id and e["status"] == "RUNNING")
 
 

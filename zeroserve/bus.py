@@ -58,11 +58,18 @@ class Bus:
         self.nc = nc
         self.js: JetStreamContext = nc.jetstream()
         self.settings = settings
+        self.closing = False
 
     @classmethod
     async def connect(cls, url: str, settings: Settings) -> Bus:
+        bus: Bus | None = None
+
+        async def disconnected() -> None:
+            if bus is None or not bus.closing:  # nats-py says so on close() too
+                log.warning("NATS disconnected: reconnecting (events wait in JetStream meanwhile)")
+
         nc = await nats.connect(url, name="zeroserve", max_reconnect_attempts=-1, reconnect_time_wait=0.5,
-                                error_cb=_connection_error, disconnected_cb=_disconnected,
+                                error_cb=_connection_error, disconnected_cb=disconnected,
                                 reconnected_cb=_reconnected)
         bus = cls(nc, settings)
         await bus.ensure_streams()
@@ -70,6 +77,7 @@ class Bus:
 
     async def close(self) -> None:
         # Callers have stopped their consumers and flushed their logs: close, no drain needed.
+        self.closing = True
         if not self.nc.is_closed:
             await self.nc.close()
 
@@ -136,13 +144,10 @@ class Bus:
 
 
 # nats-py logs each connection error with its traceback unless told otherwise; while NATS is away
-# (a restart) that is a traceback every half second. One line each says what happens.
+# (a restart) that is a traceback every half second. One line each says what happens (and
+# ``disconnected`` in Bus.connect).
 async def _connection_error(error: Exception) -> None:
     log.warning("NATS connection: %s", error or type(error).__name__)
-
-
-async def _disconnected() -> None:
-    log.warning("NATS disconnected: reconnecting (events wait in JetStream meanwhile)")
 
 
 async def _reconnected() -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field, IPvAnyNetwork, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 SOURCE_ROOT = Path(__file__).resolve().parent.parent
@@ -98,6 +98,9 @@ class Settings(BaseSettings):
     # request rate each line would cost the gateway a NATS publish (docs/benchmarks.md).
     replica_access_log: bool = False
     replica_ready_timeout_s: float = 60.0
+    # A deployment whose replicas time out this many starts in a row, none ever ready, is DEAD
+    # (reason ReplicaNeverReady); one slow start only fails the requests that waited for it.
+    replica_start_attempts: int = 3
     activator_queue_limit: int = 100
     request_timeout_s: float = 60.0
     # GPUs the local backend may hand out, as CUDA indices; None = detect with NVML / nvidia-smi.
@@ -116,6 +119,11 @@ class Settings(BaseSettings):
     webhook_delivery_attempts: int = 5
     webhook_delivery_backoff_s: list[float] = Field(default_factory=lambda: [1.0, 5.0, 30.0, 120.0])
     webhook_delivery_timeout_s: float = 10.0
+    # Networks that are not public (loopback, private, link-local, ...) which webhooks out may still go
+    # to, e.g. ["127.0.0.0/8", "::1/128"] for a receiver on this machine. Empty by default, on one machine
+    # as on a cluster: a subscriber must not make zeroserve call 169.254.169.254, a service behind the
+    # firewall or a sidecar's admin port; see zeroserve/webhooks.py.
+    webhook_allowed_networks: list[IPvAnyNetwork] = Field(default_factory=list)
 
     # How often deployments with a ttl are checked for expiry.
     ttl_check_interval_s: float = 10.0

@@ -219,7 +219,8 @@ class Replica:
                     self.last_used = self.ready_at = time.monotonic()
                     return
             await asyncio.sleep(0.02)
-        raise NotReady(f"replica was not ready within {timeout:g} s; last lines:\n" + "\n".join(self.last_lines))
+        lines = "\n".join(self.last_lines)
+        raise NotReady(f"replica was not ready within {timeout:g} s" + (f"; last lines:\n{lines}" if lines else ""))
 
     async def drain_output(self) -> None:
         with contextlib.suppress(TimeoutError):
@@ -254,6 +255,8 @@ class Service:
     # After a start failed for a reason that may pass (slow, out of processes): no new try before.
     retry_at: float = 0.0
     last_error: ZeroserveError | None = None
+    # Starts in a row that timed out before any replica of this version was ready.
+    never_ready: int = 0
     stopped: bool = False
     changed: asyncio.Condition = field(default_factory=asyncio.Condition)
 
@@ -508,6 +511,7 @@ class LocalBackend:
                 raise
             await self._replica_failed(service, replica, error)
             return None
+        service.never_ready = 0
         await self.logs.control(spec.group, spec.id, f"{replica.name} ready")
         self._spawn(self._supervise(service, replica))
         await service.notify()
@@ -519,6 +523,16 @@ class LocalBackend:
         if replica.draining or service.stopped:
             return  # stopped on purpose while it started (an update, a stop): no failure
         service.last_error = error
+        if isinstance(error, NotReady) and not service.serving:
+            service.never_ready += 1
+            if service.never_ready >= self.settings.replica_start_attempts:
+                # Knative's progress deadline, in small: a version that never gets a replica ready is
+                # failed, not retried by every request forever (each would wait out its deadline).
+                lines = "\n".join(replica.last_lines)
+                error = ModelLoadFailed(
+                    f"no replica became ready within {self.settings.replica_ready_timeout_s:g} s, "
+                    f"{service.never_ready} starts in a row" + (f"; last lines:\n{lines}" if lines else ""),
+                    reason="ReplicaNeverReady")
         if service.serving or not isinstance(error, ModelLoadFailed):
             # Others serve (a scale-up failed), or the cause may pass (slow start, no processes
             # left): this start failed, the deployment lives; the next try waits a moment.
