@@ -18,7 +18,7 @@ from zeroserve.events import (
     new_event,
     to_nats,
 )
-from zeroserve.runner import Context, Function, Runner, on
+from zeroserve.runner import INVALID_GROUP, Context, Function, Runner, on
 
 
 async def raw_publish(zeroserve: Embedded, subject: str, body: bytes, headers: dict[str, str]) -> None:
@@ -234,7 +234,7 @@ def test_on_refuses_a_plain_function():
 
 
 async def test_an_event_under_a_malformed_resource_group_is_dead_lettered_as_malformed(zeroserve, listen):
-    dead = await listen(zeroserve, "zeroserve.invalid-group.deadletter.>")
+    dead = await listen(zeroserve, f"zeroserve.{INVALID_GROUP}.deadletter.>")
     headers, body = to_nats(new_event(ArtifactCreated(id="a", name="a", url="s3://b/a"), source="/tests"))
     await raw_publish(zeroserve, "zeroserve.Not_A_Group.artifact.created", body, headers)
     for _ in range(50):

@@ -246,6 +246,11 @@ _TOKEN = re.compile(r"^[A-Za-z0-9_-]+$")
 ANY = "*"
 
 
+# Where events published under a subject with a malformed resource group are dead-lettered. Not a
+# valid group name ("_"), so no tenant can own it and read other tenants' malformed events.
+INVALID_GROUP = "_invalid"
+
+
 def _check_group(group: str, *, wildcard: bool = False) -> str:
     if wildcard and group == ANY:
         return group
@@ -273,7 +278,8 @@ def group_of(subject: str) -> str:
 
 def deadletter_subject(group: str, function_name: str) -> str:
     """Where an event goes after a function has given up on it (``ANY`` group or function: all)."""
-    _check_group(group, wildcard=True)
+    if group != INVALID_GROUP:
+        _check_group(group, wildcard=True)
     if function_name != ANY and not _TOKEN.match(function_name):
         raise MalformedEvent(f"invalid function name {function_name!r}: must be one subject token")
     return f"zeroserve.{group}.deadletter.{function_name}"

@@ -29,7 +29,7 @@ from nats.errors import TimeoutError as NatsTimeout
 from zeroserve import logcontext, metrics
 from zeroserve.bus import heartbeat
 from zeroserve.errors import MalformedEvent, Rejected, ZeroserveError
-from zeroserve.events import EventData, Status, from_nats, group_of, new_event, parse_data
+from zeroserve.events import INVALID_GROUP, EventData, Status, from_nats, group_of, new_event, parse_data
 
 if TYPE_CHECKING:
     from zeroserve.backends.base import Backend
@@ -44,8 +44,6 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[Any, "Context"], Awaitable[None]]
 _MARK = "__zeroserve_events__"
-# Where events published under a subject with a malformed resource group are dead-lettered.
-INVALID_GROUP = "invalid-group"
 # How long one fetch waits for events; also bounds how long a stop waits for the pull loops.
 FETCH_WAIT_S = 1.0
 DEPLOYMENT_EVENTS = "io.zeroserve.deployment."
