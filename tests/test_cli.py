@@ -123,7 +123,7 @@ async def test_publish_puts_the_event_on_the_bus_and_reports_duplicates(zeroserv
     # The platform's own announcements cannot be forged from outside: the gateway refuses them.
     forged = await asyncio.to_thread(subprocess.run, [
         sys.executable, "-m", "zeroserve.cli", "publish", "deployment.status", "-d",
-        '{"id": "x", "status": "RUNNING"}'], env=env, capture_output=True, text=True)
+        '{"id": "iris", "status": "RUNNING"}'], env=env, capture_output=True, text=True)
     assert forged.returncode == 2 and "announced by zeroserve itself" in forged.stderr, forged.stderr
     # Stopping a deployment that does not exist ends, after the retries, in the dead letters.
     for _ in range(100):

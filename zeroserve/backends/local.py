@@ -207,11 +207,13 @@ class Replica:
         while time.monotonic() < deadline:
             if self.exited:
                 await self.drain_output()
-                assert self.process is not None
+                assert self.process is not None and self.process.returncode is not None
+                lines = "\n".join(self.last_lines)
+                if self.process.returncode < 0:  # killed (by someone, the OOM killer): not the model's verdict
+                    raise ReplicaStartFailed(f"replica was killed by signal {-self.process.returncode} before "
+                                             "it was ready" + (f"; last lines:\n{lines}" if lines else ""))
                 raise ModelLoadFailed(
-                    f"replica exited with code {self.process.returncode} before it was ready; last lines:\n"
-                    + "\n".join(self.last_lines)
-                )
+                    f"replica exited with code {self.process.returncode} before it was ready; last lines:\n{lines}")
             with contextlib.suppress(httpx.TransportError):
                 response = await client.get(f"{self.url}/v2/health/ready", timeout=1.0)
                 if response.status_code == 200:
@@ -523,16 +525,17 @@ class LocalBackend:
         if replica.draining or service.stopped:
             return  # stopped on purpose while it started (an update, a stop): no failure
         service.last_error = error
-        if isinstance(error, NotReady) and not service.serving:
+        if isinstance(error, NotReady | ReplicaStartFailed) and not service.serving:
             service.never_ready += 1
             if service.never_ready >= self.settings.replica_start_attempts:
                 # Knative's progress deadline, in small: a version that never gets a replica ready is
                 # failed, not retried by every request forever (each would wait out its deadline).
                 lines = "\n".join(replica.last_lines)
+                why = (f"within {self.settings.replica_ready_timeout_s:g} s" if isinstance(error, NotReady)
+                       else f"(the last: {error.message.partition('; last lines')[0]})")
                 error = ModelLoadFailed(
-                    f"no replica became ready within {self.settings.replica_ready_timeout_s:g} s, "
-                    f"{service.never_ready} starts in a row" + (f"; last lines:\n{lines}" if lines else ""),
-                    reason="ReplicaNeverReady")
+                    f"no replica became ready {why}, {service.never_ready} starts in a row"
+                    + (f"; last lines:\n{lines}" if lines else ""), reason="ReplicaNeverReady")
         if service.serving or not isinstance(error, ModelLoadFailed):
             # Others serve (a scale-up failed), or the cause may pass (slow start, no processes
             # left): this start failed, the deployment lives; the next try waits a moment.

@@ -13,13 +13,14 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
+from starlette.requests import ClientDisconnect
 
 from zeroserve.gateway import admin, catalog, deployments, ingress, metrics, oauth, webhooks
-from zeroserve.gateway.errors import error_response, install
+from zeroserve.gateway.errors import ApiError, answers, error_response, install
 from zeroserve.gateway.inference import Upstream, inference_router
-from zeroserve.gateway.security import authenticate
+from zeroserve.gateway.security import authenticate, bearer
 from zeroserve.platform import Platform
 
 log = logging.getLogger(__name__)
@@ -44,11 +45,30 @@ def create_app(platform: Platform) -> FastAPI:
     app = FastAPI(title="zeroserve", version="0.1.0", lifespan=lifespan,
                   description="SAP AI API v2-compatible model serving, driven by CloudEvents.")
     app.state.platform = platform
-    install(app)
+
+    async def token_first(request: Request) -> JSONResponse | None:
+        # A caller without a valid token hears that, not what is wrong with its body or its URL (a URL
+        # no route takes is protected too: only PUBLIC's routes are not).
+        if getattr(request.scope.get("route"), "path", None) in PUBLIC:
+            return None
+        try:
+            await authenticate(request, await bearer(request))
+        except ApiError as refused:
+            return error_response(refused.status, refused.code, refused.message, refused.headers)
+        return None
+
+    install(app, first=token_first)
 
     @app.get("/healthz", summary="Is the gateway up and connected to NATS")
     async def healthz() -> dict[str, object]:
         return {"status": "ok", "nats": platform.bus.nc.is_connected}
+
+    @app.exception_handler(ClientDisconnect)
+    async def gone(request: Request, error: ClientDisconnect) -> Response:
+        # The caller left while its body was read (a timeout, a cancelled call): nobody reads an answer,
+        # and it is no fault of the gateway's. 499, as nginx logs it.
+        log.info("%s %s: the client left before its body was read", request.method, request.url.path)
+        return Response(status_code=499)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, error: Exception) -> JSONResponse:
@@ -59,9 +79,16 @@ def create_app(platform: Platform) -> FastAPI:
     app.include_router(oauth.router(platform))
     app.include_router(webhooks.inbound(platform))
     protected = [Depends(authenticate)]
+    # Inference first: routes are tried in order, and this is the one hot path. Its answers are the
+    # model server's, or the gateway's when it cannot forward (inference.py says which).
+    app.include_router(inference_router(platform, upstream), dependencies=protected, responses=answers(
+        401, 404, 429, 502, 503, 504, meanings={
+            404: "No such deployment in the resource group",
+            429: "Too many requests already wait for this deployment: retry after Retry-After seconds",
+            502: "The model server broke off",
+            503: "The deployment is not running, or its model cannot be served",
+            504: "No replica was ready, or the model server did not answer, in time"}))
     for router in (
-        # Inference first: routes are tried in order, and this is the one hot path.
-        inference_router(platform, upstream),
         catalog.router(platform),
         deployments.router(platform),
         admin.router(platform),
@@ -69,5 +96,5 @@ def create_app(platform: Platform) -> FastAPI:
         webhooks.subscriptions(platform),
         metrics.router(platform),
     ):
-        app.include_router(router, prefix="", dependencies=protected)
+        app.include_router(router, dependencies=protected, responses=answers(401))
     return app
