@@ -74,20 +74,20 @@ async def test_sending_the_same_event_again_is_flagged_as_a_duplicate(api):
 
 async def test_a_batch_publishes_every_event_in_order(zeroserve, api, listen):
     deleted = await listen(zeroserve, "zeroserve.default.deployment.*")
-    batch = [structured("b-1", id="one"), structured("b-2", "io.zeroserve.deployment.deleted", id="two")]
+    batch = [structured("b-1", id="dep-one"), structured("b-2", "io.zeroserve.deployment.deleted", id="dep-two")]
     response = await api.post("/v2/events", headers={"Content-Type": "application/cloudevents-batch+json"},
                               content=json.dumps(batch))
     assert response.status_code == 202, response.text
     assert [e["id"] for e in response.json()["events"]] == ["b-1", "b-2"]
-    await deleted.wait_for(lambda data: data == {"id": "two"})
+    await deleted.wait_for(lambda data: data == {"id": "dep-two"})
     requests = [m.subject for m in deleted.messages if m.subject.endswith(("stopped", "deleted"))]
     assert requests == ["zeroserve.default.deployment.stopped", "zeroserve.default.deployment.deleted"]
 
 
 async def test_a_batch_with_one_bad_event_publishes_none_and_names_the_event_and_field(zeroserve, api, listen):
     everything = await listen(zeroserve, "zeroserve.default.>")
-    batch = [structured("ok-1", id="one"),
-             structured("bad-2", "io.zeroserve.deployment.requested", id="two")]  # no executableId
+    batch = [structured("ok-1", id="dep-one"),
+             structured("bad-2", "io.zeroserve.deployment.requested", id="dep-two")]  # no executableId
     response = await api.post("/v2/events", headers={"Content-Type": "application/cloudevents-batch+json"},
                               content=json.dumps(batch))
     assert response.status_code == 400

@@ -24,7 +24,7 @@ from zeroserve.auth import ALL_GROUPS, Claims, Unauthorized
 from zeroserve.errors import ZeroserveError
 from zeroserve.events import ID_PATTERN, Label
 from zeroserve.gateway.catalog import listing, page, timestamp
-from zeroserve.gateway.errors import ApiError, not_found
+from zeroserve.gateway.errors import ApiError, answers, not_found
 from zeroserve.gateway.params import ApiBody
 from zeroserve.gateway.security import DEFAULT_GROUP, Admin, Caller, InGroup
 from zeroserve.platform import Platform
@@ -103,10 +103,11 @@ def router(platform: Platform) -> APIRouter:
         return {"resourceGroupId": group.id, "tenantId": "zeroserve", "createdAt": timestamp(group.created_at),
                 "labels": [label.model_dump() for label in group.labels], "status": "PROVISIONED"}
 
-    @api.post("/resourceGroups", status_code=202, summary="Create a resource group (admin token)")
+    @api.post("/resourceGroups", status_code=202, summary="Create a resource group (admin token)",
+              responses=answers(403, 409))
     async def create_group(claims: Admin, body: ResourceGroupPost) -> dict[str, Any]:
         group_id = body.resource_group_id
-        if not _ZEROSERVE_GROUP.match(group_id):
+        if not _ZEROSERVE_GROUP.fullmatch(group_id):
             raise ApiError(400, "BadRequest", f"body.resourceGroupId: zeroserve needs {ID_PATTERN} (lower-case "
                            f"letters, digits and '-', at most 63): {group_id!r}")
         if group_id == DEFAULT_GROUP:
@@ -127,7 +128,8 @@ def router(platform: Platform) -> APIRouter:
         shown = page(groups, len(groups) if top is None else top, skip)
         return listing([group_view(g) for g in shown], count=len(groups) if count else len(shown))
 
-    @api.get("/resourceGroups/{resourceGroupId}", summary="One resource group (404 if this token does not cover it)")
+    @api.get("/resourceGroups/{resourceGroupId}", summary="One resource group (404 if this token does not cover it)",
+             responses=answers(404))
     async def get_group(
         claims: Caller, group_id: Annotated[str, Path(alias="resourceGroupId", min_length=3, max_length=253,
                                                       pattern=SAP_GROUP)],
@@ -139,7 +141,7 @@ def router(platform: Platform) -> APIRouter:
 
     @api.delete("/resourceGroups/{resourceGroupId}", status_code=202,
                 summary="Delete a resource group with its artifacts, configurations and object store secrets "
-                "(admin token; refused while it has deployments)")
+                "(admin token; refused while it has deployments)", responses=answers(403, 404))
     async def delete_group(
         claims: Admin, group_id: Annotated[str, Path(alias="resourceGroupId", min_length=3, max_length=253,
                                                      pattern=SAP_GROUP)],
@@ -207,9 +209,10 @@ def router(platform: Platform) -> APIRouter:
         return {"name": secret.name, "metadata": {key: value for key, value in metadata.items() if value is not None}}
 
     @api.post("/objectStoreSecrets", status_code=202,
-              summary="Create an object store secret of the resource group: S3, or local (a directory here)")
+              summary="Create an object store secret of the resource group: S3, or local (a directory here)",
+              responses=answers(404, 409))
     async def create_secret(scope: InGroup, body: ObjectStoreSecretData) -> dict[str, Any]:
-        if not OBJECT_STORE_NAME.match(body.name):
+        if not OBJECT_STORE_NAME.fullmatch(body.name):
             raise ApiError(400, "BadRequest", f"body.name: {body.name[:80]!r} must be lower-case letters, digits, "
                            "'-' and '.' (an RFC 1123 subdomain)")
         secret = secret_record(scope.group, body, None)
@@ -222,24 +225,32 @@ def router(platform: Platform) -> APIRouter:
         await store.object_store_secrets.update(scope.group, body.name, create)
         return {"message": "Secret has been created"}
 
-    @api.get("/objectStoreSecrets", summary="Object store secrets of the resource group (never their data)")
+    @api.get("/objectStoreSecrets", summary="Object store secrets of the resource group (never their data)",
+             responses=answers(404))
     async def list_secrets(scope: InGroup, top: Top = None, skip: Skip = 0, count: Count = False) -> dict[str, Any]:
         secrets = sorted(await store.object_store_secrets.list(scope.group), key=lambda s: s.name)
         shown = page(secrets, len(secrets) if top is None else top, skip)
         return listing([secret_view(s) for s in shown], count=len(secrets) if count else len(shown))
 
-    @api.get("/objectStoreSecrets/{objectStoreName}", summary="One object store secret (never its data)")
-    async def get_secret(scope: InGroup, name: SecretName) -> dict[str, Any]:
-        secret = await store.object_store_secrets.get(scope.group, name)
+    async def existing_secret(group: str, name: str) -> ObjectStoreSecret:
+        # A name create_secret refuses names no secret, and the store's keys cannot hold every one ("a.").
+        secret = await store.object_store_secrets.get(group, name) if OBJECT_STORE_NAME.fullmatch(name) else None
         if secret is None:
             raise not_found(f"object store secret {name} not found")
-        return secret_view(secret)
+        return secret
+
+    @api.get("/objectStoreSecrets/{objectStoreName}", summary="One object store secret (never its data)",
+             responses=answers(404))
+    async def get_secret(scope: InGroup, name: SecretName) -> dict[str, Any]:
+        return secret_view(await existing_secret(scope.group, name))
 
     @api.patch("/objectStoreSecrets/{objectStoreName}", status_code=202,
-               summary="Replace an object store secret (the body is the whole secret, data included)")
+               summary="Replace an object store secret (the body is the whole secret, data included)",
+               responses=answers(404))
     async def update_secret(scope: InGroup, name: SecretName, body: ObjectStoreSecretData) -> dict[str, Any]:
         if body.name != name:
             raise ApiError(400, "BadRequest", f"body.name: {body.name[:80]!r} differs from the secret's name {name}")
+        await existing_secret(scope.group, name)
 
         def replace(current: ObjectStoreSecret | None) -> ObjectStoreSecret:
             if current is None:
@@ -249,10 +260,10 @@ def router(platform: Platform) -> APIRouter:
         await store.object_store_secrets.update(scope.group, name, replace)
         return {"id": name, "message": "Secret has been modified"}
 
-    @api.delete("/objectStoreSecrets/{objectStoreName}", status_code=202, summary="Delete an object store secret")
+    @api.delete("/objectStoreSecrets/{objectStoreName}", status_code=202, summary="Delete an object store secret",
+                responses=answers(404))
     async def delete_secret(scope: InGroup, name: SecretName) -> dict[str, Any]:
-        if await store.object_store_secrets.get(scope.group, name) is None:
-            raise not_found(f"object store secret {name} not found")
+        await existing_secret(scope.group, name)
         await store.object_store_secrets.delete(scope.group, name)
         return {"id": name, "message": "Object Store Secret has been deleted"}
 
@@ -263,7 +274,7 @@ def router(platform: Platform) -> APIRouter:
                 "createdAt": timestamp(client.created_at)}
 
     @api.post("/clients", status_code=201, summary="Create an API client for resource groups (admin token): "
-              "answers clientId and clientSecret, the secret only this once")
+              "answers clientId and clientSecret, the secret only this once", responses=answers(403))
     async def create_client(claims: Admin, body: ClientPost) -> JSONResponse:
         try:
             client, secret = await platform.auth.create_client(body.groups, name=body.name)
@@ -273,13 +284,15 @@ def router(platform: Platform) -> APIRouter:
                             headers={"Location": f"{platform.settings.gateway_url}/v2/admin/clients/{client.id}",
                                      "Cache-Control": "no-store"})
 
-    @api.get("/clients", summary="API clients: ids, names and groups (admin token; never secrets)")
+    @api.get("/clients", summary="API clients: ids, names and groups (admin token; never secrets)",
+             responses=answers(403))
     async def list_clients(claims: Admin) -> dict[str, Any]:
         clients = sorted(await store.clients.list(Store.GLOBAL), key=lambda c: (c.created_at, c.id))
         return listing([client_view(c) for c in clients])
 
     @api.delete("/clients/{clientId}", status_code=204,
-                summary="Delete an API client (admin token); tokens it already has stay valid until they expire")
+                summary="Delete an API client (admin token); tokens it already has stay valid until they expire",
+                responses=answers(403, 404))
     async def delete_client(claims: Admin, client_id: Annotated[str, Path(alias="clientId", pattern=ID_PATTERN)],
                             ) -> Response:
         if await store.clients.get(Store.GLOBAL, client_id) is None:

@@ -16,16 +16,16 @@ import uuid
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, TypeVar
-from urllib.parse import unquote
+from urllib.parse import unquote, urlsplit
 
 from fastapi import APIRouter, Path, Query
 from fastapi.responses import JSONResponse, PlainTextResponse
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from zeroserve.errors import ZeroserveError
 from zeroserve.events import ArtifactBinding, ArtifactCreated, ConfigurationCreated, Label, ParameterBinding, new_event
-from zeroserve.gateway.errors import ApiError, not_found
-from zeroserve.gateway.params import SAP_ID, ApiBody, ExecutableIds, ScenarioFilter
+from zeroserve.gateway.errors import ApiError, answers, not_found
+from zeroserve.gateway.params import SAP_ID, ApiBody, ExecutableIds, ScenarioFilter, stored
 from zeroserve.gateway.security import InGroup
 from zeroserve.platform import Platform
 from zeroserve.store import Artifact, Configuration, now
@@ -58,8 +58,10 @@ ExecutionFilter = Annotated[str | None, Query(
     alias="executionId", pattern=SAP_ID, description="Artifacts of an execution: zeroserve runs none, so none match")]
 NameFilter = Annotated[str | None, Query(alias="name", max_length=256, pattern=NAME)]
 KindFilter = Annotated[Kind | None, Query(alias="kind")]
+# SAP allows 10 expressions of 5000 characters; 50000 percent-encoded is more than the HTTP server
+# reads in a request line (64 KiB: uvicorn refuses more with a plain-text 400 the gateway never sees).
 LabelSelector = Annotated[str | None, Query(
-    alias="artifactLabelSelector", max_length=50000,
+    alias="artifactLabelSelector", max_length=5000,
     description='"key=value" or "key!=value", comma-separated (a comma in a value: {comma})')]
 
 
@@ -77,6 +79,17 @@ class ArtifactPostData(ApiBody):
     scenario_id: Annotated[str, Field(pattern=SAP_ID)]
     description: Annotated[str | None, Field(max_length=5000)] = None
     labels: list[LabelData] = []
+
+    @field_validator("url")
+    @classmethod
+    def _parsable(cls, url: str) -> str:
+        # The pattern admits what urllib cannot read ("s3://[x", "https://h:99999/m"): refused here, naming
+        # the field, rather than failing inside the storage checks.
+        try:
+            urlsplit(url).port  # noqa: B018  (reading it raises for a port that is not one)
+        except ValueError as error:
+            raise ValueError(f"not a URL: {error}") from None
+        return url
 
 
 class ParameterBindingData(ApiBody):
@@ -204,12 +217,12 @@ def router(platform: Platform) -> APIRouter:
     def expanded(scenario_id: str | None) -> dict[str, Any]:
         return {"scenario": scenario_view(scenario_id) if scenario_id else None}
 
-    @api.get("/scenarios", summary="Scenarios: those of the serving templates")
+    @api.get("/scenarios", summary="Scenarios: those of the serving templates", responses=answers(404))
     async def list_scenarios(scope: InGroup) -> dict[str, Any]:
         ids = sorted({template.scenario_id for template in platform.templates.values()})
         return listing([view for view in map(scenario_view, ids) if view is not None])
 
-    @api.get("/scenarios/{scenarioId}", summary="One scenario")
+    @api.get("/scenarios/{scenarioId}", summary="One scenario", responses=answers(404))
     async def get_scenario(scope: InGroup, scenario_id: Annotated[str, Path(alias="scenarioId")]) -> dict[str, Any]:
         view = scenario_view(scenario_id)
         if view is None:
@@ -217,7 +230,8 @@ def router(platform: Platform) -> APIRouter:
         return view
 
     @api.get("/scenarios/{scenarioId}/versions",
-             summary="Versions of a scenario: those of its serving templates (an unknown scenario has none)")
+             summary="Versions of a scenario: those of its serving templates (an unknown scenario has none)",
+             responses=answers(404))
     async def list_versions(
         scope: InGroup, scenario_id: Annotated[str, Path(alias="scenarioId")],
         label_selector_text: Annotated[str | None, Query(alias="labelSelector")] = None,
@@ -232,7 +246,7 @@ def router(platform: Platform) -> APIRouter:
         ])
 
     @api.get("/scenarios/{scenarioId}/executables",
-             summary="Executables of a scenario: its serving templates, all deployable")
+             summary="Executables of a scenario: its serving templates, all deployable", responses=answers(404))
     async def list_executables(
         scope: InGroup, scenario_id: Annotated[str, Path(alias="scenarioId")],
         version_id: Annotated[str | None, Query(alias="versionId")] = None,
@@ -240,7 +254,8 @@ def router(platform: Platform) -> APIRouter:
         return listing([executable_view(t) for t in templates_of(scenario_id)
                         if version_id is None or t.version == version_id])
 
-    @api.get("/scenarios/{scenarioId}/executables/{executableId}", summary="One executable (serving template)")
+    @api.get("/scenarios/{scenarioId}/executables/{executableId}", summary="One executable (serving template)",
+             responses=answers(404))
     async def get_executable(
         scope: InGroup, scenario_id: Annotated[str, Path(alias="scenarioId")],
         executable_id: Annotated[str, Path(alias="executableId")],
@@ -283,7 +298,7 @@ def router(platform: Platform) -> APIRouter:
         return sorted(found, key=lambda a: (a.created_at, a.id))
 
     @api.post("/artifacts", status_code=201, summary="Register an artifact: its URL is checked now, its files "
-              "staged by the artifact.created function")
+              "staged by the artifact.created function", responses=answers(404))
     async def create_artifact(scope: InGroup, body: ArtifactPostData) -> JSONResponse:
         known_scenario(body.scenario_id)
         try:
@@ -301,7 +316,8 @@ def router(platform: Platform) -> APIRouter:
         return JSONResponse({"id": artifact.id, "message": "Artifact acknowledged", "url": artifact.url},
                             status_code=201, headers={"Location": location})
 
-    @api.get("/artifacts", summary="Artifacts of the resource group, filtered, searched and paged")
+    @api.get("/artifacts", summary="Artifacts of the resource group, filtered, searched and paged",
+             responses=answers(404))
     async def list_artifacts(
         scope: InGroup, scenario_id: ScenarioFilter = None, execution_id: ExecutionFilter = None,
         name: NameFilter = None, kind: KindFilter = None, selector: LabelSelector = None, top: Top = 10000,
@@ -312,7 +328,7 @@ def router(platform: Platform) -> APIRouter:
         return listing([artifact_view(a, expand) for a in page(found, top, skip)], count=len(found))
 
     @api.get("/artifacts/$count", summary="Number of artifacts that match the filters",
-             response_class=PlainTextResponse)
+             response_class=PlainTextResponse, responses=answers(404))
     async def count_artifacts(
         scope: InGroup, scenario_id: ScenarioFilter = None, execution_id: ExecutionFilter = None,
         name: NameFilter = None, kind: KindFilter = None, search: Search = None,
@@ -322,11 +338,11 @@ def router(platform: Platform) -> APIRouter:
                                          case_insensitive)
         return PlainTextResponse(str(len(found)))
 
-    @api.get("/artifacts/{artifactId}", summary="One artifact")
+    @api.get("/artifacts/{artifactId}", summary="One artifact", responses=answers(404))
     async def get_artifact(
         scope: InGroup, artifact_id: Annotated[str, Path(alias="artifactId")], expand: Expand = None,
     ) -> dict[str, Any]:
-        artifact = await store.artifacts.get(scope.group, artifact_id)
+        artifact = await stored(store.artifacts, scope.group, artifact_id)
         if artifact is None:
             raise not_found(f"artifact {artifact_id} not found")
         return artifact_view(artifact, expand)
@@ -376,7 +392,7 @@ def router(platform: Platform) -> APIRouter:
             if key in bound:
                 raise bad_request("body.inputArtifactBindings", f"input artifact {key!r} is bound twice")
             bound.add(key)
-            if await store.artifacts.get(group, artifact_binding.artifact_id) is None:
+            if await stored(store.artifacts, group, artifact_binding.artifact_id) is None:
                 raise bad_request("body.inputArtifactBindings", f"artifact {artifact_binding.artifact_id} (input "
                                   f"{key!r}) is not registered in resource group {group}", "ArtifactNotFound")
         unbound = [name for name in inputs if name not in bound]
@@ -397,7 +413,8 @@ def router(platform: Platform) -> APIRouter:
         return sorted(found, key=lambda c: (c.created_at, c.id))
 
     @api.post("/configurations", status_code=201,
-              summary="Create a configuration: its bindings are checked against the executable's inputs")
+              summary="Create a configuration: its bindings are checked against the executable's inputs",
+              responses=answers(404))
     async def create_configuration(scope: InGroup, body: ConfigurationBaseData) -> JSONResponse:
         await check_bindings(scope.group, body)
         parameters = [ParameterBinding(key=b.key, value=b.value) for b in body.parameter_bindings]
@@ -417,7 +434,8 @@ def router(platform: Platform) -> APIRouter:
         return JSONResponse({"id": configuration.id, "message": "Configuration created"}, status_code=201,
                             headers={"Location": location})
 
-    @api.get("/configurations", summary="Configurations of the resource group, filtered, searched and paged")
+    @api.get("/configurations", summary="Configurations of the resource group, filtered, searched and paged",
+             responses=answers(404))
     async def list_configurations(
         scope: InGroup, scenario_id: ScenarioFilter = None, top: Top = 10000, skip: Skip = 0,
         executable_ids: ExecutableIds = None, search: Search = None, case_insensitive: CaseInsensitive = False,
@@ -427,7 +445,7 @@ def router(platform: Platform) -> APIRouter:
         return listing([configuration_view(c, expand) for c in page(found, top, skip)], count=len(found))
 
     @api.get("/configurations/$count", summary="Number of configurations that match the filters",
-             response_class=PlainTextResponse)
+             response_class=PlainTextResponse, responses=answers(404))
     async def count_configurations(
         scope: InGroup, scenario_id: ScenarioFilter = None, search: Search = None,
         case_insensitive: CaseInsensitive = False, executable_ids: ExecutableIds = None,
@@ -435,11 +453,11 @@ def router(platform: Platform) -> APIRouter:
         found = await configurations_matching(scope.group, scenario_id, executable_ids, search, case_insensitive)
         return PlainTextResponse(str(len(found)))
 
-    @api.get("/configurations/{configurationId}", summary="One configuration")
+    @api.get("/configurations/{configurationId}", summary="One configuration", responses=answers(404))
     async def get_configuration(
         scope: InGroup, configuration_id: Annotated[str, Path(alias="configurationId")], expand: Expand = None,
     ) -> dict[str, Any]:
-        configuration = await store.configurations.get(scope.group, configuration_id)
+        configuration = await stored(store.configurations, scope.group, configuration_id)
         if configuration is None:
             raise not_found(f"configuration {configuration_id} not found")
         return configuration_view(configuration, expand)
@@ -452,6 +470,7 @@ def router(platform: Platform) -> APIRouter:
         "execution ids): executionIds=<artifact id>,... (up to 10) or $filter=executionId eq '<id>' / "
         "executionId in ('<id>', ...); each resource's executionId is the artifact id, its metrics those the "
         "artifact was registered with (timestamp: when it was registered), its tags the artifact's labels",
+        responses=answers(404),
     )
     async def find_metrics(
         scope: InGroup,
@@ -470,7 +489,7 @@ def router(platform: Platform) -> APIRouter:
         matches = tag_filter(tag_filters)
         resources = []
         for artifact_id in dict.fromkeys(ids):
-            artifact = await store.artifacts.get(scope.group, artifact_id)
+            artifact = await stored(store.artifacts, scope.group, artifact_id)
             if artifact is None or not matches(artifact.labels):
                 continue  # as for an execution without metrics: absent from the answer
             resources.append(metric_resource(artifact, wanted))
@@ -543,7 +562,11 @@ def tag_filter(text: str | None) -> Callable[[list[Label]], bool]:
     for expression in (text or "").split(","):
         if not expression:
             continue
-        name, operator, value = re.fullmatch(r"([^=!]*)(!?=)?(.*)", expression).groups()  # type: ignore[union-attr]
+        parsed = re.fullmatch(r"([^=!]*)(!?=)?(.*)", expression)
+        if parsed is None:  # a line break in the value, which percent-encoding would have kept out
+            raise ApiError(400, "BadRequest", f"query.tagFilters: {expression[:100]!r} is not name, name=value or "
+                           "name!=value, percent-encoded")
+        name, operator, value = parsed.groups()
         expressions.append((unquote(name), operator, unquote(value)))
     if len(expressions) > 100:
         raise ApiError(400, "BadRequest", "query.tagFilters: at most 100 expressions")

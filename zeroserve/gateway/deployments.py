@@ -31,10 +31,10 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from zeroserve.bus import LOGS_STREAM
-from zeroserve.deployments import DELETABLE, STOPPABLE
+from zeroserve.deployments import DELETABLE, STOPPABLE, lifetime
 from zeroserve.errors import DeploymentNotFound, InvalidTransition, MalformedEvent
 from zeroserve.events import (
     ID_PATTERN,
@@ -50,8 +50,8 @@ from zeroserve.events import (
     parse_data,
     subject_for,
 )
-from zeroserve.gateway.errors import ApiError, not_found
-from zeroserve.gateway.params import SAP_ID, ExecutableIds, ScenarioFilter
+from zeroserve.gateway.errors import ApiError, answers, not_found
+from zeroserve.gateway.params import SAP_ID, ExecutableIds, ScenarioFilter, stored
 from zeroserve.gateway.security import InGroup, platform_of
 from zeroserve.platform import Platform
 from zeroserve.store import Configuration, Deployment
@@ -90,6 +90,18 @@ class CreationRequest(BaseModel):
 
     configurationId: Annotated[str, Field(pattern=SAP_ID)]
     ttl: Annotated[str | None, Field(pattern=TTL_PATTERN)] = None
+
+    @field_validator("ttl")
+    @classmethod
+    def _ends(cls, ttl: str | None) -> str | None:
+        # The pattern admits any number of digits; the ttl check must be able to say when it ends.
+        if ttl is None:
+            return None
+        try:
+            datetime.now(UTC) + lifetime(ttl)
+        except (OverflowError, ValueError):  # ValueError: more digits than int() reads
+            raise ValueError(f"{ttl[:20]!r} is too long: the deployment would end after the year 9999") from None
+        return ttl
 
 
 class ModificationRequest(BaseModel):
@@ -168,9 +180,7 @@ def view(deployment: Deployment, configuration: Configuration | None, select: st
 
 async def followed(deploymentId: DeploymentId, scope: InGroup, request: Request) -> Deployment:  # noqa: N803
     # A dependency, not the stream's first step: an unknown id must answer 404 before streaming starts.
-    found = None
-    if re.match(ID_PATTERN, deploymentId):
-        found = await platform_of(request).store.deployments.get(scope.group, deploymentId)
+    found = await stored(platform_of(request).store.deployments, scope.group, deploymentId)
     if found is None:
         raise not_found(f"no deployment {deploymentId} in resource group {scope.group}")
     return found
@@ -187,14 +197,14 @@ def router(platform: Platform) -> APIRouter:
         await platform.bus.publish(new_event(data, source=SOURCE, subject=getattr(data, "id", None)), group)
 
     async def deployment_of(group: str, deployment_id: str) -> Deployment:
-        found = await store.deployments.get(group, deployment_id) if re.match(ID_PATTERN, deployment_id) else None
+        found = await stored(store.deployments, group, deployment_id)
         if found is None:
             raise not_found(f"no deployment {deployment_id} in resource group {group}")
         return found
 
     async def usable_configuration(group: str, configuration_id: str) -> Configuration:
         """The configuration and its serving template, or a 400 that says which is missing."""
-        configuration = await store.configurations.get(group, configuration_id)
+        configuration = await stored(store.configurations, group, configuration_id)
         if configuration is None:
             raise ApiError(400, "ConfigurationNotFound",
                            f"no configuration {configuration_id} in resource group {group}")
@@ -214,7 +224,8 @@ def router(platform: Platform) -> APIRouter:
         )
 
     async def with_configuration(deployment: Deployment, select: str | None = None) -> dict[str, Any]:
-        configuration = (await store.configurations.get(deployment.group, deployment.configuration_id)
+        # An event may have named any configuration id, not only one the store can hold.
+        configuration = (await stored(store.configurations, deployment.group, deployment.configuration_id)
                          if deployment.configuration_id else None)
         return view(deployment, configuration, select)
 
@@ -239,7 +250,7 @@ def router(platform: Platform) -> APIRouter:
                 raise not_found(f"no deployment {deployment.id} in resource group {group}") from None
         await publish(DeploymentDeleted(id=deployment.id), group)
 
-    @router.post("/v2/lm/deployments", status_code=202, summary="Create deployment")
+    @router.post("/v2/lm/deployments", status_code=202, summary="Create deployment", responses=answers(404))
     async def create(body: CreationRequest, scope: InGroup) -> JSONResponse:
         group = scope.group
         configuration = await usable_configuration(group, body.configurationId)
@@ -271,7 +282,8 @@ def router(platform: Platform) -> APIRouter:
         # Newest first, ties by id: a stable order for paging.
         return sorted(found, key=lambda d: (-d.created_at.timestamp(), d.id))
 
-    @router.get("/v2/lm/deployments/$count", response_class=PlainTextResponse, summary="Get number of deployments")
+    @router.get("/v2/lm/deployments/$count", response_class=PlainTextResponse, summary="Get number of deployments",
+                responses=answers(404))
     async def count(
         scope: InGroup, executable_ids: ExecutableIds = None, configuration_id: ConfigurationFilter = None,
         scenario_id: ScenarioFilter = None, status: StatusFilter = None,
@@ -279,7 +291,7 @@ def router(platform: Platform) -> APIRouter:
         found = await matching(scope.group, executable_ids, configuration_id, scenario_id, status)
         return PlainTextResponse(str(len(found)))
 
-    @router.get("/v2/lm/deployments", summary="Get list of deployments")
+    @router.get("/v2/lm/deployments", summary="Get list of deployments", responses=answers(404))
     async def query(
         scope: InGroup, executable_ids: ExecutableIds = None, configuration_id: ConfigurationFilter = None,
         scenario_id: ScenarioFilter = None, status: StatusFilter = None,
@@ -292,7 +304,8 @@ def router(platform: Platform) -> APIRouter:
         # SAP's count is of every match, not of the page.
         return {"count": len(found), "resources": [await with_configuration(d, select) for d in page]}
 
-    @router.patch("/v2/lm/deployments", status_code=202, summary="Stop or delete several deployments")
+    @router.patch("/v2/lm/deployments", status_code=202, summary="Stop or delete several deployments",
+                  responses=answers(404))
     async def modify_many(scope: InGroup, body: BulkModificationRequest) -> dict[str, Any]:
         # SAP sends application/merge-patch+json; FastAPI reads any +json body as JSON.
         ids = [item.id for item in body.deployments]
@@ -313,12 +326,13 @@ def router(platform: Platform) -> APIRouter:
                 results.append({"id": item.id, "error": {"code": refused.code, "message": refused.message}})
         return {"deployments": results}
 
-    @router.get("/v2/lm/deployments/{deploymentId}", summary="Get information about specific deployment")
+    @router.get("/v2/lm/deployments/{deploymentId}", summary="Get information about specific deployment",
+                responses=answers(404))
     async def get(deploymentId: DeploymentId, scope: InGroup, select: Select = None) -> dict[str, Any]:
         return await with_configuration(await deployment_of(scope.group, deploymentId), select)
 
     @router.patch("/v2/lm/deployments/{deploymentId}", status_code=202,
-                  summary="Stop a deployment or change its configuration")
+                  summary="Stop a deployment or change its configuration", responses=answers(404, 412))
     async def modify(
         deploymentId: DeploymentId, scope: InGroup, body: Annotated[ModificationRequest, Body()],
     ) -> dict[str, Any]:
@@ -340,12 +354,14 @@ def router(platform: Platform) -> APIRouter:
         await publish(requested(deployment_id, configuration, deployment.ttl), group)
         return {"id": deployment_id, "message": "Deployment modification scheduled"}
 
-    @router.delete("/v2/lm/deployments/{deploymentId}", status_code=202, summary="Mark deployment as deleted")
+    @router.delete("/v2/lm/deployments/{deploymentId}", status_code=202, summary="Mark deployment as deleted",
+                   responses=answers(404, 412))
     async def remove(deploymentId: DeploymentId, scope: InGroup) -> dict[str, Any]:
         await delete(scope.group, await deployment_of(scope.group, deploymentId))
         return {"id": deploymentId, "message": "Deployment deletion scheduled"}
 
-    @router.get("/v2/lm/deployments/{deploymentId}/logs", summary="Get logs of specific deployment")
+    @router.get("/v2/lm/deployments/{deploymentId}/logs", summary="Get logs of specific deployment",
+                responses=answers(404))
     async def logs(
         deploymentId: DeploymentId, scope: InGroup,
         top: Annotated[int, Query(alias="$top", ge=1, le=5000)] = 1000,
@@ -355,14 +371,18 @@ def router(platform: Platform) -> APIRouter:
     ) -> dict[str, Any]:
         deployment_id = deploymentId
         group = scope.group
-        end_at = _aware(end) if end else datetime.now(UTC)
-        start_at = _aware(start) if start else end_at - timedelta(hours=1)
+        try:  # in UTC, where a time near year 1 or 9999 (or an hour before end) may not exist
+            end_at = _aware(end).astimezone(UTC) if end else datetime.now(UTC)
+            start_at = _aware(start).astimezone(UTC) if start else end_at - timedelta(hours=1)
+        except OverflowError:
+            raise ApiError(400, "BadRequest", "start and end (and the default start, an hour before end) must lie "
+                           "between the years 1 and 9999 in UTC") from None
         if start_at > end_at:
             raise ApiError(400, "BadRequest", "start is after end")
-        valid = re.match(ID_PATTERN, deployment_id) is not None
+        valid = re.fullmatch(ID_PATTERN, deployment_id) is not None
         records = await read_logs(platform, group, deployment_id, start_at, end_at, top, order) if valid else []
         # Logs outlive the deployment; an id that never had either is unknown.
-        if not records and (not valid or await store.deployments.get(group, deployment_id) is None):
+        if not records and await stored(store.deployments, group, deployment_id) is None:
             raise not_found(f"no deployment {deployment_id} in resource group {group}, and no logs of one "
                             f"between {_time(start_at)} and {_time(end_at)}")
         return {"data": {"result": [
@@ -371,7 +391,7 @@ def router(platform: Platform) -> APIRouter:
         ]}}
 
     @router.get("/v2/lm/deployments/{deploymentId}/events", response_class=EventSourceResponse,
-                summary="Follow a deployment's status and log events (server-sent events)")
+                summary="Follow a deployment's status and log events (server-sent events)", responses=answers(404))
     async def events(deployment: Followed) -> AsyncIterator[ServerSentEvent]:
         async for event in follow(platform, deployment):
             yield event

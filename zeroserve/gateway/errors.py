@@ -2,15 +2,48 @@
 
 Route code raises ``ApiError``; the handlers installed by ``install`` turn it, FastAPI's request
 validation errors (400 with the field named, as the spec answers bad input, not 422) and
-Starlette's own 404/405 into that body.
+Starlette's own 404/405 into that body. Routes name the error statuses they answer with
+``answers(...)``, and ``install`` makes the OpenAPI description say what the handlers do: the
+body's schema (``ErrorBody``), and 400 where FastAPI would document a 422 that is never sent.
 """
 
 from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
+
+ERROR_BODY = "ErrorBody"
+_ERROR_BODY_SCHEMA = {
+    "type": "object", "required": ["error"], "description": "SAP AI API's error body",
+    "properties": {"error": {
+        "type": "object", "required": ["code", "message"],
+        "properties": {"code": {"type": "string", "description": "What went wrong, e.g. NotFound, BadRequest"},
+                       "message": {"type": "string", "description": "What went wrong, for a person"}},
+    }},
+}
+# What each status means when the gateway answers it; a route may say more.
+MEANINGS = {
+    400: "The request is not valid: the message names the field",
+    401: "No bearer token, or not a valid one",
+    403: "The token is not for every resource group (an admin token)",
+    404: "Not found in the resource group, or a resource group the token does not cover",
+    409: "It exists already",
+    412: "Not allowed in its current status: the message says which status it is in and what is allowed",
+    413: "The body is too large",
+}
+
+
+def answers(*statuses: int, meanings: dict[int, str] | None = None) -> dict[int | str, dict[str, Any]]:
+    """``responses=`` for a route that answers these error statuses, each with SAP's error body;
+    ``meanings`` says what a status means on this route when MEANINGS does not say it well."""
+    content = {"application/json": {"schema": {"$ref": f"#/components/schemas/{ERROR_BODY}"}}}
+    said = {**MEANINGS, **(meanings or {})}
+    return {status: {"description": said[status], "content": content} for status in statuses}
 
 
 def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -41,16 +74,49 @@ def describe(error: RequestValidationError) -> str:
     return "; ".join(parts) or "invalid request"
 
 
-def install(app: FastAPI) -> None:
+def described(generate: Callable[[], dict[str, Any]]) -> Callable[[], dict[str, Any]]:
+    """FastAPI's OpenAPI generator, with the errors as ``install``'s handlers answer them."""
+
+    def openapi() -> dict[str, Any]:
+        schema = generate()  # FastAPI's own cache: the same dict until the routes change, so this is idempotent
+        schemas = schema.setdefault("components", {}).setdefault("schemas", {})
+        schemas[ERROR_BODY] = _ERROR_BODY_SCHEMA
+        for path in schema.get("paths", {}).values():
+            for operation in path.values():
+                responses = operation.get("responses", {})
+                if responses.pop("422", None) is not None:
+                    responses.setdefault("400", answers(400)[400])
+        for unused in ("HTTPValidationError", "ValidationError"):
+            schemas.pop(unused, None)
+        return schema
+
+    return openapi
+
+
+def install(app: FastAPI, first: Callable[[Request], Awaitable[JSONResponse | None]] | None = None) -> None:
+    """The error handlers, and the description that says what they answer.
+
+    ``first`` may answer instead of the refusals FastAPI and Starlette make themselves (a body they
+    cannot parse, a URL no route takes, a method a route does not): they come before any dependency
+    of the route has run, so before the checks those make (app.py's: the token).
+    """
+
+    async def refused(request: Request, status: int, code: str, message: str,
+                      headers: dict[str, str] | None = None) -> JSONResponse:
+        earlier = await first(request) if first is not None else None
+        return earlier or error_response(status, code, message, headers)
+
     @app.exception_handler(ApiError)
     async def api_error(request: Request, error: ApiError) -> JSONResponse:
         return error_response(error.status, error.code, error.message, error.headers)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, error: RequestValidationError) -> JSONResponse:
-        return error_response(400, "BadRequest", describe(error))
+        return await refused(request, 400, "BadRequest", describe(error))
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, error: HTTPException) -> JSONResponse:
         code = {404: "NotFound", 405: "MethodNotAllowed"}.get(error.status_code, "HTTPError")
-        return error_response(error.status_code, code, str(error.detail), dict(error.headers or {}) or None)
+        return await refused(request, error.status_code, code, str(error.detail), dict(error.headers or {}) or None)
+
+    app.openapi = described(app.openapi)  # type: ignore[method-assign]

@@ -32,7 +32,7 @@ from zeroserve.events import (
     parse_data,
     to_nats,
 )
-from zeroserve.gateway.errors import ApiError
+from zeroserve.gateway.errors import ApiError, answers
 from zeroserve.gateway.security import InGroup
 from zeroserve.platform import Platform
 
@@ -83,13 +83,13 @@ def check(event: CloudEvent) -> None:
             raise MalformedEvent(f"type {event_type} is announced by zeroserve itself and cannot be sent; "
                                  f"events you may send: {', '.join(IN_TYPES)}")
         raise MalformedEvent(f"unknown event type {event_type!r}; events you may send: {', '.join(IN_TYPES)}")
-    if not _SAFE_ID.match(event["id"]):
+    if not _SAFE_ID.fullmatch(event["id"]):  # match() would let a trailing newline into Nats-Msg-Id
         raise MalformedEvent(f"id {event['id'][:80]!r} must be 1-256 printable ASCII characters, "
                              "without spaces at either end")
     data = parse_data(event)
     to_nats(event)  # attribute names and datacontenttype must fit NATS headers: refused now, not half-published
     # The function would dead-letter it later; the sender is here now and can fix it.
-    if isinstance(data, ArtifactCreated) and data.id is None and not _ARTIFACT_ID.match(event["id"]):
+    if isinstance(data, ArtifactCreated) and data.id is None and not _ARTIFACT_ID.fullmatch(event["id"]):
         raise MalformedEvent(f"{event_type}: data.id: required when the event id {event['id'][:80]!r} "
                              f"cannot serve as artifact id (ids must match {ID_PATTERN})")
 
@@ -136,8 +136,9 @@ def router(platform: Platform) -> APIRouter:
     @api.post(
         "/v2/events", status_code=202, response_model=Accepted,
         summary="Publish CloudEvents (binary, structured or batch mode) to the caller's resource group",
-        responses={400: {"description": "an event is not valid; the message names the field"},
-                   413: {"description": "the body or the batch is too large"}},
+        responses=answers(400, 404, 413, meanings={
+            400: "An event is not valid: the message names the field (and, in a batch, the event)",
+            413: "The body or the batch is too large"}),
         openapi_extra={"requestBody": {"required": True, "content": {
             "application/json": {"schema": {"type": "object"},
                                  "description": "binary mode: the data, with ce-specversion, ce-id, ce-source, "

@@ -4,6 +4,7 @@ every route: give Prometheus one with its ``oauth2`` client-credentials settings
 from __future__ import annotations
 
 from fastapi import APIRouter, Response
+from fastapi.responses import PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from zeroserve.platform import Platform
@@ -12,7 +13,8 @@ from zeroserve.platform import Platform
 def router(platform: Platform) -> APIRouter:
     router = APIRouter(tags=["Metrics"])
 
-    @router.get("/metrics", summary="Prometheus metrics: requests, latency, cold starts, replicas, events")
+    @router.get("/metrics", summary="Prometheus metrics: requests, latency, cold starts, replicas, events",
+                response_class=PlainTextResponse)  # Prometheus' text format is text/plain (with a version)
     async def metrics() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 

@@ -1,21 +1,44 @@
 """``POST /oauth/token``: the OAuth 2.0 client-credentials grant (RFC 6749 section 4.4), as SAP AI
-Core's clients use it: id and secret in HTTP Basic auth or in the form, a bearer token back."""
+Core's clients use it: id and secret in HTTP Basic auth or in the form, a bearer token back.
+
+Every refusal is RFC 6749's error body (section 5.2), not SAP's: OAuth clients parse this one. So
+the route reads the form itself rather than have FastAPI refuse a missing field or a form it cannot
+parse with SAP's 400: both are this route's ``invalid_request``.
+"""
 
 from __future__ import annotations
 
 import base64
 import binascii
-from typing import Annotated
+from typing import Any
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException
 
 from zeroserve.auth import Unauthorized
 from zeroserve.platform import Platform
 
+_FORM = {"application/x-www-form-urlencoded": {"schema": {
+    "type": "object", "required": ["grant_type"],
+    "properties": {"grant_type": {"type": "string", "enum": ["client_credentials"]},
+                   "client_id": {"type": "string", "description": "Unless given in HTTP Basic auth"},
+                   "client_secret": {"type": "string", "description": "Unless given in HTTP Basic auth"}},
+}}}
+_OAUTH_ERROR = {"application/json": {"schema": {
+    "type": "object", "required": ["error"], "description": "RFC 6749 section 5.2",
+    "properties": {"error": {"type": "string"}, "error_description": {"type": "string"}},
+}}}
+
+
+class Token(BaseModel):
+    access_token: str
+    token_type: str
+    expires_in: int
+
 
 def _oauth_error(status: int, error: str, description: str) -> JSONResponse:
-    # RFC 6749 section 5.2's error body, not SAP's: OAuth clients parse this one.
     headers = {"WWW-Authenticate": "Basic"} if status == 401 else None
     return JSONResponse({"error": error, "error_description": description}, status_code=status,
                         headers={**(headers or {}), "Cache-Control": "no-store"})
@@ -23,14 +46,25 @@ def _oauth_error(status: int, error: str, description: str) -> JSONResponse:
 
 def router(platform: Platform) -> APIRouter:
     router = APIRouter(tags=["OAuth"])
+    refusals: dict[int | str, dict[str, Any]] = {
+        400: {"description": "invalid_request (grant_type missing) or unsupported_grant_type",
+              "content": _OAUTH_ERROR},
+        401: {"description": "invalid_client: unknown client, wrong secret, or none given", "content": _OAUTH_ERROR},
+    }
 
-    @router.post("/oauth/token", summary="Get a bearer token for a client id and secret (client credentials)")
-    async def token(
-        request: Request,
-        grant_type: Annotated[str, Form()],
-        client_id: Annotated[str | None, Form()] = None,
-        client_secret: Annotated[str | None, Form()] = None,
-    ) -> JSONResponse:
+    @router.post("/oauth/token", response_model=Token, responses=refusals,
+                 openapi_extra={"requestBody": {"required": True, "content": _FORM}},
+                 summary="Get a bearer token for a client id and secret (client credentials)")
+    async def token(request: Request) -> JSONResponse:
+        try:
+            form = await request.form()
+        except HTTPException as unreadable:  # Starlette's, for a multipart body it cannot parse
+            return _oauth_error(400, "invalid_request", f"the form cannot be read: {unreadable.detail}")
+        fields = {name: value for name, value in form.items() if isinstance(value, str)}  # no files here
+        grant_type, client_id, client_secret = (fields.get(name) for name in
+                                                ("grant_type", "client_id", "client_secret"))
+        if grant_type is None:
+            return _oauth_error(400, "invalid_request", "grant_type is required (client_credentials)")
         if grant_type != "client_credentials":
             return _oauth_error(400, "unsupported_grant_type", "only grant_type=client_credentials is supported")
         authorization = request.headers.get("authorization", "")

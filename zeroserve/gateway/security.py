@@ -22,7 +22,7 @@ from zeroserve.platform import Platform
 
 DEFAULT_GROUP = "default"
 _GROUP = re.compile(ID_PATTERN)
-_bearer = HTTPBearer(auto_error=False, description="A token from POST /oauth/token (client credentials).")
+bearer = HTTPBearer(auto_error=False, description="A token from POST /oauth/token (client credentials).")
 
 
 def platform_of(request: Request) -> Platform:
@@ -31,7 +31,7 @@ def platform_of(request: Request) -> Platform:
 
 
 async def authenticate(
-    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
 ) -> Claims:
     if credentials is None:
         raise ApiError(401, "Unauthorized", "a bearer token is required: get one from POST /oauth/token",
@@ -56,7 +56,7 @@ async def scope(
     ai_resource_group: Annotated[str, Header(alias="AI-Resource-Group", description="The resource group id")] = (
         DEFAULT_GROUP),
 ) -> Scope:
-    if not _GROUP.match(ai_resource_group):
+    if not _GROUP.fullmatch(ai_resource_group):
         raise ApiError(400, "InvalidResourceGroup", f"AI-Resource-Group must match {ID_PATTERN}: "
                        f"{ai_resource_group[:80]!r}")
     if not claims.may_use(ai_resource_group):

@@ -10,7 +10,9 @@ body is the data of one event type). Event ids derive from the webhook-id, so a 
 again after a lost response causes nothing new.
 
 Out: ``/v2/subscriptions`` manages, per resource group, where the platform's announcements are
-delivered (by ``zeroserve.webhooks.Dispatcher``) and the secret they are signed with.
+delivered (by ``zeroserve.webhooks.Dispatcher``) and the secret they are signed with. A URL whose
+host is or resolves to an address that is not public is refused (400) unless the operator allows
+its network (``webhook_allowed_networks``; see ``zeroserve.webhooks``).
 """
 
 from __future__ import annotations
@@ -49,13 +51,14 @@ from zeroserve.events import (
     new_event,
     parse_data,
 )
-from zeroserve.gateway.errors import ApiError, not_found
+from zeroserve.gateway.errors import ApiError, answers, not_found
 from zeroserve.gateway.ingress import read_body
+from zeroserve.gateway.params import stored
 from zeroserve.gateway.security import InGroup
 from zeroserve.platform import Platform
 from zeroserve.settings import WebhookSource
 from zeroserve.store import Subscription
-from zeroserve.webhooks import InvalidSignature, new_secret, verify
+from zeroserve.webhooks import ForbiddenTarget, InvalidSignature, UnresolvableTarget, check_target, new_secret, verify
 
 log = logging.getLogger(__name__)
 
@@ -267,9 +270,11 @@ def inbound(platform: Platform) -> APIRouter:
     @api.post(
         "/v2/webhooks/{name}", summary="Receive a signed webhook from a configured sender",
         responses={202: {"description": "events published"}, 200: {"description": "nothing to do (see note)"},
-                   400: {"description": "signed, but the body cannot become events"},
-                   401: {"description": "signature missing or wrong, timestamp stale, or a replay"},
-                   404: {"description": "no such webhook source"}},
+                   **answers(400, 401, 404, 413, 500, meanings={
+                       400: "Signed, but the body cannot become events",
+                       401: "Signature missing or wrong, timestamp stale, or a replay",
+                       404: "No such webhook source",
+                       500: "The source's settings cannot work (secret, group or aliases): the operator's to fix"})},
     )
     async def receive(name: str, request: Request) -> JSONResponse:
         source = settings.webhooks.get(name)
@@ -349,9 +354,17 @@ class SubscriptionRequest(BaseModel):
     @field_validator("url")
     @classmethod
     def _http(cls, url: str) -> str:
+        # The URL is not repeated in the answer: its query, path or user part is often the receiver's secret.
         parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"must be an http:// or https:// URL with a host, not {url[:80]!r}")
+        try:
+            parts.port  # noqa: B018  (reading it raises for a port that is not one)
+        except ValueError:
+            raise ValueError("has a port that is not a number from 0 to 65535") from None
+        if parts.scheme not in ("http", "https"):
+            given = f"{parts.scheme[:20]}://" if parts.scheme else "one without a scheme"
+            raise ValueError(f"must be an http:// or https:// URL, not {given}")
+        if not parts.hostname:
+            raise ValueError("must name a host")
         return url
 
     @field_validator("event_types")
@@ -380,14 +393,21 @@ def subscriptions(platform: Platform) -> APIRouter:
     registry = platform.store.subscriptions
 
     async def find(group: str, id: str) -> Subscription:
-        found = await registry.get(group, id) if _ID.match(id) else None
+        found = await stored(registry, group, id)
         if found is None:
             raise not_found(f"subscription {id} not found")
         return found
 
     @api.post("/v2/subscriptions", status_code=201, summary="Deliver this group's events to a URL (webhooks out)",
-              responses={201: {"description": "created; the signing secret is shown only here"}})
+              responses={201: {"description": "created; the signing secret is shown only here"},
+                         **answers(400, 404, meanings={400: "A bad field, or a URL whose host is not a public "
+                                                            "address (WebhookTargetNotAllowed) or does not resolve"})})
     async def create(request: SubscriptionRequest, scope: InGroup) -> JSONResponse:
+        settings = platform.settings
+        try:
+            await check_target(request.url, settings.webhook_allowed_networks, settings.webhook_delivery_timeout_s)
+        except (ForbiddenTarget, UnresolvableTarget) as refused:
+            raise ApiError(400, refused.reason, f"body.url: {refused.message}") from None
         subscription = Subscription(
             id=f"sub-{secrets.token_hex(8)}", group=scope.group, url=request.url,
             event_types=request.event_types, secret=new_secret(), description=request.description,
@@ -395,16 +415,16 @@ def subscriptions(platform: Platform) -> APIRouter:
         await registry.put(scope.group, subscription.id, subscription)
         return JSONResponse(view(subscription, secret=True), status_code=201)
 
-    @api.get("/v2/subscriptions", summary="The group's subscriptions (without secrets)")
+    @api.get("/v2/subscriptions", summary="The group's subscriptions (without secrets)", responses=answers(404))
     async def list_(scope: InGroup) -> dict[str, Any]:
         found = sorted(await registry.list(scope.group), key=lambda s: s.created_at)
         return {"count": len(found), "resources": [view(s) for s in found]}
 
-    @api.get("/v2/subscriptions/{id}", summary="One subscription (without its secret)")
+    @api.get("/v2/subscriptions/{id}", summary="One subscription (without its secret)", responses=answers(404))
     async def get(id: str, scope: InGroup) -> dict[str, Any]:
         return view(await find(scope.group, id))
 
-    @api.delete("/v2/subscriptions/{id}", summary="Stop delivering to this subscription")
+    @api.delete("/v2/subscriptions/{id}", summary="Stop delivering to this subscription", responses=answers(404))
     async def delete(id: str, scope: InGroup) -> dict[str, Any]:
         await find(scope.group, id)
         await registry.delete(scope.group, id)
