@@ -91,3 +91,10 @@ def test_secrets_in_uris_are_redacted_for_logs_and_messages():
     assert redact("https://user:s3cret@host/model.tgz?X-Amz-Signature=abc") == "https://user:***@host/model.tgz?***"
     assert redact("nats://zs:pw@127.0.0.1:4222") == "nats://zs:***@127.0.0.1:4222"
     assert redact("s3://bucket/model") == "s3://bucket/model"
+
+
+@pytest.mark.parametrize("uri", ["http://[unclosed/model", "https://host:99999/model", "s3://user:pw@[x/model"])
+def test_a_uri_that_cannot_be_parsed_is_refused_with_a_reason_not_an_error(cache, uri):
+    with pytest.raises(InvalidArtifactUri, match="cannot be read") as refused:
+        cache.check(uri)
+    assert "pw" not in str(refused.value)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import json
 import logging
 import time
@@ -19,17 +20,27 @@ from prometheus_client import REGISTRY
 from standardwebhooks import Webhook
 
 from tests.conftest import token_for
+from zeroserve import webhooks
 from zeroserve.embedded import Embedded
 from zeroserve.events import DeploymentStatus, Status, new_event
 from zeroserve.settings import Settings
 
 
 @pytest.fixture
-def settings(settings: Settings) -> Settings:
+def allowed_networks() -> list[str] | None:
+    """The receiver runs on 127.0.0.1, which deliveries may reach only when the operator allows it."""
+    return ["127.0.0.0/8"]
+
+
+@pytest.fixture
+def settings(settings: Settings, allowed_networks: list[str] | None) -> Settings:
     # A long timeout: a held request must stay held until the test lets it go. A short ack wait: a delivery
     # that outlasts it must still not be handed out twice.
-    return settings.model_copy(update={"webhook_delivery_attempts": 3, "webhook_delivery_backoff_s": [0.05, 0.1],
-                                       "webhook_delivery_timeout_s": 30.0, "ack_wait_s": 1.0})
+    changes: dict[str, Any] = {"webhook_delivery_attempts": 3, "webhook_delivery_backoff_s": [0.05, 0.1],
+                               "webhook_delivery_timeout_s": 30.0, "ack_wait_s": 1.0}
+    if allowed_networks is not None:  # None: the default, as an operator who set nothing has it
+        changes["webhook_allowed_networks"] = [ipaddress.ip_network(network) for network in allowed_networks]
+    return settings.model_copy(update=changes)
 
 
 @dataclass
@@ -214,8 +225,8 @@ async def test_a_receiver_that_does_not_answer_holds_back_no_other_subscription(
     await subscribe(api, f"{receiver.url}/stuck", "deployment.status")
     await subscribe(api, f"{receiver.url}/fine", "deployment.status")
 
-    first = await announce(zeroserve, "one")
-    second = await announce(zeroserve, "two")
+    first = await announce(zeroserve, "dep-one")
+    second = await announce(zeroserve, "dep-two")
     await receiver.wait_for(lambda: {r.json()["id"] for r in receiver.at("/fine")} == {first, second})
     assert receiver.held >= 1 and "/stuck" not in receiver.answered  # still waiting on the stuck one
 
@@ -274,6 +285,7 @@ async def test_subscriptions_with_a_bad_url_or_event_type_are_400_naming_the_fie
         ({"url": "http://127.0.0.1/hook", "eventTypes": ["model.exploded"]}, "is not an event type"),
         ({"url": "http://127.0.0.1/hook", "eventTypes": []}, "body.eventTypes"),
         ({"url": "http://127.0.0.1/hook"}, "body.eventTypes: Field required"),
+        ({"url": "http://127.0.0.1:99999/hook", "eventTypes": ["deployment.status"]}, "body.url"),
     ]
     for body, expected in cases:
         response = await api.post("/v2/subscriptions", json=body)
@@ -286,3 +298,109 @@ async def test_subscriptions_need_a_token(zeroserve):
         assert (await http.get("/v2/subscriptions")).status_code == 401
         assert (await http.post("/v2/subscriptions", json={"url": "http://127.0.0.1/x",
                                                            "eventTypes": ["deployment.status"]})).status_code == 401
+
+
+# -- where deliveries may go ----------------------------------------------------------------------------
+
+# Each of these is refused by default; no test opens a connection to any address but 127.0.0.1.
+NOT_PUBLIC = [
+    ("http://169.254.169.254/latest/meta-data/", "169.254.169.254 is a link-local address"),
+    ("http://[fd00:ec2::254]/latest/meta-data/", "fd00:ec2::254 is a private address"),
+    ("http://10.0.0.1/hook", "10.0.0.1 is a private address"),
+    ("https://192.168.1.10:8443/hook", "192.168.1.10 is a private address"),
+    ("http://100.64.0.1/hook", "100.64.0.1 is a special-purpose address"),
+    ("http://127.0.0.1:9/hook", "127.0.0.1 is a loopback address"),
+    ("http://[::1]:9/hook", "::1 is a loopback address"),
+    ("http://localhost:9/hook", "localhost resolves to "),
+    ("http://2130706433:9/hook", "2130706433 resolves to 127.0.0.1, a loopback address"),
+    ("http://127.1:9/hook", "127.1 resolves to 127.0.0.1, a loopback address"),
+    ("http://0.0.0.0:9/hook", "0.0.0.0 is a wildcard address"),
+    ("http://[::ffff:169.254.169.254]/hook", "a link-local address"),
+    ("http://[64:ff9b::a9fe:a9fe]/hook", "a link-local address"),  # NAT64 of 169.254.169.254
+    ("http://[2002:7f00:1::1]/hook", "a loopback address"),  # 6to4 of 127.0.0.1
+    ("http://[fe80::1]/hook", "fe80::1 is a link-local address"),
+    ("http://224.0.0.1/hook", "224.0.0.1 is a multicast address"),
+]
+
+
+async def refused(api: httpx.AsyncClient, url: str) -> str:
+    """The message of the 400 that a subscription to ``url`` gets."""
+    response = await api.post("/v2/subscriptions", json={"url": url, "eventTypes": ["deployment.status"]})
+    assert response.status_code == 400, (url, response.text)
+    error = response.json()["error"]
+    assert error["code"] == "WebhookTargetNotAllowed", (url, error)
+    assert error["message"].startswith("body.url: "), error
+    return str(error["message"])
+
+
+@pytest.mark.parametrize("allowed_networks", [None])
+async def test_by_default_a_subscription_to_an_address_that_is_not_public_is_refused_naming_it(zeroserve, api):
+    assert zeroserve.settings.webhook_allowed_networks == []
+    for url, expected in NOT_PUBLIC:
+        message = await refused(api, url)
+        assert expected in message, (url, message)
+        assert "ZEROSERVE_WEBHOOK_ALLOWED_NETWORKS" in message, "the refusal says how an operator allows it"
+    assert (await api.get("/v2/subscriptions")).json() == {"count": 0, "resources": []}
+
+
+async def test_an_allowed_network_opens_only_itself(zeroserve, api, receiver):
+    assert [str(n) for n in zeroserve.settings.webhook_allowed_networks] == ["127.0.0.0/8"]
+    await subscribe(api, f"{receiver.url}/ok", "deployment.status")
+    for url, expected in NOT_PUBLIC:
+        if "127.0.0.1" in expected or url.startswith(("http://127.", "http://localhost")):
+            continue  # allowed here (localhost too, where it resolves to 127.0.0.1 alone)
+        assert expected in await refused(api, url), url
+    assert (await api.get("/v2/subscriptions")).json()["count"] == 1
+
+
+@pytest.mark.parametrize("allowed_networks", [["127.0.0.0/8", "::1/128"]])
+async def test_a_host_name_that_resolves_to_an_allowed_network_is_delivered_to(zeroserve, api, receiver):
+    port = receiver.url.rsplit(":", 1)[1]
+    subscription = await subscribe(api, f"http://localhost:{port}/by-name", "deployment.status")
+    event_id = await announce(zeroserve, "iris")
+    # localhost may resolve to ::1 first, where nothing listens: the next checked address is tried.
+    await receiver.wait_for(lambda: bool(receiver.at("/by-name")))
+    (request,) = receiver.at("/by-name")
+    assert request.json()["id"] == event_id and request.headers["host"] == f"localhost:{port}"
+    Webhook(subscription["secret"]).verify(request.body, request.headers)
+
+
+@pytest.fixture
+def dns(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[str]]:
+    """Answers for made-up host names, changeable by the test (as their owner could change them)."""
+    answers: dict[str, list[str]] = {}
+    real = webhooks.resolve
+
+    async def resolve(host: str, port: int, timeout: float) -> list[Any]:
+        if host in answers:
+            return [ipaddress.ip_address(address) for address in answers[host]]
+        return await real(host, port, timeout)
+
+    monkeypatch.setattr(webhooks, "resolve", resolve)
+    return answers
+
+
+@pytest.mark.parametrize("allowed_networks", [None])
+async def test_a_name_with_one_private_address_among_public_ones_is_refused(api, dns):
+    dns["mixed.example"] = ["93.184.215.14", "10.0.0.7"]
+    assert "mixed.example resolves to 10.0.0.7, a private address" in await refused(api, "https://mixed.example/hook")
+    dns["public.example"] = ["93.184.215.14", "2606:2800:21f:cb07:6820:80da:af6b:8b2c"]
+    # Checked, not called: registration resolves the name and opens no connection.
+    assert (await subscribe(api, "https://public.example/hook", "deployment.status"))["url"] == \
+        "https://public.example/hook"
+
+
+@pytest.mark.parametrize("allowed_networks", [None])
+async def test_a_name_rebound_to_loopback_after_registration_gets_no_delivery(zeroserve, api, receiver, dns, caplog):
+    caplog.set_level(logging.INFO, logger="zeroserve.webhooks")
+    port = receiver.url.rsplit(":", 1)[1]
+    dns["rebind.example"] = ["93.184.215.14"]  # public when the subscription is made
+    subscription = await subscribe(api, f"http://rebind.example:{port}/rebound", "deployment.status")
+    dns["rebind.example"] = ["127.0.0.1"]  # then its owner points it at the machine zeroserve runs on
+    event_id = await announce(zeroserve, "iris")
+
+    await receiver.wait_for(lambda: deliveries("default", subscription["id"], "failed") == 1)
+    assert receiver.requests == [], "nothing reached the receiver on 127.0.0.1"
+    gave_up = [r.getMessage() for r in caplog.records if "gave up" in r.getMessage()]
+    assert len(gave_up) == 1 and subscription["id"] in gave_up[0] and event_id in gave_up[0]
+    assert "after 1 attempts: WebhookTargetNotAllowed: rebind.example resolves to 127.0.0.1" in gave_up[0]

@@ -68,7 +68,7 @@ class Auth:
         if not groups:
             raise Unauthorized("a client needs at least one resource group (or * for all)", reason="InvalidClient")
         for group in groups:
-            if group != ALL_GROUPS and not _GROUP.match(group):
+            if group != ALL_GROUPS and not _GROUP.fullmatch(group):
                 raise Unauthorized(f"invalid resource group {group!r}: must match {ID_PATTERN}",
                                    reason="InvalidClient")
         secret = secrets.token_urlsafe(32)
@@ -78,7 +78,7 @@ class Auth:
 
     async def token(self, client_id: str, secret: str) -> tuple[str, int]:
         """A bearer token for a client whose secret matches, and its lifetime in seconds."""
-        client = await self.clients.get(Store.GLOBAL, client_id) if _GROUP.match(client_id) else None
+        client = await self.clients.get(Store.GLOBAL, client_id) if _GROUP.fullmatch(client_id) else None
         # The same work and the same answer for an unknown id and a wrong secret.
         if not _verify(secret, client.secret_hash if client else _DUMMY_HASH) or client is None:
             raise Unauthorized("unknown client or wrong secret", reason="invalid_client")

@@ -49,7 +49,10 @@ _COMPLETE = ".zeroserve-staged"
 
 def redact(url: str) -> str:
     """``url`` without what may be a secret: a password in it, a (pre-signed) query string."""
-    parsed = urlparse(url)
+    try:
+        parsed = urlparse(url)
+    except ValueError:  # unreadable: nothing of it past the scheme is shown
+        return f"{url.partition('://')[0][:20]}://..."
     netloc = parsed.netloc
     if parsed.password is not None:
         netloc = netloc.replace(f":{parsed.password}@", ":***@", 1)
@@ -126,11 +129,15 @@ class ModelCache:
 
     def check(self, uri: str) -> None:
         """Refuse a URI that zeroserve must not or cannot read (an ``ai://`` URI: its form only)."""
-        parsed = urlparse(uri)
+        try:
+            parsed = urlparse(uri)
+            parsed.port  # noqa: B018  (reading it raises for a port that is not one)
+        except ValueError as error:  # an unclosed [IPv6] host, a port that is not a number
+            raise InvalidArtifactUri(f"artifact URI {redact(uri)[:200]!r} cannot be read: {error}") from None
         if parsed.scheme == "file":
             self.local_source(uri)
         elif parsed.scheme == OBJECT_STORE_SCHEME:
-            if not OBJECT_STORE_NAME.match(parsed.netloc):
+            if not OBJECT_STORE_NAME.fullmatch(parsed.netloc):
                 raise InvalidArtifactUri(f"artifact URI {uri!r} must be ai://<object store secret name>/<path>")
             self._relative_path(uri)
         elif parsed.scheme not in REMOTE_SCHEMES:
@@ -277,6 +284,27 @@ class ModelCache:
         return target
 
 
+class _NoCredentials(logging.Filter):
+    """botocore logs each request at DEBUG with its headers and canonical form: the Authorization
+    header names the access key (``Credential=<key id>/...``) and a session token would be there whole.
+    Those parts are cut out of its records, whoever's keys they are."""
+
+    _SECRET_PARTS = re.compile(
+        r"(Credential=)[^/\s,&'\"]+"
+        r"|('(?:X-Amz-Security-Token|x-amz-security-token)': b?')[^']*"
+        r"|(x-amz-security-token:)\S+")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        scrubbed = self._SECRET_PARTS.sub(lambda m: next(g for g in m.groups() if g) + "***", message)
+        if scrubbed != message:
+            record.msg, record.args = scrubbed, None
+        return True
+
+
+_NO_CREDENTIALS = _NoCredentials()
+
+
 def _download_s3(uri: str, access: S3Access, out_dir: Path) -> None:
     """Every object under an ``s3://bucket/key`` prefix (or the one object at it) into ``out_dir``.
 
@@ -286,6 +314,9 @@ def _download_s3(uri: str, access: S3Access, out_dir: Path) -> None:
     import boto3
     from botocore.config import Config
 
+    for name in ("botocore.endpoint", "botocore.auth"):  # the two that log requests
+        if _NO_CREDENTIALS not in logging.getLogger(name).filters:
+            logging.getLogger(name).addFilter(_NO_CREDENTIALS)
     parsed = urlparse(uri)
     bucket, key = parsed.netloc, unquote(parsed.path).lstrip("/")
     client = boto3.session.Session().client(

@@ -10,6 +10,17 @@ CloudEvent, with retries and back-off, one subscription never waiting for anothe
 acked only when every delivery of it has succeeded or given up, so a crash redelivers it; the
 ``webhook-id`` of a delivery is derived from the event and the subscription, so a receiver can
 drop the repeat.
+
+Deliveries go only to public addresses unless the operator allows a network with
+``webhook_allowed_networks``: whoever holds a token of one group may register a URL, and a URL that
+resolves to 169.254.169.254, to a service inside the cluster or to the gateway's own loopback (where
+an Istio sidecar's admin API listens, say) would make zeroserve call what that user cannot reach.
+The default refuses loopback too, on one machine as on a cluster: the same default is safe
+everywhere, and a user of ``zeroserve up`` whose receiver runs on this machine gets a 400 that names
+the setting to change. ``check_target`` refuses such a URL when it is registered; at delivery the
+connection itself is checked (``TargetCheckedNetwork``): the host is resolved once, every address
+checked, and only a checked address is connected to, so a name that resolves elsewhere by the time
+of delivery (DNS rebinding) is refused too.
 """
 
 from __future__ import annotations
@@ -18,15 +29,21 @@ import asyncio
 import base64
 import binascii
 import contextlib
+import contextvars
 import hashlib
 import hmac
+import ipaddress
 import json
 import logging
 import secrets
+import socket
 import time
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
+import httpcore
 import httpx
 from cloudevents.http import CloudEvent
 from nats.aio.msg import Msg
@@ -37,7 +54,7 @@ from prometheus_client import Counter
 from standardwebhooks import Webhook
 
 from zeroserve.bus import EVENTS_STREAM, LOGS_STREAM, heartbeat
-from zeroserve.errors import MalformedEvent, ZeroserveError
+from zeroserve.errors import MalformedEvent, Rejected, ZeroserveError
 from zeroserve.events import (
     OUT_TYPES,
     DeploymentLog,
@@ -71,6 +88,171 @@ deliveries = Counter(
 
 class InvalidSignature(ZeroserveError):
     reason = "InvalidSignature"
+
+
+class ForbiddenTarget(Rejected):
+    """A webhook URL whose host is, or resolves to, an address that deliveries may not go to."""
+
+    reason = "WebhookTargetNotAllowed"
+
+
+class UnresolvableTarget(Rejected):
+    reason = "WebhookTargetNotResolved"
+
+
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")  # the IPv4 address is the last 32 bits (RFC 6052)
+_ALLOWED_SETTING = "ZEROSERVE_WEBHOOK_ALLOWED_NETWORKS"
+
+
+def _embedded_ipv4(address: Address) -> list[ipaddress.IPv4Address]:
+    """IPv4 addresses an IPv6 one leads to: mapped (::ffff:a.b.c.d), 6to4 and NAT64."""
+    if not isinstance(address, ipaddress.IPv6Address):
+        return []
+    found = [a for a in (address.ipv4_mapped, address.sixtofour) if a is not None]
+    if address in _NAT64:
+        found.append(ipaddress.IPv4Address(int(address) & 0xFFFFFFFF))
+    return found
+
+
+def not_public(address: Address) -> str | None:
+    """What kind of non-public address this is ("loopback", "link-local", ...), or None if public."""
+    for inner in _embedded_ipv4(address):
+        kind = not_public(inner)
+        if kind is not None:
+            return kind
+    for kind, test in (("loopback", "is_loopback"), ("link-local", "is_link_local"),
+                       ("wildcard", "is_unspecified"), ("multicast", "is_multicast"),
+                       ("private", "is_private"), ("reserved", "is_reserved")):
+        if getattr(address, test):
+            return kind
+    # is_global leaves out what is neither private nor public, e.g. 100.64.0.0/10 (carrier-grade NAT).
+    return None if address.is_global else "special-purpose"
+
+
+def refusal(address: Address, allowed: Sequence[Network]) -> str | None:
+    """Why a delivery may not go to ``address`` (its kind), or None when it may."""
+    kind = not_public(address)
+    if kind is None:
+        return None
+    # ::ffff:127.0.0.1 is 127.0.0.1 to a dual-stack socket; 6to4 and NAT64 addresses go through a relay.
+    mapped = address.ipv4_mapped if isinstance(address, ipaddress.IPv6Address) else None
+    candidates = [address] if mapped is None else [address, mapped]
+    if any(candidate in network for candidate in candidates for network in allowed
+           if candidate.version == network.version):
+        return None
+    return kind
+
+
+def _address(text: str) -> Address:
+    return ipaddress.ip_address(text.split("%", 1)[0])  # an IPv6 scope (fe80::1%eth0) is not the address
+
+
+async def resolve(host: str, port: int, timeout: float) -> list[Address]:
+    """Every address ``host`` resolves to (itself, if it is an address), in the resolver's order."""
+    try:
+        return [_address(host.strip("[]"))]
+    except ValueError:
+        pass
+    loop = asyncio.get_running_loop()
+    try:
+        infos = await asyncio.wait_for(loop.getaddrinfo(host, port, type=socket.SOCK_STREAM), timeout)
+    except TimeoutError:
+        raise UnresolvableTarget(f"resolving {host} took longer than {timeout:g} s") from None
+    except (OSError, UnicodeError) as error:
+        raise UnresolvableTarget(f"{host} does not resolve: {error}") from None
+    return list(dict.fromkeys(_address(str(info[4][0])) for info in infos))
+
+
+def check_addresses(host: str, addresses: Iterable[Address], allowed: Sequence[Network]) -> None:
+    """Raise ``ForbiddenTarget`` if any address of ``host`` is one deliveries may not go to."""
+    for address in addresses:
+        kind = refusal(address, allowed)
+        if kind is not None:
+            try:
+                literal = _address(host.strip("[]")) == address
+            except ValueError:
+                literal = False
+            named = f"{host} is" if literal else f"{host} resolves to {address},"
+            raise ForbiddenTarget(
+                f"{named} a {kind} address, not a public one: webhooks are delivered only to public addresses "
+                f"unless the operator allows the network in {_ALLOWED_SETTING} (e.g. [\"127.0.0.0/8\"])")
+
+
+async def check_target(url: str, allowed: Sequence[Network], timeout: float) -> None:
+    """Refuse (``ForbiddenTarget``, ``UnresolvableTarget``) a URL deliveries could not go to."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    check_addresses(host, await resolve(host, port, timeout), allowed)
+
+
+class TargetCheckedNetwork(httpcore.AsyncNetworkBackend):
+    """httpcore's network, connecting only to addresses that ``check_addresses`` lets through.
+
+    The addresses checked are the ones connected to (not a second lookup that could answer
+    otherwise), for every new connection; a kept-alive one was checked when it was made.
+    """
+
+    def __init__(self, allowed: Sequence[Network], inner: httpcore.AsyncNetworkBackend | None = None) -> None:
+        self.allowed = list(allowed)
+        self._inner = inner or httpcore.AnyIOBackend()
+
+    async def connect_tcp(
+        self, host: str, port: int, timeout: float | None = None, local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        try:
+            addresses = await resolve(host, port, timeout or 30.0)
+        except UnresolvableTarget as error:
+            raise httpcore.ConnectError(error.message) from None
+        check_addresses(host, addresses, self.allowed)
+        failure: Exception = httpcore.ConnectError(f"{host} resolves to no address")
+        for address in addresses:
+            try:
+                return await self._inner.connect_tcp(str(address), port, timeout=timeout,
+                                                     local_address=local_address, socket_options=socket_options)
+            except (httpcore.ConnectError, httpcore.ConnectTimeout) as error:
+                failure = error
+        raise failure
+
+    async def connect_unix_socket(
+        self, path: str, timeout: float | None = None, socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        raise ForbiddenTarget("webhooks are not delivered to unix sockets")
+
+    async def sleep(self, seconds: float) -> None:
+        await self._inner.sleep(seconds)
+
+
+class DeliveryTransport(httpx.AsyncHTTPTransport):
+    """httpx's transport over a ``TargetCheckedNetwork``, with no proxy from the environment."""
+
+    def __init__(self, allowed: Sequence[Network], limits: httpx.Limits) -> None:
+        super().__init__(trust_env=False, limits=limits)
+        # httpx passes no network backend through to its connection pool: the same pool, made with ours.
+        self._pool = httpcore.AsyncConnectionPool(
+            ssl_context=httpx.create_ssl_context(trust_env=False),
+            max_connections=limits.max_connections, max_keepalive_connections=limits.max_keepalive_connections,
+            keepalive_expiry=limits.keepalive_expiry, network_backend=TargetCheckedNetwork(allowed),
+        )
+
+
+# Set while a delivery is sent: httpx's own log line of that request is left out (see _QuietDeliveries).
+_delivering: contextvars.ContextVar[bool] = contextvars.ContextVar("zeroserve_webhook_delivering", default=False)
+
+
+class _QuietDeliveries(logging.Filter):
+    """Drops httpx's "HTTP Request: POST <url> ..." line of a delivery: a receiver's URL is often its
+    secret (a token in the query, or in the path as chat services issue them). The dispatcher logs the
+    outcome itself, naming the subscription."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not _delivering.get()
+
+
+_QUIET = _QuietDeliveries()
 
 
 def new_secret() -> str:
@@ -177,6 +359,9 @@ class Dispatcher:
         self.settings = platform.settings
         self.subscriptions = Subscriptions(platform)
         self._client = client
+        httpx_log = logging.getLogger("httpx")
+        if _QUIET not in httpx_log.filters:
+            httpx_log.addFilter(_QUIET)
         self._inflight: set[asyncio.Task[None]] = set()
         self._room = asyncio.Event()
         # Counted here too (cheaply) for whoever holds the dispatcher; Prometheus has them by subscription.
@@ -186,7 +371,8 @@ class Dispatcher:
     async def run(self) -> None:
         client = self._client or httpx.AsyncClient(
             trust_env=False, follow_redirects=False, timeout=self.settings.webhook_delivery_timeout_s,
-            limits=httpx.Limits(max_connections=None, max_keepalive_connections=32),
+            transport=DeliveryTransport(self.settings.webhook_allowed_networks,
+                                        httpx.Limits(max_connections=None, max_keepalive_connections=32)),
         )
         try:
             self._client = client
@@ -292,6 +478,7 @@ class Dispatcher:
         webhook_id = delivery_id(event_id, subscription.id)
         problem = "no attempt made"
         attempts = max(1, settings.webhook_delivery_attempts)
+        _delivering.set(True)  # this task's own context: httpx's line of these requests is left out
         for attempt in range(1, attempts + 1):
             timestamp = int(time.time())
             headers = {
@@ -302,12 +489,18 @@ class Dispatcher:
             }
             try:
                 response = await self._client.post(subscription.url, content=body, headers=headers)
+            except ForbiddenTarget as refused:  # no connection was made; trying again would not change that
+                problem = f"{refused.reason}: {refused.message}"
+                attempts = attempt
+                break
             except httpx.HTTPError as error:
                 problem = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
             else:
                 if response.is_success:
                     self.delivered += 1
                     deliveries.labels(subscription.group, subscription.id, "delivered").inc()
+                    log.debug("webhooks out: delivered event %s to subscription %s (HTTP %d)",
+                              event_id, subscription.id, response.status_code)
                     return
                 problem = f"HTTP {response.status_code}"
             if attempt < attempts:
