@@ -60,12 +60,29 @@ def replica_pids(root: int) -> list[int]:
 def kill_tree(root: int) -> int:
     """SIGKILL ``root`` and everything below it at once, as a power cut would; the number killed.
 
-    Every process is stopped first, so that none can start another (or notice the others dying and
-    clean up) between the listing and the kill.
+    Every process is stopped first (listing again until no new one appears), so that none can start
+    another, or notice the others dying and clean up, before the kill.
     """
-    tree = [root, *descendants(root)]
-    for sig in (signal.SIGSTOP, signal.SIGKILL):
-        for pid in tree:
+    stopped: set[int] = set()
+    while new := {root, *descendants(root)} - stopped:
+        for pid in new:
             with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, sig)
-    return len(tree)
+                os.kill(pid, signal.SIGSTOP)
+        stopped |= new
+    for pid in stopped:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    return len(stopped)
+
+
+def with_environment(name: str, value: str) -> list[int]:
+    """Every process whose environment has ``name=value``: what a zeroserve started, orphans included
+    (a process whose parent died is adopted by init, but keeps the environment it inherited)."""
+    wanted = f"{name}={value}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                if wanted in (entry / "environ").read_bytes().split(b"\0"):
+                    found.append(int(entry.name))
+    return [pid for pid in found if pid in processes()]

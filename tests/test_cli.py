@@ -7,6 +7,7 @@ import os
 import re
 import shlex
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -144,3 +145,16 @@ def test_bad_settings_are_one_line_naming_the_variable_never_its_value(env):
         assert run.returncode == 2, run.stderr
         assert run.stderr.startswith(f"invalid settings: {variable}") and "Traceback" not in run.stderr, run.stderr
         assert value not in run.stderr and secret not in run.stderr
+
+
+def test_up_stops_on_ctrl_c_while_it_waits_for_nats(env, tmp_path):
+    with socket.socket() as probe:  # a port nothing listens on: NATS "not up yet"
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    up = zeroserve("up", env={**env, "ZEROSERVE_NATS_URL": f"nats://127.0.0.1:{port}"})
+    assert up.stdout is not None
+    waiting = up.stdout.readline()
+    assert "NATS connection" in waiting, waiting  # it says what it waits for
+    up.send_signal(signal.SIGINT)
+    output, _ = up.communicate(timeout=20)
+    assert up.returncode == 0 and "stopped." in output and "Traceback" not in output, output

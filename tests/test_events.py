@@ -251,3 +251,9 @@ def test_deadletter_subject_names_group_and_function() -> None:
     )
     with pytest.raises(MalformedEvent, match="invalid function name"):
         deadletter_subject("team-a", "deploy.v2")
+
+
+@pytest.mark.parametrize("ttl", ["99999999999d", "9" * 5000 + "m"])
+def test_a_ttl_that_would_end_after_the_year_9999_is_refused(ttl: str) -> None:
+    with pytest.raises(ValidationError, match="would end after the year 9999"):
+        DeploymentRequested(id="iris", executable_id="sklearn", ttl=ttl)

@@ -14,8 +14,8 @@ import pytest
 from conftest import until
 from test_api_deployments import create, put_configuration, put_iris_artifact, status_becomes
 
-from zeroserve.deployments import lifetime
 from zeroserve.embedded import Embedded
+from zeroserve.events import lifetime
 from zeroserve.expiry import enforce_ttl
 from zeroserve.settings import Settings
 

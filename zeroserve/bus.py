@@ -20,12 +20,15 @@ import nats
 from cloudevents.http import CloudEvent
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
+from nats.errors import AuthorizationError
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StorageType, StreamConfig
 from nats.js.errors import NotFoundError
 
+from zeroserve.errors import ZeroserveError
 from zeroserve.events import EVENT_TYPES, DeploymentLog, deadletter_subject, subject_for, to_nats
 from zeroserve.settings import Settings
+from zeroserve.storage import redact
 
 log = logging.getLogger(__name__)
 
@@ -68,9 +71,26 @@ class Bus:
             if bus is None or not bus.closing:  # nats-py says so on close() too
                 log.warning("NATS disconnected: reconnecting (events wait in JetStream meanwhile)")
 
-        nc = await nats.connect(url, name="zeroserve", max_reconnect_attempts=-1, reconnect_time_wait=0.5,
-                                error_cb=_connection_error, disconnected_cb=disconnected,
-                                reconnected_cb=_reconnected)
+        # NATS not up yet is waited for (on a cluster zeroserve may start first); NATS refusing the
+        # credentials is not: nats-py would try them again forever, so the first refusal ends the start.
+        refused: asyncio.Future[Exception] = asyncio.get_running_loop().create_future()
+
+        async def error(problem: Exception) -> None:
+            # At connect nats-py reports the server's refusal as a plain Error with its text.
+            denied = isinstance(problem, AuthorizationError) or "authorization violation" in str(problem).lower()
+            if bus is None and denied and not refused.done():
+                refused.set_result(problem)
+            await _connection_error(problem)
+
+        connecting = asyncio.ensure_future(nats.connect(
+            url, name="zeroserve", max_reconnect_attempts=-1, reconnect_time_wait=0.5,
+            error_cb=error, disconnected_cb=disconnected, reconnected_cb=_reconnected))
+        await asyncio.wait([connecting, refused], return_when=asyncio.FIRST_COMPLETED)  # type: ignore[type-var]
+        if not connecting.done():
+            connecting.cancel()
+            await asyncio.gather(connecting, return_exceptions=True)
+            raise ZeroserveError(f"NATS at {redact(url)} refused zeroserve: {refused.result()}", reason="NatsRefused")
+        nc = connecting.result()
         bus = cls(nc, settings)
         await bus.ensure_streams()
         return bus
@@ -147,7 +167,7 @@ class Bus:
 # (a restart) that is a traceback every half second. One line each says what happens (and
 # ``disconnected`` in Bus.connect).
 async def _connection_error(error: Exception) -> None:
-    log.warning("NATS connection: %s", error or type(error).__name__)
+    log.warning("NATS connection: %s", str(error) or type(error).__name__)
 
 
 async def _reconnected() -> None:

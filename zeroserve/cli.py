@@ -88,16 +88,14 @@ def up(
         err.print("[red]--demo needs every role in this process[/red]")
         raise typer.Exit(2)
     try:
-        with _failures():
-            settings = Settings()
-        asyncio.run(_up(settings, demo, roles))
+        asyncio.run(_up(_settings(), demo, roles))
     except ZeroserveError as error:
         err.print(f"[red]zeroserve up failed:[/red] {error}")
         raise typer.Exit(1) from None
 
 
 async def _up(settings: Settings, demo: bool, roles: list[str] | None = None) -> None:
-    from zeroserve.embedded import ROLES, Embedded
+    from zeroserve.embedded import ROLES, Embedded, cancel
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -105,7 +103,15 @@ async def _up(settings: Settings, demo: bool, roles: list[str] | None = None) ->
         loop.add_signal_handler(sig, stop.set)
     embedded = Embedded(settings, roles or ROLES)
     try:
-        await embedded.start()
+        # Ctrl-C stops a start too: waiting for a NATS that is not there yet, say.
+        starting = asyncio.create_task(embedded.start())
+        stopping = asyncio.create_task(stop.wait())
+        await asyncio.wait([starting, stopping], return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
+        if not starting.done():
+            await cancel([starting])
+            return
+        await starting
         if "gateway" not in embedded.roles:
             console.print(f"[green]zeroserve {' and '.join(sorted(embedded.roles))} is up[/green]")
         else:
@@ -187,16 +193,35 @@ def _failures() -> Iterator[None]:
     except ApiError as error:
         err.print(f"[red]{escape(error.code)}[/red]: {escape(error.message)}", highlight=False, soft_wrap=True)
         raise typer.Exit(2 if error.status == 400 else 1) from None
-    except ValidationError as error:  # settings from the environment that do not parse
-        # Where and why, never the value given: a bad setting may be a secret (a webhook's, a key).
-        problems = "; ".join(
-            f"ZEROSERVE_{str(e['loc'][0]).upper()}{''.join(f'.{part}' for part in e['loc'][1:])}: {e['msg']}"
-            for e in error.errors(include_input=False, include_url=False))
-        err.print(f"[red]invalid settings:[/red] {escape(problems)}", highlight=False, soft_wrap=True)
+    except ValidationError as error:  # an answer or an input that does not parse (settings: see _settings)
+        err.print(f"[red]invalid {escape(error.title)}:[/red] {escape(_problems(error))}", highlight=False,
+                  soft_wrap=True)
         raise typer.Exit(2) from None
     except ZeroserveError as error:
         err.print(f"[red]{escape(error.reason)}[/red]: {escape(error.message)}", highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
+
+
+def _problems(error: ValidationError, variables: bool = False) -> str:
+    """Where and why, never the value given: a bad setting may be a secret (a webhook's, a key).
+    ``variables``: name a setting as its environment variable (``ZEROSERVE_WEBHOOKS.s3.secret``)."""
+    found = []
+    for problem in error.errors(include_input=False, include_url=False):
+        where = [str(part) for part in problem["loc"]] or ["(the whole)"]
+        if variables:
+            where[0] = f"ZEROSERVE_{where[0].upper()}"
+        found.append(f"{'.'.join(where)}: {problem['msg']}")
+    return "; ".join(found)
+
+
+def _settings() -> Settings:
+    """The settings from the environment, or one line naming each bad variable and exit code 2."""
+    try:
+        return Settings()
+    except ValidationError as error:
+        err.print(f"[red]invalid settings:[/red] {escape(_problems(error, variables=True))}", highlight=False,
+                  soft_wrap=True)
+        raise typer.Exit(2) from None
 
 
 def _bad_input(message: str) -> typer.Exit:
@@ -205,7 +230,7 @@ def _bad_input(message: str) -> typer.Exit:
 
 
 def _client(group: str | None) -> Client:
-    settings = Settings()
+    settings = _settings()
     return Client.local(settings, group=group or settings.resource_group)
 
 

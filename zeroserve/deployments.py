@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import uuid
-from datetime import timedelta
 from typing import Any
 
 from nats.js.errors import KeyNotFoundError, NoKeysError
@@ -44,12 +43,6 @@ DELETABLE = {Status.UNKNOWN, Status.STOPPED, Status.DEAD}
 # A stream sequence no event reaches: the mark of an UNKNOWN deployment whose deletion the API has
 # accepted, so that its request, if handled after that, is out of date (see reserve_deletion).
 DELETING = 2**62
-
-
-def lifetime(ttl: str) -> timedelta:
-    """How long a deployment with this ttl lives: ``30m``, ``2h``, ``1d`` (SAP also writes ``2H``)."""
-    amount, unit = int(ttl[:-1]), ttl[-1].lower()
-    return {"m": timedelta(minutes=amount), "h": timedelta(hours=amount), "d": timedelta(days=amount)}[unit]
 
 
 def check_transition(deployment: Deployment, status: Status) -> None:

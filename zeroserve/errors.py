@@ -87,3 +87,9 @@ class ReplicaStartFailed(ZeroserveError):
     """A model-server process could not be started (the machine, not the model): may pass."""
 
     reason = "ReplicaStartFailed"
+
+
+class ReplicaKilled(ReplicaStartFailed):
+    """A model-server process was killed by a signal before it was ready (by someone, by the OOM killer)."""
+
+    reason = "ReplicaKilled"

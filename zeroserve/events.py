@@ -19,13 +19,13 @@ import re
 import sys
 import uuid
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
 from cloudevents.http import CloudEvent
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 from pydantic.alias_generators import to_camel
 
 from zeroserve.errors import MalformedEvent
@@ -39,9 +39,29 @@ _ID = re.compile(ID_PATTERN)
 Id = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
 # Deployments are also addressed through SAP's AI API, whose ids have 4 to 64 characters: an id of
 # 1 to 3 would name a deployment that no AI API call could reach (GET /v2/lm/deployments/{id}).
+# Asked of requests only: what zeroserve announces about a deployment made before this rule keeps
+# its id.
 DEPLOYMENT_ID_PATTERN = r"^[a-z0-9][a-z0-9-]{2,61}[a-z0-9]$"
 DeploymentId = Annotated[str, StringConstraints(pattern=DEPLOYMENT_ID_PATTERN)]
-Duration = Annotated[str, StringConstraints(pattern=r"^\d+[mhd]$")]
+
+
+def lifetime(ttl: str) -> timedelta:
+    """How long a deployment with this ttl lives: ``30m``, ``2h``, ``1d`` (SAP also writes ``2H``)."""
+    amount, unit = int(ttl[:-1]), ttl[-1].lower()
+    return {"m": timedelta(minutes=amount), "h": timedelta(hours=amount), "d": timedelta(days=amount)}[unit]
+
+
+def ending(ttl: str) -> str:
+    """``ttl`` if a deployment created now would end by the year 9999; the ttl check could not say when
+    a longer one ends (and would fail on it, for every deployment it looks at after it)."""
+    try:
+        datetime.now(UTC) + lifetime(ttl)
+    except (OverflowError, ValueError):  # ValueError: more digits than int() reads
+        raise ValueError(f"{ttl[:20]!r} is too long: the deployment would end after the year 9999") from None
+    return ttl
+
+
+Duration = Annotated[str, StringConstraints(pattern=r"^\d+[mhd]$"), AfterValidator(ending)]
 
 PREFIX = "io.zeroserve."
 SPECVERSION = "1.0"
@@ -183,7 +203,7 @@ class DeploymentStatus(EventData):
 
     event_type: ClassVar[str] = "io.zeroserve.deployment.status"
 
-    id: DeploymentId
+    id: Id
     status: Status
     target_status: Literal["RUNNING", "STOPPED", "DELETED"] | None = None
     reason: str | None = Field(default=None, description="Machine-readable reason, e.g. ModelLoadFailed.")
@@ -205,7 +225,7 @@ class DeploymentLog(EventData):
 
     event_type: ClassVar[str] = "io.zeroserve.deployment.log"
 
-    id: DeploymentId = Field(description="Deployment id.")
+    id: Id = Field(description="Deployment id.")
     timestamp: datetime
     source: str = Field(description='Who wrote it: "control-plane" or a replica, e.g. "replica-1".')
     stream: Literal["stdout", "stderr", "control"] = "control"
@@ -254,7 +274,7 @@ INVALID_GROUP = "_invalid"
 def _check_group(group: str, *, wildcard: bool = False) -> str:
     if wildcard and group == ANY:
         return group
-    if not isinstance(group, str) or not _ID.match(group):
+    if not isinstance(group, str) or not _ID.fullmatch(group):
         raise MalformedEvent(f"invalid resource group {group!r}: must match {ID_PATTERN}")
     return group
 
@@ -263,7 +283,7 @@ def subject_for(event_type: str, group: str) -> str:
     """The subject an event of this type is published on for a resource group (or ``ANY``)."""
     _check_group(group, wildcard=True)
     rest = event_type.removeprefix(PREFIX)
-    if rest == event_type or not all(_TOKEN.match(token) for token in rest.split(".")):
+    if rest == event_type or not all(_TOKEN.fullmatch(token) for token in rest.split(".")):
         raise MalformedEvent(f"not a zeroserve event type: {event_type!r}")
     return f"zeroserve.{group}.{rest}"
 
@@ -280,7 +300,7 @@ def deadletter_subject(group: str, function_name: str) -> str:
     """Where an event goes after a function has given up on it (``ANY`` group or function: all)."""
     if group != INVALID_GROUP:
         _check_group(group, wildcard=True)
-    if function_name != ANY and not _TOKEN.match(function_name):
+    if function_name != ANY and not _TOKEN.fullmatch(function_name):
         raise MalformedEvent(f"invalid function name {function_name!r}: must be one subject token")
     return f"zeroserve.{group}.deadletter.{function_name}"
 

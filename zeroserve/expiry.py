@@ -15,8 +15,8 @@ import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from zeroserve.deployments import DELETABLE, STOPPABLE, lifetime
-from zeroserve.events import DeploymentDeleted, DeploymentStopped, EventData, new_event
+from zeroserve.deployments import DELETABLE, STOPPABLE
+from zeroserve.events import DeploymentDeleted, DeploymentStopped, EventData, lifetime, new_event
 from zeroserve.platform import Platform
 from zeroserve.store import Deployment
 
@@ -58,8 +58,12 @@ async def enforce_ttl(platform: Platform, *, clock: Callable[[], datetime] = _no
         try:
             at = clock()
             for deployment in await platform.store.deployments.list():
-                if expired(deployment, at):
-                    await expire(platform, deployment)
+                try:
+                    if expired(deployment, at):
+                        await expire(platform, deployment)
+                except (OverflowError, ValueError) as error:  # a ttl stored before it was checked
+                    log.warning("ttl %r of %s/%s cannot be checked: %s", deployment.ttl, deployment.group,
+                                deployment.id, error)
         except asyncio.CancelledError:
             raise
         except Exception:  # NATS away for a moment, say: the next look tries again

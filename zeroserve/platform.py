@@ -85,30 +85,40 @@ class Platform:
         await self.bus.close()
 
     async def restore(self) -> None:
-        """After a restart: every RUNNING or PENDING deployment is applied again (no replica yet)."""
+        """After a restart: every RUNNING or PENDING deployment is applied again (no replica yet), and
+        one left STOPPING is stopped. One that cannot be restored is logged; the others still are."""
         for deployment in await self.store.deployments.list():
-            group, id = deployment.group, deployment.id
-            if deployment.status in (Status.UNKNOWN, Status.PENDING, Status.STOPPING):
-                # A status is written, then announced: a crash between the two leaves it unannounced,
-                # and finishing the move below would announce a jump the lifecycle does not allow
-                # (RUNNING -> STOPPED). Announced again, it is at worst a repeat of the same status.
-                await self.deployments.announce(group, id, causation=f"restore.{deployment.modified_at.timestamp()}")
-            if deployment.status == Status.STOPPING:
-                await self.backend.stop(group, id)
-                await self.deployments.transition(group, id, Status.STOPPED, running_replicas=0)
-                continue
-            if deployment.status not in (Status.RUNNING, Status.PENDING) or deployment.inference_service is None:
-                continue
             try:
-                ready = await self.backend.apply(deployment.inference_service)
-            except ZeroserveError as error:
-                await self.deployments.transition(group, id, Status.DEAD, reason=error.reason, message=error.message)
-                continue
-            if ready:  # the gateway may listen elsewhere now: the URL says where it really is
-                await self.deployments.transition(
-                    group, id, Status.RUNNING, running_replicas=0, deployment_url=self.deployments.url(id)
-                )
-            log.info("restored deployment %s/%s", group, id, extra={"deployment": id})
+                await self._restore(deployment)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("deployment %s/%s not restored", deployment.group, deployment.id,
+                              extra={"deployment": deployment.id})
+
+    async def _restore(self, deployment: Deployment) -> None:
+        group, id = deployment.group, deployment.id
+        if deployment.status in (Status.UNKNOWN, Status.PENDING, Status.STOPPING):
+            # A status is written, then announced: a crash between the two leaves it unannounced,
+            # and finishing the move below would announce a jump the lifecycle does not allow
+            # (RUNNING -> STOPPED). Announced again, it is at worst a repeat of the same status.
+            await self.deployments.announce(group, id, causation=f"restore.{deployment.modified_at.timestamp()}")
+        if deployment.status == Status.STOPPING:
+            await self.backend.stop(group, id)
+            await self.deployments.transition(group, id, Status.STOPPED, running_replicas=0)
+            return
+        if deployment.status not in (Status.RUNNING, Status.PENDING) or deployment.inference_service is None:
+            return
+        try:
+            ready = await self.backend.apply(deployment.inference_service)
+        except ZeroserveError as error:
+            await self.deployments.transition(group, id, Status.DEAD, reason=error.reason, message=error.message)
+            return
+        if ready:  # the gateway may listen elsewhere now: the URL says where it really is
+            await self.deployments.transition(
+                group, id, Status.RUNNING, running_replicas=0, deployment_url=self.deployments.url(id)
+            )
+        log.info("restored deployment %s/%s", group, id, extra={"deployment": id})
 
     async def follow_backend(self) -> None:
         """Turn what the backend reports (replicas, failures, the status it sees) into status changes."""

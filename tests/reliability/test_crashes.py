@@ -26,7 +26,7 @@ import nats
 import pytest
 from conftest import until
 from models import train_iris_sklearn
-from processes import descendants, kill_tree, processes, replica_pids
+from processes import descendants, kill_tree, processes, replica_pids, with_environment
 from stream import Publisher, dead_letters, status_history, unhandled
 
 from zeroserve.client import AsyncClient
@@ -212,13 +212,19 @@ async def test_kill_9_of_everything_at_random_points_loses_no_event_and_doubles_
             with contextlib.suppress(AssertionError):
                 await until(lambda: len(replica_pids(zeroserve.pid)) == len(warm_running), timeout=60)
             table = processes()
+            tree_pids = descendants(zeroserve.pid)
             tree = [f"{pid} (parent {table[pid].parent}): {table[pid].cmdline[:150]}"
-                    for pid in descendants(zeroserve.pid) if pid in table]
+                    for pid in tree_pids if pid in table]
             if len(replica_pids(zeroserve.pid)) != len(warm_running):
                 raise AssertionError(f"model servers of {warm_running} expected {where}; running:\n"
                                      + "\n".join(tree))
             for id in warm_running:
                 assert (await api.deployment(id)).running_replicas == 1, (id, where)
+            # Nothing of the killed zeroserves lives on (an orphaned model server or nats-server).
+            ours = set(with_environment("ZEROSERVE_DATA_DIR", str(data_dir)))
+            assert zeroserve.pid in ours  # the search sees the living one
+            leftovers = ours - {zeroserve.pid, *tree_pids}
+            assert not leftovers, [f"{pid}: {table[pid].cmdline[:150]}" for pid in leftovers if pid in table]
 
         nc = await nats.connect(zeroserve.nats_url)
         try:

@@ -97,6 +97,7 @@ async def test_a_model_server_killed_under_load_fails_only_what_it_held_at_once_
             await until(lambda: any(status == 200 for _, _, status, _ in clients.answers), what="a first answer")
             await asyncio.sleep(1.0)
             victims = e2e.replica_pids(zeroserve)
+            assert victims, "a model server serves the clients"
             killed_at = time.monotonic()
             for pid in victims:
                 os.kill(pid, 9)
@@ -107,9 +108,11 @@ async def test_a_model_server_killed_under_load_fails_only_what_it_held_at_once_
     # Requests the dead replica held, or was given before its death was noticed: 502 at once.
     assert all(status in (502, 503) for _, _, status, _ in failed), failed
     assert all(seconds < 2.0 for _, seconds, _, _ in failed), f"a failure was slow: {failed}"
+    # Only requests the replica held when it died, or was given before its death was noticed (the
+    # gateway learns of it from the process's exit, within a moment), failed.
     early = [(round(sent - killed_at, 3), round(seconds, 3), status, code) for sent, seconds, status, code in failed
-             if sent + seconds < killed_at or sent >= killed_at + 2.0]
-    assert early == [], f"failures that ended before the kill or came long after it (sent - kill, took): {early}"
+             if sent + seconds < killed_at or sent >= killed_at + 1.0]
+    assert early == [], f"failures that ended before the kill or came after it was noticed (sent - kill, took): {early}"
     later = [status for sent, _, status, _ in clients.answers if sent >= killed_at + 2.0]
     assert later and set(later) == {200}, "requests after the kill are served by a new replica"
     assert set(e2e.replica_pids(zeroserve)).isdisjoint(victims)

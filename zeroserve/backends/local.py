@@ -37,6 +37,7 @@ from zeroserve.errors import (
     NoGPU,
     NotReady,
     Overloaded,
+    ReplicaKilled,
     ReplicaStartFailed,
     Unschedulable,
     ZeroserveError,
@@ -208,12 +209,10 @@ class Replica:
             if self.exited:
                 await self.drain_output()
                 assert self.process is not None and self.process.returncode is not None
-                lines = "\n".join(self.last_lines)
-                if self.process.returncode < 0:  # killed (by someone, the OOM killer): not the model's verdict
-                    raise ReplicaStartFailed(f"replica was killed by signal {-self.process.returncode} before "
-                                             "it was ready" + (f"; last lines:\n{lines}" if lines else ""))
-                raise ModelLoadFailed(
-                    f"replica exited with code {self.process.returncode} before it was ready; last lines:\n{lines}")
+                code = self.process.returncode
+                if code < 0:  # killed (by someone, the OOM killer): not the model's own verdict
+                    raise ReplicaKilled(self.with_last_lines(f"replica was killed by signal {-code} before ready"))
+                raise ModelLoadFailed(self.with_last_lines(f"replica exited with code {code} before it was ready"))
             with contextlib.suppress(httpx.TransportError):
                 response = await client.get(f"{self.url}/v2/health/ready", timeout=1.0)
                 if response.status_code == 200:
@@ -221,8 +220,11 @@ class Replica:
                     self.last_used = self.ready_at = time.monotonic()
                     return
             await asyncio.sleep(0.02)
-        lines = "\n".join(self.last_lines)
-        raise NotReady(f"replica was not ready within {timeout:g} s" + (f"; last lines:\n{lines}" if lines else ""))
+        raise NotReady(self.with_last_lines(f"replica was not ready within {timeout:g} s"))
+
+    def with_last_lines(self, message: str) -> str:
+        """``message``, followed by the replica's last lines of output if it wrote any."""
+        return message + "; last lines:\n" + "\n".join(self.last_lines) if self.last_lines else message
 
     async def drain_output(self) -> None:
         with contextlib.suppress(TimeoutError):
@@ -257,8 +259,9 @@ class Service:
     # After a start failed for a reason that may pass (slow, out of processes): no new try before.
     retry_at: float = 0.0
     last_error: ZeroserveError | None = None
-    # Starts in a row that timed out before any replica of this version was ready.
+    # Starts in a row that never got ready (timed out, or killed), and when the last one was counted.
     never_ready: int = 0
+    counted_at: float = 0.0
     stopped: bool = False
     changed: asyncio.Condition = field(default_factory=asyncio.Condition)
 
@@ -525,17 +528,20 @@ class LocalBackend:
         if replica.draining or service.stopped:
             return  # stopped on purpose while it started (an update, a stop): no failure
         service.last_error = error
-        if isinstance(error, NotReady | ReplicaStartFailed) and not service.serving:
+        # Starts that never got ready: one per round (replicas started together fail together), and
+        # not a spawn that failed for want of processes (the machine's trouble, not this version's).
+        counts = isinstance(error, NotReady | ReplicaKilled) and replica.asked_at >= service.counted_at
+        if counts and not service.serving:
             service.never_ready += 1
+            service.counted_at = time.monotonic()
             if service.never_ready >= self.settings.replica_start_attempts:
                 # Knative's progress deadline, in small: a version that never gets a replica ready is
                 # failed, not retried by every request forever (each would wait out its deadline).
-                lines = "\n".join(replica.last_lines)
                 why = (f"within {self.settings.replica_ready_timeout_s:g} s" if isinstance(error, NotReady)
-                       else f"(the last: {error.message.partition('; last lines')[0]})")
+                       else "(the last was killed by a signal)")
                 error = ModelLoadFailed(
-                    f"no replica became ready {why}, {service.never_ready} starts in a row"
-                    + (f"; last lines:\n{lines}" if lines else ""), reason="ReplicaNeverReady")
+                    replica.with_last_lines(f"no replica became ready {why}, {service.never_ready} starts in a row"),
+                    reason="ReplicaNeverReady")
         if service.serving or not isinstance(error, ModelLoadFailed):
             # Others serve (a scale-up failed), or the cause may pass (slow start, no processes
             # left): this start failed, the deployment lives; the next try waits a moment.

@@ -34,7 +34,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from zeroserve.bus import LOGS_STREAM
-from zeroserve.deployments import DELETABLE, STOPPABLE, lifetime
+from zeroserve.deployments import DELETABLE, STOPPABLE
 from zeroserve.errors import DeploymentNotFound, InvalidTransition, MalformedEvent
 from zeroserve.events import (
     ID_PATTERN,
@@ -45,6 +45,7 @@ from zeroserve.events import (
     DeploymentStopped,
     EventData,
     Status,
+    ending,
     from_nats,
     new_event,
     parse_data,
@@ -95,13 +96,7 @@ class CreationRequest(BaseModel):
     @classmethod
     def _ends(cls, ttl: str | None) -> str | None:
         # The pattern admits any number of digits; the ttl check must be able to say when it ends.
-        if ttl is None:
-            return None
-        try:
-            datetime.now(UTC) + lifetime(ttl)
-        except (OverflowError, ValueError):  # ValueError: more digits than int() reads
-            raise ValueError(f"{ttl[:20]!r} is too long: the deployment would end after the year 9999") from None
-        return ttl
+        return None if ttl is None else ending(ttl)
 
 
 class ModificationRequest(BaseModel):

@@ -88,13 +88,13 @@ def inference_router(platform: Platform, upstream: Upstream) -> APIRouter:
         group = scope.group
         started = time.perf_counter()
         response = await _infer(group, deployment_id, path, request)
-        if VALID_ID.match(deployment_id) and response.status_code != 404:  # unknown ids would grow the labels
+        if VALID_ID.fullmatch(deployment_id) and response.status_code != 404:  # unknown ids would grow the labels
             metrics.inference_requests.labels(group, deployment_id, str(response.status_code)).inc()
             metrics.inference_seconds.labels(group, deployment_id).observe(time.perf_counter() - started)
         return response
 
     async def _infer(group: str, deployment_id: str, path: str, request: Request) -> Response:
-        if not VALID_ID.match(deployment_id):  # cannot exist: say so without asking the store
+        if not VALID_ID.fullmatch(deployment_id):  # cannot exist: say so without asking the store
             return error_response(404, "DeploymentNotFound", f"no deployment {deployment_id[:80]!r}")
         if local is None:
             return await _to_backend(deployment_id, path, request, group)

@@ -60,7 +60,9 @@ def router(platform: Platform) -> APIRouter:
             form = await request.form()
         except HTTPException as unreadable:  # Starlette's, for a multipart body it cannot parse
             return _oauth_error(400, "invalid_request", f"the form cannot be read: {unreadable.detail}")
-        fields = {name: value for name, value in form.items() if isinstance(value, str)}  # no files here
+        # No files here: any sent are dropped, and closed (their spooled temporary files with them).
+        fields = {name: value for name, value in form.items() if isinstance(value, str)}
+        await form.close()
         grant_type, client_id, client_secret = (fields.get(name) for name in
                                                 ("grant_type", "client_id", "client_secret"))
         if grant_type is None:

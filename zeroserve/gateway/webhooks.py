@@ -302,7 +302,7 @@ def inbound(platform: Platform) -> APIRouter:
             return JSONResponse({**answer, "events": [], "duplicate": True,
                                  "note": "this webhook-id was acted on before; nothing done again"})
 
-        if not _ID.match(source.group):
+        if not _ID.fullmatch(source.group):
             log.error("webhook source %s: group %r is not a valid resource group", name, source.group)
             raise ApiError(500, "WebhookMisconfigured", f"webhook source {name} is misconfigured")
         try:
