@@ -98,8 +98,9 @@ class Settings(BaseSettings):
     # request rate each line would cost the gateway a NATS publish (docs/benchmarks.md).
     replica_access_log: bool = False
     replica_ready_timeout_s: float = 60.0
-    # A deployment whose replicas time out this many starts in a row, none ever ready, is DEAD
-    # (reason ReplicaNeverReady); one slow start only fails the requests that waited for it.
+    # A deployment whose replicas never get ready this many starts in a row (timed out or killed;
+    # replicas started together count once) is DEAD (reason ReplicaNeverReady); one slow start only
+    # fails the requests that waited for it.
     replica_start_attempts: int = 3
     activator_queue_limit: int = 100
     request_timeout_s: float = 60.0

@@ -59,6 +59,16 @@ def redact(url: str) -> str:
     return parsed._replace(netloc=netloc, query="***" if parsed.query else "").geturl()
 
 
+def unreadable(url: str) -> str | None:
+    """Why urllib cannot read ``url`` (an unclosed [IPv6] host, a port that is not a number), or None.
+    Such URLs pass the API's patterns; asked here, they are refused with the reason, not a 500."""
+    try:
+        urlparse(url).port  # noqa: B018  (reading it raises for a port that is not one)
+    except ValueError as error:
+        return str(error)
+    return None
+
+
 def object_store_of(uri: str) -> str | None:
     """The object store secret an ``ai://`` URI names; None for any other URI."""
     parsed = urlparse(uri)
@@ -129,11 +139,9 @@ class ModelCache:
 
     def check(self, uri: str) -> None:
         """Refuse a URI that zeroserve must not or cannot read (an ``ai://`` URI: its form only)."""
-        try:
-            parsed = urlparse(uri)
-            parsed.port  # noqa: B018  (reading it raises for a port that is not one)
-        except ValueError as error:  # an unclosed [IPv6] host, a port that is not a number
-            raise InvalidArtifactUri(f"artifact URI {redact(uri)[:200]!r} cannot be read: {error}") from None
+        if (problem := unreadable(uri)) is not None:
+            raise InvalidArtifactUri(f"artifact URI {redact(uri)[:200]!r} cannot be read: {problem}")
+        parsed = urlparse(uri)
         if parsed.scheme == "file":
             self.local_source(uri)
         elif parsed.scheme == OBJECT_STORE_SCHEME:

@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, TypeVar
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote
 
 from fastapi import APIRouter, Path, Query
 from fastapi.responses import JSONResponse, PlainTextResponse
@@ -28,6 +28,7 @@ from zeroserve.gateway.errors import ApiError, answers, not_found
 from zeroserve.gateway.params import SAP_ID, ApiBody, ExecutableIds, ScenarioFilter, stored
 from zeroserve.gateway.security import InGroup
 from zeroserve.platform import Platform
+from zeroserve.storage import unreadable
 from zeroserve.store import Artifact, Configuration, now
 from zeroserve.templates import ServingTemplate
 
@@ -83,12 +84,9 @@ class ArtifactPostData(ApiBody):
     @field_validator("url")
     @classmethod
     def _parsable(cls, url: str) -> str:
-        # The pattern admits what urllib cannot read ("s3://[x", "https://h:99999/m"): refused here, naming
-        # the field, rather than failing inside the storage checks.
-        try:
-            urlsplit(url).port  # noqa: B018  (reading it raises for a port that is not one)
-        except ValueError as error:
-            raise ValueError(f"not a URL: {error}") from None
+        # The pattern admits what urllib cannot read ("s3://[x", "https://h:99999/m"): refused naming the field.
+        if (problem := unreadable(url)) is not None:
+            raise ValueError(f"not a URL: {problem}")
         return url
 
 

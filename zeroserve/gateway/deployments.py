@@ -55,7 +55,7 @@ from zeroserve.gateway.errors import ApiError, answers, not_found
 from zeroserve.gateway.params import SAP_ID, ExecutableIds, ScenarioFilter, stored
 from zeroserve.gateway.security import InGroup, platform_of
 from zeroserve.platform import Platform
-from zeroserve.store import Configuration, Deployment
+from zeroserve.store import Configuration, Deployment, Registry
 
 log = logging.getLogger(__name__)
 
@@ -173,12 +173,16 @@ def view(deployment: Deployment, configuration: Configuration | None, select: st
     return {name: value for name, value in body.items() if value is not None}
 
 
+async def deployment_or_404(registry: Registry[Deployment], group: str, id: str) -> Deployment:
+    found = await stored(registry, group, id)
+    if found is None:
+        raise not_found(f"no deployment {id} in resource group {group}")
+    return found
+
+
 async def followed(deploymentId: DeploymentId, scope: InGroup, request: Request) -> Deployment:  # noqa: N803
     # A dependency, not the stream's first step: an unknown id must answer 404 before streaming starts.
-    found = await stored(platform_of(request).store.deployments, scope.group, deploymentId)
-    if found is None:
-        raise not_found(f"no deployment {deploymentId} in resource group {scope.group}")
-    return found
+    return await deployment_or_404(platform_of(request).store.deployments, scope.group, deploymentId)
 
 
 Followed = Annotated[Deployment, Depends(followed)]
@@ -192,10 +196,7 @@ def router(platform: Platform) -> APIRouter:
         await platform.bus.publish(new_event(data, source=SOURCE, subject=getattr(data, "id", None)), group)
 
     async def deployment_of(group: str, deployment_id: str) -> Deployment:
-        found = await stored(store.deployments, group, deployment_id)
-        if found is None:
-            raise not_found(f"no deployment {deployment_id} in resource group {group}")
-        return found
+        return await deployment_or_404(store.deployments, group, deployment_id)
 
     async def usable_configuration(group: str, configuration_id: str) -> Configuration:
         """The configuration and its serving template, or a 400 that says which is missing."""

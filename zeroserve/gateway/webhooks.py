@@ -57,6 +57,7 @@ from zeroserve.gateway.params import stored
 from zeroserve.gateway.security import InGroup
 from zeroserve.platform import Platform
 from zeroserve.settings import WebhookSource
+from zeroserve.storage import unreadable
 from zeroserve.store import Subscription
 from zeroserve.webhooks import ForbiddenTarget, InvalidSignature, UnresolvableTarget, check_target, new_secret, verify
 
@@ -355,11 +356,9 @@ class SubscriptionRequest(BaseModel):
     @classmethod
     def _http(cls, url: str) -> str:
         # The URL is not repeated in the answer: its query, path or user part is often the receiver's secret.
+        if unreadable(url) is not None:
+            raise ValueError("cannot be read: its host or port is malformed")
         parts = urlsplit(url)
-        try:
-            parts.port  # noqa: B018  (reading it raises for a port that is not one)
-        except ValueError:
-            raise ValueError("has a port that is not a number from 0 to 65535") from None
         if parts.scheme not in ("http", "https"):
             given = f"{parts.scheme[:20]}://" if parts.scheme else "one without a scheme"
             raise ValueError(f"must be an http:// or https:// URL, not {given}")
