@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import socket
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -30,6 +31,13 @@ async def until(condition: Callable[[], Any], timeout: float = 30, what: str = "
         if time.monotonic() > deadline:
             raise AssertionError(f"{what} did not hold within {timeout} s (last: {value!r})")
         await asyncio.sleep(0.05)
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on now (for a server to start on, or a refused connection)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ import os
 import re
 import shlex
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,6 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from conftest import free_port
 
 from zeroserve.demo import SAMPLE
 
@@ -148,10 +148,8 @@ def test_bad_settings_are_one_line_naming_the_variable_never_its_value(env):
 
 
 def test_up_stops_on_ctrl_c_while_it_waits_for_nats(env, tmp_path):
-    with socket.socket() as probe:  # a port nothing listens on: NATS "not up yet"
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    up = zeroserve("up", env={**env, "ZEROSERVE_NATS_URL": f"nats://127.0.0.1:{port}"})
+    # A port nothing listens on: NATS "not up yet".
+    up = zeroserve("up", env={**env, "ZEROSERVE_NATS_URL": f"nats://127.0.0.1:{free_port()}"})
     assert up.stdout is not None
     waiting = up.stdout.readline()
     assert "NATS connection" in waiting, waiting  # it says what it waits for

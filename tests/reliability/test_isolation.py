@@ -25,6 +25,7 @@ from models import train_iris_sklearn
 from zeroserve.bus import FUNCTION_HEADER, MESSAGE_HEADER, REASON_HEADER, SUBJECT_HEADER
 from zeroserve.embedded import Embedded
 from zeroserve.events import (
+    INVALID_GROUP,
     ArtifactCreated,
     DeploymentDeleted,
     DeploymentLog,
@@ -36,7 +37,6 @@ from zeroserve.events import (
     new_event,
     to_nats,
 )
-from zeroserve.runner import INVALID_GROUP
 from zeroserve.settings import Settings
 
 A, B = "team-a", "team-b"

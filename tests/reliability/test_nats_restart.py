@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 
 import nats
 import pytest
-from conftest import until
+from conftest import free_port, until
 from models import train_iris_sklearn
 from stream import Publisher, dead_letters, status_history, unhandled
 
@@ -22,15 +21,9 @@ pytestmark = pytest.mark.slow
 DEPLOYMENTS = 30
 
 
-def free_port() -> int:
-    # The restarted server must come back where zeroserve reconnects to: the same port.
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 async def test_a_nats_server_killed_and_restarted_with_events_in_flight_loses_none_and_doubles_none(
         settings, tmp_path):
+    # A port of its own: the restarted server must come back where zeroserve reconnects to.
     server = NatsServer(tmp_path / "nats", port=free_port())
     url: str | None = await server.start()
     settings.nats_url = url

@@ -22,7 +22,6 @@ import ipaddress
 import json
 import logging
 import secrets
-import socket
 import time
 from collections.abc import AsyncIterator, Callable, Generator, Iterator
 from dataclasses import dataclass, field
@@ -33,7 +32,7 @@ import httpx
 import jwt
 import pytest
 import uvicorn
-from conftest import until
+from conftest import free_port, until
 from models import IRIS_ROWS, train_iris_sklearn
 from pydantic import SecretStr
 
@@ -225,12 +224,6 @@ def s3_secret(name: str, endpoint: str, **changes: Any) -> dict[str, Any]:
             "data": {"AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY}, **changes}
 
 
-def closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @pytest.fixture
 def settings(settings: Settings, guarded_nats: str) -> Settings:
     return settings.model_copy(update={
@@ -361,7 +354,7 @@ async def test_no_secret_reaches_a_log_an_event_an_answer_or_the_deployment_logs
                 assert (await api.post("/v2/admin/objectStoreSecrets", headers=DEFAULT,
                                        json=s3_secret("models", s3_api))).status_code == 202
                 assert (await api.post("/v2/admin/objectStoreSecrets", headers=DEFAULT,
-                                       json=s3_secret("nowhere", f"127.0.0.1:{closed_port()}",
+                                       json=s3_secret("nowhere", f"127.0.0.1:{free_port()}",
                                                       bucket="elsewhere"))).status_code == 202
                 for bad in (s3_secret("models", s3_api),  # exists: 409
                             s3_secret("Not_A_Name", s3_api), s3_secret("gcs-store", s3_api, type="GCS"),
