@@ -79,7 +79,8 @@ StatusFilter = Annotated[
     Query(alias="status"),
 ]
 
-DeploymentId = Annotated[str, Path(pattern=SAP_ID)]
+# A deployment id in a URL path, by SAP's pattern (events hold ids to zeroserve's, events.DeploymentId).
+DeploymentIdPath = Annotated[str, Path(pattern=SAP_ID)]
 
 Select = Annotated[Literal["status"] | None, Query(alias="$select", description="Only the status (and required ids)")]
 
@@ -180,7 +181,7 @@ async def deployment_or_404(registry: Registry[Deployment], group: str, id: str)
     return found
 
 
-async def followed(deploymentId: DeploymentId, scope: InGroup, request: Request) -> Deployment:  # noqa: N803
+async def followed(deploymentId: DeploymentIdPath, scope: InGroup, request: Request) -> Deployment:  # noqa: N803
     # A dependency, not the stream's first step: an unknown id must answer 404 before streaming starts.
     return await deployment_or_404(platform_of(request).store.deployments, scope.group, deploymentId)
 
@@ -324,13 +325,13 @@ def router(platform: Platform) -> APIRouter:
 
     @router.get("/v2/lm/deployments/{deploymentId}", summary="Get information about specific deployment",
                 responses=answers(404))
-    async def get(deploymentId: DeploymentId, scope: InGroup, select: Select = None) -> dict[str, Any]:
+    async def get(deploymentId: DeploymentIdPath, scope: InGroup, select: Select = None) -> dict[str, Any]:
         return await with_configuration(await deployment_of(scope.group, deploymentId), select)
 
     @router.patch("/v2/lm/deployments/{deploymentId}", status_code=202,
                   summary="Stop a deployment or change its configuration", responses=answers(404, 412))
     async def modify(
-        deploymentId: DeploymentId, scope: InGroup, body: Annotated[ModificationRequest, Body()],
+        deploymentId: DeploymentIdPath, scope: InGroup, body: Annotated[ModificationRequest, Body()],
     ) -> dict[str, Any]:
         deployment_id = deploymentId
         group = scope.group
@@ -352,14 +353,14 @@ def router(platform: Platform) -> APIRouter:
 
     @router.delete("/v2/lm/deployments/{deploymentId}", status_code=202, summary="Mark deployment as deleted",
                    responses=answers(404, 412))
-    async def remove(deploymentId: DeploymentId, scope: InGroup) -> dict[str, Any]:
+    async def remove(deploymentId: DeploymentIdPath, scope: InGroup) -> dict[str, Any]:
         await delete(scope.group, await deployment_of(scope.group, deploymentId))
         return {"id": deploymentId, "message": "Deployment deletion scheduled"}
 
     @router.get("/v2/lm/deployments/{deploymentId}/logs", summary="Get logs of specific deployment",
                 responses=answers(404))
     async def logs(
-        deploymentId: DeploymentId, scope: InGroup,
+        deploymentId: DeploymentIdPath, scope: InGroup,
         top: Annotated[int, Query(alias="$top", ge=1, le=5000)] = 1000,
         start: Annotated[datetime | None, Query(description="RFC 3339; defaults to an hour ago")] = None,
         end: Annotated[datetime | None, Query(description="RFC 3339; defaults to now")] = None,
