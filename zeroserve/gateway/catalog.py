@@ -25,7 +25,7 @@ from pydantic import Field, field_validator
 from zeroserve.errors import ZeroserveError
 from zeroserve.events import ArtifactBinding, ArtifactCreated, ConfigurationCreated, Label, ParameterBinding, new_event
 from zeroserve.gateway.errors import ApiError, answers, not_found
-from zeroserve.gateway.params import SAP_ID, ApiBody, ExecutableIds, ScenarioFilter, stored
+from zeroserve.gateway.params import SAP_ID, ApiBody, ExecutableIds, ScenarioFilter, stored, stored_or_404
 from zeroserve.gateway.security import InGroup
 from zeroserve.platform import Platform
 from zeroserve.storage import unreadable
@@ -340,9 +340,7 @@ def router(platform: Platform) -> APIRouter:
     async def get_artifact(
         scope: InGroup, artifact_id: Annotated[str, Path(alias="artifactId")], expand: Expand = None,
     ) -> dict[str, Any]:
-        artifact = await stored(store.artifacts, scope.group, artifact_id)
-        if artifact is None:
-            raise not_found(f"artifact {artifact_id} not found")
+        artifact = await stored_or_404(store.artifacts, scope.group, artifact_id, f"artifact {artifact_id} not found")
         return artifact_view(artifact, expand)
 
     # -- configurations --------------------------------------------------------------------------
@@ -455,9 +453,8 @@ def router(platform: Platform) -> APIRouter:
     async def get_configuration(
         scope: InGroup, configuration_id: Annotated[str, Path(alias="configurationId")], expand: Expand = None,
     ) -> dict[str, Any]:
-        configuration = await stored(store.configurations, scope.group, configuration_id)
-        if configuration is None:
-            raise not_found(f"configuration {configuration_id} not found")
+        configuration = await stored_or_404(store.configurations, scope.group, configuration_id,
+                                            f"configuration {configuration_id} not found")
         return configuration_view(configuration, expand)
 
     # -- metrics ---------------------------------------------------------------------------------

@@ -52,7 +52,7 @@ from zeroserve.events import (
     subject_for,
 )
 from zeroserve.gateway.errors import ApiError, answers, not_found
-from zeroserve.gateway.params import SAP_ID, ExecutableIds, ScenarioFilter, stored
+from zeroserve.gateway.params import SAP_ID, ExecutableIds, ScenarioFilter, stored, stored_or_404
 from zeroserve.gateway.security import InGroup, platform_of
 from zeroserve.platform import Platform
 from zeroserve.store import Configuration, Deployment, Registry
@@ -175,10 +175,7 @@ def view(deployment: Deployment, configuration: Configuration | None, select: st
 
 
 async def deployment_or_404(registry: Registry[Deployment], group: str, id: str) -> Deployment:
-    found = await stored(registry, group, id)
-    if found is None:
-        raise not_found(f"no deployment {id} in resource group {group}")
-    return found
+    return await stored_or_404(registry, group, id, f"no deployment {id} in resource group {group}")
 
 
 async def followed(deploymentId: DeploymentIdPath, scope: InGroup, request: Request) -> Deployment:  # noqa: N803

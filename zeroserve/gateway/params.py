@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
 
 from zeroserve.events import ID_PATTERN
+from zeroserve.gateway.errors import not_found
 from zeroserve.store import Registry
 
 R = TypeVar("R", bound=BaseModel)
@@ -43,3 +44,11 @@ async def stored(registry: Registry[R], group: str, id: str) -> R | None:
     is an error, not a miss.
     """
     return await registry.get(group, id) if _RECORD_ID.fullmatch(id) else None
+
+
+async def stored_or_404(registry: Registry[R], group: str, id: str, missing: str) -> R:
+    """The record ``id`` of ``group``, or a 404 that says ``missing``."""
+    found = await stored(registry, group, id)
+    if found is None:
+        raise not_found(missing)
+    return found

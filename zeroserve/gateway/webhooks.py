@@ -53,7 +53,7 @@ from zeroserve.events import (
 )
 from zeroserve.gateway.errors import ApiError, answers, not_found
 from zeroserve.gateway.ingress import read_body
-from zeroserve.gateway.params import stored
+from zeroserve.gateway.params import stored_or_404
 from zeroserve.gateway.security import InGroup
 from zeroserve.platform import Platform
 from zeroserve.settings import WebhookSource
@@ -392,10 +392,7 @@ def subscriptions(platform: Platform) -> APIRouter:
     registry = platform.store.subscriptions
 
     async def find(group: str, id: str) -> Subscription:
-        found = await stored(registry, group, id)
-        if found is None:
-            raise not_found(f"subscription {id} not found")
-        return found
+        return await stored_or_404(registry, group, id, f"subscription {id} not found")
 
     @api.post("/v2/subscriptions", status_code=201, summary="Deliver this group's events to a URL (webhooks out)",
               responses={201: {"description": "created; the signing secret is shown only here"},
