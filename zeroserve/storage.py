@@ -310,7 +310,10 @@ class _NoCredentials(logging.Filter):
         return True
 
 
+# Installed once, on import: before any download can log.
 _NO_CREDENTIALS = _NoCredentials()
+for _name in ("botocore.endpoint", "botocore.auth"):  # the two that log requests
+    logging.getLogger(_name).addFilter(_NO_CREDENTIALS)
 
 
 def _download_s3(uri: str, access: S3Access, out_dir: Path) -> None:
@@ -322,9 +325,6 @@ def _download_s3(uri: str, access: S3Access, out_dir: Path) -> None:
     import boto3
     from botocore.config import Config
 
-    for name in ("botocore.endpoint", "botocore.auth"):  # the two that log requests
-        if _NO_CREDENTIALS not in logging.getLogger(name).filters:
-            logging.getLogger(name).addFilter(_NO_CREDENTIALS)
     parsed = urlparse(uri)
     bucket, key = parsed.netloc, unquote(parsed.path).lstrip("/")
     client = boto3.session.Session().client(

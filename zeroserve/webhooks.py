@@ -252,7 +252,8 @@ class _QuietDeliveries(logging.Filter):
         return not _delivering.get()
 
 
-_QUIET = _QuietDeliveries()
+# Installed once, on import: it drops only lines logged while a delivery is sent (``_delivering``).
+logging.getLogger("httpx").addFilter(_QuietDeliveries())
 
 
 def new_secret() -> str:
@@ -359,9 +360,6 @@ class Dispatcher:
         self.settings = platform.settings
         self.subscriptions = Subscriptions(platform)
         self._client = client
-        httpx_log = logging.getLogger("httpx")
-        if _QUIET not in httpx_log.filters:
-            httpx_log.addFilter(_QUIET)
         self._inflight: set[asyncio.Task[None]] = set()
         self._room = asyncio.Event()
         # Counted here too (cheaply) for whoever holds the dispatcher; Prometheus has them by subscription.
