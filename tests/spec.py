@@ -1,4 +1,4 @@
-"""Checks responses against SAP's AI API spec (``../shared/reference/aicore-openapi-2.42.0.yaml``).
+"""Checks responses against SAP's AI API spec (``tests/data/reference/aicore-openapi-2.42.0.yaml``).
 
 ``assert_conforms(response)`` finds the operation by method and path (the spec's paths sit under
 the server URL's ``/v2``) and validates the request's parameters and the response's status,
