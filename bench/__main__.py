@@ -41,12 +41,12 @@ from rich.console import Console
 from rich.table import Table
 
 from zeroserve.backends.local import LocalBackend
+from zeroserve.core.nats_server import NatsServer
+from zeroserve.core.runner import Runner, load_functions
 from zeroserve.demo import ARTIFACT_ID, DEPLOYMENT_ID, SAMPLE, demo_events, train_iris
-from zeroserve.embedded import Embedded, cancel
 from zeroserve.events import ArtifactCreated, DeploymentRequested, Status, new_event
-from zeroserve.nats_server import NatsServer
+from zeroserve.node import Node, cancel
 from zeroserve.platform import Platform
-from zeroserve.runner import Runner, load_functions
 from zeroserve.settings import Settings
 
 HERE = Path(__file__).parent
@@ -71,9 +71,9 @@ def p(values: list[float], q: float) -> float:
 # --- a demo deployment, in process -------------------------------------------------------------
 
 
-async def demo(settings: Settings) -> tuple[Embedded, httpx.AsyncClient, str, Path]:
+async def demo(settings: Settings) -> tuple[Node, httpx.AsyncClient, str, Path]:
     """zeroserve embedded with the demo deployment RUNNING; a client with a token; its URL."""
-    zeroserve = Embedded(settings)
+    zeroserve = Node(settings)
     await zeroserve.start()
     platform = zeroserve.platform
     assert platform is not None
@@ -102,7 +102,7 @@ async def demo(settings: Settings) -> tuple[Embedded, httpx.AsyncClient, str, Pa
 # --- cold start --------------------------------------------------------------------------------
 
 
-async def cold_start(client: httpx.AsyncClient, zeroserve: Embedded, url: str) -> float:
+async def cold_start(client: httpx.AsyncClient, zeroserve: Node, url: str) -> float:
     assert zeroserve.platform is not None and isinstance(zeroserve.platform.backend, LocalBackend)
     await zeroserve.platform.backend.scale_to_zero("default", DEPLOYMENT_ID)
     started = time.perf_counter()
@@ -119,7 +119,7 @@ async def bare_spawn(client: httpx.AsyncClient, model_dir: Path) -> float:
     port = listener.getsockname()[1]
     started = time.perf_counter()
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "zeroserve.runtimes.server", "--model-format", "sklearn", "--model-name", "iris",
+        sys.executable, "-m", "zeroserve.serving.runtimes.server", "--model-format", "sklearn", "--model-name", "iris",
         "--model-dir", str(model_dir), "--listen-fd", str(listener.fileno()), pass_fds=(listener.fileno(),),
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
     )
@@ -362,7 +362,7 @@ def model_servers() -> int:
             parents[int(entry.name)] = (int(stat.rsplit(")", 1)[1].split()[1]), cmdline)
     fork_servers = {pid for pid, (parent, cmd) in parents.items() if parent == me and b"forkserver" in cmd}
     for parent, cmd in parents.values():
-        if (parent == me and b"zeroserve.runtimes.server" in cmd) or parent in fork_servers:
+        if (parent == me and b"zeroserve.serving.runtimes.server" in cmd) or parent in fork_servers:
             found += 1
     return found
 

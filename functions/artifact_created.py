@@ -10,10 +10,10 @@ holds and the event does not say (when it was created, its metrics and labels).
 
 import re
 
+from zeroserve.core.runner import Context, on
+from zeroserve.core.store import Artifact, now
 from zeroserve.errors import MalformedEvent, ZeroserveError
 from zeroserve.events import ID_PATTERN, ArtifactCreated, ArtifactStatus
-from zeroserve.runner import Context, on
-from zeroserve.store import Artifact, now
 
 VALID_ID = re.compile(ID_PATTERN)
 DESCRIBED = ("name", "kind", "url", "scenario_id", "description")

@@ -1,9 +1,9 @@
 """Delete a stopped or dead deployment: its backend objects and its record go; its logs stay."""
 
-from zeroserve.deployments import DELETABLE
+from zeroserve.core.runner import Context, on
+from zeroserve.deployments.lifecycle import DELETABLE
 from zeroserve.errors import InvalidTransition
 from zeroserve.events import DeploymentDeleted
-from zeroserve.runner import Context, on
 
 
 @on(DeploymentDeleted)

@@ -7,10 +7,10 @@ update: the URL stays, the old version keeps serving until the new one is ready,
 is refused without touching what serves.
 """
 
+from zeroserve.core.runner import Context, on
 from zeroserve.errors import ArtifactNotFound, InvalidConfiguration, Rejected, ZeroserveError
 from zeroserve.events import DeploymentRequested, Status
-from zeroserve.runner import Context, on
-from zeroserve.templates import render
+from zeroserve.templates.render import render
 
 
 @on(DeploymentRequested)

@@ -1,9 +1,9 @@
 """Stop a deployment: STOPPING, every replica and resource released, then STOPPED."""
 
-from zeroserve.deployments import STOPPABLE
+from zeroserve.core.runner import Context, on
+from zeroserve.deployments.lifecycle import STOPPABLE
 from zeroserve.errors import InvalidTransition
 from zeroserve.events import DeploymentStopped, Status
-from zeroserve.runner import Context, on
 
 
 @on(DeploymentStopped)

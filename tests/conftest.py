@@ -14,8 +14,8 @@ from typing import Any
 import nats
 import pytest
 
-from zeroserve.embedded import Embedded
-from zeroserve.nats_server import NatsServer
+from zeroserve.core.nats_server import NatsServer
+from zeroserve.node import Node
 from zeroserve.settings import Settings
 
 
@@ -71,8 +71,8 @@ async def nats_server(tmp_path: Path) -> AsyncIterator[NatsServer]:
 
 
 @pytest.fixture
-async def zeroserve(settings: Settings) -> AsyncIterator[Embedded]:
-    async with Embedded(settings) as embedded:
+async def zeroserve(settings: Settings) -> AsyncIterator[Node]:
+    async with Node(settings) as embedded:
         yield embedded
 
 
@@ -114,7 +114,7 @@ async def listen() -> AsyncIterator[Callable[..., Any]]:
     """``await listen(zeroserve, "zeroserve.default.deployment.status")`` -> a Listener."""
     connections: dict[str, Any] = {}
 
-    async def subscribe(embedded: Embedded, subject: str) -> Listener:
+    async def subscribe(embedded: Node, subject: str) -> Listener:
         assert embedded.nats_url is not None
         if embedded.nats_url not in connections:
             connections[embedded.nats_url] = await nats.connect(embedded.nats_url, allow_reconnect=False)
@@ -129,7 +129,7 @@ async def listen() -> AsyncIterator[Callable[..., Any]]:
         await nc.close()
 
 
-async def token_for(embedded: Embedded, groups: list[str]) -> str:
+async def token_for(embedded: Node, groups: list[str]) -> str:
     """A bearer token for a new client of these groups, got the way a user gets one (POST /oauth/token)."""
     import httpx
 
@@ -143,7 +143,7 @@ async def token_for(embedded: Embedded, groups: list[str]) -> str:
 
 
 @pytest.fixture
-async def api(zeroserve: Embedded) -> AsyncIterator[Any]:
+async def api(zeroserve: Node) -> AsyncIterator[Any]:
     """An httpx client of the gateway with a token for every group (as the local operator has)."""
     import httpx
 
@@ -154,7 +154,7 @@ async def api(zeroserve: Embedded) -> AsyncIterator[Any]:
 
 
 @contextlib.asynccontextmanager
-async def operator(embedded: Embedded, timeout: float = 60) -> AsyncIterator[Any]:
+async def operator(embedded: Node, timeout: float = 60) -> AsyncIterator[Any]:
     """An httpx client with a token for every group, for tests that call the gateway by full URL."""
     import httpx
 

@@ -21,7 +21,7 @@ def main(model_dir: str, other: str) -> None:
     listener.listen(16)
     port = listener.getsockname()[1]
     replica = subprocess.Popen(
-        [sys.executable, "-m", "zeroserve.runtimes.server", "--model-format", "sklearn", "--model-name", "iris",
+        [sys.executable, "-m", "zeroserve.serving.runtimes.server", "--model-format", "sklearn", "--model-name", "iris",
          "--model-dir", model_dir, "--listen-fd", str(listener.fileno())],
         pass_fds=(listener.fileno(),), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )

@@ -52,9 +52,10 @@ def replica_pids(root: int) -> list[int]:
     server (a child of it that forks the replicas)."""
     table = processes()
     fork_servers = {p.pid for p in table.values()
-                    if p.parent == root and "zeroserve.runtimes.forkserver" in p.cmdline}
+                    if p.parent == root and "zeroserve.serving.forkserver" in p.cmdline}
     return sorted(p.pid for p in table.values()
-                  if (p.parent == root and "zeroserve.runtimes.server" in p.cmdline) or p.parent in fork_servers)
+                  if (p.parent == root and "zeroserve.serving.runtimes.server" in p.cmdline)
+                  or p.parent in fork_servers)
 
 
 def kill_tree(root: int) -> int:

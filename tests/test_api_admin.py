@@ -8,7 +8,7 @@ import pytest
 from conftest import token_for
 from spec import assert_conforms
 
-from zeroserve.store import Deployment
+from zeroserve.core.store import Deployment
 
 
 async def client_for(zeroserve, groups: list[str]) -> httpx.AsyncClient:

@@ -21,13 +21,13 @@ from conftest import token_for, until
 from models import IRIS_ROWS, train_iris_sklearn
 from spec import assert_conforms
 
-from zeroserve.embedded import Embedded
+from zeroserve.core.store import Configuration
 from zeroserve.events import ArtifactBinding, ArtifactCreated, ParameterBinding, new_event
-from zeroserve.store import Configuration
+from zeroserve.node import Node
 
 
 async def put_configuration(
-    zeroserve: Embedded, id: str, *, group: str = "default", executable: str = "sklearn",
+    zeroserve: Node, id: str, *, group: str = "default", executable: str = "sklearn",
     artifact: str = "iris-model", **parameters: str,
 ) -> Configuration:
     assert zeroserve.platform is not None
@@ -40,7 +40,7 @@ async def put_configuration(
     return configuration
 
 
-async def put_iris_artifact(zeroserve: Embedded, group: str = "default", id: str = "iris-model") -> None:
+async def put_iris_artifact(zeroserve: Node, group: str = "default", id: str = "iris-model") -> None:
     """A trained iris model, registered and staged the way artifact.created does it."""
     assert zeroserve.platform is not None
     model_dir = train_iris_sklearn(zeroserve.settings.data_dir / "sources" / "iris")
@@ -49,7 +49,7 @@ async def put_iris_artifact(zeroserve: Embedded, group: str = "default", id: str
     await until(lambda: artifact_staged(zeroserve, group, id))
 
 
-async def artifact_staged(zeroserve: Embedded, group: str, id: str) -> bool:
+async def artifact_staged(zeroserve: Node, group: str, id: str) -> bool:
     assert zeroserve.platform is not None
     artifact = await zeroserve.platform.store.artifacts.get(group, id)
     return artifact is not None and artifact.status == "staged"
@@ -74,7 +74,7 @@ async def create(api: httpx.AsyncClient, configuration: str, group: str = "defau
 
 
 @pytest.fixture
-async def iris(zeroserve: Embedded) -> Configuration:
+async def iris(zeroserve: Node) -> Configuration:
     await put_iris_artifact(zeroserve)
     return await put_configuration(zeroserve, "iris-config", minReplicas="0", maxReplicas="2")
 
@@ -189,7 +189,7 @@ async def test_an_unknown_deployment_deleted_before_it_is_picked_up_stays_delete
     assert (await api.get(f"/v2/lm/deployments/{id}")).status_code == 404
 
 
-async def consumers_idle(zeroserve: Embedded) -> bool:
+async def consumers_idle(zeroserve: Node) -> bool:
     assert zeroserve.platform is not None
     js = zeroserve.platform.bus.js
     for name in ("deployment_requested", "deployment_deleted"):

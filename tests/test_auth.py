@@ -13,8 +13,8 @@ from fastapi.routing import APIRoute
 from starlette.routing import Route
 
 from zeroserve.auth import ISSUER, signing_key
+from zeroserve.core.store import Store
 from zeroserve.gateway.app import PUBLIC, create_app
-from zeroserve.store import Store
 
 
 def routes(zeroserve) -> list[tuple[str, str]]:

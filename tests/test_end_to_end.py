@@ -12,35 +12,35 @@ import pytest
 from conftest import operator
 from models import IRIS_ROWS, train_iris_sklearn
 
-from zeroserve.embedded import Embedded
 from zeroserve.events import ArtifactCreated, DeploymentRequested, DeploymentStopped, Status, new_event
+from zeroserve.node import Node
 
 pytestmark = pytest.mark.slow
 
 
-def replica_pids(zeroserve: Embedded) -> list[int]:
+def replica_pids(zeroserve: Node) -> list[int]:
     """The model-server processes of the zeroserve this test runs in."""
     return processes.replica_pids(os.getpid())
 
 
-async def publish(zeroserve: Embedded, data, group: str = "default", id: str | None = None):
+async def publish(zeroserve: Node, data, group: str = "default", id: str | None = None):
     assert zeroserve.platform is not None
     return await zeroserve.platform.bus.publish(new_event(data, source="/tests", id=id), group)
 
 
-async def request_sklearn(zeroserve: Embedded, id: str, artifact: str = "iris-model", **parameters: str):
+async def request_sklearn(zeroserve: Node, id: str, artifact: str = "iris-model", **parameters: str):
     """Publish a deployment.requested of the sklearn template: a new deployment, or an update."""
     return await publish(zeroserve, DeploymentRequested(
         id=id, executable_id="sklearn", input_artifacts={"model": artifact}, parameters=parameters))
 
 
-async def deploy_iris(zeroserve: Embedded, listen, deployment_id: str = "iris") -> dict:
+async def deploy_iris(zeroserve: Node, listen, deployment_id: str = "iris") -> dict:
     model_dir = train_iris_sklearn(zeroserve.settings.data_dir / "sources" / "iris")
     return await deploy_model(zeroserve, listen, deployment_id, model_dir, "iris-model",
                               minReplicas="0", maxReplicas="2")
 
 
-async def deploy_model(zeroserve: Embedded, listen, deployment_id: str, model_dir, artifact_id: str,
+async def deploy_model(zeroserve: Node, listen, deployment_id: str, model_dir, artifact_id: str,
                        **parameters: str) -> dict:
     """Register the model directory as an artifact and deploy it with the sklearn template: the RUNNING status."""
     artifacts = await listen(zeroserve, "zeroserve.default.artifact.status")
@@ -53,7 +53,7 @@ async def deploy_model(zeroserve: Embedded, listen, deployment_id: str, model_di
 
 async def test_an_event_deploys_a_model_that_serves_from_zero_and_returns_to_zero(settings, listen):
     settings.idle_window_s = 1.0
-    async with Embedded(settings) as zeroserve:
+    async with Node(settings) as zeroserve:
         statuses = await listen(zeroserve, "zeroserve.default.deployment.status")
         logs = await listen(zeroserve, "zeroserve.default.deployment.log")
         running = await deploy_iris(zeroserve, listen)
@@ -121,7 +121,7 @@ async def test_stopping_a_deployment_releases_every_replica(zeroserve, listen):
 
 
 async def test_a_restart_keeps_every_deployment_and_running_ones_serve_again(settings, listen):
-    async with Embedded(settings) as zeroserve:
+    async with Node(settings) as zeroserve:
         await deploy_iris(zeroserve, listen, "iris")
         await request_sklearn(zeroserve, "iris-stopped")
         statuses = await listen(zeroserve, "zeroserve.default.deployment.status")
@@ -129,7 +129,7 @@ async def test_a_restart_keeps_every_deployment_and_running_ones_serve_again(set
         await publish(zeroserve, DeploymentStopped(id="iris-stopped"))
         await statuses.wait_for(lambda e: e["id"] == "iris-stopped" and e["status"] == "STOPPED")
 
-    async with Embedded(settings) as again:
+    async with Node(settings) as again:
         assert again.platform is not None
         records = {d.id: d for d in await again.platform.store.deployments.list("default")}
         assert records["iris"].status == "RUNNING"
@@ -279,7 +279,7 @@ async def test_replicas_kept_by_min_replicas_show_in_the_running_status(zeroserv
 
 async def test_a_restart_finishes_what_was_under_way(settings, listen):
     """Records left PENDING or STOPPING by a crash are brought to where they were going; DEAD stays DEAD."""
-    async with Embedded(settings) as zeroserve:
+    async with Node(settings) as zeroserve:
         running = await deploy_iris(zeroserve, listen)
         store = zeroserve.platform.store
         iris = await store.deployments.get("default", "iris")
@@ -291,7 +291,7 @@ async def test_a_restart_finishes_what_was_under_way(settings, listen):
                                       "metadata": {**iris.inference_service["metadata"], "name": id}},
             }))
         assert running["status"] == "RUNNING"
-    async with Embedded(settings) as again:
+    async with Node(settings) as again:
         records = {d.id: d for d in await again.platform.store.deployments.list("default")}
         assert records["was-pending"].status == "RUNNING"
         assert records["was-stopping"].status == "STOPPED"

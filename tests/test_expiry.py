@@ -14,9 +14,9 @@ import pytest
 from conftest import until
 from test_api_deployments import create, put_configuration, put_iris_artifact, status_becomes
 
-from zeroserve.embedded import Embedded
+from zeroserve.deployments.expiry import enforce_ttl
 from zeroserve.events import lifetime
-from zeroserve.expiry import enforce_ttl
+from zeroserve.node import Node
 from zeroserve.settings import Settings
 
 
@@ -31,7 +31,7 @@ def two_minutes_ahead() -> datetime:
     return datetime.now(UTC) + timedelta(minutes=2)
 
 
-async def stored_events(zeroserve: Embedded, subject: str) -> int:
+async def stored_events(zeroserve: Node, subject: str) -> int:
     assert zeroserve.platform is not None
     info = await zeroserve.platform.bus.js.stream_info("ZEROSERVE_EVENTS", subjects_filter=subject)
     return sum((info.state.subjects or {}).values())

@@ -21,7 +21,7 @@ from models import IRIS_ROWS, train_iris_sklearn
 from test_runtimes import listening_sockets
 
 from zeroserve.backends.local import OUTPUT_LINE_LIMIT, replica_environment
-from zeroserve.runtimes.forkserver import ForkedProcess, ForkServer
+from zeroserve.serving.forkserver import ForkedProcess, ForkServer
 
 
 @pytest.fixture

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from zeroserve.backends import gpus
-from zeroserve.backends.gpus import GpuInventory
 from zeroserve.errors import Unschedulable
+from zeroserve.serving import gpus
+from zeroserve.serving.gpus import GpuInventory
 
 
 def test_allocation_hands_out_lowest_free_devices_until_released():

@@ -9,12 +9,12 @@ import httpx
 from fastapi import FastAPI
 
 from tests.conftest import token_for
-from zeroserve.embedded import Embedded
 from zeroserve.gateway import ingress, webhooks
 from zeroserve.gateway.ingress import MAX_BODY_BYTES
+from zeroserve.node import Node
 
 
-def model_file(zeroserve: Embedded, name: str = "model.joblib") -> str:
+def model_file(zeroserve: Node, name: str = "model.joblib") -> str:
     path = Path(zeroserve.settings.data_dir) / "uploads" / name
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(b"not really a model")

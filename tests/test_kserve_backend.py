@@ -16,12 +16,12 @@ import pytest
 from kube import Cluster, Controller, G, P, V, condition
 
 from zeroserve.backends.base import Change
-from zeroserve.backends.kserve import KserveBackend, assess
-from zeroserve.embedded import cancel
+from zeroserve.backends.kserve.backend import KserveBackend, assess
 from zeroserve.events import Status
+from zeroserve.node import cancel
 from zeroserve.platform import Platform
 from zeroserve.settings import Settings
-from zeroserve.templates import render, validate_inference_service
+from zeroserve.templates.render import render, validate_inference_service
 
 GROUP = "default"
 

@@ -18,9 +18,9 @@ from kube import Cluster, Controller, condition
 from models import train_iris_sklearn
 from typer.testing import CliRunner
 
-from zeroserve.backends.kserve import assess
+from zeroserve.backends.kserve.backend import assess
+from zeroserve.backends.kserve.leader_election import Lease
 from zeroserve.cli import app
-from zeroserve.embedded import Embedded
 from zeroserve.events import (
     ArtifactCreated,
     DeploymentDeleted,
@@ -29,7 +29,7 @@ from zeroserve.events import (
     Status,
     new_event,
 )
-from zeroserve.lease import Lease
+from zeroserve.node import Node
 from zeroserve.settings import Settings
 
 GROUP = "default"
@@ -43,7 +43,7 @@ async def test_the_same_events_drive_a_deployment_to_running_and_stopped_on_the_
         lease_namespace="zeroserve", pod_name="watcher-0",
     ))
     controller = Controller(cluster)
-    async with Embedded(settings) as zeroserve:
+    async with Node(settings) as zeroserve:
         assert zeroserve.platform is not None
         statuses = await listen(zeroserve, "zeroserve.default.deployment.status")
 
@@ -167,7 +167,7 @@ async def test_a_functions_only_process_runs_no_gateway_and_no_watcher(
 ) -> None:
     settings = settings.model_copy(update=dict(
         backend="kserve", kubeconfig=cluster.kubeconfig(tmp_path / "kubeconfig"), nats_url=nats_server.url))
-    async with Embedded(settings, ["functions"]) as functions:
+    async with Node(settings, ["functions"]) as functions:
         assert functions.runner is not None and functions._gateway is None
         assert {task.get_name() for task in functions._tasks} == {"webhooks-out"}
         assert not (settings.data_dir / "gateway.url").exists()
@@ -242,7 +242,7 @@ async def test_a_watcher_process_works_under_the_lease_named_in_its_settings(
     settings = settings.model_copy(update=dict(
         backend="kserve", kubeconfig=cluster.kubeconfig(tmp_path / "kubeconfig"), nats_url=nats_server.url,
         lease_namespace="zeroserve", lease_name="zeroserve-watcher", pod_name="watcher-7f9c-x2x7q"))
-    async with Embedded(settings, ["watcher"]) as watcher:
+    async with Node(settings, ["watcher"]) as watcher:
         assert watcher.runner is None and watcher._gateway is None
         lease = await until(lambda: _lease_or_none(cluster), what="the Lease")
         assert lease["spec"]["holderIdentity"] == "watcher-7f9c-x2x7q"

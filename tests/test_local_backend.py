@@ -8,14 +8,14 @@ from pathlib import Path
 import pytest
 from models import train_iris_sklearn
 
-from zeroserve.backends.gpus import GpuInventory
+from zeroserve.artifacts.cache import ModelCache
 from zeroserve.backends.local import LocalBackend, ServiceSpec
-from zeroserve.bus import Bus
+from zeroserve.core.bus import Bus
+from zeroserve.deployments.logs import DeploymentLogs
 from zeroserve.errors import ArtifactNotFound, InvalidConfiguration, ModelLoadFailed, NoGPU, Overloaded
-from zeroserve.logs import DeploymentLogs
+from zeroserve.serving.gpus import GpuInventory
 from zeroserve.settings import Settings
-from zeroserve.storage import ModelCache
-from zeroserve.templates import load_resource_plans, load_templates, render
+from zeroserve.templates.render import load_resource_plans, load_templates, render
 
 
 @pytest.fixture

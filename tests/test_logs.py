@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from zeroserve.logs import output_records
+from zeroserve.deployments.logs import output_records
 
 TRACEBACK = """\
 INFO starting

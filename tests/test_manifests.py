@@ -25,8 +25,8 @@ import pytest
 import yaml
 
 from zeroserve.auth import signing_key
-from zeroserve.bus import EVENTS_STREAM
-from zeroserve.runner import load_functions
+from zeroserve.core.bus import EVENTS_STREAM
+from zeroserve.core.runner import load_functions
 from zeroserve.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from zeroserve.bus import EVENTS_STREAM, MESSAGE_HEADER, REASON_HEADER
-from zeroserve.embedded import Embedded
+from zeroserve.core.bus import EVENTS_STREAM, MESSAGE_HEADER, REASON_HEADER
+from zeroserve.core.runner import INVALID_GROUP, Context, Function, Runner, on
 from zeroserve.events import (
     IN_TYPES,
     ArtifactCreated,
@@ -18,10 +18,10 @@ from zeroserve.events import (
     new_event,
     to_nats,
 )
-from zeroserve.runner import INVALID_GROUP, Context, Function, Runner, on
+from zeroserve.node import Node
 
 
-async def raw_publish(zeroserve: Embedded, subject: str, body: bytes, headers: dict[str, str]) -> None:
+async def raw_publish(zeroserve: Node, subject: str, body: bytes, headers: dict[str, str]) -> None:
     assert zeroserve.platform is not None
     await zeroserve.platform.bus.js.publish(subject, body, headers=headers)
 
@@ -222,7 +222,7 @@ async def test_a_retried_handler_announces_each_distinct_event_once(zeroserve):
 
 
 def test_every_catalogued_input_event_has_a_function(settings):
-    from zeroserve.runner import load_functions
+    from zeroserve.core.runner import load_functions
 
     handled = {t for f in load_functions(settings.functions_dir) for t in f.event_types}
     assert handled == set(IN_TYPES)

@@ -1,7 +1,7 @@
 """Replica processes as the local backend starts them: real KServe model servers on 127.0.0.1.
 
 Each test binds a socket to 127.0.0.1:0, hands its descriptor to
-``python -m zeroserve.runtimes.server``, and talks HTTP to it as the gateway would.
+``python -m zeroserve.serving.runtimes.server``, and talks HTTP to it as the gateway would.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import pytest
 from models import IRIS_ROWS, train_iris_onnx, train_iris_sklearn
 
 from zeroserve.errors import ModelLoadFailed
-from zeroserve.runtimes import load_runtime
+from zeroserve.serving.runtimes import load_runtime
 
 REPO = Path(__file__).resolve().parent.parent
 READY_TIMEOUT_S = 60.0
@@ -34,7 +34,7 @@ SETOSA = [5.1, 3.5, 1.4, 0.2]
 
 def replica_command(model_format: str, name: str, model_dir: Path, fd: int) -> list[str]:
     return [
-        sys.executable, "-m", "zeroserve.runtimes.server",
+        sys.executable, "-m", "zeroserve.serving.runtimes.server",
         "--model-format", model_format, "--model-name", name, "--model-dir", str(model_dir),
         "--listen-fd", str(fd),
     ]  # fmt: skip
@@ -134,7 +134,7 @@ def listening_sockets(pid: int) -> set[tuple[str, int]]:
 
 
 def test_importing_runtimes_does_not_import_kserve():
-    check = "import sys, zeroserve.runtimes as r; print(sorted(r.RUNTIMES)); print('kserve' in sys.modules)"
+    check = "import sys, zeroserve.serving.runtimes as r; print(sorted(r.RUNTIMES)); print('kserve' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", check], cwd=REPO, capture_output=True, text=True, check=True)
     assert out.stdout.split("\n")[:2] == ["['onnx', 'sklearn']", "False"]
 

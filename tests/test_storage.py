@@ -6,8 +6,8 @@ import asyncio
 
 import pytest
 
+from zeroserve.artifacts.cache import ModelCache, redact
 from zeroserve.errors import ArtifactNotFound, InvalidArtifactUri
-from zeroserve.storage import ModelCache, redact
 
 
 @pytest.fixture

@@ -7,11 +7,11 @@ import asyncio
 
 import pytest
 
-from zeroserve.bus import EVENTS_STREAM, Bus
-from zeroserve.deployments import Deployments
+from zeroserve.core.bus import EVENTS_STREAM, Bus
+from zeroserve.core.store import Artifact, Deployment, Store
+from zeroserve.deployments.lifecycle import Deployments
 from zeroserve.errors import InvalidTransition
 from zeroserve.events import DeploymentRequested, DeploymentStatus, Status, from_nats, parse_data
-from zeroserve.store import Artifact, Deployment, Store
 
 
 @pytest.fixture

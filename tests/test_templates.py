@@ -12,10 +12,10 @@ import pytest
 import yaml
 from reference import reference_dir
 
-import zeroserve.templates
+import zeroserve.templates.render
 from zeroserve.errors import InvalidConfiguration
 from zeroserve.settings import Settings
-from zeroserve.templates import (
+from zeroserve.templates.render import (
     ResourcePlan,
     ServingTemplate,
     load_resource_plans,
@@ -148,7 +148,7 @@ def test_every_template_renders_on_every_plan_into_an_inference_service_the_crd_
 
 
 def test_the_vendored_crd_schema_is_the_one_in_the_kserve_crd(crd_schema: dict[str, Any]) -> None:
-    vendored = Path(zeroserve.templates.__file__).parent / zeroserve.templates.SCHEMA_FILE
+    vendored = Path(zeroserve.templates.render.__file__).parent / zeroserve.templates.render.SCHEMA_FILE
     assert json.loads(vendored.read_text(encoding="utf-8")) == crd_schema
     assert vendored.stat().st_size < 1_000_000
 

@@ -16,8 +16,8 @@ import pytest
 from pydantic import SecretStr
 from standardwebhooks import Webhook
 
-from zeroserve.embedded import Embedded
 from zeroserve.events import ID_PATTERN
+from zeroserve.node import Node
 from zeroserve.settings import Settings, WebhookSource
 
 S3_SECRET = "whsec_" + base64.b64encode(b"s3-secret-of-thirty-two-bytes!!!").decode()
@@ -37,7 +37,7 @@ def settings(settings: Settings) -> Settings:
 
 
 @pytest.fixture
-async def http(zeroserve: Embedded) -> Any:
+async def http(zeroserve: Node) -> Any:
     # No token: webhooks are believed by their signature alone.
     async with httpx.AsyncClient(base_url=zeroserve.url, timeout=30) as client:
         yield client
@@ -67,7 +67,7 @@ def s3_record(event_name: str, key: str, bucket: str = "models") -> dict[str, An
                    "object": {"key": key, "size": 1024, "eTag": "d41d8cd98f00b204e9800998ecf8427e"}}}
 
 
-def model_file(zeroserve: Embedded, name: str) -> str:
+def model_file(zeroserve: Node, name: str) -> str:
     path = Path(zeroserve.settings.data_dir) / "uploads" / name
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(b"not really a model")

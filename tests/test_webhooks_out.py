@@ -20,10 +20,10 @@ from prometheus_client import REGISTRY
 from standardwebhooks import Webhook
 
 from tests.conftest import token_for
-from zeroserve import webhooks
-from zeroserve.embedded import Embedded
 from zeroserve.events import DeploymentStatus, Status, new_event
+from zeroserve.node import Node
 from zeroserve.settings import Settings
+from zeroserve.webhooks import dispatcher as webhooks
 
 
 @pytest.fixture
@@ -131,7 +131,7 @@ async def subscribe(api: httpx.AsyncClient, url: str, *types: str, group: str = 
     return dict(response.json())
 
 
-async def announce(zeroserve: Embedded, deployment: str, group: str = "default") -> str:
+async def announce(zeroserve: Node, deployment: str, group: str = "default") -> str:
     """A deployment.status event, as the platform announces one; returns its id."""
     assert zeroserve.platform is not None
     event = new_event(DeploymentStatus(id=deployment, status=Status.RUNNING), source="/tests", subject=deployment)
@@ -204,7 +204,7 @@ async def test_a_failing_receiver_gets_retries_with_the_same_webhook_id(zeroserv
 
 async def test_a_delivery_gives_up_after_the_limit_and_logs_the_subscription_not_the_secret(
         zeroserve, api, receiver, caplog):
-    caplog.set_level(logging.INFO, logger="zeroserve.webhooks")
+    caplog.set_level(logging.INFO, logger="zeroserve.webhooks.dispatcher")
     receiver.always_fail.add("/dead")
     subscription = await subscribe(api, f"{receiver.url}/dead", "deployment.status")
     event_id = await announce(zeroserve, "iris")
@@ -392,7 +392,7 @@ async def test_a_name_with_one_private_address_among_public_ones_is_refused(api,
 
 @pytest.mark.parametrize("allowed_networks", [None])
 async def test_a_name_rebound_to_loopback_after_registration_gets_no_delivery(zeroserve, api, receiver, dns, caplog):
-    caplog.set_level(logging.INFO, logger="zeroserve.webhooks")
+    caplog.set_level(logging.INFO, logger="zeroserve.webhooks.dispatcher")
     port = receiver.url.rsplit(":", 1)[1]
     dns["rebind.example"] = ["93.184.215.14"]  # public when the subscription is made
     subscription = await subscribe(api, f"http://rebind.example:{port}/rebound", "deployment.status")

@@ -20,10 +20,10 @@ from dataclasses import dataclass
 
 import jwt
 
+from zeroserve.core.store import Client, Registry, Store
 from zeroserve.errors import ZeroserveError
 from zeroserve.events import ID_PATTERN
 from zeroserve.settings import Settings
-from zeroserve.store import Client, Registry, Store
 
 ALL_GROUPS = "*"
 ISSUER = "zeroserve"

@@ -37,9 +37,9 @@ from rich.panel import Panel
 from rich.table import Table
 
 from zeroserve.client import ApiError, Client, Deployment, Event
+from zeroserve.core.logcontext import ContextFilter
 from zeroserve.errors import ZeroserveError
 from zeroserve.events import EVENT_TYPES, Status, new_event
-from zeroserve.logcontext import ContextFilter
 from zeroserve.settings import Settings
 
 app = typer.Typer(help="zeroserve: event-driven, scale-to-zero model serving.", no_args_is_help=True)
@@ -95,13 +95,13 @@ def up(
 
 
 async def _up(settings: Settings, demo: bool, roles: list[str] | None = None) -> None:
-    from zeroserve.embedded import ROLES, Embedded, cancel
+    from zeroserve.node import ROLES, Node, cancel
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    embedded = Embedded(settings, roles or ROLES)
+    embedded = Node(settings, roles or ROLES)
     try:
         # Ctrl-C stops a start too: waiting for a NATS that is not there yet, say.
         starting = asyncio.create_task(embedded.start())
@@ -127,9 +127,9 @@ async def _up(settings: Settings, demo: bool, roles: list[str] | None = None) ->
 
 async def _deploy_demo(embedded: object, stop: asyncio.Event) -> None:
     from zeroserve.demo import DEPLOYMENT_ID, SAMPLE, demo_events, train_iris
-    from zeroserve.embedded import Embedded
+    from zeroserve.node import Node
 
-    assert isinstance(embedded, Embedded) and embedded.platform is not None
+    assert isinstance(embedded, Node) and embedded.platform is not None
     platform = embedded.platform
     group = "default"
     model_dir = train_iris(platform.settings.data_dir / "demo" / "iris")

@@ -34,7 +34,18 @@ from zeroserve.errors import MalformedEvent
 # subject tokens, so they are held to an RFC 1123 label from the start rather than failing later
 # in the backend.
 ID_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
-_ID = re.compile(ID_PATTERN)
+# The one compiled id pattern: every id check in zeroserve goes through ``is_id``.
+VALID_ID = re.compile(ID_PATTERN)
+
+
+def is_id(text: object) -> bool:
+    """Whether ``text`` is an id zeroserve accepts (resource groups, deployments, artifacts, ...)."""
+    return isinstance(text, str) and VALID_ID.fullmatch(text) is not None
+
+
+def utc_text(moment: datetime) -> str:
+    """The one time format of zeroserve's answers: RFC 3339 in UTC with ``Z``, as SAP's API writes times."""
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 Id = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
 # Deployments are also addressed through SAP's AI API, whose ids have 4 to 64 characters: an id of
@@ -274,7 +285,7 @@ INVALID_GROUP = "_invalid"
 def _check_group(group: str, *, wildcard: bool = False) -> str:
     if wildcard and group == ANY:
         return group
-    if not isinstance(group, str) or not _ID.fullmatch(group):
+    if not is_id(group):
         raise MalformedEvent(f"invalid resource group {group!r}: must match {ID_PATTERN}")
     return group
 

@@ -13,19 +13,19 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from zeroserve import metrics
+from zeroserve.artifacts.cache import ModelCache
 from zeroserve.auth import Auth
 from zeroserve.backends.base import Backend, Change
 from zeroserve.backends.local import LocalBackend
-from zeroserve.bus import Bus
-from zeroserve.deployments import Deployments
+from zeroserve.core import metrics
+from zeroserve.core.bus import Bus
+from zeroserve.core.store import Deployment, Store
+from zeroserve.deployments.lifecycle import Deployments
+from zeroserve.deployments.logs import DeploymentLogs
 from zeroserve.errors import ZeroserveError
 from zeroserve.events import Status
-from zeroserve.logs import DeploymentLogs
 from zeroserve.settings import Settings
-from zeroserve.storage import ModelCache
-from zeroserve.store import Deployment, Store
-from zeroserve.templates import ResourcePlan, ServingTemplate, load_resource_plans, load_templates
+from zeroserve.templates.render import ResourcePlan, ServingTemplate, load_resource_plans, load_templates
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 def make_backend(settings: Settings, models: ModelCache, logs: DeploymentLogs) -> Backend:
     """The backend ``settings.backend`` names: local processes, or KServe on a cluster."""
     if settings.backend == "kserve":
-        from zeroserve.backends.kserve import KserveBackend  # the kubernetes client only when used
+        from zeroserve.backends.kserve.backend import KserveBackend  # the kubernetes client only when used
 
         return KserveBackend(settings, logs)
     return LocalBackend(settings, models, logs)

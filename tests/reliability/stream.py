@@ -10,7 +10,7 @@ from collections.abc import Callable
 import nats
 from nats.js import JetStreamContext
 
-from zeroserve.bus import DEADLETTER_STREAM, EVENTS_STREAM
+from zeroserve.core.bus import DEADLETTER_STREAM, EVENTS_STREAM
 from zeroserve.events import DeploymentStatus, EventData, Status, new_event, subject_for, to_nats
 
 

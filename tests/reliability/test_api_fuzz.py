@@ -37,8 +37,8 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from zeroserve.embedded import Embedded
 from zeroserve.gateway.app import PUBLIC
+from zeroserve.node import Node
 
 # A 5xx, or an answer the description does not promise.
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
@@ -48,7 +48,7 @@ EXAMPLES_WITHOUT_TOKEN = 2  # per operation and generation mode
 REQUEST_TIMEOUT_S = 10
 
 
-def catalog_known(embedded: Embedded) -> schemathesis.Config:
+def catalog_known(embedded: Node) -> schemathesis.Config:
     """Half the time, a scenario and an executable that exist: a request that names an unknown one is
     refused before anything else about it is looked at (its URL, its bindings)."""
     assert embedded.platform is not None
@@ -130,7 +130,7 @@ def fuzz(schema: schemathesis.BaseSchema, report: Report, token: str | None, mod
     session.close()
 
 
-async def test_no_operation_answers_bad_input_with_a_5xx_or_an_undocumented_answer(zeroserve: Embedded) -> None:
+async def test_no_operation_answers_bad_input_with_a_5xx_or_an_undocumented_answer(zeroserve: Node) -> None:
     token = await token_for(zeroserve, ["*"])
     started = time.monotonic()
     schema = await asyncio.to_thread(schemathesis.openapi.from_url, f"{zeroserve.url}/openapi.json",

@@ -30,7 +30,7 @@ from processes import descendants, kill_tree, processes, replica_pids, with_envi
 from stream import Publisher, dead_letters, status_history, unhandled
 
 from zeroserve.client import AsyncClient
-from zeroserve.deployments import ALLOWED
+from zeroserve.deployments.lifecycle import ALLOWED
 from zeroserve.events import (
     ArtifactCreated,
     DeploymentRequested,

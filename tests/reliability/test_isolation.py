@@ -22,8 +22,7 @@ import pytest
 from conftest import Listener, token_for, until
 from models import train_iris_sklearn
 
-from zeroserve.bus import FUNCTION_HEADER, MESSAGE_HEADER, REASON_HEADER, SUBJECT_HEADER
-from zeroserve.embedded import Embedded
+from zeroserve.core.bus import FUNCTION_HEADER, MESSAGE_HEADER, REASON_HEADER, SUBJECT_HEADER
 from zeroserve.events import (
     INVALID_GROUP,
     ArtifactCreated,
@@ -37,6 +36,7 @@ from zeroserve.events import (
     new_event,
     to_nats,
 )
+from zeroserve.node import Node
 from zeroserve.settings import Settings
 
 A, B = "team-a", "team-b"
@@ -48,18 +48,18 @@ def settings(settings: Settings) -> Settings:
     return settings.model_copy(update={"fork_server": False})
 
 
-def group_client(zeroserve: Embedded, token: str) -> httpx.AsyncClient:
+def group_client(zeroserve: Node, token: str) -> httpx.AsyncClient:
     return httpx.AsyncClient(base_url=zeroserve.url, timeout=30, headers={"Authorization": f"Bearer {token}"})
 
 
-async def publish(zeroserve: Embedded, data: EventData, group: str) -> str:
+async def publish(zeroserve: Node, data: EventData, group: str) -> str:
     assert zeroserve.platform is not None
     event = new_event(data, source="/tests", subject=getattr(data, "id", None))
     await zeroserve.platform.bus.publish(event, group)
     return str(event["id"])
 
 
-async def publish_on(zeroserve: Embedded, subject: str, data: EventData) -> str:
+async def publish_on(zeroserve: Node, subject: str, data: EventData) -> str:
     """An event published on any subject, as any NATS client can."""
     assert zeroserve.platform is not None
     event = new_event(data, source="/tests", subject=getattr(data, "id", None))
@@ -85,12 +85,12 @@ async def becomes(http: httpx.AsyncClient, group: str, id: str, status: str) -> 
     return dict(await until(seen, what=f"{group}/{id} becoming {status}"))
 
 
-async def dead_deployment(zeroserve: Embedded, group: str, id: str, executable: str) -> None:
+async def dead_deployment(zeroserve: Node, group: str, id: str, executable: str) -> None:
     """A deployment that exists in ``group`` and is DEAD: its executable is no serving template."""
     await publish(zeroserve, DeploymentRequested(id=id, executable_id=executable), group)
 
 
-async def running_deployment(zeroserve: Embedded, group: str, id: str) -> None:
+async def running_deployment(zeroserve: Node, group: str, id: str) -> None:
     """A RUNNING sklearn deployment (scaled to zero) in ``group``, of the group's own iris artifact."""
     await publish(zeroserve, DeploymentRequested(
         id=id, executable_id="sklearn", input_artifacts={"model": "iris"},
@@ -188,7 +188,7 @@ def dead_letters(listener: Listener) -> list[dict[str, str]]:
     return [dict(m.headers or {}, subject=m.subject) for m in listener.messages]
 
 
-async def staged(zeroserve: Embedded, group: str, id: str) -> bool:
+async def staged(zeroserve: Node, group: str, id: str) -> bool:
     assert zeroserve.platform is not None
     artifact = await zeroserve.platform.store.artifacts.get(group, id)
     return artifact is not None and artifact.status == "staged"

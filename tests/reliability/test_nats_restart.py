@@ -12,9 +12,9 @@ from conftest import free_port, until
 from models import train_iris_sklearn
 from stream import Publisher, dead_letters, status_history, unhandled
 
-from zeroserve.embedded import Embedded
+from zeroserve.core.nats_server import NatsServer
 from zeroserve.events import ArtifactCreated, DeploymentRequested, Status
-from zeroserve.nats_server import NatsServer
+from zeroserve.node import Node
 
 pytestmark = pytest.mark.slow
 
@@ -32,7 +32,7 @@ async def test_a_nats_server_killed_and_restarted_with_events_in_flight_loses_no
     publisher = Publisher(lambda: url)
     model_dir = train_iris_sklearn(settings.data_dir / "sources" / "iris")
     try:
-        async with Embedded(settings) as zeroserve:
+        async with Node(settings) as zeroserve:
             await publisher.publish("default", ArtifactCreated(id="iris-model", name="iris", url=model_dir.as_uri()))
 
             async def publish_all() -> None:

@@ -36,12 +36,12 @@ from conftest import free_port, until
 from models import IRIS_ROWS, train_iris_sklearn
 from pydantic import SecretStr
 
-from zeroserve.bus import DEADLETTER_STREAM, EVENTS_STREAM, LOGS_STREAM
-from zeroserve.embedded import Embedded
+from zeroserve.core.bus import DEADLETTER_STREAM, EVENTS_STREAM, LOGS_STREAM
+from zeroserve.core.nats_server import nats_server_binary
 from zeroserve.errors import ZeroserveError
-from zeroserve.nats_server import nats_server_binary
+from zeroserve.node import Node
 from zeroserve.settings import Settings, WebhookSource
-from zeroserve.webhooks import new_secret, sign
+from zeroserve.webhooks.dispatcher import new_secret, sign
 
 NATS_USER = "zeroserve-bus"
 NATS_PASSWORD = "nats-pass-" + secrets.token_hex(12)
@@ -241,7 +241,7 @@ def settings(settings: Settings, guarded_nats: str) -> Settings:
     })
 
 
-async def stored_messages(embedded: Embedded) -> list[str]:
+async def stored_messages(embedded: Node) -> list[str]:
     """Every message the events, logs and dead-letter streams hold: subject, headers and body."""
     assert embedded.platform is not None
     js = embedded.platform.bus.js
@@ -280,7 +280,7 @@ async def test_no_secret_reaches_a_log_an_event_an_answer_or_the_deployment_logs
                            f"{response.text}")
 
     with every_logger_at_debug(capture) as widen:
-        async with Embedded(settings) as zeroserve:
+        async with Node(settings) as zeroserve:
             widen()  # uvicorn's loggers exist now
             assert zeroserve.platform is not None
             everything = await listen(zeroserve, "zeroserve.>")
@@ -489,7 +489,7 @@ async def test_a_wrong_nats_password_is_not_repeated_anywhere(settings, guarded_
     wrong = "wrong-nats-pass-" + secrets.token_hex(8)
     capture = Capture()
     with every_logger_at_debug(capture):
-        embedded = Embedded(settings.model_copy(update={"nats_url": f"nats://{NATS_USER}:{wrong}@{guarded_nats}"}))
+        embedded = Node(settings.model_copy(update={"nats_url": f"nats://{NATS_USER}:{wrong}@{guarded_nats}"}))
         # NATS refuses the password: zeroserve does not come up, and says so at once.
         with pytest.raises(ZeroserveError, match="refused zeroserve") as failed:
             async with asyncio.timeout(10):

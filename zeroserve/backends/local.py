@@ -29,8 +29,9 @@ from typing import Any
 
 import httpx
 
+from zeroserve.artifacts.cache import ModelCache
 from zeroserve.backends.base import Change
-from zeroserve.backends.gpus import GpuInventory
+from zeroserve.deployments.logs import DeploymentLogs, output_records
 from zeroserve.errors import (
     InvalidConfiguration,
     ModelLoadFailed,
@@ -42,15 +43,14 @@ from zeroserve.errors import (
     Unschedulable,
     ZeroserveError,
 )
-from zeroserve.logs import DeploymentLogs, output_records
-from zeroserve.runtimes import RUNTIMES
-from zeroserve.runtimes.forkserver import ForkedProcess, ForkServer
+from zeroserve.serving.forkserver import ForkedProcess, ForkServer
+from zeroserve.serving.gpus import GpuInventory
+from zeroserve.serving.runtimes import RUNTIMES
 from zeroserve.settings import Settings
-from zeroserve.storage import ModelCache
 
 log = logging.getLogger(__name__)
 
-# The line a replica prints once its model is loaded (zeroserve.runtimes.server), with the time it took.
+# The line a replica prints once its model is loaded (zeroserve.serving.runtimes.server), with the time it took.
 LOADED = re.compile(r"Loaded \S+ model .* in ([0-9.]+) s")
 LAST_LINES = 20
 # After a failed start that may pass, how long until the next try.
@@ -169,7 +169,7 @@ class Replica:
                 self.process = await forks.spawn(flags, {}, listener.fileno())
                 return
             self.process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "zeroserve.runtimes.server", *flags,
+                sys.executable, "-m", "zeroserve.serving.runtimes.server", *flags,
                 "--listen-fd", str(listener.fileno()),
                 "--parent-pid", str(os.getpid()),  # the replica exits if this process is gone
                 pass_fds=(listener.fileno(),),

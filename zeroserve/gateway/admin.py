@@ -20,7 +20,9 @@ from fastapi import APIRouter, Path, Query, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from zeroserve.artifacts.cache import ACCESS_KEY_ID, LOCAL, OBJECT_STORE_NAME, OBJECT_STORE_TYPES, S3, SECRET_ACCESS_KEY
 from zeroserve.auth import ALL_GROUPS, Claims, Unauthorized
+from zeroserve.core.store import Client, ObjectStoreSecret, ResourceGroup, Store, now
 from zeroserve.errors import ZeroserveError
 from zeroserve.events import ID_PATTERN, Label
 from zeroserve.gateway.catalog import listing, page, timestamp
@@ -28,8 +30,6 @@ from zeroserve.gateway.errors import ApiError, answers, not_found
 from zeroserve.gateway.params import ApiBody
 from zeroserve.gateway.security import DEFAULT_GROUP, Admin, Caller, InGroup
 from zeroserve.platform import Platform
-from zeroserve.storage import ACCESS_KEY_ID, LOCAL, OBJECT_STORE_NAME, OBJECT_STORE_TYPES, S3, SECRET_ACCESS_KEY
-from zeroserve.store import Client, ObjectStoreSecret, ResourceGroup, Store, now
 
 # SAP's resource group id (3 to 253 characters) must also be an RFC 1123 label here: it becomes a
 # NATS subject token and a Kubernetes label value.

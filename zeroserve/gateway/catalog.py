@@ -22,15 +22,15 @@ from fastapi import APIRouter, Path, Query
 from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import Field, field_validator
 
+from zeroserve.artifacts.cache import unreadable
+from zeroserve.core.store import Artifact, Configuration, now
 from zeroserve.errors import ZeroserveError
 from zeroserve.events import ArtifactBinding, ArtifactCreated, ConfigurationCreated, Label, ParameterBinding, new_event
 from zeroserve.gateway.errors import ApiError, answers, not_found
 from zeroserve.gateway.params import SAP_ID, ApiBody, ExecutableIds, ScenarioFilter, stored, stored_or_404
 from zeroserve.gateway.security import InGroup
 from zeroserve.platform import Platform
-from zeroserve.storage import unreadable
-from zeroserve.store import Artifact, Configuration, now
-from zeroserve.templates import ServingTemplate
+from zeroserve.templates.render import ServingTemplate
 
 T = TypeVar("T")
 

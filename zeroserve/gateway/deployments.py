@@ -33,8 +33,9 @@ from nats.errors import TimeoutError as NatsTimeout
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from zeroserve.bus import LOGS_STREAM
-from zeroserve.deployments import DELETABLE, STOPPABLE
+from zeroserve.core.bus import LOGS_STREAM
+from zeroserve.core.store import Configuration, Deployment, Registry
+from zeroserve.deployments.lifecycle import DELETABLE, STOPPABLE
 from zeroserve.errors import DeploymentNotFound, InvalidTransition, MalformedEvent
 from zeroserve.events import (
     ID_PATTERN,
@@ -55,7 +56,6 @@ from zeroserve.gateway.errors import ApiError, answers, not_found
 from zeroserve.gateway.params import SAP_ID, ExecutableIds, ScenarioFilter, stored, stored_or_404
 from zeroserve.gateway.security import InGroup, platform_of
 from zeroserve.platform import Platform
-from zeroserve.store import Configuration, Deployment, Registry
 
 log = logging.getLogger(__name__)
 

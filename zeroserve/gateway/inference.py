@@ -17,8 +17,8 @@ import aiohttp
 from fastapi import APIRouter, Request, Response
 from starlette.datastructures import QueryParams
 
-from zeroserve import metrics
 from zeroserve.backends.local import LocalBackend
+from zeroserve.core import metrics
 from zeroserve.errors import NotReady, Overloaded, ZeroserveError
 from zeroserve.events import ID_PATTERN, Status
 from zeroserve.gateway.errors import error_response

@@ -1,4 +1,4 @@
-"""``GET /metrics``: Prometheus exposition of ``zeroserve.metrics`` (a bearer token is needed, as on
+"""``GET /metrics``: Prometheus exposition of ``zeroserve.core.metrics`` (a bearer token is needed, as on
 every route: give Prometheus one with its ``oauth2`` client-credentials settings)."""
 
 from __future__ import annotations

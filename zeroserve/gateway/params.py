@@ -14,9 +14,9 @@ from fastapi import Query
 from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
 
+from zeroserve.core.store import Registry
 from zeroserve.events import ID_PATTERN
 from zeroserve.gateway.errors import not_found
-from zeroserve.store import Registry
 
 R = TypeVar("R", bound=BaseModel)
 

@@ -10,9 +10,9 @@ body is the data of one event type). Event ids derive from the webhook-id, so a 
 again after a lost response causes nothing new.
 
 Out: ``/v2/subscriptions`` manages, per resource group, where the platform's announcements are
-delivered (by ``zeroserve.webhooks.Dispatcher``) and the secret they are signed with. A URL whose
+delivered (by ``zeroserve.webhooks.dispatcher.Dispatcher``) and the secret they are signed with. A URL whose
 host is or resolves to an address that is not public is refused (400) unless the operator allows
-its network (``webhook_allowed_networks``; see ``zeroserve.webhooks``).
+its network (``webhook_allowed_networks``; see ``zeroserve.webhooks.dispatcher``).
 """
 
 from __future__ import annotations
@@ -37,6 +37,8 @@ from nats.js.kv import KeyValue
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic.alias_generators import to_camel
 
+from zeroserve.artifacts.cache import unreadable
+from zeroserve.core.store import Subscription
 from zeroserve.errors import MalformedEvent
 from zeroserve.events import (
     EVENT_TYPES,
@@ -57,9 +59,14 @@ from zeroserve.gateway.params import stored_or_404
 from zeroserve.gateway.security import InGroup
 from zeroserve.platform import Platform
 from zeroserve.settings import WebhookSource
-from zeroserve.storage import unreadable
-from zeroserve.store import Subscription
-from zeroserve.webhooks import ForbiddenTarget, InvalidSignature, UnresolvableTarget, check_target, new_secret, verify
+from zeroserve.webhooks.dispatcher import (
+    ForbiddenTarget,
+    InvalidSignature,
+    UnresolvableTarget,
+    check_target,
+    new_secret,
+    verify,
+)
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """A function that does nothing: what the runner itself costs per event."""
 
+from zeroserve.core.runner import Context, on
 from zeroserve.events import ArtifactCreated
-from zeroserve.runner import Context, on
 
 
 @on(ArtifactCreated)

@@ -26,19 +26,19 @@ from cloudevents.http import CloudEvent
 from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeout
 
-from zeroserve import logcontext, metrics
-from zeroserve.bus import heartbeat
+from zeroserve.core import logcontext, metrics
+from zeroserve.core.bus import heartbeat
 from zeroserve.errors import MalformedEvent, Rejected, ZeroserveError
 from zeroserve.events import INVALID_GROUP, EventData, Status, from_nats, group_of, new_event, parse_data
 
 if TYPE_CHECKING:
+    from zeroserve.artifacts.cache import ModelCache
     from zeroserve.backends.base import Backend
-    from zeroserve.deployments import Deployments
+    from zeroserve.core.store import Deployment, Store
+    from zeroserve.deployments.lifecycle import Deployments
     from zeroserve.platform import Platform
     from zeroserve.settings import Settings
-    from zeroserve.storage import ModelCache
-    from zeroserve.store import Deployment, Store
-    from zeroserve.templates import ResourcePlan, ServingTemplate
+    from zeroserve.templates.render import ResourcePlan, ServingTemplate
 
 log = logging.getLogger(__name__)
 

@@ -29,7 +29,7 @@ from zeroserve.errors import ArtifactNotFound, InvalidArtifactUri, ZeroserveErro
 from zeroserve.settings import Settings
 
 if TYPE_CHECKING:
-    from zeroserve.store import ObjectStoreSecret, Registry
+    from zeroserve.core.store import ObjectStoreSecret, Registry
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ from kserve.utils.utils import generate_uuid
 from onnxruntime.capi.onnxruntime_pybind11_state import InvalidArgument
 
 from zeroserve.errors import ModelLoadFailed
-from zeroserve.runtimes import find_model_file
+from zeroserve.serving.runtimes import find_model_file
 
 MODEL_FILE = "model.onnx"
 

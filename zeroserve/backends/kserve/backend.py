@@ -33,12 +33,12 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
 from zeroserve.backends.base import Change
+from zeroserve.backends.kserve.leader_election import micro_time
+from zeroserve.deployments.logs import DeploymentLogs
 from zeroserve.errors import ZeroserveError
 from zeroserve.events import Status
-from zeroserve.lease import micro_time
-from zeroserve.logs import DeploymentLogs
 from zeroserve.settings import Settings
-from zeroserve.templates import DEPLOYMENT_LABEL, GROUP_LABEL
+from zeroserve.templates.render import DEPLOYMENT_LABEL, GROUP_LABEL
 
 log = logging.getLogger(__name__)
 

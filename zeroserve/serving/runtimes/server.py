@@ -1,6 +1,6 @@
 """The replica process: one model, served by KServe's own model server, on 127.0.0.1 only.
 
-    python -m zeroserve.runtimes.server --model-format sklearn --model-name NAME \\
+    python -m zeroserve.serving.runtimes.server --model-format sklearn --model-name NAME \\
         --model-dir DIR (--listen-fd FD | --port P) [--parent-pid PID] [kserve flags]
 
 The local backend binds a TCP socket to 127.0.0.1:0 and hands its descriptor down (``pass_fds``):
@@ -54,13 +54,13 @@ def _exit_quietly(signum: int, frame: object) -> None:
 
 def build_parser(kserve_parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m zeroserve.runtimes.server",
+        prog="python -m zeroserve.serving.runtimes.server",
         usage="%(prog)s --model-format F --model-name N --model-dir D (--listen-fd FD | --port P) "
         "[--parent-pid PID] [kserve flags]",
         description="Serve one model with KServe on 127.0.0.1.",
         parents=[kserve_parser],
     )
-    parser.add_argument("--model-format", required=True, help="a key of zeroserve.runtimes.RUNTIMES")
+    parser.add_argument("--model-format", required=True, help="a key of zeroserve.serving.runtimes.RUNTIMES")
     parser.add_argument("--model-name", dest="model_name", required=True, help="the name in the URL paths")
     parser.add_argument("--model-dir", required=True, help="the local directory that holds the model")
     where = parser.add_mutually_exclusive_group(required=True)
@@ -114,7 +114,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from kserve.protocol.rest.server import RESTServer
 
     from zeroserve.errors import ModelLoadFailed, ZeroserveError
-    from zeroserve.runtimes import load_runtime
+    from zeroserve.serving.runtimes import load_runtime
 
     parser = build_parser(kserve_server.parser)
     args = parser.parse_args(argv)

@@ -18,7 +18,7 @@ from kserve.protocol.infer_type import InferRequest, InferResponse
 from kserve.utils.utils import get_predict_input, get_predict_response
 
 from zeroserve.errors import ModelLoadFailed
-from zeroserve.runtimes import find_model_file
+from zeroserve.serving.runtimes import find_model_file
 
 MODEL_FILE = "model.joblib"
 MODEL_SUFFIXES = (".joblib", ".pkl", ".pickle")

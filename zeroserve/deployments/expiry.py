@@ -15,10 +15,10 @@ import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from zeroserve.deployments import DELETABLE, STOPPABLE
+from zeroserve.core.store import Deployment
+from zeroserve.deployments.lifecycle import DELETABLE, STOPPABLE
 from zeroserve.events import DeploymentDeleted, DeploymentStopped, EventData, lifetime, new_event
 from zeroserve.platform import Platform
-from zeroserve.store import Deployment
 
 log = logging.getLogger(__name__)
 

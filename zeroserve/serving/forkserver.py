@@ -5,7 +5,7 @@ FastAPI, numpy and the model's framework before it reads the model. The fork ser
 once, at start-up: it imports what every replica needs (``preload``) and then waits, one thread,
 no event loop, no gRPC channel, for requests. Each request forks a child that *is* a replica: it
 takes the listening socket and the output pipes the backend sends with the request, and runs
-``zeroserve.runtimes.server.main`` with the replica's flags, exactly as a spawned one would.
+``zeroserve.serving.runtimes.server.main`` with the replica's flags, exactly as a spawned one would.
 
 The backend talks to it over a Unix SOCK_SEQPACKET socket, one JSON message per packet:
 
@@ -16,7 +16,7 @@ The backend talks to it over a Unix SOCK_SEQPACKET socket, one JSON message per 
 
 The server exits when the socket closes or its parent dies; its children die with it (Linux).
 
-    python -m zeroserve.runtimes.forkserver --control-fd FD --parent-pid PID
+    python -m zeroserve.serving.forkserver --control-fd FD --parent-pid PID
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ import socket
 import sys
 from typing import Any
 
-from zeroserve.runtimes.server import die_with_parent
+from zeroserve.serving.runtimes.server import die_with_parent
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ def preload() -> None:
     from kserve import model_server  # noqa: F401  (parses sys.argv: ours reads well to it)
     from kserve.protocol.rest.server import RESTServer  # noqa: F401
 
-    from zeroserve.runtimes import RUNTIMES
+    from zeroserve.serving.runtimes import RUNTIMES
 
     for target in RUNTIMES.values():
         importlib.import_module(target.partition(":")[0])
@@ -87,7 +87,7 @@ def _fork(control: socket.socket, request: dict[str, Any], fds: list[int]) -> in
         for signum in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, signal.SIG_DFL)
         signal.set_wakeup_fd(-1)
-        from zeroserve.runtimes.server import main
+        from zeroserve.serving.runtimes.server import main
 
         argv = [*request["argv"], "--listen-fd", str(listen_fd), "--parent-pid", str(os.getppid())]
         code = main(argv)
@@ -153,7 +153,7 @@ def _reap(control: socket.socket) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m zeroserve.runtimes.forkserver")
+    parser = argparse.ArgumentParser(prog="python -m zeroserve.serving.forkserver")
     parser.add_argument("--control-fd", type=int, required=True)
     parser.add_argument("--parent-pid", type=int, required=True)
     args = parser.parse_args(argv)
@@ -237,7 +237,7 @@ class ForkServer:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
             self._process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "zeroserve.runtimes.forkserver",
+                sys.executable, "-m", "zeroserve.serving.forkserver",
                 "--control-fd", str(theirs.fileno()), "--parent-pid", str(os.getpid()),
                 pass_fds=(theirs.fileno(),), env=self.env, start_new_session=True,
                 stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
@@ -284,7 +284,7 @@ class ForkServer:
         await self._ready.wait()
 
     async def spawn(self, argv: list[str], env: dict[str, str], listen_fd: int) -> ForkedProcess:
-        """Fork a replica running ``python -m zeroserve.runtimes.server *argv`` on ``listen_fd``."""
+        """Fork a replica running ``python -m zeroserve.serving.runtimes.server *argv`` on ``listen_fd``."""
         if not self.ready or self._socket is None:
             raise OSError("the fork server is not ready")
         loop = asyncio.get_running_loop()

@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Literal
 
-from zeroserve.bus import Bus
+from zeroserve.core.bus import Bus
 from zeroserve.events import DeploymentLog, new_event
 
 log = logging.getLogger(__name__)

@@ -7,7 +7,7 @@ labels and spec carry ``{{inputs.parameters.X}}`` and ``{{inputs.artifacts.X}}``
 ``ai.sap.com/resourcePlan`` label (CPU, memory, GPUs, GPU node selector and toleration), forces
 Knative mode (KServe's default, Standard, cannot scale to zero) and checks the result against the
 InferenceService CRD's schema, so that both backends receive the same valid object as a plain dict.
-That schema, ``zeroserve/schemas/inferenceservice-v1beta1.json``, is the v1beta1
+That schema, ``zeroserve/templates/schemas/inferenceservice-v1beta1.json``, is the v1beta1
 ``schema.openAPIV3Schema`` of KServe v0.20.0's ``config/crd/full/serving.kserve.io_inferenceservices.yaml``
 (``shared/reference/crds/kserve-v0.20.0_serving.kserve.io_inferenceservices.yaml``), extracted
 unchanged as compact JSON; ``tests/test_templates.py`` fails if the two drift apart.
@@ -629,7 +629,7 @@ def validate_inference_service(isvc: dict[str, Any]) -> None:
 @functools.cache
 def _validator() -> jsonschema.Draft7Validator:
     # Read once, on first use: 640 kB of JSON that a process which never renders does not need.
-    text = resources.files("zeroserve").joinpath(SCHEMA_FILE).read_text(encoding="utf-8")
+    text = resources.files("zeroserve.templates").joinpath(SCHEMA_FILE).read_text(encoding="utf-8")
     return jsonschema.Draft7Validator(_closed(json.loads(text)))
 
 

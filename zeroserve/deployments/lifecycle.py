@@ -17,11 +17,11 @@ from typing import Any
 
 from nats.js.errors import KeyNotFoundError, NoKeysError
 
-from zeroserve import metrics
-from zeroserve.bus import Bus
+from zeroserve.core import metrics
+from zeroserve.core.bus import Bus
+from zeroserve.core.store import Deployment, Registry, Store
 from zeroserve.errors import DeploymentNotFound, InvalidTransition
 from zeroserve.events import DeploymentRequested, DeploymentStatus, Status, new_event
-from zeroserve.store import Deployment, Registry, Store
 
 log = logging.getLogger(__name__)
 

@@ -15,8 +15,8 @@ from zeroserve.errors import ModelLoadFailed
 
 # Model-format name (KServe's ``modelFormat.name``) -> the kserve.Model subclass that serves it.
 RUNTIMES: dict[str, str] = {
-    "sklearn": "zeroserve.runtimes.sklearn:SKLearnModel",
-    "onnx": "zeroserve.runtimes.onnx:ONNXModel",
+    "sklearn": "zeroserve.serving.runtimes.sklearn:SKLearnModel",
+    "onnx": "zeroserve.serving.runtimes.onnx:ONNXModel",
 }
 
 

@@ -7,7 +7,7 @@ outbound webhooks) and ``watcher`` (statuses and logs from the backend, and ttl 
 works only while it holds a Lease, so that one replica of it is active (a process that runs every
 role takes no Lease).
 
-``Embedded`` is what ``zeroserve up`` runs and what the end-to-end tests start. Stopping it stops
+``Node`` is what ``zeroserve up`` runs and what the end-to-end tests start. Stopping it stops
 the pieces in the order that loses nothing: the gateway first (no new requests), then the runner
 (in-flight events finish or go back to JetStream), then the replicas, then NATS.
 """
@@ -24,16 +24,16 @@ from collections.abc import Generator, Iterable
 
 import uvicorn
 
+from zeroserve.artifacts.cache import redact
 from zeroserve.auth import ALL_GROUPS
-from zeroserve.expiry import enforce_ttl
+from zeroserve.core.nats_server import NatsServer
+from zeroserve.core.runner import Runner, load_functions
+from zeroserve.core.store import Store
+from zeroserve.deployments.expiry import enforce_ttl
 from zeroserve.gateway.app import create_app
-from zeroserve.nats_server import NatsServer
 from zeroserve.platform import Platform
-from zeroserve.runner import Runner, load_functions
 from zeroserve.settings import Settings
-from zeroserve.storage import redact
-from zeroserve.store import Store
-from zeroserve.webhooks import Dispatcher
+from zeroserve.webhooks.dispatcher import Dispatcher
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ class _Gateway(uvicorn.Server):
 ROLES = ("gateway", "functions", "watcher")
 
 
-class Embedded:
+class Node:
     def __init__(self, settings: Settings, roles: Iterable[str] = ROLES) -> None:
         self.settings = settings
         self.roles = set(roles)
@@ -128,8 +128,8 @@ class Embedded:
         if self.settings.backend != "kserve" or self.roles == set(ROLES):
             await watch()  # one process does everything: nobody to share the work with
             return
-        from zeroserve.backends.kserve import KserveBackend
-        from zeroserve.lease import Lease
+        from zeroserve.backends.kserve.backend import KserveBackend
+        from zeroserve.backends.kserve.leader_election import Lease
 
         backend = platform.backend
         assert isinstance(backend, KserveBackend)
@@ -188,7 +188,7 @@ class Embedded:
         for name in ("nats.url", "gateway.url"):
             (self.settings.data_dir / name).unlink(missing_ok=True)
 
-    async def __aenter__(self) -> Embedded:
+    async def __aenter__(self) -> Node:
         try:
             await self.start()
         except BaseException:

@@ -53,7 +53,8 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from prometheus_client import Counter
 from standardwebhooks import Webhook
 
-from zeroserve.bus import EVENTS_STREAM, LOGS_STREAM, heartbeat
+from zeroserve.core.bus import EVENTS_STREAM, LOGS_STREAM, heartbeat
+from zeroserve.core.store import Subscription
 from zeroserve.errors import MalformedEvent, Rejected, ZeroserveError
 from zeroserve.events import (
     OUT_TYPES,
@@ -63,7 +64,6 @@ from zeroserve.events import (
     subject_for,
 )
 from zeroserve.platform import Platform
-from zeroserve.store import Subscription
 
 log = logging.getLogger(__name__)
 

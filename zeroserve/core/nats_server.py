@@ -39,7 +39,7 @@ def nats_server_binary() -> str:
 
 
 def _die_with_parent() -> None:
-    from zeroserve.runtimes.server import die_with_parent
+    from zeroserve.serving.runtimes.server import die_with_parent
 
     die_with_parent(None)
 
