@@ -25,8 +25,9 @@ test-fast: .venv  ## everything but the slow end-to-end tests
 bench: .venv  ## benchmarks, each next to its baseline
 	$(BIN)/python -m bench
 
-lint: .venv
+lint: .venv  ## style, complexity (ruff), the layer contracts (import-linter) and types (mypy)
 	$(BIN)/ruff check zeroserve functions tests bench
+	$(BIN)/lint-imports
 	$(BIN)/mypy zeroserve
 
 schemas: .venv  ## regenerate events/*.json from the event models
