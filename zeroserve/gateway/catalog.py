@@ -30,7 +30,7 @@ from zeroserve.gateway.errors import ApiError, answers, not_found
 from zeroserve.gateway.params import SAP_ID, ApiBody, ExecutableIds, ScenarioFilter, stored, stored_or_404
 from zeroserve.gateway.security import InGroup
 from zeroserve.platform import Platform
-from zeroserve.templates.render import ServingTemplate
+from zeroserve.templates.serving import ServingTemplate
 
 T = TypeVar("T")
 
