@@ -22,7 +22,7 @@ from fastapi import APIRouter, Path, Query
 from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import Field, field_validator
 
-from zeroserve.artifacts.cache import unreadable
+from zeroserve.artifacts.uris import unreadable
 from zeroserve.core.store import Artifact, Configuration, now
 from zeroserve.errors import ZeroserveError
 from zeroserve.events import ArtifactBinding, ArtifactCreated, ConfigurationCreated, Label, ParameterBinding, new_event
