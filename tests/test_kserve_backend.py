@@ -21,7 +21,8 @@ from zeroserve.events import Status
 from zeroserve.node import cancel
 from zeroserve.platform import Platform
 from zeroserve.settings import Settings
-from zeroserve.templates.render import render, validate_inference_service
+from zeroserve.templates.render import render
+from zeroserve.templates.validation import validate_inference_service
 
 GROUP = "default"
 

@@ -15,7 +15,9 @@ from zeroserve.deployments.logs import DeploymentLogs
 from zeroserve.errors import ArtifactNotFound, InvalidConfiguration, ModelLoadFailed, NoGPU, Overloaded
 from zeroserve.serving.gpus import GpuInventory
 from zeroserve.settings import Settings
-from zeroserve.templates.render import load_resource_plans, load_templates, render
+from zeroserve.templates.plans import load_resource_plans
+from zeroserve.templates.render import render
+from zeroserve.templates.serving import load_templates
 
 
 @pytest.fixture

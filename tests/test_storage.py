@@ -6,8 +6,9 @@ import asyncio
 
 import pytest
 
-from zeroserve.artifacts.cache import ModelCache, redact
+from zeroserve.artifacts.cache import ModelCache
 from zeroserve.errors import ArtifactNotFound, InvalidArtifactUri
+from zeroserve.redaction import redact
 
 
 @pytest.fixture

@@ -12,17 +12,13 @@ import pytest
 import yaml
 from reference import reference_dir
 
-import zeroserve.templates.render
+import zeroserve.templates.validation
 from zeroserve.errors import InvalidConfiguration
 from zeroserve.settings import Settings
-from zeroserve.templates.render import (
-    ResourcePlan,
-    ServingTemplate,
-    load_resource_plans,
-    load_templates,
-    render,
-    validate_inference_service,
-)
+from zeroserve.templates.plans import ResourcePlan, load_resource_plans
+from zeroserve.templates.render import render
+from zeroserve.templates.serving import ServingTemplate, load_templates
+from zeroserve.templates.validation import validate_inference_service
 
 CRDS = reference_dir() / "crds"
 CRD = CRDS / "kserve-v0.20.0_serving.kserve.io_inferenceservices.yaml"
@@ -148,7 +144,7 @@ def test_every_template_renders_on_every_plan_into_an_inference_service_the_crd_
 
 
 def test_the_vendored_crd_schema_is_the_one_in_the_kserve_crd(crd_schema: dict[str, Any]) -> None:
-    vendored = Path(zeroserve.templates.render.__file__).parent / zeroserve.templates.render.SCHEMA_FILE
+    vendored = Path(zeroserve.templates.validation.__file__).parent / zeroserve.templates.validation.SCHEMA_FILE
     assert json.loads(vendored.read_text(encoding="utf-8")) == crd_schema
     assert vendored.stat().st_size < 1_000_000
 

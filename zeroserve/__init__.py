@@ -1,22 +1,101 @@
-"""zeroserve: event-driven, scale-to-zero model serving.
-
-``from zeroserve import Client`` (or ``AsyncClient``) is the Python client of the HTTP API; it is
-imported on first use so that ``import zeroserve.events`` in a function stays light.
+"""zeroserve: event-driven, scale-to-zero model serving. This package is the function author's whole
+API: ``on`` and ``Context`` to write a function, the event models it reacts to and emits, the typed
+errors that carry a reason to the user, and ``Client`` / ``AsyncClient`` for the HTTP API. Each name
+is imported on first use, so that ``import zeroserve.events`` in a function stays light.
 """
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from zeroserve.client import ApiError, AsyncClient, Client
+    from zeroserve.core.runner import Context, on
+    from zeroserve.errors import (
+        ArtifactNotFound,
+        DeploymentNotFound,
+        InvalidArtifactUri,
+        InvalidConfiguration,
+        InvalidTransition,
+        MalformedEvent,
+        ModelLoadFailed,
+        NoGPU,
+        Rejected,
+        ZeroserveError,
+    )
+    from zeroserve.events import (
+        ArtifactBinding,
+        ArtifactCreated,
+        ArtifactStatus,
+        ConfigurationCreated,
+        DeploymentDeleted,
+        DeploymentLog,
+        DeploymentRequested,
+        DeploymentStatus,
+        DeploymentStopped,
+        EventData,
+        Label,
+        Metric,
+        ParameterBinding,
+        Status,
+    )
 
-__all__ = ["ApiError", "AsyncClient", "Client"]
+# Where each name of the API lives.
+_MODULES = {
+    "zeroserve.core.runner": ("on", "Context"),
+    "zeroserve.events": (
+        "EventData", "ArtifactCreated", "ArtifactStatus", "ConfigurationCreated", "DeploymentRequested",
+        "DeploymentStopped", "DeploymentDeleted", "DeploymentStatus", "DeploymentLog", "Status",
+        "Metric", "Label", "ParameterBinding", "ArtifactBinding",
+    ),
+    "zeroserve.errors": (
+        "ZeroserveError", "Rejected", "MalformedEvent", "InvalidConfiguration", "InvalidTransition",
+        "ArtifactNotFound", "InvalidArtifactUri", "NoGPU", "ModelLoadFailed", "DeploymentNotFound",
+    ),
+    "zeroserve.client": ("Client", "AsyncClient", "ApiError"),
+}
+_HOMES = {name: module for module, names in _MODULES.items() for name in names}
+
+__all__ = [
+    "ApiError",
+    "ArtifactBinding",
+    "ArtifactCreated",
+    "ArtifactNotFound",
+    "ArtifactStatus",
+    "AsyncClient",
+    "Client",
+    "ConfigurationCreated",
+    "Context",
+    "DeploymentDeleted",
+    "DeploymentLog",
+    "DeploymentNotFound",
+    "DeploymentRequested",
+    "DeploymentStatus",
+    "DeploymentStopped",
+    "EventData",
+    "InvalidArtifactUri",
+    "InvalidConfiguration",
+    "InvalidTransition",
+    "Label",
+    "MalformedEvent",
+    "Metric",
+    "ModelLoadFailed",
+    "NoGPU",
+    "ParameterBinding",
+    "Rejected",
+    "Status",
+    "ZeroserveError",
+    "on",
+]
 
 
 def __getattr__(name: str) -> Any:
-    if name in __all__:
-        from zeroserve import client
+    module = _HOMES.get(name)
+    if module is None:
+        raise AttributeError(f"module 'zeroserve' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
 
-        return getattr(client, name)
-    raise AttributeError(f"module 'zeroserve' has no attribute {name!r}")
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

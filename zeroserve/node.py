@@ -24,7 +24,6 @@ from collections.abc import Generator, Iterable
 
 import uvicorn
 
-from zeroserve.artifacts.cache import redact
 from zeroserve.auth import ALL_GROUPS
 from zeroserve.core.nats_server import NatsServer
 from zeroserve.core.runner import Runner, load_functions
@@ -32,6 +31,7 @@ from zeroserve.core.store import Store
 from zeroserve.deployments.expiry import enforce_ttl
 from zeroserve.gateway.app import create_app
 from zeroserve.platform import Platform
+from zeroserve.redaction import redact
 from zeroserve.settings import Settings
 from zeroserve.webhooks.dispatcher import Dispatcher
 

@@ -25,7 +25,8 @@ from zeroserve.deployments.logs import DeploymentLogs
 from zeroserve.errors import ZeroserveError
 from zeroserve.events import Status
 from zeroserve.settings import Settings
-from zeroserve.templates.render import ResourcePlan, ServingTemplate, load_resource_plans, load_templates
+from zeroserve.templates.plans import ResourcePlan, load_resource_plans
+from zeroserve.templates.serving import ServingTemplate, load_templates
 
 log = logging.getLogger(__name__)
 

@@ -25,9 +25,9 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StorageType, StreamConfig
 from nats.js.errors import NotFoundError
 
-from zeroserve.artifacts.cache import redact
 from zeroserve.errors import ZeroserveError
 from zeroserve.events import EVENT_TYPES, DeploymentLog, deadletter_subject, subject_for, to_nats
+from zeroserve.redaction import redact
 from zeroserve.settings import Settings
 
 log = logging.getLogger(__name__)

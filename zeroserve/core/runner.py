@@ -38,7 +38,8 @@ if TYPE_CHECKING:
     from zeroserve.deployments.lifecycle import Deployments
     from zeroserve.platform import Platform
     from zeroserve.settings import Settings
-    from zeroserve.templates.render import ResourcePlan, ServingTemplate
+    from zeroserve.templates.plans import ResourcePlan
+    from zeroserve.templates.serving import ServingTemplate
 
 log = logging.getLogger(__name__)
 

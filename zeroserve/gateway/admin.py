@@ -20,7 +20,14 @@ from fastapi import APIRouter, Path, Query, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from zeroserve.artifacts.cache import ACCESS_KEY_ID, LOCAL, OBJECT_STORE_NAME, OBJECT_STORE_TYPES, S3, SECRET_ACCESS_KEY
+from zeroserve.artifacts.object_stores import (
+    ACCESS_KEY_ID,
+    LOCAL,
+    OBJECT_STORE_NAME,
+    OBJECT_STORE_TYPES,
+    S3,
+    SECRET_ACCESS_KEY,
+)
 from zeroserve.auth import ALL_GROUPS, Claims, Unauthorized
 from zeroserve.core.store import Client, ObjectStoreSecret, ResourceGroup, Store, now
 from zeroserve.errors import ZeroserveError

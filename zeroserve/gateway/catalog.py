@@ -22,7 +22,7 @@ from fastapi import APIRouter, Path, Query
 from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import Field, field_validator
 
-from zeroserve.artifacts.cache import unreadable
+from zeroserve.artifacts.uris import unreadable
 from zeroserve.core.store import Artifact, Configuration, now
 from zeroserve.errors import ZeroserveError
 from zeroserve.events import ArtifactBinding, ArtifactCreated, ConfigurationCreated, Label, ParameterBinding, new_event
@@ -30,7 +30,7 @@ from zeroserve.gateway.errors import ApiError, answers, not_found
 from zeroserve.gateway.params import SAP_ID, ApiBody, ExecutableIds, ScenarioFilter, stored, stored_or_404
 from zeroserve.gateway.security import InGroup
 from zeroserve.platform import Platform
-from zeroserve.templates.render import ServingTemplate
+from zeroserve.templates.serving import ServingTemplate
 
 T = TypeVar("T")
 

@@ -37,7 +37,7 @@ from nats.js.kv import KeyValue
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic.alias_generators import to_camel
 
-from zeroserve.artifacts.cache import unreadable
+from zeroserve.artifacts.uris import unreadable
 from zeroserve.core.store import Subscription
 from zeroserve.errors import MalformedEvent
 from zeroserve.events import (

@@ -1,0 +1,143 @@
+"""Artifact URIs: which ones zeroserve reads, and where one really is. A URI is checked before it
+is registered (a scheme zeroserve knows; a ``file://`` URI must resolve, symlinks followed, inside one
+of the allowed roots, so that ``..`` or a link cannot reach the rest of the disk); ``resolve`` turns an
+``ai://`` URI into a ``Source``, the concrete URI staging fetches (``s3://bucket/pathPrefix/path`` or
+``file://<directory>/<path>``) and, for S3, how to reach it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
+from urllib.parse import unquote, urlparse
+
+from zeroserve.artifacts.object_stores import (
+    LOCAL,
+    OBJECT_STORE_NAME,
+    OBJECT_STORE_SCHEME,
+    OBJECT_STORE_TYPES,
+    S3,
+    S3Access,
+)
+from zeroserve.errors import InvalidArtifactUri
+from zeroserve.redaction import redact
+
+if TYPE_CHECKING:
+    from zeroserve.core.store import ObjectStoreSecret
+
+REMOTE_SCHEMES = {"s3", "gs", "https", "http", "hf", "hdfs", "webhdfs"}
+
+
+def unreadable(url: str) -> str | None:
+    """Why urllib cannot read ``url`` (an unclosed [IPv6] host, a port that is not a number), or None.
+    Such URLs pass the API's patterns; asked here, they are refused with the reason, not a 500."""
+    try:
+        urlparse(url).port  # noqa: B018  (reading it raises for a port that is not one)
+    except ValueError as error:
+        return str(error)
+    return None
+
+
+@dataclass(frozen=True)
+class Source:
+    """What staging fetches: a concrete URI and, for an S3 object store secret, how to reach it."""
+
+    uri: str
+    s3: S3Access | None = None
+    # Whose keys fetch it: such a copy is cached under the group, apart from every other.
+    group: str | None = None
+
+    @property
+    def private(self) -> bool:
+        return self.s3 is not None and self.group is not None
+
+
+class FileRoots:
+    """The directories a ``file://`` URI may lead into, symlinks followed."""
+
+    def __init__(self, roots: Sequence[Path]) -> None:
+        self.roots = list(roots)
+
+    def real_path(self, uri: str) -> Path:
+        """The real path behind a ``file://`` URI, if it lies inside an allowed root."""
+        parsed = urlparse(uri)
+        if parsed.netloc not in ("", "localhost"):
+            raise InvalidArtifactUri(f"file URI {uri!r} names a host; use file:///absolute/path")
+        path = Path(unquote(parsed.path))
+        if not path.is_absolute():
+            raise InvalidArtifactUri(f"file URI {uri!r} must be absolute: file:///absolute/path")
+        real = path.resolve()
+        self.confine(uri, real)
+        if real.is_dir():
+            # kserve-storage links the files it finds: a link inside the root must not lead out of it.
+            for entry in real.rglob("*"):
+                if entry.is_symlink():
+                    self.confine(uri, entry.resolve())
+        return real
+
+    def directory(self, directory: str) -> Path:
+        """The real path of a local object store's directory, if it lies inside an allowed root."""
+        path = Path(directory)
+        if not path.is_absolute():
+            raise InvalidArtifactUri(f"a local object store needs an absolute directory, not {directory!r}")
+        real = path.resolve()
+        self.confine(path.as_uri(), real)
+        return real
+
+    def confine(self, uri: str, real: Path) -> None:
+        if not any(real == root or real.is_relative_to(root) for root in self.roots):
+            roots = ", ".join(str(r) for r in self.roots)
+            raise InvalidArtifactUri(f"file URI {uri!r} leads outside the allowed roots ({roots})")
+
+
+def check_uri(uri: str, roots: FileRoots) -> None:
+    """Refuse a URI that zeroserve must not or cannot read (an ``ai://`` URI: its form only)."""
+    if (problem := unreadable(uri)) is not None:
+        raise InvalidArtifactUri(f"artifact URI {redact(uri)[:200]!r} cannot be read: {problem}")
+    parsed = urlparse(uri)
+    if parsed.scheme == "file":
+        roots.real_path(uri)
+    elif parsed.scheme == OBJECT_STORE_SCHEME:
+        if not OBJECT_STORE_NAME.fullmatch(parsed.netloc):
+            raise InvalidArtifactUri(f"artifact URI {uri!r} must be ai://<object store secret name>/<path>")
+        object_path(uri)
+    elif parsed.scheme not in REMOTE_SCHEMES:
+        known = ", ".join(sorted({"file", OBJECT_STORE_SCHEME, *REMOTE_SCHEMES}))
+        raise InvalidArtifactUri(f"unsupported artifact URI {uri!r}: use one of {known}")
+
+
+def object_path(uri: str) -> str:
+    """The path an ``ai://`` URI names inside its object store: no ``.`` or ``..`` in it."""
+    path = unquote(urlparse(uri).path).strip("/")
+    if any(part in ("..", ".") for part in PurePosixPath(path).parts):
+        raise InvalidArtifactUri(f"artifact URI {uri!r} may not contain '.' or '..' in its path")
+    return path
+
+
+def resolve(uri: str, secret: ObjectStoreSecret, group: str, roots: FileRoots) -> Source:
+    """An ``ai://`` URI resolved through one object store secret."""
+    relative = object_path(uri)
+    if secret.type == LOCAL:
+        return Source(_local_object(uri, secret, relative, roots).as_uri())
+    if secret.type == S3:
+        if not secret.bucket:
+            raise InvalidArtifactUri(f"object store secret {secret.name!r} has no bucket")
+        key = "/".join(part for part in ((secret.path_prefix or "").strip("/"), relative) if part)
+        return Source(f"s3://{secret.bucket}/{key}", s3=S3Access.of(secret), group=group)
+    raise InvalidArtifactUri(f"object store secret {secret.name!r} is of type {secret.type!r}, which zeroserve "
+                             f"cannot read (it reads {', '.join(OBJECT_STORE_TYPES)})")
+
+
+def _local_object(uri: str, secret: ObjectStoreSecret, relative: str, roots: FileRoots) -> Path:
+    base = roots.directory(secret.path_prefix or "")
+    real = (base / relative).resolve()
+    # Confined to the secret's directory, not only to the roots: the secret is what the group was given.
+    links = [entry.resolve() for entry in real.rglob("*") if entry.is_symlink()] if real.is_dir() else []
+    for inside in [real, *links]:
+        if not (inside == base or inside.is_relative_to(base)):
+            raise InvalidArtifactUri(f"artifact URI {uri!r} leads outside the directory of object store "
+                                     f"secret {secret.name!r}")
+    roots.real_path(real.as_uri())
+    return real

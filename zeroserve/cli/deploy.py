@@ -1,0 +1,111 @@
+"""``zeroserve deploy``: register a model (a local path or a URL) as an artifact, configure a serving
+template for it, deploy that configuration (or an existing one), watch it come up and print how to
+call it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from zeroserve.cli.options import GroupOption, client_for
+from zeroserve.cli.output import bad_input, console, err, failures, self_command
+from zeroserve.cli.watch import settled_or_exit, watch_deployment
+from zeroserve.client import ApiError, Client
+
+
+def _predict_example(zs: Client, deployment_id: str, url: str) -> None:
+    sample = '{"instances": [[...]]}'
+    console.print("Call it:")
+    console.print(f"  {self_command()} predict {deployment_id} --data '{sample}'", soft_wrap=True, highlight=False)
+    console.print(f"  curl -s -X POST {url}/v1/models/{deployment_id}:predict \\\n"
+                  f"       -H \"Authorization: Bearer $({self_command()} token)\" "
+                  f"-H 'Content-Type: application/json' -d '{sample}'", soft_wrap=True, highlight=False)
+
+
+def _parameters(values: list[str]) -> dict[str, str]:
+    parameters = {}
+    for value in values:
+        key, equals, rest = value.partition("=")
+        if not equals or not key:
+            raise bad_input(f"--param {value!r} is not key=value")
+        parameters[key] = rest
+    return parameters
+
+
+def _model_url(model: str) -> str:
+    if "://" in model:
+        return model
+    path = Path(model).expanduser()
+    if not path.exists():
+        raise bad_input(f"{model}: no such file or directory (give a path or a URL: file://, s3://, https://, ...)")
+    return path.resolve().as_uri()
+
+
+def _input_artifact(zs: Client, executable: str) -> str:
+    """The name of the executable's model input (``model`` in zeroserve's templates)."""
+    try:
+        found = zs.executable(executable)
+    except ApiError as error:
+        if error.status != 404:
+            raise
+        known = ", ".join(sorted(e.id for e in zs.executables()))
+        raise bad_input(f"no executable {executable!r}; known: {known or 'none'}") from None
+    if not found.input_artifacts:
+        raise bad_input(f"executable {executable} takes no input artifact to deploy a model with")
+    return found.input_artifacts[0].name
+
+
+def deploy(
+    model: Annotated[str | None, typer.Argument(
+        help="Where the model is: a local path, or a URL (file://, s3://, gs://, https://, ai://).")] = None,
+    configuration: Annotated[str | None, typer.Option(
+        "--configuration", "-c", help="Deploy this existing configuration instead of a model.")] = None,
+    executable: Annotated[str, typer.Option("--executable", "-e", help="The serving template.")] = "sklearn",
+    param: Annotated[list[str] | None, typer.Option(
+        "--param", "-p", help="A template parameter, key=value (repeatable), e.g. -p maxReplicas=4.")] = None,
+    plan: Annotated[str | None, typer.Option(help="The resource plan: starter, basic, infer.s, ...")] = None,
+    name: Annotated[str | None, typer.Option(help="Name of the artifact and configuration.")] = None,
+    ttl: Annotated[str | None, typer.Option(help="Stop and delete after this long: 30m, 2h, 1d.")] = None,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for RUNNING.")] = 300,
+    wait: Annotated[bool, typer.Option(help="Watch the deployment until it is RUNNING or DEAD.")] = True,
+    group: GroupOption = None,
+) -> None:
+    """Deploy a model: register it, configure a serving template for it, deploy, and watch it come up."""
+    if (model is None) == (configuration is None):
+        raise bad_input("give a model (path or URL) or --configuration ID, not both")
+    parameters = _parameters(param or [])
+    if plan is not None:
+        parameters["resourcePlan"] = plan
+    if configuration is not None and parameters:
+        raise bad_input("--param and --plan belong to a new configuration: not with --configuration")
+    with failures(), client_for(group) as zs:
+        if configuration is None:
+            assert model is not None
+            url = _model_url(model)
+            label = name or (url.rstrip("/").rsplit("/", 1)[-1] or "model")
+            key = _input_artifact(zs, executable)
+            artifact = zs.create_artifact(label, url, kind="model")
+            console.print(f"artifact [bold]{artifact.id}[/bold] registered: {url}", highlight=False)
+            configured = zs.create_configuration(label, executable_id=executable, parameters=parameters,
+                                                 artifacts={key: artifact.id})
+            configuration = configured.id
+            console.print(f"configuration [bold]{configuration}[/bold]: {executable}"
+                          + "".join(f" {k}={v}" for k, v in parameters.items()), highlight=False)
+        created = zs.create_deployment(configuration, ttl=ttl)
+        console.print(f"deployment [bold]{created.id}[/bold] requested", highlight=False)
+        if not wait:
+            return
+        try:
+            view = watch_deployment(zs, created.id, timeout)
+        except KeyboardInterrupt:
+            err.print(f"stopped watching; the deployment goes on: `zeroserve status {created.id} --watch`")
+            raise typer.Exit(130) from None
+        settled_or_exit(view, timeout)
+        url = view.url or zs.inference_url(created.id)
+        console.print(f"\n[bold]Deployment {created.id} is {view.status}[/bold]", highlight=False)
+        console.print(f"URL: {url}", soft_wrap=True, highlight=False)
+        if view.status == "RUNNING":
+            _predict_example(zs, created.id, url)

@@ -1,0 +1,78 @@
+"""What the commands print: the two consoles, the status colours and times of tables and panels,
+and the one-line failures with their exit codes (2 when the input is wrong, 1 when a call failed),
+never a traceback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shlex
+import shutil
+import sys
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.markup import escape
+
+from zeroserve.client import ApiError
+from zeroserve.errors import ZeroserveError
+
+console = Console()
+err = Console(stderr=True)
+
+STATUS_STYLE = {"RUNNING": "green", "DEAD": "red", "PENDING": "yellow", "UNKNOWN": "yellow",
+                "STOPPING": "magenta", "STOPPED": "dim"}
+
+
+@contextlib.contextmanager
+def failures() -> Iterator[None]:
+    """One line on stderr and an exit code for whatever goes wrong: 2 for bad input, 1 otherwise."""
+    try:
+        yield
+    except ApiError as error:
+        err.print(f"[red]{escape(error.code)}[/red]: {escape(error.message)}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2 if error.status == 400 else 1) from None
+    except ValidationError as error:  # an answer or an input that does not parse (settings: see options.settings)
+        err.print(f"[red]invalid {escape(error.title)}:[/red] {escape(problems(error))}", highlight=False,
+                  soft_wrap=True)
+        raise typer.Exit(2) from None
+    except ZeroserveError as error:
+        err.print(f"[red]{escape(error.reason)}[/red]: {escape(error.message)}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+
+
+def problems(error: ValidationError, variables: bool = False) -> str:
+    """Where and why, never the value given: a bad setting may be a secret (a webhook's, a key).
+    ``variables``: name a setting as its environment variable (``ZEROSERVE_WEBHOOKS.s3.secret``)."""
+    found = []
+    for problem in error.errors(include_input=False, include_url=False):
+        where = [str(part) for part in problem["loc"]] or ["(the whole)"]
+        if variables:
+            where[0] = f"ZEROSERVE_{where[0].upper()}"
+        found.append(f"{'.'.join(where)}: {problem['msg']}")
+    return "; ".join(found)
+
+
+def bad_input(message: str) -> typer.Exit:
+    err.print(f"[red]{escape(message)}[/red]", highlight=False, soft_wrap=True)
+    return typer.Exit(2)
+
+
+def when(moment: datetime | None) -> str:
+    return moment.astimezone().strftime("%Y-%m-%d %H:%M:%S") if moment else ""
+
+
+def styled(status: str) -> str:
+    return f"[{STATUS_STYLE.get(status, 'white')}]{status}[/]"
+
+
+def self_command() -> str:
+    """How this shell can run zeroserve again: the installed command, or this Python with -m."""
+    launched_as = Path(sys.argv[0])
+    if launched_as.name == "zeroserve":
+        return shlex.quote(str(launched_as))
+    return "zeroserve" if shutil.which("zeroserve") else f"{shlex.quote(sys.executable)} -m zeroserve.cli"

@@ -1,0 +1,142 @@
+"""``zeroserve up``: run zeroserve on this machine (NATS, the functions, the gateway, the local
+backend), or only some of its roles, until Ctrl-C; with ``--demo`` it also deploys the iris model
+and prints how to call it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import json
+import logging
+import signal
+import time
+from datetime import UTC, datetime
+from typing import Annotated
+
+import typer
+
+from zeroserve.cli.options import load_settings
+from zeroserve.cli.output import console, err, self_command
+from zeroserve.core.logcontext import ContextFilter
+from zeroserve.errors import ZeroserveError
+from zeroserve.events import Status, new_event
+from zeroserve.settings import Settings
+
+
+class _Formatter(logging.Formatter):
+    """Plain lines, with the deployment and event ids a record carries."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        for key in ("deployment", "event"):
+            value = getattr(record, key, None)
+            if value:
+                line += f" {key}={value}"
+        return line
+
+
+def _configure_logging(verbose: bool) -> None:
+    handler = logging.StreamHandler()
+    handler.addFilter(ContextFilter())
+    handler.setFormatter(_Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S"))
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, handlers=[handler])
+    for noisy in ("nats", "httpx", "uvicorn.error", "kserve", "storage.initializer"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+class Role(enum.StrEnum):
+    gateway = "gateway"
+    functions = "functions"
+    watcher = "watcher"
+
+
+def up(
+    demo: Annotated[bool, typer.Option(help="Deploy the iris demo model and print how to call it.")] = False,
+    role: Annotated[list[Role] | None, typer.Option(
+        help="Run only this part (repeatable; default: all). On a cluster each runs in its own pods.")] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Start zeroserve on this machine: NATS, the functions, the gateway, the local backend."""
+    _configure_logging(verbose)
+    roles = [r.value for r in role] if role else None
+    if demo and roles:
+        err.print("[red]--demo needs every role in this process[/red]")
+        raise typer.Exit(2)
+    try:
+        asyncio.run(_up(load_settings(), demo, roles))
+    except ZeroserveError as error:
+        err.print(f"[red]zeroserve up failed:[/red] {error}")
+        raise typer.Exit(1) from None
+
+
+async def _up(settings: Settings, demo: bool, roles: list[str] | None = None) -> None:
+    from zeroserve.node import ROLES, Node, cancel
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    embedded = Node(settings, roles or ROLES)
+    try:
+        # Ctrl-C stops a start too: waiting for a NATS that is not there yet, say.
+        starting = asyncio.create_task(embedded.start())
+        stopping = asyncio.create_task(stop.wait())
+        await asyncio.wait([starting, stopping], return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
+        if not starting.done():
+            await cancel([starting])
+            return
+        await starting
+        if "gateway" not in embedded.roles:
+            console.print(f"[green]zeroserve {' and '.join(sorted(embedded.roles))} is up[/green]")
+        else:
+            console.print(f"[green]zeroserve is up[/green]: gateway {embedded.url}  (Ctrl-C stops everything)")
+        if demo:
+            await _deploy_demo(embedded, stop)
+        await stop.wait()
+    finally:
+        console.print("stopping ...")
+        await embedded.stop()
+        console.print("stopped.")
+
+
+async def _deploy_demo(embedded: object, stop: asyncio.Event) -> None:
+    from zeroserve.demo import DEPLOYMENT_ID, SAMPLE, demo_events, train_iris
+    from zeroserve.node import Node
+
+    assert isinstance(embedded, Node) and embedded.platform is not None
+    platform = embedded.platform
+    group = "default"
+    model_dir = train_iris(platform.settings.data_dir / "demo" / "iris")
+    asked_at = datetime.now(UTC)  # what happened to the deployment before this run does not count
+    for data in demo_events(model_dir):
+        await platform.bus.publish(new_event(data, source="/zeroserve/cli/demo"), group)
+    deployment = None
+    deadline = time.monotonic() + 120
+    with console.status("deploying the iris demo ..."):
+        while time.monotonic() < deadline and not stop.is_set():
+            deployment = await platform.store.deployments.get(group, DEPLOYMENT_ID)
+            if deployment is not None and deployment.modified_at >= asked_at and (
+                    deployment.status == Status.DEAD
+                    or (deployment.status == Status.RUNNING and deployment.inference_service)):
+                break
+            await asyncio.sleep(0.1)
+    if stop.is_set():
+        return
+    if deployment is None or deployment.status != Status.RUNNING:
+        status = deployment.status.value if deployment else "not created"
+        detail = f"{deployment.reason}: {deployment.message}" if deployment and deployment.reason else ""
+        err.print(f"[red]the demo deployment is {status}[/red] {detail}")
+        return
+    url = deployment.deployment_url
+    console.print(f"\n[bold]Deployment {DEPLOYMENT_ID} is RUNNING[/bold] (0 replicas: the first call starts one)")
+    console.print(f"URL: {url}\n")
+    console.print("Call it with a bearer token (the first answer says X-Cold-Start: true, the next one false):")
+    console.print(
+        f"  TOKEN=$({self_command()} token)\n"
+        f"  curl -si -X POST {url}/v1/models/{DEPLOYMENT_ID}:predict \\\n"
+        f"       -H \"Authorization: Bearer $TOKEN\" -H 'Content-Type: application/json' -d '{json.dumps(SAMPLE)}'",
+        soft_wrap=True, highlight=False,
+    )
+

@@ -1,0 +1,143 @@
+"""The check that an InferenceService is one the API server and KServe's admission webhook accept:
+the v1beta1 CRD schema, closed to unknown fields, then what the schema cannot say (names, labels,
+replica rules). The schema, ``schemas/inferenceservice-v1beta1.json``, is the ``schema.openAPIV3Schema``
+of KServe v0.20.0's ``config/crd/full/serving.kserve.io_inferenceservices.yaml``
+(``tests/data/reference/crds``), extracted unchanged as compact JSON; ``tests/test_templates.py``
+fails if the two drift apart.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+from importlib import resources
+from typing import Any
+
+import jsonschema
+
+from zeroserve.errors import InvalidConfiguration
+from zeroserve.templates.fields import LABEL_VALUE_PATTERN
+
+SCHEMA_FILE = "schemas/inferenceservice-v1beta1.json"
+_LABEL_VALUE = re.compile(LABEL_VALUE_PATTERN)
+_LABEL_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+# KServe's admission webhook is stricter than RFC 1123: an InferenceService name starts with a letter.
+_ISVC_NAME = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+
+
+def validate_inference_service(isvc: dict[str, Any]) -> None:
+    """Refuse what the API server or KServe's admission webhook would refuse.
+
+    The object is checked against the CRD schema, strictly: a field the schema does not know is an
+    error here, where the API server would drop it with at most a warning. Then come the checks the
+    schema cannot express: names and labels as Kubernetes and KServe require them, and KServe's
+    replica rules.
+    """
+    error = jsonschema.exceptions.best_match(_validator().iter_errors(isvc))
+    if error is not None:
+        where = _path(error.absolute_path)
+        raise InvalidConfiguration(f"InferenceService {where}: {_shorten(error.message)}")
+    if (isvc.get("apiVersion"), isvc.get("kind")) != ("serving.kserve.io/v1beta1", "InferenceService"):
+        raise InvalidConfiguration(
+            f"not a serving.kserve.io/v1beta1 InferenceService: {isvc.get('apiVersion')} {isvc.get('kind')}"
+        )
+    metadata = isvc.get("metadata")
+    if not isinstance(metadata, dict):
+        raise InvalidConfiguration("InferenceService has no metadata")
+    _validate_metadata(metadata)
+    spec = isvc.get("spec")
+    if not isinstance(spec, dict) or "predictor" not in spec:
+        raise InvalidConfiguration("InferenceService spec.predictor is required")
+    for component in ("predictor", "transformer", "explainer"):
+        if component in spec:
+            _validate_replicas(component, spec[component])
+
+
+@functools.cache
+def _validator() -> jsonschema.Draft7Validator:
+    # Read once, on first use: 640 kB of JSON that a process which never renders does not need.
+    text = resources.files("zeroserve.templates").joinpath(SCHEMA_FILE).read_text(encoding="utf-8")
+    return jsonschema.Draft7Validator(_closed(json.loads(text)))
+
+
+def _closed(schema: dict[str, Any]) -> dict[str, Any]:
+    """The schema with unknown fields refused, as ``kubectl --validate=strict`` does."""
+    closed = {key: value for key, value in schema.items() if not key.startswith("x-kubernetes-")}
+    if "properties" in schema:
+        closed["properties"] = {name: _closed(child) for name, child in schema["properties"].items()}
+        if "additionalProperties" not in schema and not schema.get("x-kubernetes-preserve-unknown-fields"):
+            closed["additionalProperties"] = False
+    if isinstance(schema.get("additionalProperties"), dict):
+        closed["additionalProperties"] = _closed(schema["additionalProperties"])
+    if isinstance(schema.get("items"), dict):
+        closed["items"] = _closed(schema["items"])
+    for key in ("anyOf", "allOf", "oneOf"):
+        if key in schema:
+            closed[key] = [_closed(child) for child in schema[key]]
+    return closed
+
+
+def _validate_metadata(metadata: dict[str, Any]) -> None:
+    name = metadata.get("name")
+    if not isinstance(name, str) or len(name) > 63 or not _ISVC_NAME.match(name):
+        raise InvalidConfiguration(
+            f"InferenceService name {name!r} is invalid: KServe needs at most 63 lower-case letters, "
+            "digits or '-', starting with a letter and ending with a letter or digit"
+        )
+    namespace = metadata.get("namespace")
+    if namespace is not None and (
+        not isinstance(namespace, str) or len(namespace) > 63 or not _DNS_LABEL.match(namespace)
+    ):
+        raise InvalidConfiguration(f"InferenceService namespace {namespace!r} is not an RFC 1123 label")
+    for key, value in (metadata.get("labels") or {}).items():
+        if not _valid_key(key):
+            raise InvalidConfiguration(f"InferenceService label key {key!r} is invalid")
+        if not isinstance(value, str) or len(value) > 63 or not _LABEL_VALUE.match(value):
+            raise InvalidConfiguration(
+                f"InferenceService label {key}={value!r} is invalid: a label value is a string of at most "
+                "63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit"
+            )
+    for key, value in (metadata.get("annotations") or {}).items():
+        if not _valid_key(key):
+            raise InvalidConfiguration(f"InferenceService annotation key {key!r} is invalid")
+        if not isinstance(value, str):
+            raise InvalidConfiguration(
+                f"InferenceService annotation {key} must be a string, not {value!r} (quote it)"
+            )
+
+
+def _valid_key(key: object) -> bool:
+    if not isinstance(key, str):
+        return False
+    prefix, _, name = key.rpartition("/")
+    if prefix and (len(prefix) > 253 or not _DNS_SUBDOMAIN.match(prefix)):
+        return False
+    return len(name) <= 63 and bool(_LABEL_NAME.match(name))
+
+
+def _validate_replicas(component: str, spec: dict[str, Any]) -> None:
+    # KServe's webhook rules (validateReplicas); maxReplicas 0 means "no upper bound".
+    low, high = spec.get("minReplicas", 0), spec.get("maxReplicas", 0)
+    if low < 0:
+        raise InvalidConfiguration(f"InferenceService spec.{component}.minReplicas cannot be less than 0")
+    if high < 0:
+        raise InvalidConfiguration(f"InferenceService spec.{component}.maxReplicas cannot be less than 0")
+    if high != 0 and low > high:
+        raise InvalidConfiguration(
+            f"InferenceService spec.{component}.minReplicas ({low}) "
+            f"cannot be greater than maxReplicas ({high})"
+        )
+
+
+def _path(parts: Any) -> str:
+    path = ""
+    for part in parts:
+        path += f"[{part}]" if isinstance(part, int) else f".{part}" if path else str(part)
+    return path or "(object)"
+
+
+def _shorten(message: str, limit: int = 300) -> str:
+    return message if len(message) <= limit else f"{message[: limit - 3]}..."
