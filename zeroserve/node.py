@@ -1,15 +1,10 @@
-"""zeroserve on one machine: a private nats-server, the platform, the runner and the gateway in
-one process, with model servers as child processes that come and go with traffic.
+"""One zeroserve process: ``Node`` is what ``zeroserve up`` runs and what the end-to-end tests start.
 
-On a cluster the same class runs one role per process (``zeroserve up --role ...``), against an
-external NATS and the kserve backend: ``gateway`` (the HTTP API), ``functions`` (the runner and
-outbound webhooks) and ``watcher`` (statuses and logs from the backend, and ttl expiry), which
-works only while it holds a Lease, so that one replica of it is active (a process that runs every
-role takes no Lease).
-
-``Node`` is what ``zeroserve up`` runs and what the end-to-end tests start. Stopping it stops
-the pieces in the order that loses nothing: the gateway first (no new requests), then the runner
-(in-flight events finish or go back to JetStream), then the replicas, then NATS.
+On one machine it runs every role (``zeroserve.roles``) with a private nats-server and model servers
+as child processes that come and go with traffic; on a cluster it runs the roles it is given against
+an external NATS. Stopping it stops the pieces in the order that loses nothing: the gateway first
+(no new requests), then the runner (in-flight events finish or go back to JetStream), then the
+replicas, then NATS.
 """
 
 from __future__ import annotations
@@ -32,6 +27,7 @@ from zeroserve.deployments.expiry import enforce_ttl
 from zeroserve.gateway.app import create_app
 from zeroserve.platform import Platform
 from zeroserve.redaction import redact
+from zeroserve.roles import ROLES, checked_roles, every_role
 from zeroserve.settings import Settings
 from zeroserve.webhooks.dispatcher import Dispatcher
 
@@ -45,22 +41,10 @@ class _Gateway(uvicorn.Server):
         yield
 
 
-ROLES = ("gateway", "functions", "watcher")
-
-
 class Node:
     def __init__(self, settings: Settings, roles: Iterable[str] = ROLES) -> None:
         self.settings = settings
-        self.roles = set(roles)
-        unknown = self.roles - set(ROLES)
-        if unknown or not self.roles:
-            raise SystemExit(f"unknown role {', '.join(sorted(unknown))}; roles: {', '.join(ROLES)}")
-        if self.roles != set(ROLES):
-            if settings.backend == "local":
-                raise SystemExit("the local backend runs replicas inside the one zeroserve process: running only "
-                                 f"{', '.join(sorted(self.roles))} needs ZEROSERVE_BACKEND=kserve")
-            if not settings.nats_url:
-                raise SystemExit("the roles of zeroserve share one NATS: set ZEROSERVE_NATS_URL")
+        self.roles = checked_roles(roles, settings)
         self.nats: NatsServer | None = None
         self.nats_url: str | None = None
         self.platform: Platform | None = None
@@ -90,7 +74,7 @@ class Node:
         url_file.write_text(self.nats_url)
 
         self.platform = platform = await Platform.open(settings, self.nats_url)
-        if self.roles == set(ROLES):  # one process: bring the backend back in line with the store
+        if every_role(self.roles):  # one process: bring the backend back in line with the store
             await platform.restore()
         if "watcher" in self.roles:
             self._tasks.append(asyncio.create_task(self._watch(platform), name="watcher"))
@@ -125,7 +109,7 @@ class Node:
             finally:
                 await cancel(tasks)
 
-        if self.settings.backend != "kserve" or self.roles == set(ROLES):
+        if self.settings.backend != "kserve" or every_role(self.roles):
             await watch()  # one process does everything: nobody to share the work with
             return
         from zeroserve.backends.kserve.backend import KserveBackend

@@ -71,7 +71,8 @@ def up(
 
 
 async def _up(settings: Settings, demo: bool, roles: list[str] | None = None) -> None:
-    from zeroserve.node import ROLES, Node, cancel
+    from zeroserve.node import Node, cancel
+    from zeroserve.roles import ROLES
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
