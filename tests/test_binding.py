@@ -16,6 +16,7 @@ import nats
 import pytest
 from cloudevents.http import CloudEvent
 
+from zeroserve.core.binding import from_nats, to_nats
 from zeroserve.errors import MalformedEvent
 from zeroserve.events import (
     EVENT_TYPES,
@@ -32,10 +33,8 @@ from zeroserve.events import (
     Label,
     ParameterBinding,
     Status,
-    from_nats,
     new_event,
     parse_data,
-    to_nats,
 )
 
 EXAMPLES: dict[str, EventData] = {

@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from zeroserve.core.binding import to_nats
 from zeroserve.core.bus import EVENTS_STREAM, MESSAGE_HEADER, REASON_HEADER
 from zeroserve.core.runner import INVALID_GROUP, Context, Function, Runner, on
 from zeroserve.events import (
@@ -16,7 +17,6 @@ from zeroserve.events import (
     DeploymentRequested,
     DeploymentStopped,
     new_event,
-    to_nats,
 )
 from zeroserve.node import Node
 

@@ -7,11 +7,12 @@ import asyncio
 
 import pytest
 
+from zeroserve.core.binding import from_nats
 from zeroserve.core.bus import EVENTS_STREAM, Bus
 from zeroserve.core.store import Artifact, Deployment, Store
 from zeroserve.deployments.lifecycle import Deployments
 from zeroserve.errors import InvalidTransition
-from zeroserve.events import DeploymentRequested, DeploymentStatus, Status, from_nats, parse_data
+from zeroserve.events import DeploymentRequested, DeploymentStatus, Status, parse_data
 
 
 @pytest.fixture

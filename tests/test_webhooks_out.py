@@ -23,7 +23,7 @@ from tests.conftest import token_for
 from zeroserve.events import DeploymentStatus, Status, new_event
 from zeroserve.node import Node
 from zeroserve.settings import Settings
-from zeroserve.webhooks import dispatcher as webhooks
+from zeroserve.webhooks import targets
 
 
 @pytest.fixture
@@ -369,14 +369,14 @@ async def test_a_host_name_that_resolves_to_an_allowed_network_is_delivered_to(z
 def dns(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[str]]:
     """Answers for made-up host names, changeable by the test (as their owner could change them)."""
     answers: dict[str, list[str]] = {}
-    real = webhooks.resolve
+    real = targets.resolve
 
     async def resolve(host: str, port: int, timeout: float) -> list[Any]:
         if host in answers:
             return [ipaddress.ip_address(address) for address in answers[host]]
         return await real(host, port, timeout)
 
-    monkeypatch.setattr(webhooks, "resolve", resolve)
+    monkeypatch.setattr(targets, "resolve", resolve)
     return answers
 
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import jwt
 
-from zeroserve.core.store import Client, Registry, Store
+from zeroserve.core.store import RegisteredClient, Registry, Store
 from zeroserve.errors import ZeroserveError
 from zeroserve.events import ID_PATTERN
 from zeroserve.settings import Settings
@@ -54,7 +54,7 @@ class Claims:
 
 
 class Auth:
-    def __init__(self, clients: Registry[Client], key: bytes, ttl_s: float) -> None:
+    def __init__(self, clients: Registry[RegisteredClient], key: bytes, ttl_s: float) -> None:
         self.clients = clients
         self._key = key
         self.ttl_s = ttl_s
@@ -63,7 +63,7 @@ class Auth:
     def open(cls, settings: Settings, store: Store) -> Auth:
         return cls(store.clients, signing_key(settings), settings.token_ttl_s)
 
-    async def create_client(self, groups: list[str], name: str | None = None) -> tuple[Client, str]:
+    async def create_client(self, groups: list[str], name: str | None = None) -> tuple[RegisteredClient, str]:
         """A new client for these groups, and its secret (shown once, stored hashed)."""
         if not groups:
             raise Unauthorized("a client needs at least one resource group (or * for all)", reason="InvalidClient")
@@ -72,7 +72,7 @@ class Auth:
                 raise Unauthorized(f"invalid resource group {group!r}: must match {ID_PATTERN}",
                                    reason="InvalidClient")
         secret = secrets.token_urlsafe(32)
-        client = Client(id=f"zs-{secrets.token_hex(8)}", secret_hash=_hash(secret), groups=groups, name=name)
+        client = RegisteredClient(id=f"zs-{secrets.token_hex(8)}", secret_hash=_hash(secret), groups=groups, name=name)
         await self.clients.put(Store.GLOBAL, client.id, client)
         return client, secret
 

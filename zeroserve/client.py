@@ -26,11 +26,11 @@ from typing import TYPE_CHECKING, Any, Concatenate, Generic, Literal, ParamSpec,
 from urllib.parse import urlencode
 
 import httpx
-from cloudevents.conversion import to_structured
 from cloudevents.http import CloudEvent
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 from pydantic.alias_generators import to_camel
 
+from zeroserve.core.binding import to_http
 from zeroserve.errors import ZeroserveError
 from zeroserve.events import EventData, Label, new_event
 
@@ -785,14 +785,8 @@ class _Operations:
         """
         if not events:
             raise ValueError("publish needs at least one event")
-        cloud_events = [_cloud_event(event) for event in events]
-        if len(cloud_events) == 1:
-            headers, body = to_structured(cloud_events[0])
-            return self._call("POST", "/v2/events", _published, content=body,
-                              headers={"Content-Type": headers.get("content-type", "application/cloudevents+json")})
-        batch = [json.loads(to_structured(event)[1]) for event in cloud_events]
-        return self._call("POST", "/v2/events", _published, content=json.dumps(batch).encode(),
-                          headers={"Content-Type": "application/cloudevents-batch+json"})
+        content_type, body = to_http([_cloud_event(event) for event in events])
+        return self._call("POST", "/v2/events", _published, content=body, headers={"Content-Type": content_type})
 
     @operation
     def create_subscription(

@@ -1,24 +1,21 @@
-"""The event contract of zeroserve and how events travel on NATS.
+"""The event contract of zeroserve: what each event type carries and where it is published.
 
 Everything that happens in zeroserve is a CloudEvent: users ask for work with ``in`` events
 (``artifact.created``, ``deployment.requested``, ...) and functions answer with ``out`` events
 (``artifact.status``, ``deployment.status``, ``deployment.log``). This module holds the data model of
 each event type (pydantic, snake_case in Python, camelCase on the wire), the NATS subjects they are
-published on, helpers to build an event and read its data back, the CloudEvents NATS protocol
-binding (the Python SDK has none: binary mode is written, binary and structured modes are read), and
-the JSON Schemas in ``events/`` that are generated from the models (``python -m zeroserve.events
-events/``).
+published on, how an event is built and its data read back and how an event id is derived from
+content, and the JSON Schemas in ``events/`` generated from the models (``python -m zeroserve.events
+events/``); how an event is written on NATS or HTTP is ``zeroserve.core.binding``.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
+import hashlib
 import json
 import re
 import sys
 import uuid
-from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
@@ -343,6 +340,16 @@ def new_event(
     return CloudEvent(attributes, data.model_dump(mode="json", by_alias=True, exclude_none=True))
 
 
+def content_id(*parts: str, length: int = 16) -> str:
+    """An id derived from content: the first ``length`` hex digits of the SHA-256 of ``parts``, one a line.
+
+    The same content gives the same id, so what is derived twice (a retried handler's announcement,
+    a sender's repeated webhook, a redelivered delivery) is one event to JetStream's dedupe and to a
+    receiver; anything that differs gets another.
+    """
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:length]
+
+
 def parse_data(event: CloudEvent) -> EventData:
     """The validated data model of an event, chosen by its type."""
     event_type = event.get("type")
@@ -364,173 +371,6 @@ def _describe(error: ValidationError) -> str:
         ".".join(["data", *(str(part) for part in item["loc"])]) + f": {item['msg']}"
         for item in error.errors()
     )
-
-
-# --- the CloudEvents NATS protocol binding ----------------------------------------------------------
-
-_CE = "ce-"
-# Attribute names become header names; the spec allows lower-case letters and digits only.
-_ATTRIBUTE_NAME = re.compile(r"^[a-z0-9]+$")
-_REQUIRED = ("specversion", "id", "source", "type")
-_MEDIA_TYPE = re.compile(r"^[\x20-\x7e]+$")
-
-
-def to_nats(event: CloudEvent) -> tuple[dict[str, str], bytes]:
-    """Headers and payload of a NATS message carrying ``event`` in binary content mode."""
-    headers: dict[str, str] = {}
-    for name, value in event.get_attributes().items():
-        if not _ATTRIBUTE_NAME.match(name):
-            raise MalformedEvent(f"invalid attribute name {name!r}: lower-case letters and digits only")
-        headers[_CE + name] = _percent_encode(_attribute_text(value))
-    content_type = event.get("datacontenttype")
-    if content_type is not None:
-        # Content-Type is an ordinary header with its own grammar (not percent-encoded); it lets
-        # readers and NATS tools that know nothing of CloudEvents see what the payload is.
-        if not isinstance(content_type, str) or not _MEDIA_TYPE.match(content_type):
-            raise MalformedEvent(f"invalid datacontenttype {content_type!r}")
-        headers["Content-Type"] = content_type
-    return headers, _encode_data(event.get_data(), content_type)
-
-
-def from_nats(headers: Mapping[str, str] | None, body: bytes) -> CloudEvent:
-    """The CloudEvent in a NATS message, in structured or binary content mode."""
-    # nats-py keeps header names as sent, and other clients send them in any case.
-    lowered = {name.lower(): value for name, value in (headers or {}).items()}
-    content_type = lowered.get("content-type")
-    if content_type is not None and content_type.strip().lower().startswith("application/cloudevents"):
-        attributes, data = _read_structured(content_type, body)
-    elif _CE + "specversion" in lowered:
-        attributes, data = _read_binary(lowered, body)
-    else:
-        raise MalformedEvent(
-            f"not a CloudEvent: no ce-specversion header, Content-Type {content_type!r}, "
-            f"headers {sorted(lowered)}"
-        )
-
-    for name in _REQUIRED:
-        value = attributes.get(name)
-        if value is None:
-            raise MalformedEvent(f"missing required attribute {name!r}")
-        if not isinstance(value, str) or not value:
-            raise MalformedEvent(f"required attribute {name!r} must be a non-empty string, not {value!r}")
-    if attributes["specversion"] != SPECVERSION:
-        raise MalformedEvent(f"unsupported specversion {attributes['specversion']!r}: only 1.0")
-
-    event = CloudEvent(attributes, data)
-    # The SDK stamps a missing time with the time of reading, which would pass for when it happened.
-    if "time" not in attributes:
-        del event["time"]
-    return event
-
-
-def _read_binary(headers: Mapping[str, str], body: bytes) -> tuple[dict[str, Any], Any]:
-    attributes: dict[str, Any] = {}
-    for name, value in headers.items():
-        if name.startswith(_CE) and len(name) > len(_CE):
-            attributes[name[len(_CE) :]] = _percent_decode(name, value)
-    # A sender that only set Content-Type still told us what the body is.
-    if "datacontenttype" not in attributes and "content-type" in headers:
-        attributes["datacontenttype"] = headers["content-type"]
-    return attributes, _decode_data(body, attributes.get("datacontenttype"))
-
-
-def _read_structured(content_type: str, body: bytes) -> tuple[dict[str, Any], Any]:
-    media_type = content_type.split(";", 1)[0].strip().lower()
-    if media_type != "application/cloudevents+json":
-        raise MalformedEvent(f"unsupported event format {media_type!r}: only application/cloudevents+json")
-    try:
-        document = json.loads(body)
-    # UnicodeDecodeError and JSONDecodeError are ValueErrors; absurd nesting is a RecursionError.
-    except (ValueError, RecursionError) as e:
-        raise MalformedEvent(f"structured event is not valid JSON: {e}") from e
-    if not isinstance(document, dict):
-        raise MalformedEvent(f"structured event is not a JSON object but {type(document).__name__}")
-    if "data" in document and "data_base64" in document:
-        raise MalformedEvent("structured event has both data and data_base64")
-    data = document.pop("data", None)
-    if "data_base64" in document:
-        encoded = document.pop("data_base64")
-        try:
-            data = base64.b64decode(encoded, validate=True)
-        except (binascii.Error, TypeError, ValueError) as e:
-            raise MalformedEvent(f"data_base64 is not valid base64: {e}") from e
-    return document, data
-
-
-def _is_json(content_type: str | None) -> bool:
-    if content_type is None:
-        return True
-    media_type = content_type.split(";", 1)[0].strip().lower()
-    return media_type in (JSON, "text/json") or media_type.endswith("+json")
-
-
-def _encode_data(data: Any, content_type: str | None) -> bytes:
-    if data is None:
-        return b""
-    if isinstance(data, bytes | bytearray | memoryview):
-        return bytes(data)
-    if isinstance(data, str) and not _is_json(content_type):
-        return data.encode()
-    return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()
-
-
-def _decode_data(body: bytes, content_type: str | None) -> Any:
-    if not body:
-        return None
-    if content_type is None:
-        # Nothing says what the body is: JSON if it parses, otherwise opaque bytes.
-        try:
-            return json.loads(body)
-        except (ValueError, RecursionError):
-            return body
-    if _is_json(content_type):
-        try:
-            return json.loads(body)
-        except (ValueError, RecursionError) as e:
-            raise MalformedEvent(f"data is not valid JSON: {e}") from e
-    return body
-
-
-def _attribute_text(value: Any) -> str:
-    # The canonical string forms of the CloudEvents type system.
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, bytes):
-        return base64.b64encode(value).decode()
-    return str(value)
-
-
-def _percent_encode(text: str) -> str:
-    # As the HTTP binding says: space, '"', '%' and everything outside printable ASCII, as UTF-8
-    # bytes. NATS headers could not carry CR/LF or non-ASCII text safely otherwise.
-    return "".join(
-        char if "!" <= char <= "~" and char not in '"%' else "".join(f"%{byte:02X}" for byte in char.encode())
-        for char in text
-    )
-
-
-def _percent_decode(name: str, text: str) -> str:
-    # Lone surrogates survive encoding here so that the UTF-8 check below rejects them.
-    raw = text.encode("utf-8", "surrogatepass")
-    out = bytearray()
-    i = 0
-    while i < len(raw):
-        if raw[i] == ord("%") and _is_hex(raw[i + 1 : i + 3]):
-            out.append(int(raw[i + 1 : i + 3], 16))
-            i += 3
-        else:
-            out.append(raw[i])
-            i += 1
-    try:
-        return out.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise MalformedEvent(f"header {name} is not UTF-8 after percent-decoding: {e}") from e
-
-
-def _is_hex(pair: bytes) -> bool:
-    return len(pair) == 2 and all(byte in b"0123456789abcdefABCDEF" for byte in pair)
 
 
 # --- schemas ------------------------------------------------------------------------------------------

@@ -123,7 +123,7 @@ class Settings(BaseSettings):
     # Networks that are not public (loopback, private, link-local, ...) which webhooks out may still go
     # to, e.g. ["127.0.0.0/8", "::1/128"] for a receiver on this machine. Empty by default, on one machine
     # as on a cluster: a subscriber must not make zeroserve call 169.254.169.254, a service behind the
-    # firewall or a sidecar's admin port; see zeroserve/webhooks/dispatcher.py.
+    # firewall or a sidecar's admin port; see zeroserve/webhooks/targets.py.
     webhook_allowed_networks: list[IPvAnyNetwork] = Field(default_factory=list)
 
     # How often deployments with a ttl are checked for expiry.

@@ -10,8 +10,9 @@ from collections.abc import Callable
 import nats
 from nats.js import JetStreamContext
 
+from zeroserve.core.binding import to_nats
 from zeroserve.core.bus import DEADLETTER_STREAM, EVENTS_STREAM
-from zeroserve.events import DeploymentStatus, EventData, Status, new_event, subject_for, to_nats
+from zeroserve.events import DeploymentStatus, EventData, Status, new_event, subject_for
 
 
 class Publisher:

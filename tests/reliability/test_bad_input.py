@@ -10,16 +10,15 @@ import json
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from zeroserve.core.binding import from_nats, to_nats
 from zeroserve.errors import MalformedEvent
 from zeroserve.events import (
     DEPLOYMENT_ID_PATTERN,
     EVENT_TYPES,
     ArtifactCreated,
     DeploymentRequested,
-    from_nats,
     new_event,
     parse_data,
-    to_nats,
 )
 
 # Headers as any NATS client may send them: any name, any text (nats-py keeps the case).

@@ -22,6 +22,7 @@ import pytest
 from conftest import Listener, token_for, until
 from models import train_iris_sklearn
 
+from zeroserve.core.binding import to_nats
 from zeroserve.core.bus import FUNCTION_HEADER, MESSAGE_HEADER, REASON_HEADER, SUBJECT_HEADER
 from zeroserve.events import (
     INVALID_GROUP,
@@ -34,7 +35,6 @@ from zeroserve.events import (
     EventData,
     Status,
     new_event,
-    to_nats,
 )
 from zeroserve.node import Node
 from zeroserve.settings import Settings

@@ -41,7 +41,7 @@ from zeroserve.core.nats_server import nats_server_binary
 from zeroserve.errors import ZeroserveError
 from zeroserve.node import Node
 from zeroserve.settings import Settings, WebhookSource
-from zeroserve.webhooks.dispatcher import new_secret, sign
+from zeroserve.webhooks.signatures import new_secret, sign
 
 NATS_USER = "zeroserve-bus"
 NATS_PASSWORD = "nats-pass-" + secrets.token_hex(12)

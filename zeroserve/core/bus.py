@@ -4,16 +4,14 @@ Three streams: events (what functions react to and what they announce), logs (de
 records, kept within an age and a size limit so they outlive replicas but not the disk), and dead
 letters (events a function gave up on, with the reason in headers). Every publish carries the
 CloudEvent id as ``Nats-Msg-Id``, so JetStream drops a duplicate inside the dedupe window and one
-event has one effect. Each function reads through its own durable pull consumer with explicit
-acks; the runner owns retries.
+event has one effect. Each function (and the webhook dispatcher) reads through its own durable
+pull consumer with explicit acks, read by ``zeroserve.core.consumer``; the reader owns retries.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import nats
@@ -25,8 +23,9 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StorageType, StreamConfig
 from nats.js.errors import NotFoundError
 
+from zeroserve.core.binding import to_nats
 from zeroserve.errors import ZeroserveError
-from zeroserve.events import EVENT_TYPES, DeploymentLog, deadletter_subject, subject_for, to_nats
+from zeroserve.events import EVENT_TYPES, DeploymentLog, deadletter_subject, subject_for
 from zeroserve.redaction import redact
 from zeroserve.settings import Settings
 
@@ -130,23 +129,27 @@ class Bus:
         ack = await self.js.publish(subject_for(event["type"], group), body, headers=headers)
         return Published(sequence=ack.seq, duplicate=bool(ack.duplicate))
 
-    async def consumer(self, name: str, event_types: list[str]) -> JetStreamContext.PullSubscription:
-        """The durable pull consumer of one function: it survives restarts and resumes where it was."""
-        subjects = [subject_for(t, "*") for t in event_types]
+    async def consumer(
+        self, name: str, event_types: list[str], *, stream: str = EVENTS_STREAM,
+        deliver: DeliverPolicy = DeliverPolicy.ALL, max_ack_pending: int | None = None,
+    ) -> JetStreamContext.PullSubscription:
+        """A durable pull consumer (of a function, of the webhook dispatcher): it survives restarts and
+        resumes where it was; ``deliver`` says where a new one starts."""
         config = ConsumerConfig(
             durable_name=name,
             ack_policy=AckPolicy.EXPLICIT,
             ack_wait=self.settings.ack_wait_s,
-            deliver_policy=DeliverPolicy.ALL,
-            filter_subjects=subjects,
-            # The runner counts deliveries and dead-letters itself; the server must not drop first.
+            deliver_policy=deliver,
+            filter_subjects=[subject_for(t, "*") for t in event_types],
+            # The reader counts deliveries and gives up itself (a dead letter, a failed delivery);
+            # the server must not drop first.
             max_deliver=-1,
-            max_ack_pending=max(1000, self.settings.runner_concurrency * 4),
+            max_ack_pending=max_ack_pending or max(1000, self.settings.runner_concurrency * 4),
         )
         # Create or update: a durable made by an older version must take today's config
         # (new event types of the function, new ack wait), which pull_subscribe alone would not do.
-        await self.js.add_consumer(EVENTS_STREAM, config=config)
-        return await self.js.pull_subscribe_bind(durable=name, stream=EVENTS_STREAM)
+        await self.js.add_consumer(stream, config=config)
+        return await self.js.pull_subscribe_bind(durable=name, stream=stream)
 
     async def dead_letter(self, msg: Msg, function: str, group: str, reason: str, message: str) -> None:
         headers = dict(msg.headers or {})
@@ -172,21 +175,3 @@ async def _connection_error(error: Exception) -> None:
 
 async def _reconnected() -> None:
     log.warning("NATS reconnected")
-
-
-@contextlib.asynccontextmanager
-async def heartbeat(msg: Msg, every: float) -> AsyncIterator[None]:
-    """Tell JetStream, every ``every`` seconds, that a message is still being worked on, so that it
-    is not handed to another consumer while a long handler (or a delivery's retries) runs."""
-
-    async def beat() -> None:
-        while True:
-            await asyncio.sleep(every)
-            with contextlib.suppress(Exception):
-                await msg.in_progress()
-
-    task = asyncio.create_task(beat())
-    try:
-        yield
-    finally:
-        task.cancel()

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import contextvars
+import functools
 import hashlib
 import importlib.util
 import inspect
@@ -24,12 +24,12 @@ from typing import TYPE_CHECKING, Any
 
 from cloudevents.http import CloudEvent
 from nats.aio.msg import Msg
-from nats.errors import TimeoutError as NatsTimeout
 
 from zeroserve.core import logcontext, metrics
-from zeroserve.core.bus import heartbeat
+from zeroserve.core.binding import from_nats
+from zeroserve.core.consumer import Consumer, backoff, heartbeat
 from zeroserve.errors import MalformedEvent, Rejected, ZeroserveError
-from zeroserve.events import INVALID_GROUP, EventData, Status, from_nats, group_of, new_event, parse_data
+from zeroserve.events import INVALID_GROUP, EventData, Status, group_of, new_event, parse_data
 
 if TYPE_CHECKING:
     from zeroserve.artifacts.cache import ModelCache
@@ -45,8 +45,6 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[Any, "Context"], Awaitable[None]]
 _MARK = "__zeroserve_events__"
-# How long one fetch waits for events; also bounds how long a stop waits for the pull loops.
-FETCH_WAIT_S = 1.0
 DEPLOYMENT_EVENTS = "io.zeroserve.deployment."
 
 
@@ -172,66 +170,23 @@ class Runner:
         self.settings = platform.settings
         # Handlers running at once; the pull loops fetch only as much as this leaves free.
         self._slots = asyncio.Semaphore(self.settings.runner_concurrency)
-        self._slot_freed = asyncio.Event()
         self._lock_waiters = 0
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
         self._lock_users: dict[tuple[str, str], int] = {}
-        self._pullers: list[asyncio.Task[None]] = []
-        self._inflight: set[asyncio.Task[None]] = set()
-        self._stopping = asyncio.Event()
+        # Events queued behind another of their deployment wait on its lock, not on a slot.
+        self._consumer = Consumer("runner", lambda inflight: self.settings.runner_concurrency
+                                  - (inflight - self._lock_waiters))
 
     async def start(self) -> None:
         for function in self.functions:
             subscription = await self.platform.bus.consumer(function.name, function.event_types)
-            self._pullers.append(asyncio.create_task(self._pull(function, subscription), name=function.name))
+            # About as many as can start soon (each function's loop asks for itself).
+            self._consumer.start(subscription, functools.partial(self._handle, function), name=function.name)
         log.info("runner started: %s", ", ".join(f.name for f in self.functions))
 
     async def stop(self, grace: float = 20.0) -> None:
         """Stop taking events; let in-flight ones finish within ``grace``, hand the rest back."""
-        self._stopping.set()
-        self._slot_freed.set()  # wake pull loops that wait for a free slot
-        # A fetch in progress is let finish (it lasts at most a second) so that what it brings is
-        # handed back at once; cancelling it would leave those messages to the ack-wait timeout.
-        _, slow = await asyncio.wait(self._pullers, timeout=FETCH_WAIT_S + 2) if self._pullers else ((), ())
-        for puller in slow:
-            puller.cancel()
-        await asyncio.gather(*self._pullers, return_exceptions=True)
-        if self._inflight:
-            done, pending = await asyncio.wait(self._inflight, timeout=grace)
-            for task in pending:
-                task.cancel()  # _handle naks it on the way out: redelivered at once, not lost
-            await asyncio.gather(*pending, return_exceptions=True)
-
-    async def _pull(self, function: Function, subscription: Any) -> None:
-        while not self._stopping.is_set():
-            # Events queued behind another of their deployment wait on its lock, not on a slot.
-            free = self.settings.runner_concurrency - (len(self._inflight) - self._lock_waiters)
-            if free <= 0:
-                await self._slot_freed.wait()
-                self._slot_freed.clear()
-                continue
-            try:
-                # About as many as can start soon (each function's loop asks for itself).
-                messages = await subscription.fetch(batch=min(free, 64), timeout=FETCH_WAIT_S)
-            except (TimeoutError, NatsTimeout):
-                continue
-            except asyncio.CancelledError:
-                raise
-            except Exception as error:  # connection trouble: wait and fetch again
-                log.warning("fetch for %s failed: %s", function.name, error)
-                await asyncio.sleep(0.5)
-                continue
-            for msg in messages:
-                if self._stopping.is_set():  # hand it back: redelivered at once to the next runner
-                    await msg.nak()
-                    continue
-                task = asyncio.create_task(self._handle(function, msg), context=contextvars.Context())
-                self._inflight.add(task)
-                task.add_done_callback(self._done)
-
-    def _done(self, task: asyncio.Task[None]) -> None:
-        self._inflight.discard(task)
-        self._slot_freed.set()
+        await self._consumer.stop(grace)  # a cancelled _handle naks its event: redelivered at once, not lost
 
     async def _handle(self, function: Function, msg: Msg) -> None:
         group = INVALID_GROUP  # until the subject shows a valid one: that is where its dead letter goes
@@ -274,8 +229,7 @@ class Runner:
         if attempt >= self.settings.max_deliver:
             await self._dead_letter(msg, function, group, reason, f"gave up after {attempt} attempts: {message}")
             return
-        backoff = self.settings.retry_backoff_s
-        delay = backoff[min(attempt - 1, len(backoff) - 1)] if backoff else 0
+        delay = backoff(self.settings.retry_backoff_s, attempt)
         log.info("%s failed on %s (attempt %d, retry in %.1f s): %s: %s",
                  function.name, msg.subject, attempt, delay, reason, message,
                  exc_info=not isinstance(error, ZeroserveError))

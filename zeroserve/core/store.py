@@ -149,7 +149,7 @@ class ObjectStoreSecret(BaseModel):
     modified_at: datetime = Field(default_factory=now)
 
 
-class Client(BaseModel):
+class RegisteredClient(BaseModel):
     """An API client: its secret is kept only as a salted scrypt hash."""
 
     id: str
@@ -265,7 +265,7 @@ class Store:
         self.configurations = registry("configurations", Configuration)
         self.resource_groups = registry("resource_groups", ResourceGroup)
         self.object_store_secrets = registry("object_store_secrets", ObjectStoreSecret)
-        self.clients = registry("clients", Client)
+        self.clients = registry("clients", RegisteredClient)
         self.subscriptions = registry("subscriptions", Subscription)
         self.js = js
 

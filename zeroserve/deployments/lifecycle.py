@@ -10,7 +10,6 @@ folds that event into the stored record, so the record and the events always agr
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import uuid
 from typing import Any
@@ -21,7 +20,7 @@ from zeroserve.core import metrics
 from zeroserve.core.bus import Bus
 from zeroserve.core.store import Deployment, Registry, Store
 from zeroserve.errors import DeploymentNotFound, InvalidTransition
-from zeroserve.events import DeploymentRequested, DeploymentStatus, Status, new_event
+from zeroserve.events import DeploymentRequested, DeploymentStatus, Status, content_id, new_event
 
 log = logging.getLogger(__name__)
 
@@ -185,8 +184,7 @@ class Deployments:
         status = deployment.status_event()
         # Same cause and same content: the same id, so a retried handler's repeat is dropped;
         # anything that differs (another status, new details) is a new event.
-        digest = hashlib.sha256(status.model_dump_json().encode()).hexdigest()[:16]
-        event_id = f"{causation}.{digest}" if causation else str(uuid.uuid4())
+        event_id = f"{causation}.{content_id(status.model_dump_json())}" if causation else str(uuid.uuid4())
         event = new_event(status, source=SOURCE, subject=deployment.id, causationid=causation, id=event_id)
         await self.bus.publish(event, group)
 

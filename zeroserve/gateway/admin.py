@@ -29,7 +29,7 @@ from zeroserve.artifacts.object_stores import (
     SECRET_ACCESS_KEY,
 )
 from zeroserve.auth import ALL_GROUPS, Claims, Unauthorized
-from zeroserve.core.store import Client, ObjectStoreSecret, ResourceGroup, Store, now
+from zeroserve.core.store import ObjectStoreSecret, RegisteredClient, ResourceGroup, Store, now
 from zeroserve.errors import ZeroserveError
 from zeroserve.events import ID_PATTERN, Label
 from zeroserve.gateway.catalog import listing, page, timestamp
@@ -276,7 +276,7 @@ def router(platform: Platform) -> APIRouter:
 
     # -- clients (a zeroserve extension) -----------------------------------------------------------
 
-    def client_view(client: Client) -> dict[str, Any]:
+    def client_view(client: RegisteredClient) -> dict[str, Any]:
         return {"clientId": client.id, "name": client.name, "groups": client.groups,
                 "createdAt": timestamp(client.created_at)}
 

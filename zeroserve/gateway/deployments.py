@@ -33,6 +33,7 @@ from nats.errors import TimeoutError as NatsTimeout
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from zeroserve.core.binding import from_nats
 from zeroserve.core.bus import LOGS_STREAM
 from zeroserve.core.store import Configuration, Deployment, Registry
 from zeroserve.deployments.lifecycle import DELETABLE, STOPPABLE
@@ -47,7 +48,6 @@ from zeroserve.events import (
     EventData,
     Status,
     ending,
-    from_nats,
     new_event,
     parse_data,
     subject_for,

@@ -1,19 +1,19 @@
 """Event ingress over HTTP: ``POST /v2/events`` puts users' CloudEvents on the bus.
 
 For clients that speak HTTP rather than NATS. The three content modes of the CloudEvents HTTP
-binding are read: binary (``ce-*`` headers, percent-encoded, body = data), structured
-(``application/cloudevents+json``) and batch (``application/cloudevents-batch+json``, a JSON array
-of structured events). Each event is validated against the data model of its type before anything
-is published, so a mistake is a 400 that names the field (and, in a batch, the event) rather than
-a dead letter later; a batch is published only when every event in it is valid. Only the event
-types users send are accepted: the ones zeroserve announces itself (``deployment.status``, ...)
-would be taken for the platform's word. Events go to the caller's resource group, with the
-CloudEvent id as ``Nats-Msg-Id``, so sending the same event twice has one effect.
+binding are read (by ``zeroserve.core.binding``): binary (``ce-*`` headers, percent-encoded, body =
+data), structured (``application/cloudevents+json``) and batch
+(``application/cloudevents-batch+json``, a JSON array of structured events). Each event is validated
+against the data model of its type before anything is published, so a mistake is a 400 that names
+the field (and, in a batch, the event) rather than a dead letter later; a batch is published only
+when every event in it is valid. Only the event types users send are accepted: the ones zeroserve
+announces itself (``deployment.status``, ...) would be taken for the platform's word. Events go to
+the caller's resource group, with the CloudEvent id as ``Nats-Msg-Id``, so sending the same event
+twice has one effect.
 """
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any
 
@@ -22,28 +22,25 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
+from zeroserve.core.binding import BATCH, STRUCTURED, BatchTooLarge, from_http, to_nats
 from zeroserve.errors import MalformedEvent
 from zeroserve.events import (
     EVENT_TYPES,
     ID_PATTERN,
     IN_TYPES,
     ArtifactCreated,
-    from_nats,
+    is_id,
     parse_data,
-    to_nats,
 )
 from zeroserve.gateway.errors import ApiError, answers
 from zeroserve.gateway.security import InGroup
 from zeroserve.platform import Platform
 
-STRUCTURED = "application/cloudevents+json"
-BATCH = "application/cloudevents-batch+json"
 # Events are small JSON documents; anything near this is a mistake or an attack, not a model.
 MAX_BODY_BYTES = 1024 * 1024
 MAX_BATCH = 1000
 # The id becomes a NATS header (Nats-Msg-Id), which cannot carry spaces at its ends, CR/LF or non-ASCII.
 _SAFE_ID = re.compile(r"^[\x21-\x7e]([\x20-\x7e]{0,254}[\x21-\x7e])?$")
-_ARTIFACT_ID = re.compile(ID_PATTERN)
 
 
 class AcceptedEvent(BaseModel):
@@ -89,45 +86,9 @@ def check(event: CloudEvent) -> None:
     data = parse_data(event)
     to_nats(event)  # attribute names and datacontenttype must fit NATS headers: refused now, not half-published
     # The function would dead-letter it later; the sender is here now and can fix it.
-    if isinstance(data, ArtifactCreated) and data.id is None and not _ARTIFACT_ID.fullmatch(event["id"]):
+    if isinstance(data, ArtifactCreated) and data.id is None and not is_id(event["id"]):
         raise MalformedEvent(f"{event_type}: data.id: required when the event id {event['id'][:80]!r} "
                              f"cannot serve as artifact id (ids must match {ID_PATTERN})")
-
-
-def events_of(headers: dict[str, str], body: bytes) -> list[CloudEvent]:
-    """The events of a request in any content mode, each checked; the first problem raises."""
-    content_type = headers.get("content-type", "")
-    if content_type.split(";", 1)[0].strip().lower() != BATCH:
-        event = from_nats(headers, body)
-        check(event)
-        return [event]
-    try:
-        documents = json.loads(body)
-    except (ValueError, RecursionError) as error:
-        raise MalformedEvent(f"batch is not valid JSON: {error}") from None
-    if not isinstance(documents, list):
-        raise MalformedEvent(f"batch must be a JSON array of events, not {type(documents).__name__}")
-    if not documents:
-        raise MalformedEvent("batch is empty")
-    if len(documents) > MAX_BATCH:
-        raise ApiError(413, "PayloadTooLarge", f"batch has {len(documents)} events; at most {MAX_BATCH} at once")
-    events: list[CloudEvent] = []
-    seen: set[str] = set()
-    for index, document in enumerate(documents):
-        try:
-            if not isinstance(document, dict):
-                raise MalformedEvent(f"not a JSON object but {type(document).__name__}")
-            event = from_nats({"content-type": STRUCTURED}, json.dumps(document).encode())
-            check(event)
-        except MalformedEvent as error:
-            name = document.get("id") if isinstance(document, dict) else None
-            which = f"event {index}" + (f" (id {str(name)[:80]!r})" if name is not None else "")
-            raise MalformedEvent(f"{which}: {error.message}") from None
-        if event["id"] in seen:  # JetStream would keep only the first: the sender should know now
-            raise MalformedEvent(f"event {index}: id {event['id']!r} appears twice in the batch")
-        seen.add(event["id"])
-        events.append(event)
-    return events
 
 
 def router(platform: Platform) -> APIRouter:
@@ -150,9 +111,10 @@ def router(platform: Platform) -> APIRouter:
     )
     async def publish(request: Request, scope: InGroup) -> JSONResponse:
         body = await read_body(request)
-        headers = {name.lower(): value for name, value in request.headers.items()}
         try:
-            events = events_of(headers, body)
+            events = from_http(request.headers, body, accept=check, max_batch=MAX_BATCH)
+        except BatchTooLarge as error:
+            raise ApiError(413, "PayloadTooLarge", error.message) from None
         except MalformedEvent as error:
             raise ApiError(400, "InvalidEvent", error.message) from None
         accepted: list[dict[str, Any]] = []

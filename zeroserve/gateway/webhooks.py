@@ -12,7 +12,7 @@ again after a lost response causes nothing new.
 Out: ``/v2/subscriptions`` manages, per resource group, where the platform's announcements are
 delivered (by ``zeroserve.webhooks.dispatcher.Dispatcher``) and the secret they are signed with. A URL whose
 host is or resolves to an address that is not public is refused (400) unless the operator allows
-its network (``webhook_allowed_networks``; see ``zeroserve.webhooks.dispatcher``).
+its network (``webhook_allowed_networks``; see ``zeroserve.webhooks.targets``).
 """
 
 from __future__ import annotations
@@ -50,6 +50,7 @@ from zeroserve.events import (
     DeploymentRequested,
     EventData,
     Label,
+    content_id,
     new_event,
     parse_data,
 )
@@ -59,14 +60,8 @@ from zeroserve.gateway.params import stored_or_404
 from zeroserve.gateway.security import InGroup
 from zeroserve.platform import Platform
 from zeroserve.settings import WebhookSource
-from zeroserve.webhooks.dispatcher import (
-    ForbiddenTarget,
-    InvalidSignature,
-    UnresolvableTarget,
-    check_target,
-    new_secret,
-    verify,
-)
+from zeroserve.webhooks.signatures import InvalidSignature, new_secret, verify
+from zeroserve.webhooks.targets import ForbiddenTarget, UnresolvableTarget, check_target
 
 log = logging.getLogger(__name__)
 
@@ -265,7 +260,7 @@ def signature_headers(source: WebhookSource, request: Request) -> tuple[str | by
 
 
 def event_id(source_name: str, webhook_id: str, index: int, count: int) -> str:
-    base = "wh-" + hashlib.sha256(f"{source_name}\n{webhook_id}".encode()).hexdigest()[:24]
+    base = "wh-" + content_id(source_name, webhook_id, length=24)
     return base if count == 1 else f"{base}-{index}"
 
 

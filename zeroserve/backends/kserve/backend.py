@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import json
 import logging
 import threading
@@ -36,7 +35,7 @@ from zeroserve.backends.base import Change
 from zeroserve.backends.kserve.leader_election import micro_time
 from zeroserve.deployments.logs import DeploymentLogs
 from zeroserve.errors import ZeroserveError
-from zeroserve.events import Status
+from zeroserve.events import Status, content_id
 from zeroserve.settings import Settings
 from zeroserve.templates.render import DEPLOYMENT_LABEL, GROUP_LABEL
 
@@ -466,7 +465,7 @@ class KserveBackend:
                     for stamp, line in _new_lines(text, read_up_to[key]):
                         read_up_to[key] = stamp
                         # The same line read again (after a watcher restart) has the same id: JetStream drops it.
-                        digest = hashlib.sha256(line.encode()).hexdigest()[:12]
+                        digest = content_id(line, length=12)
                         await self.logs.write(*owner, f"{pod_name}/{container}", "stdout", line, _parse_time(stamp),
                                               event_id=f"log.{namespace}.{pod_name}.{container}.{stamp}.{digest}")
             for key in [k for k in read_up_to if (k[0], k[1]) not in state.pods]:

@@ -1,0 +1,157 @@
+"""The one pull loop of zeroserve: how messages come out of a JetStream durable consumer to be worked on.
+
+The runner (one durable per function) and the webhook dispatcher (one per stream) both read this
+way: a loop per durable fetches only as many messages as there is room for, each message is worked
+on in a task of its own (with a context of its own, so what one sets for its log lines does not
+leak into another), a failed fetch is tried again shortly, and a stop lets a fetch in progress
+finish, hands back what arrives meanwhile and gives in-flight work a grace period. While a message
+is worked on, ``heartbeat`` keeps JetStream from handing it to another consumer, and ``backoff``
+reads the one kind of retry schedule zeroserve has: a table of delays, the last one repeated.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
+from typing import Any
+
+from nats.aio.msg import Msg
+from nats.errors import TimeoutError as NatsTimeout
+from nats.js import JetStreamContext
+
+log = logging.getLogger(__name__)
+
+# How long one fetch waits for messages; also bounds how long a stop waits for the pull loops.
+FETCH_WAIT_S = 1.0
+# The most messages one fetch asks for.
+MAX_FETCH = 64
+# How long a loop waits after a failed fetch (connection trouble) before the next.
+RETRY_FETCH_S = 0.5
+# How long the messages of a batch that could not be started are left before their redelivery.
+HAND_BACK_S = 1.0
+
+# What works on one message: acks or naks it itself.
+MessageHandler = Callable[[Msg], Coroutine[Any, Any, None]]
+
+
+def backoff(delays: Sequence[float], attempt: int) -> float:
+    """The wait after failed attempt number ``attempt`` (from 1): its place in ``delays``, the last
+    one for every attempt beyond, none when there are no delays."""
+    return delays[min(attempt - 1, len(delays) - 1)] if delays else 0.0
+
+
+@contextlib.asynccontextmanager
+async def heartbeat(msg: Msg, every: float) -> AsyncIterator[None]:
+    """Tell JetStream, every ``every`` seconds, that a message is still being worked on, so that it
+    is not handed to another consumer while a long handler (or a delivery's retries) runs."""
+
+    async def beat() -> None:
+        while True:
+            await asyncio.sleep(every)
+            with contextlib.suppress(Exception):
+                await msg.in_progress()
+
+    task = asyncio.create_task(beat())
+    try:
+        yield
+    finally:
+        task.cancel()
+
+
+class Consumer:
+    """Pull loops over one or more durables, sharing the room for messages in flight."""
+
+    def __init__(self, name: str, room: Callable[[int], int]) -> None:
+        self.name = name  # who reads, for log lines: "runner", "webhooks out"
+        # Given the tasks in flight, how many more messages may start now.
+        self._room = room
+        self.inflight: set[asyncio.Task[None]] = set()
+        self._freed = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._pullers: list[asyncio.Task[None]] = []
+
+    def start(self, subscription: JetStreamContext.PullSubscription, handle: MessageHandler, *, name: str) -> None:
+        """Pull from ``subscription`` in a task of its own until ``stop``."""
+        self._pullers.append(asyncio.create_task(self.pull(subscription, handle, label=name), name=name))
+
+    async def pull(
+        self, subscription: JetStreamContext.PullSubscription, handle: MessageHandler, *, label: str | None = None,
+        before: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        """Fetch and start ``handle`` on each message until stopped or cancelled; ``before`` runs after
+        each fetch, and if it fails the messages fetched are handed back for a later redelivery."""
+        label = label or self.name
+        while not self._stopping.is_set():
+            room = self._room(len(self.inflight))
+            if room <= 0:
+                self._freed.clear()
+                await self._freed.wait()
+                continue
+            messages = await self._fetch(subscription, min(room, MAX_FETCH), label)
+            if not messages:
+                continue
+            if before is not None and not await self._ready(before, messages):
+                continue
+            for msg in messages:
+                if self._stopping.is_set():  # hand it back: redelivered at once to the next reader
+                    await msg.nak()
+                    continue
+                task = asyncio.create_task(handle(msg), context=contextvars.Context())
+                self.inflight.add(task)
+                task.add_done_callback(self._done)
+
+    async def _fetch(self, subscription: JetStreamContext.PullSubscription, batch: int, label: str) -> list[Msg]:
+        try:
+            return await subscription.fetch(batch=batch, timeout=FETCH_WAIT_S)
+        except (TimeoutError, NatsTimeout):
+            return []
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:  # connection trouble: wait and fetch again
+            log.warning("%s: fetch for %s failed: %s", self.name, label, error)
+            await asyncio.sleep(RETRY_FETCH_S)
+            return []
+
+    async def _ready(self, before: Callable[[], Awaitable[None]], messages: list[Msg]) -> bool:
+        try:
+            await before()
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:
+            log.warning("%s: cannot start the %d messages fetched, handing them back: %s",
+                        self.name, len(messages), error)
+            for msg in messages:
+                with contextlib.suppress(Exception):
+                    await msg.nak(delay=HAND_BACK_S)
+            return False
+        return True
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self.inflight.discard(task)
+        self._freed.set()
+
+    async def stop(self, grace: float) -> None:
+        """Stop fetching; let in-flight work finish within ``grace``, cancel the rest (a handler hands
+        its message back when cancelled: redelivered at once, not lost)."""
+        self._stopping.set()
+        self._freed.set()  # wake loops that wait for room
+        # A fetch in progress is let finish (it lasts at most FETCH_WAIT_S) so that what it brings is
+        # handed back at once; cancelling it would leave those messages to the ack-wait timeout.
+        _, slow = await asyncio.wait(self._pullers, timeout=FETCH_WAIT_S + 2) if self._pullers else ((), ())
+        for puller in slow:
+            puller.cancel()
+        await asyncio.gather(*self._pullers, return_exceptions=True)
+        if self.inflight:
+            _, pending = await asyncio.wait(self.inflight, timeout=grace)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+
+    async def cancel(self) -> None:
+        """Cancel every task in flight now (their messages are handed back) and wait for them."""
+        for task in list(self.inflight):
+            task.cancel()
+        await asyncio.gather(*self.inflight, return_exceptions=True)
