@@ -1,5 +1,4 @@
 """An artifact exists at a URI: check the URI, register the artifact, stage its files locally.
-
 Staging downloads the files into the model cache now (a local file:// artifact is linked there),
 so that the first inference request of a deployment that uses it does not wait for them. With the
 kserve backend nothing is staged: the artifact stays "registered" and KServe fetches it. An
@@ -8,21 +7,16 @@ The API writes the record before it publishes the event; registering keeps what 
 holds and the event does not say (when it was created, its metrics and labels).
 """
 
-import re
-
+from zeroserve.artifacts.registration import record_staging, register
 from zeroserve.core.runner import Context, on
-from zeroserve.core.store import Artifact, now
 from zeroserve.errors import MalformedEvent, ZeroserveError
-from zeroserve.events import ID_PATTERN, ArtifactCreated, ArtifactStatus
-
-VALID_ID = re.compile(ID_PATTERN)
-DESCRIBED = ("name", "kind", "url", "scenario_id", "description")
+from zeroserve.events import ID_PATTERN, ArtifactCreated, ArtifactStatus, is_id
 
 
 @on(ArtifactCreated)
 async def artifact_created(created: ArtifactCreated, ctx: Context) -> None:
     artifact_id = created.id or ctx.event_id
-    if not VALID_ID.match(artifact_id):
+    if not is_id(artifact_id):
         raise MalformedEvent(f"artifact.created has no data.id and its CloudEvent id {artifact_id!r} cannot be "
                              f"one (ids must match {ID_PATTERN}): give the artifact an id")
     try:
@@ -33,17 +27,7 @@ async def artifact_created(created: ArtifactCreated, ctx: Context) -> None:
         ), subject=artifact_id)
         raise
 
-    def register(current: Artifact | None) -> Artifact:
-        if current is None:
-            return Artifact(id=artifact_id, group=ctx.group, **created.model_dump(exclude={"id"}))
-        said = {name: getattr(created, name) for name in DESCRIBED}
-        # An event without metrics or labels says nothing about them, it does not erase them.
-        said.update({name: getattr(created, name) for name in ("labels", "metrics") if getattr(created, name)})
-        return current.model_copy(update={**said, "status": "registered", "reason": None, "message": None,
-                                          "local_path": None, "modified_at": now()})
-
-    artifact = await ctx.store.artifacts.update(ctx.group, artifact_id, register)
-    assert artifact is not None  # register always returns a record
+    artifact = await register(ctx.store.artifacts, ctx.group, artifact_id, created)
     await ctx.emit(ArtifactStatus(id=artifact.id, status="registered", url=artifact.url), subject=artifact.id)
 
     if ctx.settings.backend == "kserve":
@@ -51,21 +35,14 @@ async def artifact_created(created: ArtifactCreated, ctx: Context) -> None:
     try:
         local_path = await ctx.models.stage(source)
     except ZeroserveError as failed:
-        await _record(ctx, artifact_id, status="rejected", reason=failed.reason, message=failed.message)
+        await record_staging(ctx.store.artifacts, ctx.group, artifact_id,
+                             status="rejected", reason=failed.reason, message=failed.message)
         await ctx.emit(ArtifactStatus(
             id=artifact.id, status="rejected", url=artifact.url, reason=failed.reason, message=failed.message,
         ), subject=artifact.id)
         raise
 
-    await _record(ctx, artifact_id, status="staged", local_path=str(local_path))
+    await record_staging(ctx.store.artifacts, ctx.group, artifact_id, status="staged", local_path=str(local_path))
     await ctx.emit(ArtifactStatus(
         id=artifact.id, status="staged", url=artifact.url, local_path=str(local_path),
     ), subject=artifact.id)
-
-
-async def _record(ctx: Context, artifact_id: str, **changes: str) -> None:
-    def apply(current: Artifact | None) -> Artifact | None:
-        # Deleted meanwhile (its resource group went): nothing to record.
-        return current.model_copy(update={**changes, "modified_at": now()}) if current else None
-
-    await ctx.store.artifacts.update(ctx.group, artifact_id, apply)

@@ -1,5 +1,4 @@
 """Deploy an artifact with a serving template on a resource plan, or update a deployment in place.
-
 The template, the configuration (parameters and artifact bindings) and the plan render into one
 KServe InferenceService, which the backend applies. A new deployment goes UNKNOWN -> PENDING ->
 RUNNING; a request it can never satisfy leaves it DEAD with the reason. The same id again is an
@@ -8,38 +7,22 @@ is refused without touching what serves.
 """
 
 from zeroserve.core.runner import Context, on
-from zeroserve.errors import ArtifactNotFound, InvalidConfiguration, Rejected, ZeroserveError
+from zeroserve.deployments.lifecycle import applying
+from zeroserve.errors import ArtifactNotFound, InvalidConfiguration
 from zeroserve.events import DeploymentRequested, Status
 from zeroserve.templates.render import render
 
 
-@on(DeploymentRequested)
+@on(DeploymentRequested, claim=True)
 async def deployment_requested(request: DeploymentRequested, ctx: Context) -> None:
-    deployment = await ctx.deployments.request(ctx.group, request, ctx.sequence)
-    if not await ctx.deployments.claim(ctx.group, request.id, ctx.sequence):
-        return  # a later stop or request has acted on it: this redelivery is out of date
-    serving = deployment.status == Status.RUNNING
-
-    try:
+    serving = ctx.deployment.status == Status.RUNNING
+    # A failure in here: a new deployment ends DEAD, an update leaves the previous version serving.
+    async with applying(ctx):
         isvc = await inference_service(request, ctx)
         details = status_details(request, isvc, ctx)
         if not serving:
             await ctx.set_status(request.id, Status.PENDING, target_status="RUNNING", **details)
         ready = await ctx.backend.apply(isvc)
-    except Rejected as refused:
-        if serving:
-            await ctx.log(request.id, f"update refused, the previous version keeps serving: {refused}")
-        else:
-            await ctx.set_status(request.id, Status.DEAD, reason=refused.reason, message=refused.message)
-        raise
-    except Exception as failed:
-        reason, message = (failed.reason, failed.message) if isinstance(failed, ZeroserveError) else (
-            type(failed).__name__, str(failed))
-        if ctx.final_attempt and not serving:  # no retry left: the status must not stay PENDING
-            await ctx.set_status(request.id, Status.DEAD, reason=reason, message=message)
-        else:
-            await ctx.log(request.id, f"could not apply the deployment, will retry: {reason}: {message}")
-        raise
     # Recorded once applied: a restart re-applies what last worked, never a refused update.
     await ctx.deployments.save_spec(ctx.group, request, isvc)
     if ready:

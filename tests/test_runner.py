@@ -8,7 +8,8 @@ import json
 import pytest
 
 from zeroserve.core.binding import to_nats
-from zeroserve.core.bus import EVENTS_STREAM, MESSAGE_HEADER, REASON_HEADER
+from zeroserve.core.bus import EVENTS_STREAM
+from zeroserve.core.dead_letters import MESSAGE_HEADER, REASON_HEADER
 from zeroserve.core.runner import INVALID_GROUP, Context, Function, Runner, on
 from zeroserve.events import (
     IN_TYPES,

@@ -10,7 +10,7 @@ import pytest
 from zeroserve.core.binding import from_nats
 from zeroserve.core.bus import EVENTS_STREAM, Bus
 from zeroserve.core.store import Artifact, Deployment, Store
-from zeroserve.deployments.lifecycle import Deployments
+from zeroserve.deployments.lifecycle import Deployments, project
 from zeroserve.errors import InvalidTransition
 from zeroserve.events import DeploymentRequested, DeploymentStatus, Status, parse_data
 
@@ -62,7 +62,7 @@ async def test_the_deployment_record_is_the_projection_of_its_status_events(bus,
     folded = Deployment(id="dep1", group="g", executable_id="sklearn")
     for event in events:
         assert isinstance(event, DeploymentStatus)
-        folded = folded.apply(event)
+        folded = project(folded, event)
     stored = await store.deployments.get("g", "dep1")
     fields = set(DeploymentStatus.model_fields) - {"id"}
     assert folded.model_dump(include=fields) == stored.model_dump(include=fields)

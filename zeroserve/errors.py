@@ -25,6 +25,13 @@ class ZeroserveError(Exception):
         return f"{self.reason}: {self.message}"
 
 
+def reason_of(error: BaseException) -> tuple[str, str]:
+    """The reason code and message of any failure: a ZeroserveError's own, else its class name and text."""
+    if isinstance(error, ZeroserveError):
+        return error.reason, error.message
+    return type(error).__name__, str(error)
+
+
 class Rejected(ZeroserveError):
     """The input itself is wrong: retrying cannot help."""
 

@@ -11,7 +11,8 @@ import nats
 from nats.js import JetStreamContext
 
 from zeroserve.core.binding import to_nats
-from zeroserve.core.bus import DEADLETTER_STREAM, EVENTS_STREAM
+from zeroserve.core.bus import EVENTS_STREAM
+from zeroserve.core.dead_letters import DEADLETTER_STREAM
 from zeroserve.events import DeploymentStatus, EventData, Status, new_event, subject_for
 
 

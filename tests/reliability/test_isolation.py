@@ -23,7 +23,7 @@ from conftest import Listener, token_for, until
 from models import train_iris_sklearn
 
 from zeroserve.core.binding import to_nats
-from zeroserve.core.bus import FUNCTION_HEADER, MESSAGE_HEADER, REASON_HEADER, SUBJECT_HEADER
+from zeroserve.core.dead_letters import FUNCTION_HEADER, MESSAGE_HEADER, REASON_HEADER, SUBJECT_HEADER
 from zeroserve.events import (
     INVALID_GROUP,
     ArtifactCreated,

@@ -36,7 +36,8 @@ from conftest import free_port, until
 from models import IRIS_ROWS, train_iris_sklearn
 from pydantic import SecretStr
 
-from zeroserve.core.bus import DEADLETTER_STREAM, EVENTS_STREAM, LOGS_STREAM
+from zeroserve.core.bus import EVENTS_STREAM, LOGS_STREAM
+from zeroserve.core.dead_letters import DEADLETTER_STREAM
 from zeroserve.core.nats_server import nats_server_binary
 from zeroserve.errors import ZeroserveError
 from zeroserve.node import Node

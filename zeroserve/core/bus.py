@@ -17,13 +17,13 @@ from dataclasses import dataclass
 import nats
 from cloudevents.http import CloudEvent
 from nats.aio.client import Client as NATS
-from nats.aio.msg import Msg
 from nats.errors import AuthorizationError
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StorageType, StreamConfig
 from nats.js.errors import NotFoundError
 
 from zeroserve.core.binding import to_nats
+from zeroserve.core.dead_letters import DEADLETTER_STREAM
 from zeroserve.errors import ZeroserveError
 from zeroserve.events import EVENT_TYPES, DeploymentLog, deadletter_subject, subject_for
 from zeroserve.redaction import redact
@@ -33,13 +33,6 @@ log = logging.getLogger(__name__)
 
 EVENTS_STREAM = "ZEROSERVE_EVENTS"
 LOGS_STREAM = "ZEROSERVE_LOGS"
-DEADLETTER_STREAM = "ZEROSERVE_DEADLETTER"
-
-# Headers a dead letter carries next to the original event's own.
-REASON_HEADER = "Zeroserve-Deadletter-Reason"
-MESSAGE_HEADER = "Zeroserve-Deadletter-Message"
-FUNCTION_HEADER = "Zeroserve-Deadletter-Function"
-SUBJECT_HEADER = "Zeroserve-Deadletter-Subject"
 
 
 def event_subjects(group: str = "*") -> list[str]:
@@ -150,20 +143,6 @@ class Bus:
         # (new event types of the function, new ack wait), which pull_subscribe alone would not do.
         await self.js.add_consumer(stream, config=config)
         return await self.js.pull_subscribe_bind(durable=name, stream=stream)
-
-    async def dead_letter(self, msg: Msg, function: str, group: str, reason: str, message: str) -> None:
-        headers = dict(msg.headers or {})
-        headers.pop("Nats-Msg-Id", None)
-        headers.update({
-            REASON_HEADER: reason,
-            MESSAGE_HEADER: " | ".join(message.splitlines())[:2000],  # headers are one line
-            FUNCTION_HEADER: function,
-            SUBJECT_HEADER: msg.subject,
-            # One dead letter per (stream message, function), even if this runs twice.
-            "Nats-Msg-Id": f"deadletter:{function}:{msg.metadata.sequence.stream}",
-        })
-        await self.js.publish(deadletter_subject(group, function), msg.data, headers=headers)
-        log.warning("dead-lettered %s for %s: %s: %s", msg.subject, function, reason, message)
 
 
 # nats-py logs each connection error with its traceback unless told otherwise; while NATS is away

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import hashlib
 import importlib.util
 import inspect
 import logging
@@ -25,11 +24,22 @@ from typing import TYPE_CHECKING, Any
 from cloudevents.http import CloudEvent
 from nats.aio.msg import Msg
 
-from zeroserve.core import logcontext, metrics
+from zeroserve.core import dead_letters, logcontext, metrics
 from zeroserve.core.binding import from_nats
 from zeroserve.core.consumer import Consumer, backoff, heartbeat
-from zeroserve.errors import MalformedEvent, Rejected, ZeroserveError
-from zeroserve.events import INVALID_GROUP, EventData, Status, group_of, new_event, parse_data
+from zeroserve.errors import MalformedEvent, Rejected, ZeroserveError, reason_of
+from zeroserve.events import (
+    INVALID_GROUP,
+    DeploymentDeleted,
+    DeploymentRequested,
+    DeploymentStopped,
+    EventData,
+    Status,
+    content_id,
+    group_of,
+    new_event,
+    parse_data,
+)
 
 if TYPE_CHECKING:
     from zeroserve.artifacts.cache import ModelCache
@@ -45,18 +55,29 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[Any, "Context"], Awaitable[None]]
 _MARK = "__zeroserve_events__"
+_CLAIM_MARK = "__zeroserve_claims__"
 DEPLOYMENT_EVENTS = "io.zeroserve.deployment."
+# The lifecycle commands: each acts on the deployment its data.id names.
+DEPLOYMENT_COMMANDS = (DeploymentRequested, DeploymentStopped, DeploymentDeleted)
 
 
-def on(*models: type[EventData]) -> Callable[[Handler], Handler]:
-    """Declare which event types a function handles: ``@on(DeploymentRequested)``."""
+def on(*models: type[EventData], claim: bool = False) -> Callable[[Handler], Handler]:
+    """Declare which event types a function handles: ``@on(DeploymentRequested)``.
+
+    ``claim=True`` (lifecycle commands only): the runner claims the deployment the command is
+    about before it calls the function, which finds the record in ``ctx.deployment``; a
+    redelivered command that a later one has overtaken is acked without a call.
+    """
     if not models:
         raise TypeError("@on needs at least one event data model")
+    if claim and not all(issubclass(model, DEPLOYMENT_COMMANDS) for model in models):
+        raise TypeError("@on(..., claim=True) is for deployment.requested, .stopped and .deleted only")
 
     def mark(handler: Handler) -> Handler:
         if not inspect.iscoroutinefunction(handler):
             raise TypeError(f"{handler.__name__} must be an async function")
         setattr(handler, _MARK, models)
+        setattr(handler, _CLAIM_MARK, claim)
         return handler
 
     return mark
@@ -67,10 +88,22 @@ class Function:
     name: str
     models: tuple[type[EventData], ...]
     handler: Handler
+    claim: bool = False
 
     @property
     def event_types(self) -> list[str]:
         return [m.event_type for m in self.models]
+
+    async def handle(self, data: EventData, ctx: Context) -> None:
+        """Call the function with one event, its deployment claimed first if it asked for that."""
+        if self.claim:
+            assert isinstance(data, DEPLOYMENT_COMMANDS)  # @on checked it
+            ctx.claimed = await ctx.deployments.claim_for(ctx.group, data, ctx.sequence)
+            if ctx.claimed is None:
+                log.info("%s skips event %s: a later event has acted on deployment %s/%s already",
+                         self.name, ctx.event_id, ctx.group, data.id)
+                return
+        await self.handler(data, ctx)
 
 
 def load_functions(directory: Path) -> list[Function]:
@@ -88,7 +121,8 @@ def load_functions(directory: Path) -> list[Function]:
         for value in vars(module).values():
             models = getattr(value, _MARK, None)
             if models and getattr(value, "__module__", None) == module.__name__:
-                functions.append(Function(name=value.__name__, models=models, handler=value))
+                functions.append(Function(name=value.__name__, models=models, handler=value,
+                                          claim=getattr(value, _CLAIM_MARK, False)))
     names = [f.name for f in functions]
     if len(set(names)) != len(names):
         raise ZeroserveError(f"two functions share a name in {directory}: {sorted(names)}", reason="NoFunctions")
@@ -106,6 +140,14 @@ class Context:
     final_attempt: bool = False
     # The event's place in its stream: events published later have higher numbers.
     sequence: int = 0
+    # The deployment a lifecycle command is about, claimed for it (``@on(..., claim=True)``).
+    claimed: Deployment | None = None
+
+    @property
+    def deployment(self) -> Deployment:
+        if self.claimed is None:
+            raise TypeError("ctx.deployment is there for a function under @on(..., claim=True)")
+        return self.claimed
 
     @property
     def event_id(self) -> str:
@@ -145,7 +187,7 @@ class Context:
         Its id comes from the causing event and the content, so a retried handler announces the
         same thing once (JetStream drops the repeat) and anything new under a new id.
         """
-        digest = hashlib.sha256(data.model_dump_json().encode()).hexdigest()[:16]
+        digest = content_id(data.model_dump_json())
         event = new_event(
             data, source="/zeroserve/functions", subject=subject,
             causationid=self.event_id, id=f"{self.event_id}.{digest}",
@@ -156,6 +198,14 @@ class Context:
         return await self.platform.deployments.transition(
             self.group, deployment_id, status, causation=self.event_id, **fields
         )
+
+    async def announce(self, deployment_id: str) -> None:
+        """Announce the deployment's status as it is (a retry finishing a change it began)."""
+        await self.platform.deployments.announce(self.group, deployment_id, causation=self.event_id)
+
+    async def set_deleted(self, deployment_id: str) -> None:
+        """Announce the deployment deleted (targetStatus DELETED) and remove its record."""
+        await self.platform.deployments.delete(self.group, deployment_id, causation=self.event_id)
 
     async def log(self, deployment_id: str, message: str) -> None:
         await self.platform.logs.control(self.group, deployment_id, message)
@@ -209,7 +259,7 @@ class Runner:
                 # The lock first, then a slot: an event queued behind others of its deployment must
                 # not hold a slot that an event of another deployment could use meanwhile.
                 async with self._lock(group, subject_id or context.event_id), self._slots:
-                    await function.handler(data, context)
+                    await function.handle(data, context)
         except asyncio.CancelledError:
             with contextlib.suppress(Exception):
                 await msg.nak()
@@ -223,8 +273,7 @@ class Runner:
             metrics.events_handled.labels(function.name).inc()
 
     async def _retry_or_dead_letter(self, msg: Msg, function: Function, group: str, error: Exception) -> None:
-        reason = error.reason if isinstance(error, ZeroserveError) else type(error).__name__
-        message = error.message if isinstance(error, ZeroserveError) else str(error)
+        reason, message = reason_of(error)
         attempt = msg.metadata.num_delivered or 1
         if attempt >= self.settings.max_deliver:
             await self._dead_letter(msg, function, group, reason, f"gave up after {attempt} attempts: {message}")
@@ -237,7 +286,7 @@ class Runner:
         await msg.nak(delay=delay)
 
     async def _dead_letter(self, msg: Msg, function: Function, group: str, reason: str, message: str) -> None:
-        await self.platform.bus.dead_letter(msg, function.name, group, reason, message)
+        await dead_letters.send(self.platform.bus.js, msg, function.name, group, reason, message)
         metrics.events_dead_lettered.labels(function.name, reason).inc()
         await msg.ack()
 

@@ -3,7 +3,7 @@
 A record is a pydantic model stored as JSON under ``<group>.<id>``. Every change is a
 compare-and-set on the revision the change was computed from, so two writers never silently
 overwrite each other: the loser reads again and re-applies its change. The deployment record is
-the projection of the deployment's status events (see ``Deployment.apply``) plus the request that
+the projection of the deployment's status events (``deployments.lifecycle.project``) plus the request that
 created it, so it can be rebuilt from the events stream.
 """
 
@@ -84,27 +84,6 @@ class Deployment(BaseModel):
     submitted_at: datetime | None = None
     started_at: datetime | None = None
     completed_at: datetime | None = None
-
-    def apply(self, event: DeploymentStatus) -> Deployment:
-        """The record after one status event: the projection rule, in one place."""
-        changes = event.model_dump(exclude={"id"}, exclude_unset=True)
-        if event.status != self.status:
-            changes["status_changed_at"] = now()
-            if event.status == Status.PENDING:
-                # Submitted (again, after a STOPPED or DEAD): the times of the last run no longer apply.
-                changes.update(submitted_at=now(), started_at=None, completed_at=None)
-            elif event.status == Status.RUNNING:
-                changes["started_at"] = now()
-            elif event.status in (Status.STOPPED, Status.DEAD):
-                changes["completed_at"] = now()
-        if event.target_status != self.target_status and event.target_status in ("STOPPED", "DELETED"):
-            changes["last_operation"] = "UPDATE" if event.target_status == "STOPPED" else "DELETE"
-        # A reason describes the status it came with; a new status without one clears it.
-        if "reason" not in changes:
-            changes["reason"] = None
-        if "message" not in changes:
-            changes["message"] = None
-        return self.model_copy(update={**changes, "modified_at": now()})
 
     def status_event(self, **overrides: Any) -> DeploymentStatus:
         """The status event that announces this record as it is now."""

@@ -1,11 +1,10 @@
 """Deployments with a ttl: stopped, then deleted, once the ttl has passed since they were created.
-
 ``enforce_ttl`` looks at every deployment each ``settings.ttl_check_interval_s``. An expired one
-that runs (PENDING or RUNNING) gets a ``deployment.stopped``; once it is STOPPED (or if it was
-UNKNOWN or DEAD) a ``deployment.deleted``. It acts only through those events, as a user would, so
-the functions stay the only ones that change a deployment. The event ids are derived from the
-deployment and its creation time, so when several gateways run this loop, or one looks again
-before the stop has finished, JetStream keeps one stop and one delete.
+that can be stopped (PENDING or RUNNING) gets a ``deployment.stopped``; once it can be deleted
+(STOPPED, or UNKNOWN or DEAD) a ``deployment.deleted``. It acts only through those events, as a
+user would, so the functions stay the only ones that change a deployment. The event ids are
+derived from the deployment and its creation time, so when several gateways run this loop, or one
+looks again before the stop has finished, JetStream keeps one stop and one delete.
 """
 
 from __future__ import annotations
@@ -16,7 +15,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from zeroserve.core.store import Deployment
-from zeroserve.deployments.lifecycle import DELETABLE, STOPPABLE
+from zeroserve.deployments.lifecycle import can_delete, can_stop
 from zeroserve.events import DeploymentDeleted, DeploymentStopped, EventData, lifetime, new_event
 from zeroserve.platform import Platform
 
@@ -36,9 +35,9 @@ def expired(deployment: Deployment, at: datetime) -> bool:
 async def expire(platform: Platform, deployment: Deployment) -> None:
     """Take one expired deployment a step further: stop it, or delete it once it has stopped."""
     data: EventData
-    if deployment.status in STOPPABLE:
+    if can_stop(deployment):
         data, step = DeploymentStopped(id=deployment.id), "stopped"
-    elif deployment.status in DELETABLE:
+    elif can_delete(deployment):
         data, step = DeploymentDeleted(id=deployment.id), "deleted"
     else:
         return  # STOPPING: the delete follows on a later look

@@ -1,26 +1,39 @@
-"""The deployment lifecycle: SAP AI Core's statuses, which moves are allowed, and the one way a
-status changes.
-
-UNKNOWN -> PENDING -> RUNNING; PENDING/RUNNING -> STOPPING -> STOPPED; PENDING/RUNNING -> DEAD
-on failure; stop is allowed from PENDING/RUNNING, delete from UNKNOWN/STOPPED/DEAD. A new request
-for a STOPPED or DEAD deployment starts it again (PENDING). ``Deployments.transition`` is the only
-writer of a status: it checks the move, announces it as a ``deployment.status`` event and
-folds that event into the stored record, so the record and the events always agree.
+"""The deployment lifecycle in one place: SAP AI Core's statuses, the allowed moves, who may stop,
+delete or reconfigure a deployment (the guards the gateway and the functions both call), how a
+``deployment.status`` event folds into the stored record (``project``), how a failed request ends
+(``applying``), and ``Deployments``, the one writer of a status. UNKNOWN -> PENDING -> RUNNING;
+PENDING/RUNNING -> STOPPING -> STOPPED; PENDING/RUNNING -> DEAD on failure; a new request for a
+STOPPED or DEAD deployment starts it again (PENDING). ``Deployments.transition`` checks the move,
+folds it into the record and announces it as a ``deployment.status`` event, so the record and the
+events always agree; ``Deployments.claim`` fences off redelivered commands that a later one overtook.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import uuid
-from typing import Any
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
 
 from nats.js.errors import KeyNotFoundError, NoKeysError
 
 from zeroserve.core import metrics
 from zeroserve.core.bus import Bus
-from zeroserve.core.store import Deployment, Registry, Store
-from zeroserve.errors import DeploymentNotFound, InvalidTransition
-from zeroserve.events import DeploymentRequested, DeploymentStatus, Status, content_id, new_event
+from zeroserve.core.store import Deployment, Registry, Store, now
+from zeroserve.errors import DeploymentNotFound, InvalidTransition, Rejected, reason_of
+from zeroserve.events import (
+    DeploymentDeleted,
+    DeploymentRequested,
+    DeploymentStatus,
+    DeploymentStopped,
+    Status,
+    content_id,
+    new_event,
+)
+
+if TYPE_CHECKING:
+    from zeroserve.core.runner import Context
 
 log = logging.getLogger(__name__)
 
@@ -39,9 +52,13 @@ ALLOWED: dict[Status, set[Status]] = {
 }
 STOPPABLE = {Status.PENDING, Status.RUNNING}
 DELETABLE = {Status.UNKNOWN, Status.STOPPED, Status.DEAD}
+# A new configuration is applied in place while the deployment runs (or is on its way to).
+RECONFIGURABLE = {Status.PENDING, Status.RUNNING}
 # A stream sequence no event reaches: the mark of an UNKNOWN deployment whose deletion the API has
 # accepted, so that its request, if handled after that, is out of date (see reserve_deletion).
 DELETING = 2**62
+# The commands that act on one deployment, each claimed for it before it is handled.
+DeploymentCommand = DeploymentRequested | DeploymentStopped | DeploymentDeleted
 
 
 def check_transition(deployment: Deployment, status: Status) -> None:
@@ -49,6 +66,83 @@ def check_transition(deployment: Deployment, status: Status) -> None:
         raise InvalidTransition(
             f"deployment {deployment.id} is {deployment.status.value}: it cannot become {status.value}"
         )
+
+
+def can_stop(deployment: Deployment) -> bool:
+    return deployment.status in STOPPABLE
+
+
+def can_delete(deployment: Deployment) -> bool:
+    return deployment.status in DELETABLE
+
+
+def check_can_stop(deployment: Deployment) -> None:
+    if not can_stop(deployment):
+        raise InvalidTransition(f"deployment {deployment.id} is {deployment.status.value}: only PENDING or "
+                                "RUNNING deployments can be stopped"
+                                + (" (it can be deleted)" if can_delete(deployment) else ""))
+
+
+def check_can_delete(deployment: Deployment) -> None:
+    if not can_delete(deployment):
+        raise InvalidTransition(f"deployment {deployment.id} is {deployment.status.value}: only UNKNOWN, "
+                                "STOPPED or DEAD deployments can be deleted"
+                                + (" (stop it first)" if can_stop(deployment) else ""))
+
+
+def check_can_reconfigure(deployment: Deployment) -> None:
+    if deployment.status not in RECONFIGURABLE:
+        raise InvalidTransition(f"deployment {deployment.id} is {deployment.status.value}: its configuration "
+                                "can change only while it is RUNNING or PENDING")
+
+
+def project(record: Deployment, event: DeploymentStatus) -> Deployment:
+    """The record after one status event: the projection rule, in one place."""
+    changes = event.model_dump(exclude={"id"}, exclude_unset=True)
+    if event.status != record.status:
+        changes["status_changed_at"] = now()
+        if event.status == Status.PENDING:
+            # Submitted (again, after a STOPPED or DEAD): the times of the last run no longer apply.
+            changes.update(submitted_at=now(), started_at=None, completed_at=None)
+        elif event.status == Status.RUNNING:
+            changes["started_at"] = now()
+        elif event.status in (Status.STOPPED, Status.DEAD):
+            changes["completed_at"] = now()
+    if event.target_status != record.target_status and event.target_status in ("STOPPED", "DELETED"):
+        changes["last_operation"] = "UPDATE" if event.target_status == "STOPPED" else "DELETE"
+    # A reason describes the status it came with; a new status without one clears it.
+    if "reason" not in changes:
+        changes["reason"] = None
+    if "message" not in changes:
+        changes["message"] = None
+    return record.model_copy(update={**changes, "modified_at": now()})
+
+
+@contextlib.asynccontextmanager
+async def applying(ctx: Context) -> AsyncIterator[None]:
+    """Apply a request to the claimed deployment; how a failure of it ends is the lifecycle's rule.
+
+    A deployment that does not serve yet goes DEAD with the reason: at once when the request is
+    refused (``Rejected``), on the final attempt for any other failure (its status must not stay
+    PENDING), and until then the failure is logged and retried. A serving deployment keeps its
+    previous version; the refusal or the failure is logged. The failure goes on to the runner.
+    """
+    id, serving = ctx.deployment.id, ctx.deployment.status == Status.RUNNING
+    try:
+        yield
+    except Rejected as refused:
+        if serving:
+            await ctx.log(id, f"update refused, the previous version keeps serving: {refused}")
+        else:
+            await ctx.set_status(id, Status.DEAD, reason=refused.reason, message=refused.message)
+        raise
+    except Exception as failed:
+        reason, message = reason_of(failed)
+        if ctx.final_attempt and not serving:
+            await ctx.set_status(id, Status.DEAD, reason=reason, message=message)
+        else:
+            await ctx.log(id, f"could not apply the deployment, will retry: {reason}: {message}")
+        raise
 
 
 class Deployments:
@@ -63,15 +157,15 @@ class Deployments:
         """SAP's deployment URL shape; it never changes for the life of the deployment."""
         return f"{self.base_url}/v2/inference/deployments/{id}"
 
-    async def claim(self, group: str, id: str, sequence: int, *, deleting: bool = False) -> bool:
-        """Mark the deployment as acted on by the lifecycle event at stream ``sequence``.
+    async def claim(self, group: str, id: str, sequence: int, *, deleting: bool = False) -> Deployment | None:
+        """Mark the deployment as acted on by the lifecycle event at stream ``sequence``; the record.
 
-        False if a later event (a stop after this request, say) has acted on it already: this one
+        None if a later event (a stop after this request, say) has acted on it already: this one
         is a redelivery that arrives too late and must change nothing. ``deleting``: the claim of a
         ``deployment.deleted``, which may take a deployment reserved for deletion.
         """
         if await self.store.deployments.get(group, id) is None and await self._deleted_later(group, id, sequence):
-            return False
+            return None
         stale = False
 
         def change(record: Deployment | None) -> Deployment | None:
@@ -81,8 +175,19 @@ class Deployments:
             stale = record.sequence > sequence and not (deleting and record.sequence == DELETING)
             return None if stale or record.sequence == sequence else record.model_copy(update={"sequence": sequence})
 
-        await self.store.deployments.update(group, id, change)
-        return not stale
+        claimed = await self.store.deployments.update(group, id, change)
+        return None if stale else claimed
+
+    async def claim_for(self, group: str, command: DeploymentCommand, sequence: int) -> Deployment | None:
+        """The deployment a command at stream ``sequence`` is about, claimed for it (see ``claim``).
+
+        A request records a new deployment (UNKNOWN, announced) first. A delete is claimed before
+        the deployment goes, so that a request handled after it (the API deletes UNKNOWN
+        deployments, whose request may still be queued) is out of date and creates nothing.
+        """
+        if isinstance(command, DeploymentRequested):
+            await self.request(group, command, sequence)
+        return await self.claim(group, command.id, sequence, deleting=isinstance(command, DeploymentDeleted))
 
     async def reserve_deletion(self, group: str, id: str) -> None:
         """Before a delete of an UNKNOWN deployment is accepted: its request, not handled yet, must
@@ -93,7 +198,10 @@ class Deployments:
             if record is None:
                 raise DeploymentNotFound(f"no deployment {id} in resource group {group}")
             if record.status != Status.UNKNOWN:
-                raise InvalidTransition(f"deployment {id} is {record.status.value}: stop it before deleting it")
+                check_can_delete(record)
+                # STOPPED or DEAD already: its request was handled, a delete asked now is no race.
+                raise InvalidTransition(f"deployment {id} became {record.status.value} meanwhile: ask again to "
+                                        "delete it")
             return record.model_copy(update={"sequence": DELETING})
 
         await self.store.deployments.update(group, id, change)
@@ -218,7 +326,7 @@ class Deployments:
                 raise DeploymentNotFound(f"no deployment {id} in resource group {group}")
             target = record.status if status is None else status
             check_transition(record, target)
-            return record.apply(DeploymentStatus(id=id, status=target, **fields))
+            return project(record, DeploymentStatus(id=id, status=target, **fields))
 
         # The record first; if we stop between the two steps, the retried handler announces again
         # under the same id (see announce), and JetStream keeps one.
