@@ -13,11 +13,14 @@ import asyncio
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from zeroserve.core.store import Deployment
 from zeroserve.deployments.lifecycle import can_delete, can_stop
 from zeroserve.events import DeploymentDeleted, DeploymentStopped, EventData, lifetime, new_event
-from zeroserve.platform import Platform
+
+if TYPE_CHECKING:
+    from zeroserve.platform import Platform
 
 log = logging.getLogger(__name__)
 
