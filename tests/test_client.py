@@ -167,7 +167,7 @@ async def test_the_client_renews_its_token_shortly_before_it_expires(zeroserve, 
         assert len(token_requests) == 1, "one token serves many calls"
         lifetime = zeroserve.settings.token_ttl_s
         later = monotonic() + lifetime - 30  # inside the renewal margin, before the token expires
-        monkeypatch.setattr("zeroserve.client.monotonic", lambda: later)
+        monkeypatch.setattr("zeroserve.client.credentials.monotonic", lambda: later)
         await zs.deployments()
         assert len(token_requests) == 2, "renewed before it expired"
 
