@@ -7,10 +7,9 @@ The API writes the record before it publishes the event; registering keeps what 
 holds and the event does not say (when it was created, its metrics and labels).
 """
 
+from zeroserve import ArtifactCreated, ArtifactStatus, Context, MalformedEvent, ZeroserveError, on
 from zeroserve.artifacts.registration import record_staging, register
-from zeroserve.core.runner import Context, on
-from zeroserve.errors import MalformedEvent, ZeroserveError
-from zeroserve.events import ID_PATTERN, ArtifactCreated, ArtifactStatus, is_id
+from zeroserve.events import ID_PATTERN, is_id
 
 
 @on(ArtifactCreated)

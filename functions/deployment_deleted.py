@@ -1,8 +1,7 @@
 """Delete a stopped or dead deployment: its backend objects and its record go; its logs stay."""
 
-from zeroserve.core.runner import Context, on
+from zeroserve import Context, DeploymentDeleted, on
 from zeroserve.deployments.lifecycle import check_can_delete
-from zeroserve.events import DeploymentDeleted
 
 
 @on(DeploymentDeleted, claim=True)

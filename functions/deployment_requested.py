@@ -6,10 +6,8 @@ update: the URL stays, the old version keeps serving until the new one is ready,
 is refused without touching what serves.
 """
 
-from zeroserve.core.runner import Context, on
+from zeroserve import ArtifactNotFound, Context, DeploymentRequested, InvalidConfiguration, Status, on
 from zeroserve.deployments.lifecycle import applying
-from zeroserve.errors import ArtifactNotFound, InvalidConfiguration
-from zeroserve.events import DeploymentRequested, Status
 from zeroserve.templates.render import render
 
 

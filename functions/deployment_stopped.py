@@ -1,8 +1,7 @@
 """Stop a deployment: STOPPING, every replica and resource released, then STOPPED."""
 
-from zeroserve.core.runner import Context, on
+from zeroserve import Context, DeploymentStopped, Status, on
 from zeroserve.deployments.lifecycle import check_can_stop
-from zeroserve.events import DeploymentStopped, Status
 
 
 @on(DeploymentStopped, claim=True)
