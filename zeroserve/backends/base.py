@@ -1,12 +1,10 @@
-"""The Backend protocol: where a deployment runs.
-
-The functions speak only this: ``apply`` an InferenceService (create, or update in place),
-``stop`` or ``delete`` a deployment, and ``watch`` what happens to deployments afterwards
-(replicas coming and going, a model that fails to load), which becomes status events. The local
-backend runs replicas as processes on this machine, and its ``activator`` is where the gateway
-gets a replica for a request; the kserve backend writes the same object to a Kubernetes cluster,
-where Knative's activator does that (its ``activator`` is None). Log lines go to the
-``DeploymentLogs`` the backend was given.
+"""The Backend protocol: where a deployment runs. The functions speak only this: ``apply`` an
+InferenceService (create, or update in place), ``stop`` or ``delete`` a deployment, and ``watch``
+what happens to deployments afterwards (replicas coming and going, a model that fails to load),
+which becomes status events. The local backend runs replicas as processes on this machine, and its
+``activator`` is where the gateway gets a replica for a request; the kserve backend writes the same
+object to a Kubernetes cluster, where Knative's activator does that (its ``activator`` is None). Log
+lines go to the ``DeploymentLogs`` the backend was given.
 """
 
 from __future__ import annotations

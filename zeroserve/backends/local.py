@@ -1,7 +1,6 @@
 """The local backend: each deployment's replicas as KServe model-server processes on this machine.
-
-It reads the same InferenceService object the kserve backend sends to a cluster, and runs what
-that object asks for as Knative would, from the parts in ``zeroserve.serving``: no process until the
+It reads the same InferenceService object the kserve backend sends to a cluster, and runs what that
+object asks for as Knative would, from the parts in ``zeroserve.serving``: no process until the
 first request (the ``Activator`` holds it and has a replica started), replicas added and stopped by
 the ``Autoscaler`` between ``minReplicas`` and ``maxReplicas``, and an update rolled out as a new
 revision that must answer ready before it takes over. What it cannot run, it refuses with a reason:

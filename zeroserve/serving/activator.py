@@ -1,9 +1,8 @@
 """The activator: every inference request to a deployment on this machine passes it for a replica.
-
-As Knative's activator does, it holds a request while its deployment has no replica ready (scale from
-zero), asks the autoscaler for one more when every serving replica is at the concurrency target,
-and hands each request the least busy replica as an ``Assignment``, held until its response ends.
-It bounds the wait: ``Overloaded`` (429) once ``activator_queue_limit`` requests already wait,
+As Knative's activator does, it holds a request while its deployment has no replica ready (scale
+from zero), asks the autoscaler for one more when every serving replica is at the concurrency
+target, and hands each request the least busy replica as an ``Assignment``, held until its response
+ends. It bounds the wait: ``Overloaded`` (429) once ``activator_queue_limit`` requests already wait,
 ``NotReady`` (504) past ``replica_ready_timeout_s``, and a deployment that cannot be served fails at
 once. Where a cold start went, by phase, is told to the request (``phases``) and, once per replica,
 to the deployment's log.

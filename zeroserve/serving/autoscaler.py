@@ -1,12 +1,12 @@
-"""The autoscaler: how many replicas each deployment has on this machine, and their starts and stops.
-
-It scales as Knative's would: one more replica when every serving one is at the concurrency target
-(the activator asks for it, up to ``maxReplicas``), ``minReplicas`` always (kept when one exits on
-its own), and a replica idle for the idle window stopped, down to ``minReplicas``. It starts each
-replica (its GPUs taken from the inventory, forked from the fork server when it can be), follows it,
-and counts the starts that never get ready: after ``replica_start_attempts`` in a row the version is
-failed (``ReplicaNeverReady``), as Knative's progress deadline fails a revision. What changes goes to
-the backend through ``report`` (a new replica count) and ``fail`` (a version that cannot serve).
+"""The autoscaler: how many replicas each deployment has on this machine, and their starts and
+stops. It scales as Knative's would: one more replica when every serving one is at the concurrency
+target (the activator asks for it, up to ``maxReplicas``), ``minReplicas`` always (kept when one
+exits on its own), and a replica idle for the idle window stopped, down to ``minReplicas``. It
+starts each replica (its GPUs taken from the inventory, forked from the fork server when it can be),
+follows it, and counts the starts that never get ready: after ``replica_start_attempts`` in a row
+the version is failed (``ReplicaNeverReady``), as Knative's progress deadline fails a revision. What
+changes goes to the backend through ``report`` (a new replica count) and ``fail`` (a version that
+cannot serve).
 """
 
 from __future__ import annotations
