@@ -91,9 +91,9 @@ async def demo(settings: Settings) -> tuple[Node, httpx.AsyncClient, str, Path]:
     else:
         raise SystemExit("the demo deployment did not reach RUNNING")
     backend = platform.backend
-    if isinstance(backend, LocalBackend) and backend.forks is not None:
+    if isinstance(backend, LocalBackend) and backend.autoscaler.forks is not None:
         async with asyncio.timeout(60):
-            await backend.forks.wait_ready()
+            await backend.autoscaler.forks.wait_ready()
     staged = platform.models.staged(model_dir.as_uri())
     assert staged is not None and deployment.deployment_url is not None
     return zeroserve, client, f"{deployment.deployment_url}/v1/models/{DEPLOYMENT_ID}:predict", staged
@@ -143,7 +143,7 @@ async def bare_spawn(client: httpx.AsyncClient, model_dir: Path) -> float:
 async def bench_cold(settings: Settings, trials: int) -> list[dict[str, Any]]:
     zeroserve, client, url, staged = await demo(settings)
     assert zeroserve.platform is not None and isinstance(zeroserve.platform.backend, LocalBackend)
-    forks = zeroserve.platform.backend.forks
+    forks = zeroserve.platform.backend.autoscaler.forks
     fork_server_mb = rss_mb(forks._process.pid) if forks is not None and forks._process is not None else None
     try:
         cold, bare = [], []

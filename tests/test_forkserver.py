@@ -20,8 +20,8 @@ import pytest
 from models import IRIS_ROWS, train_iris_sklearn
 from test_runtimes import listening_sockets
 
-from zeroserve.backends.local import OUTPUT_LINE_LIMIT, replica_environment
 from zeroserve.serving.forkserver import ForkedProcess, ForkServer
+from zeroserve.serving.replica import OUTPUT_LINE_LIMIT, replica_environment
 
 
 @pytest.fixture

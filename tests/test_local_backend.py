@@ -9,11 +9,12 @@ import pytest
 from models import train_iris_sklearn
 
 from zeroserve.artifacts.cache import ModelCache
-from zeroserve.backends.local import LocalBackend, ServiceSpec
+from zeroserve.backends.local import LocalBackend
 from zeroserve.core.bus import Bus
 from zeroserve.deployments.logs import DeploymentLogs
 from zeroserve.errors import ArtifactNotFound, InvalidConfiguration, ModelLoadFailed, NoGPU, Overloaded
 from zeroserve.serving.gpus import GpuInventory
+from zeroserve.serving.spec import ServiceSpec
 from zeroserve.settings import Settings
 from zeroserve.templates.plans import load_resource_plans
 from zeroserve.templates.render import render
@@ -51,7 +52,7 @@ async def test_a_gpu_replica_gets_its_own_gpu_and_a_cpu_replica_none(settings, b
     backend = await backend_with(settings, bus, GpuInventory([0, 1]))
     try:
         assert await backend.apply(inference_service(settings, model_dir, "infer.s", maxReplicas="2"))
-        async with backend.lease("default", "iris") as first:
+        async with backend.activator.assign("default", "iris") as first:
             assert first.cold
             assert first.replica.gpus == [0]
             assert backend.gpus.free == 1
@@ -62,7 +63,7 @@ async def test_a_gpu_replica_gets_its_own_gpu_and_a_cpu_replica_none(settings, b
         assert backend.gpus.free == 2, "a stopped replica gives its GPU back"
 
         assert await backend.apply(inference_service(settings, model_dir, "starter"))
-        async with backend.lease("default", "iris") as cpu:
+        async with backend.activator.assign("default", "iris") as cpu:
             assert cpu.replica.gpus == []
             assert environment(cpu.replica.process.pid)["CUDA_VISIBLE_DEVICES"] == ""
     finally:
@@ -113,8 +114,8 @@ async def test_requests_beyond_the_activator_queue_get_overloaded_not_a_hang(set
     backend = await backend_with(settings, bus, GpuInventory([]))
 
     async def hold() -> bool:
-        async with backend.lease("default", "iris") as lease:
-            return lease.cold
+        async with backend.activator.assign("default", "iris") as assignment:
+            return assignment.cold
 
     try:
         await backend.apply(inference_service(settings, model_dir))

@@ -1,29 +1,28 @@
-"""Inference routing: ``/v2/inference/deployments/{id}/{path}`` to a replica of the deployment.
-
+"""Inference routing: ``/v2/inference/deployments/{id}/{path}`` to a replica of the deployment, where
 ``path`` is a KServe V1 or V2 protocol path (``v1/models/{id}:predict``, ``v2/models/{id}/infer``,
-``v2/health/ready``, ...). The activator leases a replica for the request, starting one when there
-is none (a cold start, said in ``X-Cold-Start`` and ``Server-Timing``), and the request is
-forwarded as it came. Failures answer with SAP's error body and a status a client can act on:
-429 with ``Retry-After`` when too many requests already wait, 503 when the model cannot be served,
-504 when no replica was ready in time, 502 when a replica broke off.
+``v2/health/ready``, ...). Where the backend has an activator (the local backend), it assigns the
+request a replica, starting one when there is none (a cold start, said in ``X-Cold-Start`` and
+``Server-Timing``); elsewhere (kserve) the request goes to the InferenceService's URL. It is
+forwarded as it came. Failures answer with SAP's error body and a status a client can act on: 429
+with ``Retry-After`` when too many requests already wait, 503 when the model cannot be served, 504
+when no replica was ready in time, 502 when a replica broke off.
 """
 
 from __future__ import annotations
 
-import re
 import time
 
 import aiohttp
 from fastapi import APIRouter, Request, Response
 from starlette.datastructures import QueryParams
 
-from zeroserve.backends.local import LocalBackend
 from zeroserve.core import metrics
 from zeroserve.errors import NotReady, Overloaded, ZeroserveError
-from zeroserve.events import ID_PATTERN, Status
+from zeroserve.events import Status, is_id
 from zeroserve.gateway.errors import error_response
 from zeroserve.gateway.security import InGroup
 from zeroserve.platform import Platform
+from zeroserve.serving.activator import Activator, Assignment
 
 # Not forwarded: they describe one hop, not the request (RFC 9110 section 7.6.1).
 HOP_BY_HOP = {
@@ -33,7 +32,6 @@ HOP_BY_HOP = {
 # Not forwarded either: the caller's bearer token is zeroserve's, checked here; a model server has
 # no use for it and must not be able to replay it.
 NOT_FORWARDED = HOP_BY_HOP | {"authorization"}
-VALID_ID = re.compile(ID_PATTERN)
 
 
 class UpstreamTimeout(Exception):
@@ -81,83 +79,9 @@ class Upstream:
 
 def inference_router(platform: Platform, upstream: Upstream) -> APIRouter:
     router = APIRouter()
-    # The local backend serves here, through its activator; any other forwards to where the backend serves.
-    local = platform.backend if isinstance(platform.backend, LocalBackend) else None
 
     async def infer(deployment_id: str, path: str, request: Request, scope: InGroup) -> Response:
-        group = scope.group
-        started = time.perf_counter()
-        response = await _infer(group, deployment_id, path, request)
-        if VALID_ID.fullmatch(deployment_id) and response.status_code != 404:  # unknown ids would grow the labels
-            metrics.inference_requests.labels(group, deployment_id, str(response.status_code)).inc()
-            metrics.inference_seconds.labels(group, deployment_id).observe(time.perf_counter() - started)
-        return response
-
-    async def _infer(group: str, deployment_id: str, path: str, request: Request) -> Response:
-        if not VALID_ID.fullmatch(deployment_id):  # cannot exist: say so without asking the store
-            return error_response(404, "DeploymentNotFound", f"no deployment {deployment_id[:80]!r}")
-        if local is None:
-            return await _to_backend(deployment_id, path, request, group)
-        service = local.service(group, deployment_id)
-        if service is None or service.stopped:
-            return await _not_serving(platform, group, deployment_id)
-        body = await request.body()
-        headers = {k: v for k, v in request.headers.items() if k.lower() not in NOT_FORWARDED}
-        try:
-            async with local.lease(group, deployment_id) as lease:
-                forward_started = time.perf_counter()
-                try:
-                    status, response_headers, content = await upstream.request(
-                        request.method, f"{lease.replica.url}/{path}", request.query_params, body, headers,
-                        platform.settings.request_timeout_s,
-                    )
-                except UpstreamTimeout:
-                    return error_response(504, "UpstreamTimeout", f"the model server of {deployment_id} "
-                                          f"did not answer within {platform.settings.request_timeout_s:g} s")
-                except UpstreamFailed as error:
-                    return error_response(502, "ReplicaFailed", f"the model server of {deployment_id} broke "
-                                          f"off: {error}")
-        except Overloaded as error:
-            return error_response(429, error.reason, error.message, headers={"Retry-After": "1"})
-        except NotReady as error:
-            return error_response(504, error.reason, error.message)
-        except ZeroserveError as error:
-            return error_response(503, error.reason, error.message)
-        finished = time.perf_counter()
-        if lease.cold:
-            metrics.cold_starts.labels(group, deployment_id).inc()
-            metrics.cold_start_seconds.labels(group, deployment_id).observe(lease.waited_s)
-        response_headers["X-Cold-Start"] = "true" if lease.cold else "false"
-        phases = {**lease.phases(), "forward": finished - forward_started}
-        response_headers["Server-Timing"] = ", ".join(
-            f"{name};dur={seconds * 1000:.1f}" for name, seconds in {"activator": lease.waited_s, **phases}.items())
-        if lease.cold and not lease.replica.start_reported:  # once per replica: where its cold start went
-            lease.replica.start_reported = True
-            spent = ", ".join(f"{name} {seconds * 1000:.0f} ms" for name, seconds in phases.items())
-            total = lease.waited_s + phases["forward"]
-            await platform.logs.control(group, deployment_id, f"cold start of {lease.replica.name} took "
-                                        f"{total * 1000:.0f} ms: {spent}")
-        return Response(content, status_code=status, headers=response_headers)
-
-    async def _to_backend(deployment_id: str, path: str, request: Request, group: str) -> Response:
-        """A cluster: forward to the InferenceService's URL; Knative's activator does scale-from-zero."""
-        deployment = await platform.store.deployments.get(group, deployment_id)
-        if deployment is None or deployment.status != Status.RUNNING or not deployment.backend_url:
-            return await _not_serving(platform, group, deployment_id)
-        headers = {k: v for k, v in request.headers.items() if k.lower() not in NOT_FORWARDED}
-        started = time.perf_counter()
-        try:
-            status, response_headers, content = await upstream.request(
-                request.method, f"{deployment.backend_url.rstrip('/')}/{path}", request.query_params,
-                await request.body(), headers, platform.settings.request_timeout_s,
-            )
-        except UpstreamTimeout:
-            return error_response(504, "UpstreamTimeout", f"{deployment_id} did not answer within "
-                                  f"{platform.settings.request_timeout_s:g} s")
-        except UpstreamFailed as error:
-            return error_response(502, "UpstreamFailed", f"{deployment_id} could not be reached: {error}")
-        response_headers["Server-Timing"] = f"forward;dur={(time.perf_counter() - started) * 1000:.1f}"
-        return Response(content, status_code=status, headers=response_headers)
+        return await answer(platform, upstream, scope.group, deployment_id, path, request)
 
     # One route per method, so that each has its own operation id in /openapi.json.
     for method in ("GET", "POST", "PUT", "DELETE", "PATCH"):
@@ -167,6 +91,94 @@ def inference_router(platform: Platform, upstream: Upstream) -> APIRouter:
             summary="Call a deployment's model server (KServe V1/V2 protocol), starting it from zero if needed",
         )
     return router
+
+
+async def answer(platform: Platform, upstream: Upstream, group: str, deployment_id: str, path: str,
+                 request: Request) -> Response:
+    """One inference request, answered and counted in the metrics."""
+    started = time.perf_counter()
+    if not is_id(deployment_id):  # cannot exist: say so without asking the store
+        return error_response(404, "DeploymentNotFound", f"no deployment {deployment_id[:80]!r}")
+    # The local backend serves here, through its activator; any other forwards to where the backend serves.
+    activator = platform.backend.activator
+    if activator is None:
+        response = await to_backend(platform, upstream, group, deployment_id, path, request)
+    else:
+        response = await to_replica(platform, activator, upstream, group, deployment_id, path, request)
+    if response.status_code != 404:  # unknown ids would grow the labels
+        metrics.inference_requests.labels(group, deployment_id, str(response.status_code)).inc()
+        metrics.inference_seconds.labels(group, deployment_id).observe(time.perf_counter() - started)
+    return response
+
+
+async def to_replica(platform: Platform, activator: Activator, upstream: Upstream, group: str, deployment_id: str,
+                     path: str, request: Request) -> Response:
+    """This machine: forward to the replica the activator assigns, starting one from zero if needed."""
+    service = activator.service(group, deployment_id)
+    if service is None or service.stopped:
+        return await _not_serving(platform, group, deployment_id)
+    body = await request.body()
+    headers = forwarded_headers(request)
+    try:
+        async with activator.assign(group, deployment_id) as assignment:
+            forward_started = time.perf_counter()
+            try:
+                status, response_headers, content = await upstream.request(
+                    request.method, f"{assignment.replica.url}/{path}", request.query_params, body, headers,
+                    platform.settings.request_timeout_s,
+                )
+            except UpstreamTimeout:
+                return error_response(504, "UpstreamTimeout", f"the model server of {deployment_id} "
+                                      f"did not answer within {platform.settings.request_timeout_s:g} s")
+            except UpstreamFailed as error:
+                return error_response(502, "ReplicaFailed", f"the model server of {deployment_id} broke "
+                                      f"off: {error}")
+    except Overloaded as error:
+        return error_response(429, error.reason, error.message, headers={"Retry-After": "1"})
+    except NotReady as error:
+        return error_response(504, error.reason, error.message)
+    except ZeroserveError as error:
+        return error_response(503, error.reason, error.message)
+    forward_s = time.perf_counter() - forward_started
+    if assignment.cold:
+        metrics.cold_starts.labels(group, deployment_id).inc()
+        metrics.cold_start_seconds.labels(group, deployment_id).observe(assignment.waited_s)
+    response_headers["X-Cold-Start"] = "true" if assignment.cold else "false"
+    response_headers["Server-Timing"] = server_timing(assignment, forward_s)
+    await activator.report_cold_start(assignment, forward_s)
+    return Response(content, status_code=status, headers=response_headers)
+
+
+def server_timing(assignment: Assignment, forward_s: float) -> str:
+    """The Server-Timing header of a forwarded request: the activator's wait, a cold start's phases, the forward."""
+    phases = {"activator": assignment.waited_s, **assignment.phases(), "forward": forward_s}
+    return ", ".join(f"{name};dur={seconds * 1000:.1f}" for name, seconds in phases.items())
+
+
+async def to_backend(platform: Platform, upstream: Upstream, group: str, deployment_id: str, path: str,
+                     request: Request) -> Response:
+    """A cluster: forward to the InferenceService's URL; Knative's activator does scale-from-zero."""
+    deployment = await platform.store.deployments.get(group, deployment_id)
+    if deployment is None or deployment.status != Status.RUNNING or not deployment.backend_url:
+        return await _not_serving(platform, group, deployment_id)
+    headers = forwarded_headers(request)
+    started = time.perf_counter()
+    try:
+        status, response_headers, content = await upstream.request(
+            request.method, f"{deployment.backend_url.rstrip('/')}/{path}", request.query_params,
+            await request.body(), headers, platform.settings.request_timeout_s,
+        )
+    except UpstreamTimeout:
+        return error_response(504, "UpstreamTimeout", f"{deployment_id} did not answer within "
+                              f"{platform.settings.request_timeout_s:g} s")
+    except UpstreamFailed as error:
+        return error_response(502, "UpstreamFailed", f"{deployment_id} could not be reached: {error}")
+    response_headers["Server-Timing"] = f"forward;dur={(time.perf_counter() - started) * 1000:.1f}"
+    return Response(content, status_code=status, headers=response_headers)
+
+
+def forwarded_headers(request: Request) -> dict[str, str]:
+    return {k: v for k, v in request.headers.items() if k.lower() not in NOT_FORWARDED}
 
 
 async def _not_serving(platform: Platform, group: str, deployment_id: str) -> Response:

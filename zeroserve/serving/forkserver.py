@@ -1,22 +1,11 @@
-"""A fork server for replicas: Python started and kserve imported once, each replica a fork.
-
-A fresh replica process spends most of its start (about 1.2 s of 1.6 s here) importing kserve,
-FastAPI, numpy and the model's framework before it reads the model. The fork server pays that
-once, at start-up: it imports what every replica needs (``preload``) and then waits, one thread,
-no event loop, no gRPC channel, for requests. Each request forks a child that *is* a replica: it
-takes the listening socket and the output pipes the backend sends with the request, and runs
+"""A fork server for replicas: Python started and kserve imported once, each replica a fork. A fresh
+replica process spends most of its start (about 1.2 s of 1.6 s here) importing kserve, FastAPI,
+numpy and the model's framework before it reads the model. The fork server pays that once, at
+start-up: it imports what every replica needs (``preload``) and then waits, one thread, no event
+loop, no gRPC channel, for requests. Each request forks a child that *is* a replica: it takes the
+listening socket and the output pipes the backend sends with the request, and runs
 ``zeroserve.serving.runtimes.server.main`` with the replica's flags, exactly as a spawned one would.
-
-The backend talks to it over a Unix SOCK_SEQPACKET socket, one JSON message per packet:
-
-    backend -> server   {"id": N, "argv": [...], "env": {...}}   + fds [listen socket, stdout, stderr]
-    server -> backend   {"id": N, "pid": PID} | {"id": N, "error": "..."}
-    server -> backend   {"exited": PID, "code": CODE}   (a signal S gives -S, as subprocess does)
-    server -> backend   {"ready": true}                 (once, when the imports are done)
-
-The server exits when the socket closes or its parent dies; its children die with it (Linux).
-
-    python -m zeroserve.serving.forkserver --control-fd FD --parent-pid PID
+The server exits when its socket closes or its parent dies; its children die with it (Linux).
 """
 
 from __future__ import annotations
@@ -35,6 +24,14 @@ from typing import Any
 from zeroserve.serving.runtimes.server import die_with_parent
 
 log = logging.getLogger(__name__)
+
+# The backend talks to the server (python -m zeroserve.serving.forkserver --control-fd FD
+# --parent-pid PID) over a Unix SOCK_SEQPACKET socket, one JSON message per packet:
+#
+#   backend -> server   {"id": N, "argv": [...], "env": {...}}   + fds [listen socket, stdout, stderr]
+#   server -> backend   {"id": N, "pid": PID} | {"id": N, "error": "..."}
+#   server -> backend   {"exited": PID, "code": CODE}   (a signal S gives -S, as subprocess does)
+#   server -> backend   {"ready": true}                 (once, when the imports are done)
 
 MAX_MESSAGE = 1 << 20  # a request is a few hundred bytes; this bounds a broken one
 

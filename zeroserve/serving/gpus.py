@@ -1,11 +1,10 @@
-"""The GPUs this machine may hand out to replicas, and which replica holds which.
-
-The local backend gives a GPU replica whole devices, named by CUDA index through
-``CUDA_VISIBLE_DEVICES`` (an empty value for a CPU replica, so that it sees none). Devices come
-from ``Settings.gpus`` when set, otherwise from NVML (``pynvml``) or ``nvidia-smi``; a machine with
-neither has none, and a plan that asks for a GPU is refused there rather than run on the CPU.
-``nvidia-smi`` numbers devices in PCI bus order: replicas should run with
-``CUDA_DEVICE_ORDER=PCI_BUS_ID`` so that CUDA numbers them the same way.
+"""The GPUs this machine may hand out to replicas, and which replica holds which. The local backend
+gives a GPU replica whole devices, named by CUDA index through ``CUDA_VISIBLE_DEVICES`` (an empty
+value for a CPU replica, so that it sees none). Devices come from ``Settings.gpus`` when set,
+otherwise from NVML (``pynvml``) or ``nvidia-smi``; a machine with neither has none, and a plan
+that asks for a GPU is refused there rather than run on the CPU. ``nvidia-smi`` numbers devices in
+PCI bus order: replicas should run with ``CUDA_DEVICE_ORDER=PCI_BUS_ID`` so that CUDA numbers them
+the same way.
 """
 
 from __future__ import annotations

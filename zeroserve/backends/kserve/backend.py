@@ -203,6 +203,8 @@ class _Run:
 
 
 class KserveBackend:
+    activator = None  # requests go to the InferenceService's URL: Knative's activator holds them there
+
     def __init__(self, settings: Settings, logs: DeploymentLogs, api: client.ApiClient | None = None) -> None:
         self.settings = settings
         self.logs = logs

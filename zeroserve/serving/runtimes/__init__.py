@@ -1,9 +1,9 @@
-"""The model servers the local backend starts, one per model format.
-
-Each runtime is a ``kserve.Model`` subclass with ``load()`` and ``predict()``; KServe's own
-``ModelServer`` does the rest (HTTP, the V1 and V2 protocols, health). ``RUNTIMES`` names them as
-``"module:Class"`` strings so that the control plane can check a format without importing kserve
-(1.2 s and 200 MB); only the replica process, which serves the model, imports its runtime.
+"""The model servers the local backend starts, one per model format. Each runtime is a
+``kserve.Model`` subclass with ``load()`` and ``predict()``; KServe's own ``ModelServer`` does the
+rest (HTTP, the V1 and V2 protocols, health). ``RUNTIMES`` names them as ``"module:Class"`` strings
+so that the control plane can check a format without importing kserve (1.2 s and 200 MB); only the
+replica process, which serves the model, imports its runtime. Runtimes know nothing of the control
+plane: they import only ``zeroserve.errors`` and each other.
 """
 
 from __future__ import annotations

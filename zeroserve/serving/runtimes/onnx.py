@@ -1,9 +1,8 @@
-"""The ONNX runtime: a ``model.onnx`` served by onnxruntime on the CPU, with KServe.
-
-V1 ``{"instances": [...]}`` feeds the model's one input and answers with its first tensor output;
-V1 ``{"inputs": {name: [...]}}`` feeds inputs by name. V2 feeds each request input to the model
-input of the same name (or, with one input each, to the only one) and answers with every tensor
-output. Non-tensor outputs (a ZipMap's list of dicts) have no V2 encoding and are left out: convert
+"""The ONNX runtime: a ``model.onnx`` served by onnxruntime on the CPU, with KServe. V1
+``{"instances": [...]}`` feeds the model's one input and answers with its first tensor output; V1
+``{"inputs": {name: [...]}}`` feeds inputs by name. V2 feeds each request input to the model input
+of the same name (or, with one input each, to the only one) and answers with every tensor output.
+Non-tensor outputs (a ZipMap's list of dicts) have no V2 encoding and are left out: convert
 classifiers with ``zipmap=False``.
 """
 

@@ -1,14 +1,11 @@
-"""The replica process: one model, served by KServe's own model server, on 127.0.0.1 only.
-
-    python -m zeroserve.serving.runtimes.server --model-format sklearn --model-name NAME \\
-        --model-dir DIR (--listen-fd FD | --port P) [--parent-pid PID] [kserve flags]
-
-The local backend binds a TCP socket to 127.0.0.1:0 and hands its descriptor down (``pass_fds``):
-KServe's ``ModelServer`` binds HTTP on 0.0.0.0 and gRPC on [::] and has no host flag, so the
-replica serves KServe's REST app (data plane, model repository, V1 and V2 endpoints) on that
-socket and never starts gRPC. The model is loaded before the socket accepts a connection, so any
-HTTP answer means ready. Exit codes: 0 after SIGTERM or SIGINT, 2 for bad flags, 3 when the model
-cannot be loaded (one line on stderr says why). The process dies with its parent (Linux).
+"""The replica process: one model, served by KServe's own model server, on 127.0.0.1 only. The local
+backend binds a TCP socket to 127.0.0.1:0 and hands its descriptor down (``pass_fds``): KServe's
+``ModelServer`` binds HTTP on 0.0.0.0 and gRPC on [::] and has no host flag, so the replica serves
+KServe's REST app (data plane, model repository, V1 and V2 endpoints) on that socket and never
+starts gRPC. The model is loaded before the socket accepts a connection, so any HTTP answer means
+ready. Exit codes: 0 after SIGTERM or SIGINT, 2 for bad flags, 3 when the model cannot be loaded
+(one line on stderr says why). The process dies with its parent (Linux). Its flags are in
+``build_parser``'s usage.
 """
 
 from __future__ import annotations
@@ -25,6 +22,11 @@ import sys
 import time
 import warnings
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # kserve is imported when a replica starts, after its flags are in sys.argv
+    from kserve.model_server import ModelServer
+    from kserve.protocol.rest.server import RESTServer
 
 EXIT_BAD_FLAGS = 2
 EXIT_LOAD_FAILED = 3
@@ -94,6 +96,40 @@ def fail(reason: str, message: str) -> int:
     return EXIT_LOAD_FAILED
 
 
+def kserve_model_server(args: argparse.Namespace, sock: socket.socket) -> ModelServer:
+    """KServe's model server for this replica: one worker, REST only, on the port of ``sock``."""
+    from kserve.model_server import ModelServer
+
+    return ModelServer(
+        http_port=sock.getsockname()[1],
+        workers=1,
+        enable_grpc=False,
+        enable_docs_url=False,
+        enable_latency_logging=args.enable_latency_logging,
+        access_log_format=args.access_log_format,
+        event_loop=args.event_loop,
+        timeout_keep_alive=args.timeout_keep_alive,
+    )
+
+
+def rest_server(model_server: ModelServer) -> RESTServer:
+    """KServe's REST app (data plane, model repository, V1 and V2 endpoints) of ``model_server``."""
+    from kserve.constants.constants import FASTAPI_APP_IMPORT_STRING
+    from kserve.protocol.rest.server import RESTServer
+
+    return RESTServer(
+        FASTAPI_APP_IMPORT_STRING,
+        model_server.dataplane,
+        model_server.model_repository_extension,
+        model_server.http_port,
+        access_log_format=model_server.access_log_format,
+        workers=1,
+        grace_period=model_server.grace_period,
+        event_loop=model_server.event_loop,
+        timeout_keep_alive=model_server.timeout_keep_alive,
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parent_pid = os.getppid()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -109,9 +145,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     # kserve.model_server parses sys.argv when imported: our flags must read well to it, and do.
     from kserve import model_server as kserve_server
-    from kserve.constants.constants import FASTAPI_APP_IMPORT_STRING
     from kserve.logging import logger
-    from kserve.protocol.rest.server import RESTServer
 
     from zeroserve.errors import ModelLoadFailed, ZeroserveError
     from zeroserve.serving.runtimes import load_runtime
@@ -129,16 +163,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"cannot listen: {exc}", file=sys.stderr)
         return EXIT_BAD_FLAGS
 
-    model_server = kserve_server.ModelServer(
-        http_port=sock.getsockname()[1],
-        workers=1,
-        enable_grpc=False,
-        enable_docs_url=False,
-        enable_latency_logging=args.enable_latency_logging,
-        access_log_format=args.access_log_format,
-        event_loop=args.event_loop,
-        timeout_keep_alive=args.timeout_keep_alive,
-    )
+    model_server = kserve_model_server(args, sock)
     started = time.monotonic()
     try:
         model = load_runtime(args.model_format)(args.model_name, args.model_dir)
@@ -163,17 +188,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # kserve's timing middleware logs two lines per request besides the access log.
         logging.getLogger("kserve.trace").setLevel(logging.WARNING)
 
-    rest = RESTServer(
-        FASTAPI_APP_IMPORT_STRING,
-        model_server.dataplane,
-        model_server.model_repository_extension,
-        model_server.http_port,
-        access_log_format=model_server.access_log_format,
-        workers=1,
-        grace_period=model_server.grace_period,
-        event_loop=model_server.event_loop,
-        timeout_keep_alive=model_server.timeout_keep_alive,
-    )
+    rest = rest_server(model_server)
     host, port = sock.getsockname()[:2]
     logger.info("Serving model %r on http://%s:%d", args.model_name, host, port)
     rest.run(sockets=[sock])

@@ -1,9 +1,8 @@
-"""The scikit-learn runtime: a joblib-pickled estimator served with KServe.
-
-Like KServe's own ``sklearnserver``, it loads ``model.joblib`` (or the only ``*.joblib``, ``*.pkl``
-or ``*.pickle`` file) from the model directory and answers V1 ``{"instances": [...]}`` and V2
-``InferRequest`` with the estimator's ``predict``. Unpickling runs code from the file: the
-artifact must come from a source the deployment's owner trusts.
+"""The scikit-learn runtime: a joblib-pickled estimator served with KServe. Like KServe's own
+``sklearnserver``, it loads ``model.joblib`` (or the only ``*.joblib``, ``*.pkl`` or ``*.pickle``
+file) from the model directory and answers V1 ``{"instances": [...]}`` and V2 ``InferRequest`` with
+the estimator's ``predict``. Unpickling runs code from the file: the artifact must come from a
+source the deployment's owner trusts.
 """
 
 from __future__ import annotations

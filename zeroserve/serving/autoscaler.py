@@ -1,0 +1,255 @@
+"""The autoscaler: how many replicas each deployment has on this machine, and their starts and
+stops. It scales as Knative's would: one more replica when every serving one is at the concurrency
+target (the activator asks for it, up to ``maxReplicas``), ``minReplicas`` always (kept when one
+exits on its own), and a replica idle for the idle window stopped, down to ``minReplicas``. It
+starts each replica (its GPUs taken from the inventory, forked from the fork server when it can be),
+follows it, and counts the starts that never get ready: after ``replica_start_attempts`` in a row
+the version is failed (``ReplicaNeverReady``), as Knative's progress deadline fails a revision. What
+changes goes to the backend through ``report`` (a new replica count) and ``fail`` (a version that
+cannot serve).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import httpx
+
+from zeroserve.deployments.logs import DeploymentLogs
+from zeroserve.errors import ModelLoadFailed, NotReady, ReplicaKilled, Unschedulable, ZeroserveError
+from zeroserve.serving.forkserver import ForkServer
+from zeroserve.serving.gpus import GpuInventory
+from zeroserve.serving.replica import OUTPUT_LINE_LIMIT, Replica, replica_environment
+from zeroserve.serving.service import Service
+from zeroserve.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# After a failed start that may pass, how long until the next try.
+START_RETRY_S = 1.0
+
+
+class Autoscaler:
+    """Starts, follows and stops the replicas of the services in ``services``, within their bounds."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        services: dict[tuple[str, str], Service],
+        logs: DeploymentLogs,
+        gpus: GpuInventory,
+        report: Callable[[Service], None],
+        fail: Callable[[Service, ZeroserveError], None],
+    ) -> None:
+        self.settings = settings
+        self.services = services  # the live version of each deployment, shared with the backend
+        self.logs = logs
+        self.gpus = gpus
+        self.report = report
+        self.fail = fail
+        # CPU replicas are forks of a process with kserve imported (settings.fork_server), started
+        # with the first deployment; until it is ready, and for GPU replicas, they are spawned.
+        self.forks: ForkServer | None = None
+        self._numbers = 0
+        self._client = httpx.AsyncClient(trust_env=False)
+        self._reaper: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    async def start(self) -> None:
+        """Begin to stop idle replicas, and start the fork server (settings.fork_server): with the first deployment."""
+        if self._reaper is None or self._reaper.done():
+            self._reaper = asyncio.create_task(self._reap(), name="local-backend-reaper", context=contextvars.Context())
+        if self.settings.fork_server and self.forks is None:
+            self.forks = ForkServer(replica_environment([]), OUTPUT_LINE_LIMIT)
+            try:
+                await self.forks.start()
+            except OSError as error:  # replicas are spawned then, as without it
+                log.warning("no fork server (%s): replicas start as new processes", error)
+
+    # -- scale up ---------------------------------------------------------------------------------
+
+    @staticmethod
+    def has_room(service: Service) -> bool:
+        """Whether one more replica may start: one start at a time, and fewer than maxReplicas serve."""
+        return not service.starting and len(service.serving) < service.spec.max_replicas
+
+    def scale_up(self, service: Service) -> bool:
+        """Start one more replica in the background; False if its GPUs are not free."""
+        replica = self._add_replica(service)
+        if replica is not None:
+            self.spawn(self._run_replica(service, replica))
+        return replica is not None
+
+    async def ensure_replicas(self, service: Service, count: int) -> None:
+        """Start replicas until ``count`` serve or start; raise what kept one from starting."""
+        missing = count - len(service.serving) - len(service.starting)
+        if missing <= 0:
+            return
+        started = await asyncio.gather(*(self._start_replica(service) for _ in range(missing)))
+        if service.failure is not None:
+            raise service.failure
+        if None in started:
+            if service.last_error is not None:
+                raise service.last_error
+            raise Unschedulable(f"could not start {count} replica(s) of {service.spec.id}: "
+                                f"{service.spec.gpus} GPU(s) each, {self.gpus.free} free")
+
+    def _add_replica(self, service: Service) -> Replica | None:
+        """A new replica in the service's list at once (no await), so that concurrent requests count it."""
+        spec = service.spec
+        self._numbers += 1
+        replica = Replica(spec, self._numbers, service.model_dir, [])
+        try:
+            replica.gpus = self.gpus.allocate(replica.owner, spec.gpus)
+        except Unschedulable as error:
+            self.spawn(self.logs.control(spec.group, spec.id, f"cannot start a replica: {error.message}"))
+            return None
+        service.replicas.append(replica)
+        return replica
+
+    async def _start_replica(self, service: Service) -> Replica | None:
+        replica = self._add_replica(service)
+        return await self._run_replica(service, replica) if replica is not None else None
+
+    async def _run_replica(self, service: Service, replica: Replica) -> Replica | None:
+        spec = service.spec
+        try:
+            await replica.spawn(self.logs, self.forks, self.settings.replica_access_log)
+            if replica.draining:  # stopped (update, stop) before it even started
+                raise NotReady("stopped while starting")
+            await self.logs.control(spec.group, spec.id, f"{replica.name} starting on 127.0.0.1:{replica.port}")
+            await replica.wait_ready(self._client, self.settings.replica_ready_timeout_s)
+        except BaseException as error:
+            # Whatever went wrong (the model, the spawn itself, a cancel), the replica must not stay
+            # listed as starting: that would hold every later request until its deadline.
+            await replica.terminate()
+            self._forget(service, replica)
+            await service.notify()
+            if not isinstance(error, ZeroserveError):
+                raise
+            await self._replica_failed(service, replica, error)
+            return None
+        service.never_ready = 0
+        await self.logs.control(spec.group, spec.id, f"{replica.name} ready")
+        self.spawn(self._supervise(service, replica))
+        await service.notify()
+        self.report(service)
+        return replica
+
+    async def _replica_failed(self, service: Service, replica: Replica, error: ZeroserveError) -> None:
+        spec = service.spec
+        if replica.draining or service.stopped:
+            return  # stopped on purpose while it started (an update, a stop): no failure
+        service.last_error = error
+        # Starts that never got ready: one per round (replicas started together fail together), and
+        # not a spawn that failed for want of processes (the machine's trouble, not this version's).
+        counts = isinstance(error, NotReady | ReplicaKilled) and replica.asked_at >= service.counted_at
+        if counts and not service.serving:
+            service.never_ready += 1
+            service.counted_at = time.monotonic()
+            if service.never_ready >= self.settings.replica_start_attempts:
+                # Knative's progress deadline, in small: a version that never gets a replica ready is
+                # failed, not retried by every request forever (each would wait out its deadline).
+                why = (f"within {self.settings.replica_ready_timeout_s:g} s" if isinstance(error, NotReady)
+                       else "(the last was killed by a signal)")
+                error = ModelLoadFailed(
+                    replica.with_last_lines(f"no replica became ready {why}, {service.never_ready} starts in a row"),
+                    reason="ReplicaNeverReady")
+        if service.serving or not isinstance(error, ModelLoadFailed):
+            # Others serve (a scale-up failed), or the cause may pass (slow start, no processes
+            # left): this start failed, the deployment lives; the next try waits a moment.
+            service.retry_at = time.monotonic() + START_RETRY_S
+            await self.logs.control(spec.group, spec.id, f"{replica.name} failed to start: {error}")
+            await service.notify()
+            return
+        service.failure = error
+        await service.notify()
+        self.fail(service, error)
+
+    async def _supervise(self, service: Service, replica: Replica) -> None:
+        """Notice a replica that exits on its own, and forget it."""
+        assert replica.process is not None
+        await replica.process.wait()
+        await replica.drain_output()
+        if self._forget(service, replica):
+            live = not replica.draining and not service.stopped
+            if live:
+                await self.logs.control(service.spec.group, service.spec.id,
+                                        f"{replica.name} exited with code {replica.process.returncode}")
+            await service.notify()
+            self.report(service)
+            if live and len(service.serving) + len(service.starting) < service.spec.min_replicas:
+                self.scale_up(service)  # minReplicas is a promise: keep it
+
+    def _forget(self, service: Service, replica: Replica) -> bool:
+        self.gpus.release(replica.owner)
+        if replica in service.replicas:
+            service.replicas.remove(replica)
+            return True
+        return False
+
+    # -- scale down -------------------------------------------------------------------------------
+
+    async def stop_replica(self, service: Service, replica: Replica) -> None:
+        replica.draining = True
+        await replica.terminate()
+        if self._forget(service, replica):
+            self.report(service)
+
+    async def stop_replicas(self, service: Service) -> None:
+        """Stop every replica of the service now, whatever it is doing."""
+        await asyncio.gather(*(self.stop_replica(service, r) for r in list(service.replicas)))
+
+    async def drain(self, service: Service) -> None:
+        """Stop an old version's replicas once the requests they hold are done."""
+        deadline = time.monotonic() + self.settings.request_timeout_s
+        # Polled: a request's end is not an event anyone waits on elsewhere, and drains are rare.
+        while any(r.in_flight for r in service.replicas) and time.monotonic() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+        await self.stop_replicas(service)
+
+    async def _reap(self) -> None:
+        interval = min(1.0, max(self.settings.idle_window_s / 4, 0.05))
+        while True:
+            await asyncio.sleep(interval)
+            now = time.monotonic()
+            for service in list(self.services.values()):
+                if service.stopped or service.waiting:
+                    continue
+                idle = [r for r in service.serving
+                        if r.in_flight == 0 and now - r.last_used >= self.settings.idle_window_s]
+                room = len(service.serving) - service.spec.min_replicas
+                chosen = idle[:max(room, 0)]
+                for replica in chosen:  # all marked before any await: no request may be assigned them now
+                    replica.draining = True
+                for replica in chosen:
+                    await self.logs.control(service.spec.group, service.spec.id,
+                                            f"{replica.name} idle for {self.settings.idle_window_s:g} s: stopping")
+                    await self.stop_replica(service, replica)
+
+    def stop_reaper(self) -> None:
+        if self._reaper is not None:
+            self._reaper.cancel()
+
+    # -- tasks --------------------------------------------------------------------------------------
+
+    def spawn(self, coroutine: Coroutine[Any, Any, Any]) -> None:
+        """Run ``coroutine`` in the background until it ends or the autoscaler closes."""
+        # A context of its own: the task outlives the event whose handler may have started it.
+        task = asyncio.create_task(coroutine, context=contextvars.Context())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def close(self) -> None:
+        """Stop the reaper, the tasks still running, and then the fork server."""
+        self.stop_reaper()
+        for task in list(self._tasks):
+            task.cancel()
+        if self.forks is not None:  # after the replicas: their exits come through it
+            await self.forks.close()
+        await self._client.aclose()

@@ -1,0 +1,45 @@
+"""What a deployment asks of this machine, read from its InferenceService: the model (format and
+storage URI), the replica bounds and concurrency target Knative would scale it by, and the GPUs
+each replica needs. The local backend reads the same object the kserve backend sends to a cluster."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from zeroserve.errors import InvalidConfiguration
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    """What the local backend reads of an InferenceService."""
+
+    group: str
+    id: str
+    model_format: str
+    storage_uri: str
+    min_replicas: int
+    max_replicas: int
+    target_concurrency: int
+    gpus: int
+
+    @classmethod
+    def from_inference_service(cls, isvc: dict[str, Any]) -> ServiceSpec:
+        try:
+            metadata, predictor = isvc["metadata"], isvc["spec"]["predictor"]
+            model = predictor["model"]
+            limits = (model.get("resources") or {}).get("limits") or {}
+            min_replicas = int(predictor.get("minReplicas", 0))
+            max_replicas = max(int(predictor.get("maxReplicas", 1)), min_replicas, 1)
+            return cls(
+                group=metadata["namespace"],
+                id=metadata["name"],
+                model_format=model["modelFormat"]["name"].lower(),
+                storage_uri=model["storageUri"],
+                min_replicas=min_replicas,
+                max_replicas=max_replicas,
+                target_concurrency=max(int(predictor.get("scaleTarget", 1)), 1),
+                gpus=int(limits.get("nvidia.com/gpu", 0)),
+            )
+        except (KeyError, TypeError, ValueError) as error:
+            raise InvalidConfiguration(f"the local backend cannot read this InferenceService: {error!r}") from error
