@@ -9,7 +9,7 @@ import httpx
 from fastapi import FastAPI
 
 from tests.conftest import token_for
-from zeroserve.gateway import ingress, webhooks
+from zeroserve.gateway import ingress, subscriptions, webhooks
 from zeroserve.gateway.ingress import MAX_BODY_BYTES
 from zeroserve.node import Node
 
@@ -151,8 +151,7 @@ async def test_events_need_a_token(zeroserve):
 async def test_the_api_description_shows_the_three_content_modes(zeroserve):
     # Only this part's routers: the whole app's description depends on every other router too.
     app = FastAPI()
-    for router in (ingress.router(zeroserve.platform), webhooks.inbound(zeroserve.platform),
-                   webhooks.subscriptions(zeroserve.platform)):
+    for router in (ingress.router, webhooks.router, subscriptions.router):
         app.include_router(router)
     described = app.openapi()
     content = described["paths"]["/v2/events"]["post"]["requestBody"]["content"]

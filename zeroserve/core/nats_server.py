@@ -18,6 +18,7 @@ import sysconfig
 import time
 from pathlib import Path
 
+from zeroserve.children import die_with_parent
 from zeroserve.errors import ZeroserveError
 
 log = logging.getLogger(__name__)
@@ -39,8 +40,6 @@ def nats_server_binary() -> str:
 
 
 def _die_with_parent() -> None:
-    from zeroserve.serving.runtimes.server import die_with_parent
-
     die_with_parent(None)
 
 

@@ -1,9 +1,10 @@
-"""Deployment log records: control-plane notes and every line a replica prints.
+"""Deployment log records: control-plane notes and every line a replica prints; written, queried, followed.
 
 Each record becomes an ``io.zeroserve.deployment.log`` event on the logs stream, which keeps
 them after the replicas are gone. Replicas can print faster than JetStream acks one by one, so
 records go through a bounded queue to one publisher task; a full queue makes the writer wait
-rather than drop lines.
+rather than drop lines. ``query`` reads a deployment's records of a time range back from the
+stream; ``follow`` hands on its status and log events as they happen (the gateway's live stream).
 """
 
 from __future__ import annotations
@@ -11,16 +12,32 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+import time
+from collections import deque
+from collections.abc import AsyncGenerator, AsyncIterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Any, Literal
 
-from zeroserve.core.bus import Bus
-from zeroserve.events import DeploymentLog, new_event
+import anyio
+from nats.errors import TimeoutError as NatsTimeout
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+from zeroserve.core.binding import from_nats
+from zeroserve.core.bus import LOGS_STREAM, Bus
+from zeroserve.core.store import Store
+from zeroserve.errors import MalformedEvent
+from zeroserve.events import DeploymentLog, DeploymentStatus, EventData, new_event, parse_data, subject_for
 
 log = logging.getLogger(__name__)
 
 Stream = Literal["stdout", "stderr", "control"]
+Order = Literal["asc", "desc"]
+# A query scans the group's log stream from its start time; these bound how long and how much.
+QUERY_DEADLINE_S = 10.0
+FETCH_BATCH = 512
+# Events a follower has not taken yet; past this its oldest are dropped.
+FOLLOW_BACKLOG = 1000
 
 
 class DeploymentLogs:
@@ -101,3 +118,110 @@ async def output_records(stream: asyncio.StreamReader, quiet_s: float = 0.1) -> 
         pending = [line]
     if pending:
         yield "\n".join(pending)
+
+
+async def query(
+    bus: Bus, group: str, deployment_id: str, start: datetime, end: datetime, top: int, order: Order,
+) -> list[DeploymentLog]:
+    """The deployment's log records between ``start`` and ``end``, oldest first (``asc``) or newest first.
+
+    An ephemeral consumer starts at ``start`` on the group's log subject and reads what the stream
+    holds up to ``end``, then stops: it never waits for lines yet to come, and gives up after
+    QUERY_DEADLINE_S with what it has. The subject carries the group, not the deployment, so
+    other deployments' lines are read and skipped.
+    """
+    subject = subject_for(DeploymentLog.event_type, group)
+    config = ConsumerConfig(
+        deliver_policy=DeliverPolicy.BY_START_TIME, opt_start_time=start, ack_policy=AckPolicy.NONE,
+        filter_subject=subject, mem_storage=True, inactive_threshold=30.0,
+    )
+    subscription = await bus.js.pull_subscribe(subject, stream=LOGS_STREAM, config=config)
+    # asc keeps the first `top`, desc the last `top`.
+    kept: deque[DeploymentLog] = deque(maxlen=None if order == "asc" else top)
+    info = await subscription.consumer_info()
+    try:
+        pending = info.num_pending or 0
+        deadline = time.monotonic() + QUERY_DEADLINE_S
+        while pending > 0 and time.monotonic() < deadline:
+            try:
+                messages = await subscription.fetch(batch=min(pending, FETCH_BATCH), timeout=1.0)
+            except (TimeoutError, NatsTimeout):
+                continue
+            for message in messages:
+                pending = message.metadata.num_pending
+                if message.metadata.timestamp > end:
+                    pending = 0  # the stream is in publishing order: everything after is later
+                    break
+                record = _record(message.headers, message.data)
+                if record is None or record.id != deployment_id or not start <= record.timestamp <= end:
+                    continue
+                kept.append(record)
+                if order == "asc" and len(kept) >= top:
+                    pending = 0
+                    break
+    finally:
+        with contextlib.suppress(Exception):
+            await subscription.unsubscribe()
+        with contextlib.suppress(Exception):
+            await bus.js.delete_consumer(LOGS_STREAM, info.name)
+    records = sorted(kept, key=lambda r: r.timestamp)
+    return records if order == "asc" else records[::-1]
+
+
+def _record(headers: dict[str, str] | None, body: bytes) -> DeploymentLog | None:
+    try:
+        data = parse_data(from_nats(headers, body))
+    except MalformedEvent as error:  # someone published junk on the log subject: skip it, say so
+        log.warning("skipped a malformed log record: %s", error)
+        return None
+    return data if isinstance(data, DeploymentLog) else None
+
+
+@dataclass(frozen=True)
+class Update:
+    """One thing that happened to a followed deployment: its event type, its CloudEvent id (None for
+    the current status a follow starts with, which is read from the store, not an event) and data."""
+
+    type: str
+    id: str | None
+    data: EventData
+
+
+async def follow(bus: Bus, store: Store, group: str, deployment_id: str) -> AsyncGenerator[Update, None]:
+    """The deployment's status and log events as they happen, starting with its current status; it
+    ends when the deployment is deleted (at once when there is no such deployment)."""
+    queue: asyncio.Queue[Update] = asyncio.Queue(maxsize=FOLLOW_BACKLOG)
+
+    async def arrived(message: Any) -> None:
+        try:
+            event = from_nats(message.headers, message.data)
+            data = parse_data(event)
+        except MalformedEvent:
+            return
+        if getattr(data, "id", None) != deployment_id:
+            return
+        if queue.full():  # a follower that does not read: drop its oldest rather than grow without bound
+            queue.get_nowait()
+        queue.put_nowait(Update(str(event["type"]), str(event["id"]), data))
+
+    subscriptions = [
+        await bus.nc.subscribe(subject_for(event_type, group), cb=arrived)
+        for event_type in (DeploymentStatus.event_type, DeploymentLog.event_type)
+    ]
+    try:
+        # Subscribed before reading the record: a change in between is seen at least once.
+        current = await store.deployments.get(group, deployment_id)
+        if current is None:
+            return
+        yield Update(DeploymentStatus.event_type, None, current.status_event())
+        while True:
+            update = await queue.get()
+            yield update
+            if isinstance(update.data, DeploymentStatus) and update.data.target_status == "DELETED":
+                return
+    finally:
+        # A follower that leaves (an HTTP client) is cancelled: shield the unsubscribe.
+        with anyio.CancelScope(shield=True):
+            for subscription in subscriptions:
+                with contextlib.suppress(Exception):
+                    await subscription.unsubscribe()

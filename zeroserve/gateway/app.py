@@ -5,6 +5,9 @@ routing and ``/metrics``. Every route needs a bearer token except the few in ``P
 health check, the token endpoint itself, inbound webhooks (verified by signature instead) and the
 API's own description. Protected routers are included with the ``authenticate`` dependency, so a
 route added to them cannot forget it (``tests/test_auth.py`` walks the route table to make sure).
+Each resource's routes are a module-level router in the module of its name (``scenarios``,
+``deployments``, ``sse``, ...); what they share per app (the platform, the catalog, the webhook ids
+already seen) is on ``app.state``, and reaches a route as a dependency.
 """
 
 from __future__ import annotations
@@ -17,9 +20,28 @@ from fastapi import Depends, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.requests import ClientDisconnect
 
-from zeroserve.gateway import admin, catalog, deployments, ingress, metrics, oauth, webhooks
+from zeroserve.core.store import now
+from zeroserve.gateway import (
+    artifacts,
+    clients,
+    configurations,
+    deployments,
+    inference,
+    ingress,
+    logs,
+    meta,
+    metrics,
+    model_metrics,
+    oauth,
+    object_store_secrets,
+    resource_groups,
+    scenarios,
+    sse,
+    subscriptions,
+    webhooks,
+)
 from zeroserve.gateway.errors import ApiError, answers, error_response, install
-from zeroserve.gateway.inference import Upstream, inference_router
+from zeroserve.gateway.inference import Upstream
 from zeroserve.gateway.security import authenticate, bearer
 from zeroserve.platform import Platform
 
@@ -45,6 +67,10 @@ def create_app(platform: Platform) -> FastAPI:
     app = FastAPI(title="zeroserve", version="0.1.0", lifespan=lifespan,
                   description="SAP AI API v2-compatible model serving, driven by CloudEvents.")
     app.state.platform = platform
+    app.state.upstream = upstream
+    # Templates are read once at start-up: that is when the catalog they describe came to be.
+    app.state.catalog = scenarios.Catalog(platform.templates, loaded_at=now())
+    app.state.seen_webhook_ids = webhooks.SeenIds(platform)
 
     async def token_first(request: Request) -> JSONResponse | None:
         # A caller without a valid token hears that, not what is wrong with its body or its URL (a URL
@@ -76,25 +102,26 @@ def create_app(platform: Platform) -> FastAPI:
         log.exception("%s %s failed", request.method, request.url.path)
         return error_response(500, "InternalError", f"the gateway could not answer: {type(error).__name__}")
 
-    app.include_router(oauth.router(platform))
-    app.include_router(webhooks.inbound(platform))
+    app.include_router(oauth.router)
+    app.include_router(webhooks.router)
     protected = [Depends(authenticate)]
     # Inference first: routes are tried in order, and this is the one hot path. Its answers are the
     # model server's, or the gateway's when it cannot forward (inference.py says which).
-    app.include_router(inference_router(platform, upstream), dependencies=protected, responses=answers(
+    app.include_router(inference.router, dependencies=protected, responses=answers(
         401, 404, 429, 502, 503, 504, meanings={
             404: "No such deployment in the resource group",
             429: "Too many requests already wait for this deployment: retry after Retry-After seconds",
             502: "The model server broke off",
             503: "The deployment is not running, or its model cannot be served",
             504: "No replica was ready, or the model server did not answer, in time"}))
+    # In this order in the API's description (and tried in this order).
     for router in (
-        catalog.router(platform),
-        deployments.router(platform),
-        admin.router(platform),
-        ingress.router(platform),
-        webhooks.subscriptions(platform),
-        metrics.router(platform),
+        scenarios.router, artifacts.router, configurations.router, model_metrics.router, meta.router,
+        deployments.router, logs.router, sse.router,
+        resource_groups.router, object_store_secrets.router, clients.router,
+        ingress.router,
+        subscriptions.router,
+        metrics.router,
     ):
         app.include_router(router, dependencies=protected, responses=answers(401))
     return app

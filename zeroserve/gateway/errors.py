@@ -65,6 +65,11 @@ def not_found(what: str) -> ApiError:
     return ApiError(404, "NotFound", what)
 
 
+def bad_request(field: str, message: str, code: str = "BadRequest") -> ApiError:
+    """A 400 that names the field at fault first: ``body.scenarioId: no scenario ...``."""
+    return ApiError(400, code, f"{field}: {message}")
+
+
 def describe(error: RequestValidationError) -> str:
     """'body.configurationId: Field required; query.$top: ...' : where, then what."""
     parts = []

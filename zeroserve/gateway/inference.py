@@ -77,20 +77,22 @@ class Upstream:
             await self._session.close()
 
 
-def inference_router(platform: Platform, upstream: Upstream) -> APIRouter:
-    router = APIRouter()
+router = APIRouter()
 
-    async def infer(deployment_id: str, path: str, request: Request, scope: InGroup) -> Response:
-        return await answer(platform, upstream, scope.group, deployment_id, path, request)
 
-    # One route per method, so that each has its own operation id in /openapi.json.
-    for method in ("GET", "POST", "PUT", "DELETE", "PATCH"):
-        router.add_api_route(
-            "/v2/inference/deployments/{deployment_id}/{path:path}", infer, methods=[method],
-            operation_id=f"infer_{method.lower()}",
-            summary="Call a deployment's model server (KServe V1/V2 protocol), starting it from zero if needed",
-        )
-    return router
+async def infer(deployment_id: str, path: str, request: Request, scope: InGroup) -> Response:
+    # Read from the app's state, not through a dependency: this is the hot path.
+    state = request.app.state
+    return await answer(state.platform, state.upstream, scope.group, deployment_id, path, request)
+
+
+# One route per method, so that each has its own operation id in /openapi.json.
+for _method in ("GET", "POST", "PUT", "DELETE", "PATCH"):
+    router.add_api_route(
+        "/v2/inference/deployments/{deployment_id}/{path:path}", infer, methods=[_method],
+        operation_id=f"infer_{_method.lower()}",
+        summary="Call a deployment's model server (KServe V1/V2 protocol), starting it from zero if needed",
+    )
 
 
 async def answer(platform: Platform, upstream: Upstream, group: str, deployment_id: str, path: str,

@@ -33,8 +33,7 @@ from zeroserve.events import (
     parse_data,
 )
 from zeroserve.gateway.errors import ApiError, answers
-from zeroserve.gateway.security import InGroup
-from zeroserve.platform import Platform
+from zeroserve.gateway.security import InGroup, PlatformDep
 
 # Events are small JSON documents; anything near this is a mistake or an attack, not a model.
 MAX_BODY_BYTES = 1024 * 1024
@@ -91,38 +90,37 @@ def check(event: CloudEvent) -> None:
                              f"cannot serve as artifact id (ids must match {ID_PATTERN})")
 
 
-def router(platform: Platform) -> APIRouter:
-    api = APIRouter(tags=["events"])
+router = APIRouter(tags=["events"])
 
-    @api.post(
-        "/v2/events", status_code=202, response_model=Accepted,
-        summary="Publish CloudEvents (binary, structured or batch mode) to the caller's resource group",
-        responses=answers(400, 404, 413, meanings={
-            400: "An event is not valid: the message names the field (and, in a batch, the event)",
-            413: "The body or the batch is too large"}),
-        openapi_extra={"requestBody": {"required": True, "content": {
-            "application/json": {"schema": {"type": "object"},
-                                 "description": "binary mode: the data, with ce-specversion, ce-id, ce-source, "
-                                                "ce-type (and other ce-*) headers, percent-encoded"},
-            STRUCTURED: {"schema": {"type": "object"}, "description": "one event in structured mode"},
-            BATCH: {"schema": {"type": "array", "items": {"type": "object"}, "maxItems": MAX_BATCH},
-                    "description": "several events; all are published or none"},
-        }}},
-    )
-    async def publish(request: Request, scope: InGroup) -> JSONResponse:
-        body = await read_body(request)
-        try:
-            events = from_http(request.headers, body, accept=check, max_batch=MAX_BATCH)
-        except BatchTooLarge as error:
-            raise ApiError(413, "PayloadTooLarge", error.message) from None
-        except MalformedEvent as error:
-            raise ApiError(400, "InvalidEvent", error.message) from None
-        accepted: list[dict[str, Any]] = []
-        for event in events:
-            # All valid: publish in order. If NATS fails half way, sending the batch again is safe:
-            # the ids already published are dropped as duplicates.
-            published = await platform.bus.publish(event, scope.group)
-            accepted.append({"id": event["id"], "type": event["type"], "duplicate": published.duplicate})
-        return JSONResponse({"group": scope.group, "events": accepted}, status_code=202)
 
-    return api
+@router.post(
+    "/v2/events", status_code=202, response_model=Accepted,
+    summary="Publish CloudEvents (binary, structured or batch mode) to the caller's resource group",
+    responses=answers(400, 404, 413, meanings={
+        400: "An event is not valid: the message names the field (and, in a batch, the event)",
+        413: "The body or the batch is too large"}),
+    openapi_extra={"requestBody": {"required": True, "content": {
+        "application/json": {"schema": {"type": "object"},
+                             "description": "binary mode: the data, with ce-specversion, ce-id, ce-source, "
+                                            "ce-type (and other ce-*) headers, percent-encoded"},
+        STRUCTURED: {"schema": {"type": "object"}, "description": "one event in structured mode"},
+        BATCH: {"schema": {"type": "array", "items": {"type": "object"}, "maxItems": MAX_BATCH},
+                "description": "several events; all are published or none"},
+    }}},
+)
+async def publish(request: Request, scope: InGroup, platform: PlatformDep) -> JSONResponse:
+    body = await read_body(request)
+    try:
+        events = from_http(request.headers, body, accept=check, max_batch=MAX_BATCH)
+    except BatchTooLarge as error:
+        raise ApiError(413, "PayloadTooLarge", error.message) from None
+    except MalformedEvent as error:
+        raise ApiError(400, "InvalidEvent", error.message) from None
+    accepted: list[dict[str, Any]] = []
+    for event in events:
+        # All valid: publish in order. If NATS fails half way, sending the batch again is safe:
+        # the ids already published are dropped as duplicates.
+        published = await platform.bus.publish(event, scope.group)
+        accepted.append({"id": event["id"], "type": event["type"], "duplicate": published.duplicate})
+    return JSONResponse({"group": scope.group, "events": accepted}, status_code=202)
+

@@ -7,15 +7,10 @@ from fastapi import APIRouter, Response
 from fastapi.responses import PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from zeroserve.platform import Platform
+router = APIRouter(tags=["Metrics"])
 
 
-def router(platform: Platform) -> APIRouter:
-    router = APIRouter(tags=["Metrics"])
-
-    @router.get("/metrics", summary="Prometheus metrics: requests, latency, cold starts, replicas, events",
-                response_class=PlainTextResponse)  # Prometheus' text format is text/plain (with a version)
-    async def metrics() -> Response:
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
-
-    return router
+@router.get("/metrics", summary="Prometheus metrics: requests, latency, cold starts, replicas, events",
+            response_class=PlainTextResponse)  # Prometheus' text format is text/plain (with a version)
+async def metrics() -> Response:
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

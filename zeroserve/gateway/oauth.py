@@ -18,7 +18,7 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 
 from zeroserve.auth import Unauthorized
-from zeroserve.platform import Platform
+from zeroserve.gateway.security import PlatformDep
 
 _FORM = {"application/x-www-form-urlencoded": {"schema": {
     "type": "object", "required": ["grant_type"],
@@ -44,46 +44,42 @@ def _oauth_error(status: int, error: str, description: str) -> JSONResponse:
                         headers={**(headers or {}), "Cache-Control": "no-store"})
 
 
-def router(platform: Platform) -> APIRouter:
-    router = APIRouter(tags=["OAuth"])
-    refusals: dict[int | str, dict[str, Any]] = {
-        400: {"description": "invalid_request (grant_type missing) or unsupported_grant_type",
-              "content": _OAUTH_ERROR},
-        401: {"description": "invalid_client: unknown client, wrong secret, or none given", "content": _OAUTH_ERROR},
-    }
+router = APIRouter(tags=["OAuth"])
+_REFUSALS: dict[int | str, dict[str, Any]] = {
+    400: {"description": "invalid_request (grant_type missing) or unsupported_grant_type", "content": _OAUTH_ERROR},
+    401: {"description": "invalid_client: unknown client, wrong secret, or none given", "content": _OAUTH_ERROR},
+}
 
-    @router.post("/oauth/token", response_model=Token, responses=refusals,
-                 openapi_extra={"requestBody": {"required": True, "content": _FORM}},
-                 summary="Get a bearer token for a client id and secret (client credentials)")
-    async def token(request: Request) -> JSONResponse:
-        try:
-            form = await request.form()
-        except HTTPException as unreadable:  # Starlette's, for a multipart body it cannot parse
-            return _oauth_error(400, "invalid_request", f"the form cannot be read: {unreadable.detail}")
-        # No files here: any sent are dropped, and closed (their spooled temporary files with them).
-        fields = {name: value for name, value in form.items() if isinstance(value, str)}
-        await form.close()
-        grant_type, client_id, client_secret = (fields.get(name) for name in
-                                                ("grant_type", "client_id", "client_secret"))
-        if grant_type is None:
-            return _oauth_error(400, "invalid_request", "grant_type is required (client_credentials)")
-        if grant_type != "client_credentials":
-            return _oauth_error(400, "unsupported_grant_type", "only grant_type=client_credentials is supported")
-        authorization = request.headers.get("authorization", "")
-        if authorization.lower().startswith("basic "):
-            try:
-                decoded = base64.b64decode(authorization[6:].strip(), validate=True).decode()
-                client_id, _, client_secret = decoded.partition(":")
-            except (binascii.Error, UnicodeDecodeError):
-                return _oauth_error(401, "invalid_client", "the Basic credentials are not valid base64")
-        if not client_id or not client_secret:
-            return _oauth_error(401, "invalid_client", "client_id and client_secret are required "
-                                "(HTTP Basic auth or form fields)")
-        try:
-            access_token, lifetime = await platform.auth.token(client_id, client_secret)
-        except Unauthorized as error:
-            return _oauth_error(401, "invalid_client", error.message)
-        return JSONResponse({"access_token": access_token, "token_type": "bearer", "expires_in": lifetime},
-                            headers={"Cache-Control": "no-store"})
 
-    return router
+@router.post("/oauth/token", response_model=Token, responses=_REFUSALS,
+             openapi_extra={"requestBody": {"required": True, "content": _FORM}},
+             summary="Get a bearer token for a client id and secret (client credentials)")
+async def token(request: Request, platform: PlatformDep) -> JSONResponse:
+    try:
+        form = await request.form()
+    except HTTPException as unreadable:  # Starlette's, for a multipart body it cannot parse
+        return _oauth_error(400, "invalid_request", f"the form cannot be read: {unreadable.detail}")
+    # No files here: any sent are dropped, and closed (their spooled temporary files with them).
+    fields = {name: value for name, value in form.items() if isinstance(value, str)}
+    await form.close()
+    grant_type, client_id, client_secret = (fields.get(name) for name in ("grant_type", "client_id", "client_secret"))
+    if grant_type is None:
+        return _oauth_error(400, "invalid_request", "grant_type is required (client_credentials)")
+    if grant_type != "client_credentials":
+        return _oauth_error(400, "unsupported_grant_type", "only grant_type=client_credentials is supported")
+    authorization = request.headers.get("authorization", "")
+    if authorization.lower().startswith("basic "):
+        try:
+            decoded = base64.b64decode(authorization[6:].strip(), validate=True).decode()
+            client_id, _, client_secret = decoded.partition(":")
+        except (binascii.Error, UnicodeDecodeError):
+            return _oauth_error(401, "invalid_client", "the Basic credentials are not valid base64")
+    if not client_id or not client_secret:
+        return _oauth_error(401, "invalid_client", "client_id and client_secret are required "
+                            "(HTTP Basic auth or form fields)")
+    try:
+        access_token, lifetime = await platform.auth.token(client_id, client_secret)
+    except Unauthorized as error:
+        return _oauth_error(401, "invalid_client", error.message)
+    return JSONResponse({"access_token": access_token, "token_type": "bearer", "expires_in": lifetime},
+                        headers={"Cache-Control": "no-store"})

@@ -7,7 +7,6 @@ checks its input the way AI Core does.
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, TypeVar
 
 from fastapi import Query
@@ -15,14 +14,15 @@ from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
 
 from zeroserve.core.store import Registry
-from zeroserve.events import ID_PATTERN
+from zeroserve.events import is_id
 from zeroserve.gateway.errors import not_found
 
 R = TypeVar("R", bound=BaseModel)
 
 # SAP's id pattern (scenarios, executables, configurations, deployments, ...).
 SAP_ID = r"^[\w.-]{4,64}$"
-_RECORD_ID = re.compile(ID_PATTERN)
+# SAP's pattern of a name (artifacts, configurations).
+NAME = r"^[\w\s.!?,;:\[\](){}<>\"'=+*/\\^&%@~$#|-]*$"
 
 ScenarioFilter = Annotated[str | None, Query(alias="scenarioId", pattern=SAP_ID)]
 ExecutableIds = Annotated[str | None, Query(alias="executableIds", pattern=r"^[\w.,-]*$",
@@ -43,7 +43,7 @@ async def stored(registry: Registry[R], group: str, id: str) -> R | None:
     admits what a NATS KV key cannot hold (``\\w`` is any Unicode letter), and asking with such a key
     is an error, not a miss.
     """
-    return await registry.get(group, id) if _RECORD_ID.fullmatch(id) else None
+    return await registry.get(group, id) if is_id(id) else None
 
 
 async def stored_or_404(registry: Registry[R], group: str, id: str, missing: str) -> R:

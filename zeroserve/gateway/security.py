@@ -3,12 +3,12 @@
 ``authenticate`` checks the bearer token (401 without a valid one). ``scope`` adds the resource
 group from the ``AI-Resource-Group`` header (``default`` when absent) and answers 404 when the
 token does not cover it, so a client of group A cannot even learn that group B's things exist.
-``administrator`` is for the routes that manage groups and clients (a token for ``*``).
+``administrator`` is for the routes that manage groups and clients (a token for ``*``). The
+platform itself reaches a route the same way, as the ``PlatformDep`` parameter.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -16,18 +16,22 @@ from fastapi import Depends, Header, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from zeroserve.auth import Claims, Unauthorized
-from zeroserve.events import ID_PATTERN
+from zeroserve.events import ID_PATTERN, is_id
 from zeroserve.gateway.errors import ApiError
 from zeroserve.platform import Platform
 
 DEFAULT_GROUP = "default"
-_GROUP = re.compile(ID_PATTERN)
 bearer = HTTPBearer(auto_error=False, description="A token from POST /oauth/token (client credentials).")
 
 
 def platform_of(request: Request) -> Platform:
     platform: Platform = request.app.state.platform
     return platform
+
+
+async def current_platform(request: Request) -> Platform:
+    # ``platform_of`` as a dependency, async so that FastAPI does not hand every call to a worker thread.
+    return platform_of(request)
 
 
 async def authenticate(
@@ -56,7 +60,7 @@ async def scope(
     ai_resource_group: Annotated[str, Header(alias="AI-Resource-Group", description="The resource group id")] = (
         DEFAULT_GROUP),
 ) -> Scope:
-    if not _GROUP.fullmatch(ai_resource_group):
+    if not is_id(ai_resource_group):
         raise ApiError(400, "InvalidResourceGroup", f"AI-Resource-Group must match {ID_PATTERN}: "
                        f"{ai_resource_group[:80]!r}")
     if not claims.may_use(ai_resource_group):
@@ -74,3 +78,5 @@ async def administrator(claims: Annotated[Claims, Depends(authenticate)]) -> Cla
 Caller = Annotated[Claims, Depends(authenticate)]
 InGroup = Annotated[Scope, Depends(scope)]
 Admin = Annotated[Claims, Depends(administrator)]
+# The platform a route works with, as a parameter: routes are module-level and close over nothing.
+PlatformDep = Annotated[Platform, Depends(current_platform)]

@@ -21,7 +21,7 @@ import socket
 import sys
 from typing import Any
 
-from zeroserve.serving.runtimes.server import die_with_parent
+from zeroserve.children import die_with_parent
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,6 @@ ready. Exit codes: 0 after SIGTERM or SIGINT, 2 for bad flags, 3 when the model 
 from __future__ import annotations
 
 import argparse
-import ctypes
 import io
 import ipaddress
 import logging
@@ -24,6 +23,8 @@ import warnings
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from zeroserve.children import die_with_parent
+
 if TYPE_CHECKING:  # kserve is imported when a replica starts, after its flags are in sys.argv
     from kserve.model_server import ModelServer
     from kserve.protocol.rest.server import RESTServer
@@ -31,21 +32,6 @@ if TYPE_CHECKING:  # kserve is imported when a replica starts, after its flags a
 EXIT_BAD_FLAGS = 2
 EXIT_LOAD_FAILED = 3
 
-_PR_SET_PDEATHSIG = 1
-
-
-def die_with_parent(parent_pid: int | None) -> None:
-    """Ask Linux to SIGTERM this process when its parent goes, and leave if it has already gone.
-
-    The kernel signals when the *thread* that forked this process exits: the parent must spawn
-    replicas from a long-lived thread (its event loop), not from a short-lived worker thread.
-    """
-    if sys.platform.startswith("linux"):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
-    # A parent that died before prctl took effect sent nothing: we have been re-parented.
-    if parent_pid is not None and os.getppid() != parent_pid:
-        sys.exit(0)
 
 
 def _exit_quietly(signum: int, frame: object) -> None:

@@ -1,0 +1,63 @@
+"""SAP AI API's ``GET /v2/lm/deployments/{id}/logs``: a deployment's log records of a time range.
+
+They are read through ``zeroserve.deployments.logs``, from the logs stream, which keeps a
+deployment's lines after its replicas and its record are gone: a deleted deployment's logs can
+still be read, and only an id that never had either is unknown.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query
+
+from zeroserve.deployments import logs as deployment_logs
+from zeroserve.events import is_id, utc_text
+from zeroserve.gateway.deployments import DeploymentIdPath
+from zeroserve.gateway.errors import ApiError, answers, not_found
+from zeroserve.gateway.params import stored
+from zeroserve.gateway.security import InGroup, PlatformDep
+
+router = APIRouter(tags=["Deployment"])
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def time_range(start: datetime | None, end: datetime | None) -> tuple[datetime, datetime]:
+    """(start, end) in UTC: ``end`` now and ``start`` an hour before it unless given; 400 when they cannot be."""
+    try:  # in UTC, where a time near year 1 or 9999 (or an hour before end) may not exist
+        end_at = _aware(end).astimezone(UTC) if end else datetime.now(UTC)
+        start_at = _aware(start).astimezone(UTC) if start else end_at - timedelta(hours=1)
+    except OverflowError:
+        raise ApiError(400, "BadRequest", "start and end (and the default start, an hour before end) must lie "
+                       "between the years 1 and 9999 in UTC") from None
+    if start_at > end_at:
+        raise ApiError(400, "BadRequest", "start is after end")
+    return start_at, end_at
+
+
+@router.get("/v2/lm/deployments/{deploymentId}/logs", summary="Get logs of specific deployment",
+            responses=answers(404))
+async def logs(
+    deploymentId: DeploymentIdPath, scope: InGroup, platform: PlatformDep,
+    top: Annotated[int, Query(alias="$top", ge=1, le=5000)] = 1000,
+    start: Annotated[datetime | None, Query(description="RFC 3339; defaults to an hour ago")] = None,
+    end: Annotated[datetime | None, Query(description="RFC 3339; defaults to now")] = None,
+    order: Annotated[Literal["asc", "desc"], Query(alias="$order")] = "asc",
+) -> dict[str, Any]:
+    deployment_id = deploymentId
+    group = scope.group
+    start_at, end_at = time_range(start, end)
+    records = (await deployment_logs.query(platform.bus, group, deployment_id, start_at, end_at, top, order)
+               if is_id(deployment_id) else [])
+    # Logs outlive the deployment; an id that never had either is unknown.
+    if not records and await stored(platform.store.deployments, group, deployment_id) is None:
+        raise not_found(f"no deployment {deployment_id} in resource group {group}, and no logs of one "
+                        f"between {utc_text(start_at)} and {utc_text(end_at)}")
+    return {"data": {"result": [
+        {"timestamp": utc_text(record.timestamp), "msg": record.message, "source": record.source}
+        for record in records
+    ]}}
