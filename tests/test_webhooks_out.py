@@ -204,7 +204,7 @@ async def test_a_failing_receiver_gets_retries_with_the_same_webhook_id(zeroserv
 
 async def test_a_delivery_gives_up_after_the_limit_and_logs_the_subscription_not_the_secret(
         zeroserve, api, receiver, caplog):
-    caplog.set_level(logging.INFO, logger="zeroserve.webhooks.dispatcher")
+    caplog.set_level(logging.INFO, logger="zeroserve.webhooks")
     receiver.always_fail.add("/dead")
     subscription = await subscribe(api, f"{receiver.url}/dead", "deployment.status")
     event_id = await announce(zeroserve, "iris")
@@ -392,7 +392,7 @@ async def test_a_name_with_one_private_address_among_public_ones_is_refused(api,
 
 @pytest.mark.parametrize("allowed_networks", [None])
 async def test_a_name_rebound_to_loopback_after_registration_gets_no_delivery(zeroserve, api, receiver, dns, caplog):
-    caplog.set_level(logging.INFO, logger="zeroserve.webhooks.dispatcher")
+    caplog.set_level(logging.INFO, logger="zeroserve.webhooks")
     port = receiver.url.rsplit(":", 1)[1]
     dns["rebind.example"] = ["93.184.215.14"]  # public when the subscription is made
     subscription = await subscribe(api, f"http://rebind.example:{port}/rebound", "deployment.status")

@@ -13,7 +13,6 @@ import base64
 import hashlib
 import hmac
 import os
-import re
 import secrets
 import time
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ import jwt
 
 from zeroserve.core.store import RegisteredClient, Registry, Store
 from zeroserve.errors import ZeroserveError
-from zeroserve.events import ID_PATTERN
+from zeroserve.events import ID_PATTERN, is_id
 from zeroserve.settings import Settings
 
 ALL_GROUPS = "*"
@@ -30,7 +29,6 @@ ISSUER = "zeroserve"
 _ALGORITHM = "HS256"
 # scrypt at n=2**14, r=8 costs ~16 MB and ~50 ms: fine once per token, slow for a guesser.
 _SCRYPT = {"n": 2**14, "r": 8, "p": 1}
-_GROUP = re.compile(ID_PATTERN)
 
 
 class Unauthorized(ZeroserveError):
@@ -68,7 +66,7 @@ class Auth:
         if not groups:
             raise Unauthorized("a client needs at least one resource group (or * for all)", reason="InvalidClient")
         for group in groups:
-            if group != ALL_GROUPS and not _GROUP.fullmatch(group):
+            if group != ALL_GROUPS and not is_id(group):
                 raise Unauthorized(f"invalid resource group {group!r}: must match {ID_PATTERN}",
                                    reason="InvalidClient")
         secret = secrets.token_urlsafe(32)
@@ -78,7 +76,7 @@ class Auth:
 
     async def token(self, client_id: str, secret: str) -> tuple[str, int]:
         """A bearer token for a client whose secret matches, and its lifetime in seconds."""
-        client = await self.clients.get(Store.GLOBAL, client_id) if _GROUP.fullmatch(client_id) else None
+        client = await self.clients.get(Store.GLOBAL, client_id) if is_id(client_id) else None
         # The same work and the same answer for an unknown id and a wrong secret.
         if not _verify(secret, client.secret_hash if client else _DUMMY_HASH) or client is None:
             raise Unauthorized("unknown client or wrong secret", reason="invalid_client")

@@ -40,7 +40,7 @@ from zeroserve.gateway import (
     subscriptions,
     webhooks,
 )
-from zeroserve.gateway.errors import ApiError, answers, error_response, install
+from zeroserve.gateway.errors import ErrorAnswer, answers, error_response, install
 from zeroserve.gateway.inference import Upstream
 from zeroserve.gateway.security import authenticate, bearer
 from zeroserve.platform import Platform
@@ -79,7 +79,7 @@ def create_app(platform: Platform) -> FastAPI:
             return None
         try:
             await authenticate(request, await bearer(request))
-        except ApiError as refused:
+        except ErrorAnswer as refused:
             return error_response(refused.status, refused.code, refused.message, refused.headers)
         return None
 

@@ -18,7 +18,7 @@ from zeroserve.artifacts.uris import unreadable
 from zeroserve.core.store import Artifact, Store
 from zeroserve.errors import ZeroserveError
 from zeroserve.events import ArtifactCreated, Label, new_event, utc_text
-from zeroserve.gateway.errors import ApiError, answers
+from zeroserve.gateway.errors import ErrorAnswer, answers
 from zeroserve.gateway.listing import (
     CaseInsensitive,
     Expand,
@@ -122,7 +122,7 @@ async def create_artifact(
     try:
         await platform.models.locate(body.url, scope.group, store.object_store_secrets)
     except ZeroserveError as refused:
-        raise ApiError(400, refused.reason, f"body.url: {refused.message}") from None
+        raise ErrorAnswer(400, refused.reason, f"body.url: {refused.message}") from None
     labels = [Label(key=label.key, value=label.value) for label in body.labels]
     artifact = Artifact(id=str(uuid.uuid4()), group=scope.group, name=body.name, kind=body.kind, url=body.url,
                         scenario_id=body.scenario_id, description=body.description, labels=labels)

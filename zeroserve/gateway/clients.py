@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from zeroserve.auth import Unauthorized
 from zeroserve.core.store import RegisteredClient, Store
 from zeroserve.events import ID_PATTERN, utc_text
-from zeroserve.gateway.errors import ApiError, answers, not_found
+from zeroserve.gateway.errors import ErrorAnswer, answers, not_found
 from zeroserve.gateway.listing import listing
 from zeroserve.gateway.security import Admin, PlatformDep
 
@@ -40,7 +40,7 @@ async def create_client(claims: Admin, body: ClientPost, platform: PlatformDep) 
     try:
         client, secret = await platform.auth.create_client(body.groups, name=body.name)
     except Unauthorized as refused:
-        raise ApiError(400, "BadRequest", f"body.groups: {refused.message}") from None
+        raise ErrorAnswer(400, "BadRequest", f"body.groups: {refused.message}") from None
     return JSONResponse({**client_view(client), "clientSecret": secret}, status_code=201,
                         headers={"Location": f"{platform.settings.gateway_url}/v2/admin/clients/{client.id}",
                                  "Cache-Control": "no-store"})

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -18,7 +19,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from zeroserve.core.store import Configuration, Deployment, Registry
-from zeroserve.deployments.lifecycle import DELETABLE, STOPPABLE
+from zeroserve.deployments.lifecycle import check_can_delete, check_can_reconfigure, check_can_stop
 from zeroserve.errors import DeploymentNotFound, InvalidTransition
 from zeroserve.events import (
     DeploymentDeleted,
@@ -30,7 +31,7 @@ from zeroserve.events import (
     new_event,
     utc_text,
 )
-from zeroserve.gateway.errors import ApiError, answers, not_found
+from zeroserve.gateway.errors import ErrorAnswer, answers, not_found
 from zeroserve.gateway.params import SAP_ID, ExecutableIds, ScenarioFilter, stored, stored_or_404
 from zeroserve.gateway.security import InGroup, PlatformDep
 from zeroserve.platform import Platform
@@ -43,8 +44,6 @@ SOURCE = "/zeroserve/gateway"
 # SAP's ttl: a number and a unit, minutes, hours or days, in either case (the spec's character
 # class also admits a comma, which means nothing: refused here).
 TTL_PATTERN = r"^[0-9]+[mMhHdD]$"
-# configurationId may change only while the deployment serves or is about to (SAP's rule).
-RECONFIGURABLE = {Status.RUNNING, Status.PENDING}
 # Only the properties SAP requires, for $select=status.
 SELECTED = ("id", "configurationId", "status", "createdAt", "modifiedAt")
 STATUS_MESSAGE_LIMIT = 256  # SAP's maxLength of statusMessage
@@ -163,11 +162,11 @@ async def usable_configuration(platform: Platform, group: str, configuration_id:
     """The configuration and its serving template, or a 400 that says which is missing."""
     configuration = await stored(platform.store.configurations, group, configuration_id)
     if configuration is None:
-        raise ApiError(400, "ConfigurationNotFound",
+        raise ErrorAnswer(400, "ConfigurationNotFound",
                        f"no configuration {configuration_id} in resource group {group}")
     if configuration.executable_id not in platform.templates:
         known = ", ".join(sorted(platform.templates)) or "none"
-        raise ApiError(400, "ExecutableNotFound", f"configuration {configuration_id} uses executable "
+        raise ErrorAnswer(400, "ExecutableNotFound", f"configuration {configuration_id} uses executable "
                        f"{configuration.executable_id!r}, which is not a serving template here (known: {known})")
     return configuration
 
@@ -189,24 +188,26 @@ async def with_configuration(platform: Platform, deployment: Deployment, select:
     return view(deployment, configuration, select)
 
 
+def refused_now(check: Callable[[Deployment], None], deployment: Deployment) -> None:
+    """SAP's lifecycle rule, checked when the call is made: 412 with the current status and what is allowed."""
+    try:
+        check(deployment)
+    except InvalidTransition as refused:
+        raise ErrorAnswer(412, refused.reason, refused.message) from None
+
+
 async def stop(platform: Platform, group: str, deployment: Deployment) -> None:
-    if deployment.status not in STOPPABLE:
-        raise ApiError(412, "InvalidTransition", f"deployment {deployment.id} is {deployment.status.value}: only "
-                       "PENDING or RUNNING deployments can be stopped"
-                       + (" (it can be deleted)" if deployment.status in DELETABLE else ""))
+    refused_now(check_can_stop, deployment)
     await publish(platform, DeploymentStopped(id=deployment.id), group)
 
 
 async def delete(platform: Platform, group: str, deployment: Deployment) -> None:
-    if deployment.status not in DELETABLE:
-        raise ApiError(412, "InvalidTransition", f"deployment {deployment.id} is {deployment.status.value}: only "
-                       "UNKNOWN, STOPPED or DEAD deployments can be deleted"
-                       + (" (stop it first)" if deployment.status in STOPPABLE else ""))
+    refused_now(check_can_delete, deployment)
     if deployment.status == Status.UNKNOWN:
         try:
             await platform.deployments.reserve_deletion(group, deployment.id)
         except InvalidTransition as moved_on:
-            raise ApiError(412, "InvalidTransition", moved_on.message) from None
+            raise ErrorAnswer(412, "InvalidTransition", moved_on.message) from None
         except DeploymentNotFound:
             raise not_found(f"no deployment {deployment.id} in resource group {group}") from None
     await publish(platform, DeploymentDeleted(id=deployment.id), group)
@@ -276,7 +277,7 @@ async def modify_many(scope: InGroup, body: BulkModificationRequest, platform: P
     # SAP sends application/merge-patch+json; FastAPI reads any +json body as JSON.
     ids = [item.id for item in body.deployments]
     if len(set(ids)) != len(ids):
-        raise ApiError(400, "BadRequest", "body.deployments: each deployment may appear once")
+        raise ErrorAnswer(400, "BadRequest", "body.deployments: each deployment may appear once")
     results: list[dict[str, Any]] = []
     for item in body.deployments:
         try:
@@ -288,7 +289,7 @@ async def modify_many(scope: InGroup, body: BulkModificationRequest, platform: P
                 await delete(platform, scope.group, deployment)
                 message = "Deployment deletion scheduled"
             results.append({"id": item.id, "message": message})
-        except ApiError as refused:
+        except ErrorAnswer as refused:
             results.append({"id": item.id, "error": {"code": refused.code, "message": refused.message}})
     return {"deployments": results}
 
@@ -311,16 +312,14 @@ async def modify(
     deployment_id = deploymentId
     group = scope.group
     if (body.targetStatus is None) == (body.configurationId is None):
-        raise ApiError(400, "BadRequest", "give either targetStatus (STOPPED) or configurationId, not both "
+        raise ErrorAnswer(400, "BadRequest", "give either targetStatus (STOPPED) or configurationId, not both "
                        "and not neither")
     deployment = await deployment_or_404(platform.store.deployments, group, deployment_id)
     if body.targetStatus is not None:
         await stop(platform, group, deployment)
         return {"id": deployment_id, "message": "Deployment modification scheduled"}
     assert body.configurationId is not None
-    if deployment.status not in RECONFIGURABLE:
-        raise ApiError(412, "InvalidTransition", f"deployment {deployment_id} is {deployment.status.value}: its "
-                       "configuration can change only while it is RUNNING or PENDING")
+    refused_now(check_can_reconfigure, deployment)
     configuration = await usable_configuration(platform, group, body.configurationId)
     # Same id, same URL: the functions update it in place and the old version serves meanwhile.
     await publish(platform, requested(deployment_id, configuration, deployment.ttl), group)

@@ -1,6 +1,6 @@
 """SAP AI API's error body, ``{"error": {"code", "message"}}``, for every error the gateway answers.
 
-Route code raises ``ApiError``; the handlers installed by ``install`` turn it, FastAPI's request
+Route code raises ``ErrorAnswer``; the handlers installed by ``install`` turn it, FastAPI's request
 validation errors (400 with the field named, as the spec answers bad input, not 422) and
 Starlette's own 404/405 into that body. Routes name the error statuses they answer with
 ``answers(...)``, and ``install`` makes the OpenAPI description say what the handlers do: the
@@ -50,7 +50,7 @@ def error_response(status: int, code: str, message: str, headers: dict[str, str]
     return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=headers)
 
 
-class ApiError(Exception):
+class ErrorAnswer(Exception):
     """An answer other than success: the status, SAP's error code and a message for the user."""
 
     def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
@@ -61,13 +61,13 @@ class ApiError(Exception):
         self.headers = headers
 
 
-def not_found(what: str) -> ApiError:
-    return ApiError(404, "NotFound", what)
+def not_found(what: str) -> ErrorAnswer:
+    return ErrorAnswer(404, "NotFound", what)
 
 
-def bad_request(field: str, message: str, code: str = "BadRequest") -> ApiError:
+def bad_request(field: str, message: str, code: str = "BadRequest") -> ErrorAnswer:
     """A 400 that names the field at fault first: ``body.scenarioId: no scenario ...``."""
-    return ApiError(400, code, f"{field}: {message}")
+    return ErrorAnswer(400, code, f"{field}: {message}")
 
 
 def describe(error: RequestValidationError) -> str:
@@ -111,8 +111,8 @@ def install(app: FastAPI, first: Callable[[Request], Awaitable[JSONResponse | No
         earlier = await first(request) if first is not None else None
         return earlier or error_response(status, code, message, headers)
 
-    @app.exception_handler(ApiError)
-    async def api_error(request: Request, error: ApiError) -> JSONResponse:
+    @app.exception_handler(ErrorAnswer)
+    async def api_error(request: Request, error: ErrorAnswer) -> JSONResponse:
         return error_response(error.status, error.code, error.message, error.headers)
 
     @app.exception_handler(RequestValidationError)

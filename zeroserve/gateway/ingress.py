@@ -32,7 +32,7 @@ from zeroserve.events import (
     is_id,
     parse_data,
 )
-from zeroserve.gateway.errors import ApiError, answers
+from zeroserve.gateway.errors import ErrorAnswer, answers
 from zeroserve.gateway.security import InGroup, PlatformDep
 
 # Events are small JSON documents; anything near this is a mistake or an attack, not a model.
@@ -60,13 +60,13 @@ async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
     """The request body, refused with 413 as soon as it is known to be over ``limit``."""
     length = request.headers.get("content-length")
     if length is not None and length.isdigit() and int(length) > limit:
-        raise ApiError(413, "PayloadTooLarge", f"the body is {length} bytes; at most {limit} are accepted")
+        raise ErrorAnswer(413, "PayloadTooLarge", f"the body is {length} bytes; at most {limit} are accepted")
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise ApiError(413, "PayloadTooLarge", f"the body is over {limit} bytes, the most accepted")
+            raise ErrorAnswer(413, "PayloadTooLarge", f"the body is over {limit} bytes, the most accepted")
         chunks.append(chunk)
     return b"".join(chunks)
 
@@ -113,9 +113,9 @@ async def publish(request: Request, scope: InGroup, platform: PlatformDep) -> JS
     try:
         events = from_http(request.headers, body, accept=check, max_batch=MAX_BATCH)
     except BatchTooLarge as error:
-        raise ApiError(413, "PayloadTooLarge", error.message) from None
+        raise ErrorAnswer(413, "PayloadTooLarge", error.message) from None
     except MalformedEvent as error:
-        raise ApiError(400, "InvalidEvent", error.message) from None
+        raise ErrorAnswer(400, "InvalidEvent", error.message) from None
     accepted: list[dict[str, Any]] = []
     for event in events:
         # All valid: publish in order. If NATS fails half way, sending the batch again is safe:

@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal, TypeVar
 from fastapi import Query
 
 from zeroserve.events import Label
-from zeroserve.gateway.errors import ApiError
+from zeroserve.gateway.errors import ErrorAnswer
 
 T = TypeVar("T")
 
@@ -59,12 +59,12 @@ def label_selector(text: str | None, field: str) -> Selector:
         return []
     expressions = text.split(",")
     if len(expressions) > 10:
-        raise ApiError(400, "BadRequest", f"query.{field}: at most 10 label expressions")
+        raise ErrorAnswer(400, "BadRequest", f"query.{field}: at most 10 label expressions")
     selector = []
     for expression in expressions:
         match = _SELECTOR.match(expression)
         if match is None:
-            raise ApiError(400, "BadRequest", f"query.{field}: {expression[:100]!r} is not "
+            raise ErrorAnswer(400, "BadRequest", f"query.{field}: {expression[:100]!r} is not "
                            "ext.ai.sap.com/<key>=<value> or ext.ai.sap.com/<key>!=<value>")
         selector.append((match[1], match[2] == "=", match[3].replace("{comma}", ",")))
     return selector

@@ -15,7 +15,7 @@ from fastapi import APIRouter, Query
 from zeroserve.deployments import logs as deployment_logs
 from zeroserve.events import is_id, utc_text
 from zeroserve.gateway.deployments import DeploymentIdPath
-from zeroserve.gateway.errors import ApiError, answers, not_found
+from zeroserve.gateway.errors import ErrorAnswer, answers, not_found
 from zeroserve.gateway.params import stored
 from zeroserve.gateway.security import InGroup, PlatformDep
 
@@ -32,10 +32,10 @@ def time_range(start: datetime | None, end: datetime | None) -> tuple[datetime, 
         end_at = _aware(end).astimezone(UTC) if end else datetime.now(UTC)
         start_at = _aware(start).astimezone(UTC) if start else end_at - timedelta(hours=1)
     except OverflowError:
-        raise ApiError(400, "BadRequest", "start and end (and the default start, an hour before end) must lie "
+        raise ErrorAnswer(400, "BadRequest", "start and end (and the default start, an hour before end) must lie "
                        "between the years 1 and 9999 in UTC") from None
     if start_at > end_at:
-        raise ApiError(400, "BadRequest", "start is after end")
+        raise ErrorAnswer(400, "BadRequest", "start is after end")
     return start_at, end_at
 
 

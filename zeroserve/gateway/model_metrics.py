@@ -17,7 +17,7 @@ from fastapi import APIRouter, Query
 
 from zeroserve.core.store import Artifact
 from zeroserve.events import Label, utc_text
-from zeroserve.gateway.errors import ApiError, answers
+from zeroserve.gateway.errors import ErrorAnswer, answers
 from zeroserve.gateway.listing import Skip, comma_list, listing, page
 from zeroserve.gateway.params import SAP_ID, stored
 from zeroserve.gateway.security import InGroup, PlatformDep
@@ -43,17 +43,17 @@ def metric_ids(execution_ids: str | None, filter_text: str | None) -> list[str]:
         elif within:
             ids = [item.strip().strip("'") for item in within[1].split(",") if item.strip()]
         else:
-            raise ApiError(400, "BadRequest", f"{field}: only executionId eq '<artifact id>' or "
+            raise ErrorAnswer(400, "BadRequest", f"{field}: only executionId eq '<artifact id>' or "
                            "executionId in ('<artifact id>', ...) are understood")
     else:
-        raise ApiError(400, "BadRequest", "query.executionIds: give the artifact ids (executionIds=a,b) or $filter")
+        raise ErrorAnswer(400, "BadRequest", "query.executionIds: give the artifact ids (executionIds=a,b) or $filter")
     if not ids:
-        raise ApiError(400, "BadRequest", f"{field}: no artifact id given")
+        raise ErrorAnswer(400, "BadRequest", f"{field}: no artifact id given")
     if len(ids) > MAX_METRIC_IDS:
-        raise ApiError(400, "BadRequest", f"{field}: at most {MAX_METRIC_IDS} ids in one query")
+        raise ErrorAnswer(400, "BadRequest", f"{field}: at most {MAX_METRIC_IDS} ids in one query")
     bad = [id for id in ids if not re.fullmatch(SAP_ID, id)]
     if bad:
-        raise ApiError(400, "BadRequest", f"{field}: {bad[0][:80]!r} is not an id")
+        raise ErrorAnswer(400, "BadRequest", f"{field}: {bad[0][:80]!r} is not an id")
     return ids
 
 
@@ -65,12 +65,12 @@ def tag_filter(text: str | None) -> Callable[[list[Label]], bool]:
             continue
         parsed = re.fullmatch(r"([^=!]*)(!?=)?(.*)", expression)
         if parsed is None:  # a line break in the value, which percent-encoding would have kept out
-            raise ApiError(400, "BadRequest", f"query.tagFilters: {expression[:100]!r} is not name, name=value or "
+            raise ErrorAnswer(400, "BadRequest", f"query.tagFilters: {expression[:100]!r} is not name, name=value or "
                            "name!=value, percent-encoded")
         name, operator, value = parsed.groups()
         expressions.append((unquote(name), operator, unquote(value)))
     if len(expressions) > 100:
-        raise ApiError(400, "BadRequest", "query.tagFilters: at most 100 expressions")
+        raise ErrorAnswer(400, "BadRequest", "query.tagFilters: at most 100 expressions")
 
     def matches(labels: list[Label]) -> bool:
         pairs = {(label.key, label.value) for label in labels}

@@ -23,7 +23,7 @@ from zeroserve.artifacts.object_stores import (
 )
 from zeroserve.core.store import ObjectStoreSecret, Store, now
 from zeroserve.errors import ZeroserveError
-from zeroserve.gateway.errors import ApiError, answers, not_found
+from zeroserve.gateway.errors import ErrorAnswer, answers, not_found
 from zeroserve.gateway.listing import AdminCount, AdminSkip, AdminTop, listing, page
 from zeroserve.gateway.params import ApiBody
 from zeroserve.gateway.security import InGroup, PlatformDep
@@ -54,25 +54,25 @@ def secret_record(
     """The record of a valid secret, or a 400 that names the field that is not."""
     kind = {t.lower(): t for t in OBJECT_STORE_TYPES}.get(body.type.lower())
     if kind is None:
-        raise ApiError(400, "BadRequest", f"body.type: zeroserve reads object stores of type "
+        raise ErrorAnswer(400, "BadRequest", f"body.type: zeroserve reads object stores of type "
                        f"{' or '.join(OBJECT_STORE_TYPES)}, not {body.type!r}")
     path_prefix = body.path_prefix
     if kind == S3:
         if not body.bucket:
-            raise ApiError(400, "BadRequest", "body.bucket: an S3 object store needs a bucket")
+            raise ErrorAnswer(400, "BadRequest", "body.bucket: an S3 object store needs a bucket")
         missing = [key for key in (ACCESS_KEY_ID, SECRET_ACCESS_KEY) if not body.data.get(key)]
         if missing:
-            raise ApiError(400, "BadRequest", f"body.data: an S3 object store needs {' and '.join(missing)}")
+            raise ErrorAnswer(400, "BadRequest", f"body.data: an S3 object store needs {' and '.join(missing)}")
     if kind == LOCAL:
         if not path_prefix:
-            raise ApiError(400, "BadRequest", "body.pathPrefix: a local object store needs the absolute path "
+            raise ErrorAnswer(400, "BadRequest", "body.pathPrefix: a local object store needs the absolute path "
                            "of its directory")
         try:
             directory = platform.models.local_directory(path_prefix)
         except ZeroserveError as refused:
-            raise ApiError(400, "BadRequest", f"body.pathPrefix: {refused.message}") from None
+            raise ErrorAnswer(400, "BadRequest", f"body.pathPrefix: {refused.message}") from None
         if not directory.is_dir():
-            raise ApiError(400, "BadRequest", f"body.pathPrefix: {path_prefix} is not a directory")
+            raise ErrorAnswer(400, "BadRequest", f"body.pathPrefix: {path_prefix} is not a directory")
     return ObjectStoreSecret(
         name=body.name, group=group, type=kind, bucket=body.bucket, endpoint=body.endpoint, region=body.region,
         path_prefix=path_prefix, verifyssl=body.verifyssl, usehttps=body.usehttps, data=dict(body.data),
@@ -109,13 +109,13 @@ async def existing_secret(store: Store, group: str, name: str) -> ObjectStoreSec
              responses=answers(404, 409))
 async def create_secret(scope: InGroup, body: ObjectStoreSecretData, platform: PlatformDep) -> dict[str, Any]:
     if not OBJECT_STORE_NAME.fullmatch(body.name):
-        raise ApiError(400, "BadRequest", f"body.name: {body.name[:80]!r} must be lower-case letters, digits, "
+        raise ErrorAnswer(400, "BadRequest", f"body.name: {body.name[:80]!r} must be lower-case letters, digits, "
                        "'-' and '.' (an RFC 1123 subdomain)")
     secret = secret_record(platform, scope.group, body, None)
 
     def create(current: ObjectStoreSecret | None) -> ObjectStoreSecret:
         if current is not None:
-            raise ApiError(409, "Conflict", f"object store secret {body.name} already exists")
+            raise ErrorAnswer(409, "Conflict", f"object store secret {body.name} already exists")
         return secret
 
     await platform.store.object_store_secrets.update(scope.group, body.name, create)
@@ -145,7 +145,7 @@ async def update_secret(
     scope: InGroup, name: SecretName, body: ObjectStoreSecretData, platform: PlatformDep,
 ) -> dict[str, Any]:
     if body.name != name:
-        raise ApiError(400, "BadRequest", f"body.name: {body.name[:80]!r} differs from the secret's name {name}")
+        raise ErrorAnswer(400, "BadRequest", f"body.name: {body.name[:80]!r} differs from the secret's name {name}")
     await existing_secret(platform.store, scope.group, name)
 
     def replace(current: ObjectStoreSecret | None) -> ObjectStoreSecret:

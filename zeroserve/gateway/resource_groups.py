@@ -18,7 +18,7 @@ from pydantic import Field
 from zeroserve.auth import ALL_GROUPS, Claims
 from zeroserve.core.store import ObjectStoreSecret, ResourceGroup, Store
 from zeroserve.events import ID_PATTERN, Label, is_id, utc_text
-from zeroserve.gateway.errors import ApiError, answers, not_found
+from zeroserve.gateway.errors import ErrorAnswer, answers, not_found
 from zeroserve.gateway.listing import AdminCount, AdminSkip, AdminTop, listing, page
 from zeroserve.gateway.params import ApiBody
 from zeroserve.gateway.security import DEFAULT_GROUP, Admin, Caller, PlatformDep
@@ -78,15 +78,15 @@ def _record_id(record: Any) -> str:
 async def create_group(claims: Admin, body: ResourceGroupPost, platform: PlatformDep) -> dict[str, Any]:
     group_id = body.resource_group_id
     if not is_id(group_id):
-        raise ApiError(400, "BadRequest", f"body.resourceGroupId: zeroserve needs {ID_PATTERN} (lower-case "
+        raise ErrorAnswer(400, "BadRequest", f"body.resourceGroupId: zeroserve needs {ID_PATTERN} (lower-case "
                        f"letters, digits and '-', at most 63): {group_id!r}")
     if group_id == DEFAULT_GROUP:
-        raise ApiError(409, "Conflict", "resource group default always exists")
+        raise ErrorAnswer(409, "Conflict", "resource group default always exists")
     labels = [Label(key=label.key, value=label.value) for label in body.labels]
 
     def create(current: ResourceGroup | None) -> ResourceGroup:
         if current is not None:
-            raise ApiError(409, "Conflict", f"resource group {group_id} already exists")
+            raise ErrorAnswer(409, "Conflict", f"resource group {group_id} already exists")
         return ResourceGroup(id=group_id, labels=labels)
 
     await platform.store.resource_groups.update(Store.GLOBAL, group_id, create)
@@ -117,13 +117,13 @@ async def get_group(claims: Caller, group_id: GroupIdPath, platform: PlatformDep
 async def delete_group(claims: Admin, group_id: GroupIdPath, platform: PlatformDep) -> dict[str, Any]:
     store = platform.store
     if group_id == DEFAULT_GROUP:
-        raise ApiError(400, "BadRequest", "resource group default cannot be deleted")
+        raise ErrorAnswer(400, "BadRequest", "resource group default cannot be deleted")
     if await store.resource_groups.get(Store.GLOBAL, group_id) is None:
         raise not_found(f"resource group {group_id} not found")
     deployments = await store.deployments.list(group_id)
     if deployments:
         names = ", ".join(sorted(d.id for d in deployments)[:10])
-        raise ApiError(400, "ResourceGroupNotEmpty", f"resource group {group_id} still has {len(deployments)} "
+        raise ErrorAnswer(400, "ResourceGroupNotEmpty", f"resource group {group_id} still has {len(deployments)} "
                        f"deployment(s) ({names}): stop and delete them first")
     # Its records go with it: a group created later under the same name starts empty.
     for registry in (store.artifacts, store.configurations, store.object_store_secrets):

@@ -17,7 +17,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from zeroserve.auth import Claims, Unauthorized
 from zeroserve.events import ID_PATTERN, is_id
-from zeroserve.gateway.errors import ApiError
+from zeroserve.gateway.errors import ErrorAnswer
 from zeroserve.platform import Platform
 
 DEFAULT_GROUP = "default"
@@ -38,12 +38,12 @@ async def authenticate(
     request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
 ) -> Claims:
     if credentials is None:
-        raise ApiError(401, "Unauthorized", "a bearer token is required: get one from POST /oauth/token",
+        raise ErrorAnswer(401, "Unauthorized", "a bearer token is required: get one from POST /oauth/token",
                        headers={"WWW-Authenticate": "Bearer"})
     try:
         return platform_of(request).auth.verify(credentials.credentials)
     except Unauthorized as error:
-        raise ApiError(401, "Unauthorized", error.message,
+        raise ErrorAnswer(401, "Unauthorized", error.message,
                        headers={"WWW-Authenticate": 'Bearer error="invalid_token"'}) from None
 
 
@@ -61,16 +61,16 @@ async def scope(
         DEFAULT_GROUP),
 ) -> Scope:
     if not is_id(ai_resource_group):
-        raise ApiError(400, "InvalidResourceGroup", f"AI-Resource-Group must match {ID_PATTERN}: "
+        raise ErrorAnswer(400, "InvalidResourceGroup", f"AI-Resource-Group must match {ID_PATTERN}: "
                        f"{ai_resource_group[:80]!r}")
     if not claims.may_use(ai_resource_group):
-        raise ApiError(404, "NotFound", f"resource group {ai_resource_group} not found")
+        raise ErrorAnswer(404, "NotFound", f"resource group {ai_resource_group} not found")
     return Scope(ai_resource_group, claims)
 
 
 async def administrator(claims: Annotated[Claims, Depends(authenticate)]) -> Claims:
     if not claims.admin:
-        raise ApiError(403, "Forbidden", "this needs a token for every resource group (a client created with "
+        raise ErrorAnswer(403, "Forbidden", "this needs a token for every resource group (a client created with "
                        "--group '*')")
     return claims
 

@@ -20,7 +20,7 @@ from pydantic.alias_generators import to_camel
 from zeroserve.artifacts.uris import unreadable
 from zeroserve.core.store import Subscription
 from zeroserve.events import EVENT_TYPES, OUT_TYPES, PREFIX, utc_text
-from zeroserve.gateway.errors import ApiError, answers
+from zeroserve.gateway.errors import ErrorAnswer, answers
 from zeroserve.gateway.params import stored_or_404
 from zeroserve.gateway.security import InGroup, PlatformDep
 from zeroserve.platform import Platform
@@ -94,7 +94,7 @@ async def create(request: SubscriptionRequest, scope: InGroup, platform: Platfor
     try:
         await check_target(request.url, settings.webhook_allowed_networks, settings.webhook_delivery_timeout_s)
     except (ForbiddenTarget, UnresolvableTarget) as refused:
-        raise ApiError(400, refused.reason, f"body.url: {refused.message}") from None
+        raise ErrorAnswer(400, refused.reason, f"body.url: {refused.message}") from None
     subscription = Subscription(
         id=f"sub-{secrets.token_hex(8)}", group=scope.group, url=request.url,
         event_types=request.event_types, secret=new_secret(), description=request.description,

@@ -22,7 +22,7 @@ from nats.js.errors import BucketNotFoundError, KeyNotFoundError
 from nats.js.kv import KeyValue
 
 from zeroserve.events import is_id, new_event
-from zeroserve.gateway.errors import ApiError, answers, not_found
+from zeroserve.gateway.errors import ErrorAnswer, answers, not_found
 from zeroserve.gateway.ingress import read_body
 from zeroserve.gateway.security import PlatformDep
 from zeroserve.platform import Platform
@@ -109,10 +109,10 @@ def verified(name: str, source: WebhookSource, request: Request, body: bytes, to
     try:
         verify(key, webhook_id, timestamp, signature, body, tolerance_s)
     except InvalidSignature as error:
-        raise ApiError(401, "Unauthorized", f"webhook {name}: {error.message}") from None
+        raise ErrorAnswer(401, "Unauthorized", f"webhook {name}: {error.message}") from None
     except Exception as error:  # binascii.Error etc. from a secret that is not whsec_ base64
         log.error("webhook source %s: its secret cannot be used: %s", name, type(error).__name__)
-        raise ApiError(500, "WebhookMisconfigured", f"webhook source {name} is misconfigured") from None
+        raise ErrorAnswer(500, "WebhookMisconfigured", f"webhook source {name} is misconfigured") from None
     assert webhook_id is not None and timestamp is not None
     return webhook_id, timestamp
 
@@ -122,18 +122,18 @@ def mapped(name: str, source: WebhookSource, body: bytes) -> Mapped:
     source's settings cannot work."""
     if not is_id(source.group):
         log.error("webhook source %s: group %r is not a valid resource group", name, source.group)
-        raise ApiError(500, "WebhookMisconfigured", f"webhook source {name} is misconfigured")
+        raise ErrorAnswer(500, "WebhookMisconfigured", f"webhook source {name} is misconfigured")
     try:
         document = json.loads(body)
     except (ValueError, RecursionError) as error:
-        raise ApiError(400, "InvalidWebhook", f"webhook {name}: the body is not JSON: {error}") from None
+        raise ErrorAnswer(400, "InvalidWebhook", f"webhook {name}: the body is not JSON: {error}") from None
     try:
         return MAPPINGS[source.kind](name, source, document)
     except Unusable as error:
-        raise ApiError(400, "InvalidWebhook", f"webhook {name} ({source.kind}): {error}") from None
+        raise ErrorAnswer(400, "InvalidWebhook", f"webhook {name} ({source.kind}): {error}") from None
     except Misconfigured as error:
         log.error("webhook source %s: %s", name, error)
-        raise ApiError(500, "WebhookMisconfigured", f"webhook source {name} is misconfigured: {error}") from None
+        raise ErrorAnswer(500, "WebhookMisconfigured", f"webhook source {name} is misconfigured: {error}") from None
 
 
 @router.post(
@@ -156,7 +156,7 @@ async def receive(name: str, request: Request, platform: PlatformDep, seen: Seen
 
     first = await seen.timestamp(name, webhook_id)
     if first == timestamp:
-        raise ApiError(401, "Unauthorized", f"webhook {name}: webhook-id {webhook_id[:80]!r} was already "
+        raise ErrorAnswer(401, "Unauthorized", f"webhook {name}: webhook-id {webhook_id[:80]!r} was already "
                        "received with this timestamp: a replay is not acted on")
     if first is not None:
         # Signed anew with a fresh timestamp, so by the secret's holder: a retry of a delivery whose answer

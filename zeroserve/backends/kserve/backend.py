@@ -8,11 +8,6 @@ through ``watch``: it lists and watches the InferenceServices zeroserve made and
 pods, maps each object to a SAP status (``assess``), and reports a change only when that status
 differs from the last one reported, so that a watch resumed after a disconnect (a fresh list,
 then a new watch) neither loses nor repeats one. The same watch reads the pods' logs.
-
-The official ``kubernetes`` client blocks: every call runs in a worker thread, and each watch has
-a thread of its own that hands what it sees to the event loop. Objects are plain dicts; zeroserve
-never deserialises them into the client's models (see DEPENDENCY-NOTES: they misbehave with
-kserve's pins).
 """
 
 from __future__ import annotations
@@ -39,6 +34,10 @@ from zeroserve.events import Status, content_id
 from zeroserve.settings import Settings
 from zeroserve.templates.render import DEPLOYMENT_LABEL, GROUP_LABEL
 
+# The official ``kubernetes`` client blocks: every call runs in a worker thread, and each watch has
+# a thread of its own that hands what it sees to the event loop. Objects are plain dicts; zeroserve
+# never deserialises them into the client's models, which misbehave with the kubernetes version
+# that kserve's pins resolve to.
 log = logging.getLogger(__name__)
 
 API_GROUP, API_VERSION, PLURAL = "serving.kserve.io", "v1beta1", "inferenceservices"
