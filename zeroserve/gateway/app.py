@@ -44,6 +44,7 @@ from zeroserve.gateway.errors import ErrorAnswer, answers, error_response, insta
 from zeroserve.gateway.inference import Upstream
 from zeroserve.gateway.security import authenticate, bearer
 from zeroserve.platform import Platform
+from zeroserve.webhooks.replays import SeenIds
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +71,7 @@ def create_app(platform: Platform) -> FastAPI:
     app.state.upstream = upstream
     # Templates are read once at start-up: that is when the catalog they describe came to be.
     app.state.catalog = scenarios.Catalog(platform.templates, loaded_at=now())
-    app.state.seen_webhook_ids = webhooks.SeenIds(platform)
+    app.state.seen_webhook_ids = SeenIds(platform)
 
     async def token_first(request: Request) -> JSONResponse | None:
         # A caller without a valid token hears that, not what is wrong with its body or its URL (a URL

@@ -2,31 +2,25 @@
 
 There is no token: a call is believed when its Standard Webhooks signature matches the source's
 secret, its timestamp is inside ``webhook_tolerance_s`` of now, and its ``webhook-id`` has not been
-seen before (seen ids are kept in a JetStream KV bucket that forgets them once their timestamps
-could no longer pass, so every gateway of a cluster knows them). What the body becomes is
+seen before (``zeroserve.webhooks.replays``). What the body becomes is
 ``zeroserve.webhooks.sources``'s; the events are published to the source's resource group.
 """
 
 from __future__ import annotations
 
-import asyncio
-import hashlib
 import json
 import logging
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
-from nats.js.api import KeyValueConfig, StorageType
-from nats.js.errors import BucketNotFoundError, KeyNotFoundError
-from nats.js.kv import KeyValue
 
 from zeroserve.events import is_id, new_event
 from zeroserve.gateway.errors import ErrorAnswer, answers, not_found
 from zeroserve.gateway.ingress import read_body
 from zeroserve.gateway.security import PlatformDep
-from zeroserve.platform import Platform
 from zeroserve.settings import WebhookSource
+from zeroserve.webhooks.replays import SeenIds
 from zeroserve.webhooks.signatures import InvalidSignature, verify
 from zeroserve.webhooks.sources import MAPPINGS, Mapped, Misconfigured, Unusable, event_id
 
@@ -34,55 +28,10 @@ log = logging.getLogger(__name__)
 
 router = APIRouter(tags=["webhooks"])
 
-SEEN_BUCKET = "zeroserve_webhook_ids"
 # MLflow signs like Standard Webhooks (v1,<base64> over id.timestamp.body; mlflow/webhooks/delivery.py)
 # but under its own header names, and with the UTF-8 bytes of its secret as the key.
 _MLFLOW_HEADERS = ("x-mlflow-delivery-id", "x-mlflow-timestamp", "x-mlflow-signature")
 _STANDARD_HEADERS = ("webhook-id", "webhook-timestamp", "webhook-signature")
-
-
-class SeenIds:
-    """The webhook-ids already acted on, for at least as long as a replay could pass the time check."""
-
-    def __init__(self, platform: Platform) -> None:
-        self.platform = platform
-        # A timestamp passes from tolerance before acceptance until tolerance after: twice that, plus slack.
-        self.ttl_s = 2 * platform.settings.webhook_tolerance_s + 60
-        self._kv: KeyValue | None = None
-        self._lock = asyncio.Lock()
-
-    async def bucket(self) -> KeyValue:
-        async with self._lock:
-            if self._kv is None:
-                js = self.platform.bus.js
-                try:
-                    kv = await js.key_value(SEEN_BUCKET)
-                except BucketNotFoundError:
-                    kv = await js.create_key_value(KeyValueConfig(bucket=SEEN_BUCKET, ttl=self.ttl_s, history=1,
-                                                                  storage=StorageType.FILE))
-                else:
-                    status = await kv.status()
-                    if status.ttl is None or status.ttl < self.ttl_s:  # the tolerance was raised since
-                        config = status.stream_info.config
-                        config.max_age = self.ttl_s
-                        await js.update_stream(config)
-                self._kv = kv
-            return self._kv
-
-    @staticmethod
-    def key(source: str, webhook_id: str) -> str:
-        return hashlib.sha256(f"{source}\n{webhook_id}".encode()).hexdigest()
-
-    async def timestamp(self, source: str, webhook_id: str) -> str | None:
-        """The timestamp the id was first accepted with, or None when it was not seen."""
-        try:
-            entry = await (await self.bucket()).get(self.key(source, webhook_id))
-        except KeyNotFoundError:
-            return None
-        return entry.value.decode() if entry.value is not None else None
-
-    async def remember(self, source: str, webhook_id: str, timestamp: str) -> None:
-        await (await self.bucket()).put(self.key(source, webhook_id), timestamp.encode())
 
 
 async def seen_ids_of(request: Request) -> SeenIds:
