@@ -1,7 +1,9 @@
-"""zeroserve: event-driven, scale-to-zero model serving. This package is the function author's whole
-API: ``on`` and ``Context`` to write a function, the event models it reacts to and emits, the typed
-errors that carry a reason to the user, and ``Client`` / ``AsyncClient`` for the HTTP API. Each name
-is imported on first use, so that ``import zeroserve.events`` in a function stays light.
+"""zeroserve: event-driven, scale-to-zero model serving. This package is the function author's API:
+``on`` and ``Context`` to write a function, the event models it reacts to and emits, the typed
+errors that carry a reason to the user, and ``Client`` / ``AsyncClient`` for the HTTP API; the
+domain a function works on (``zeroserve.deployments.lifecycle``'s guards, ``zeroserve.templates``)
+is imported from its room. Each name is imported on first use, so that ``import zeroserve.events``
+in a function stays light.
 """
 
 from __future__ import annotations
