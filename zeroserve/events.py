@@ -195,6 +195,10 @@ class DeploymentDeleted(EventData):
     id: DeploymentId
 
 
+# The commands that act on one deployment (the runner claims the deployment before a function runs).
+DeploymentCommand = DeploymentRequested | DeploymentStopped | DeploymentDeleted
+
+
 class Status(StrEnum):
     """Deployment statuses, as SAP AI Core names them."""
 

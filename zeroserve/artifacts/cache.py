@@ -9,7 +9,6 @@ never block the event loop.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import shutil
 import tempfile
@@ -19,6 +18,7 @@ from typing import TYPE_CHECKING
 from zeroserve.artifacts.object_stores import download_s3, object_store_of
 from zeroserve.artifacts.uris import FileRoots, Source, check_uri, resolve
 from zeroserve.errors import ArtifactNotFound, InvalidArtifactUri, ZeroserveError
+from zeroserve.events import content_id
 from zeroserve.redaction import redact
 from zeroserve.settings import Settings
 
@@ -61,8 +61,8 @@ class ModelCache:
 
     def path(self, uri: str, group: str | None = None) -> Path:
         """Where a URI's files are kept: a group's private copy (fetched with its keys) apart from the rest."""
-        identity = uri if group is None else f"{group}\n{uri}"
-        return self.root / hashlib.sha256(identity.encode()).hexdigest()[:24]
+        identity = (uri,) if group is None else (group, uri)
+        return self.root / content_id(*identity, length=24)
 
     def staged(self, uri: str, group: str | None = None) -> Path | None:
         target = self.path(uri, group)

@@ -30,9 +30,7 @@ from zeroserve.core.consumer import Consumer, backoff, heartbeat
 from zeroserve.errors import MalformedEvent, Rejected, ZeroserveError, reason_of
 from zeroserve.events import (
     INVALID_GROUP,
-    DeploymentDeleted,
-    DeploymentRequested,
-    DeploymentStopped,
+    DeploymentCommand,
     EventData,
     Status,
     content_id,
@@ -57,8 +55,6 @@ Handler = Callable[[Any, "Context"], Awaitable[None]]
 _MARK = "__zeroserve_events__"
 _CLAIM_MARK = "__zeroserve_claims__"
 DEPLOYMENT_EVENTS = "io.zeroserve.deployment."
-# The lifecycle commands: each acts on the deployment its data.id names.
-DEPLOYMENT_COMMANDS = (DeploymentRequested, DeploymentStopped, DeploymentDeleted)
 
 
 def on(*models: type[EventData], claim: bool = False) -> Callable[[Handler], Handler]:
@@ -70,7 +66,7 @@ def on(*models: type[EventData], claim: bool = False) -> Callable[[Handler], Han
     """
     if not models:
         raise TypeError("@on needs at least one event data model")
-    if claim and not all(issubclass(model, DEPLOYMENT_COMMANDS) for model in models):
+    if claim and not all(issubclass(model, DeploymentCommand) for model in models):
         raise TypeError("@on(..., claim=True) is for deployment.requested, .stopped and .deleted only")
 
     def mark(handler: Handler) -> Handler:
@@ -97,7 +93,7 @@ class Function:
     async def handle(self, data: EventData, ctx: Context) -> None:
         """Call the function with one event, its deployment claimed first if it asked for that."""
         if self.claim:
-            assert isinstance(data, DEPLOYMENT_COMMANDS)  # @on checked it
+            assert isinstance(data, DeploymentCommand)  # @on checked it
             ctx.claimed = await ctx.deployments.claim_for(ctx.group, data, ctx.sequence)
             if ctx.claimed is None:
                 log.info("%s skips event %s: a later event has acted on deployment %s/%s already",

@@ -23,10 +23,10 @@ from zeroserve.core.bus import Bus
 from zeroserve.core.store import Deployment, Registry, Store, now
 from zeroserve.errors import DeploymentNotFound, InvalidTransition, Rejected, reason_of
 from zeroserve.events import (
+    DeploymentCommand,
     DeploymentDeleted,
     DeploymentRequested,
     DeploymentStatus,
-    DeploymentStopped,
     Status,
     content_id,
     new_event,
@@ -57,8 +57,6 @@ RECONFIGURABLE = {Status.PENDING, Status.RUNNING}
 # A stream sequence no event reaches: the mark of an UNKNOWN deployment whose deletion the API has
 # accepted, so that its request, if handled after that, is out of date (see reserve_deletion).
 DELETING = 2**62
-# The commands that act on one deployment, each claimed for it before it is handled.
-DeploymentCommand = DeploymentRequested | DeploymentStopped | DeploymentDeleted
 
 
 def check_transition(deployment: Deployment, status: Status) -> None:

@@ -147,7 +147,8 @@ async def to_replica(platform: Platform, activator: Activator, upstream: Upstrea
         metrics.cold_start_seconds.labels(group, deployment_id).observe(assignment.waited_s)
     response_headers["X-Cold-Start"] = "true" if assignment.cold else "false"
     response_headers["Server-Timing"] = server_timing(assignment, forward_s)
-    await activator.report_cold_start(assignment, forward_s)
+    if assignment.cold:
+        await activator.report_cold_start(assignment, forward_s)
     return Response(content, status_code=status, headers=response_headers)
 
 

@@ -3,7 +3,7 @@
 A subscription names a URL, the event types to deliver there and, once, the secret the deliveries
 are signed with; ``zeroserve.webhooks.dispatcher.Dispatcher`` delivers. A URL whose host is or
 resolves to an address that is not public is refused (400) unless the operator allows its network
-(``webhook_allowed_networks``; see ``zeroserve.webhooks.dispatcher``).
+(``webhook_allowed_networks``; see ``zeroserve.webhooks.targets``).
 """
 
 from __future__ import annotations

@@ -10,7 +10,6 @@ derive from what the sender names (an object key, a model and its version) and e
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -47,7 +46,7 @@ def derived_id(text: str, suffix: str = "", *, unique: str | None = None) -> str
     slug = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
     room = 63 - len(suffix)
     if slug != text or len(slug) > room or unique is not None:
-        digest = hashlib.sha256((unique or text).encode()).hexdigest()[:8]
+        digest = content_id(unique or text, length=8)
         slug = (slug[: room - 9].strip("-") or "x") + "-" + digest
     return slug + suffix
 

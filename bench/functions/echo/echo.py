@@ -1,7 +1,6 @@
 """A function that answers each event with one output event: the shortest useful round trip."""
 
-from zeroserve.core.runner import Context, on
-from zeroserve.events import ArtifactCreated, ArtifactStatus
+from zeroserve import ArtifactCreated, ArtifactStatus, Context, on
 
 
 @on(ArtifactCreated)

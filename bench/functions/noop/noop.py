@@ -1,7 +1,6 @@
 """A function that does nothing: what the runner itself costs per event."""
 
-from zeroserve.core.runner import Context, on
-from zeroserve.events import ArtifactCreated
+from zeroserve import ArtifactCreated, Context, on
 
 
 @on(ArtifactCreated)

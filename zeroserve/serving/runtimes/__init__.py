@@ -3,7 +3,7 @@
 rest (HTTP, the V1 and V2 protocols, health). ``RUNTIMES`` names them as ``"module:Class"`` strings
 so that the control plane can check a format without importing kserve (1.2 s and 200 MB); only the
 replica process, which serves the model, imports its runtime. Runtimes know nothing of the control
-plane: they import only ``zeroserve.errors`` and each other.
+plane: they import only ``zeroserve.errors``, ``zeroserve.children`` and each other.
 """
 
 from __future__ import annotations
