@@ -9,12 +9,11 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import typer
-from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 
 from zeroserve.cli.options import GroupOption, client_for, json_argument
-from zeroserve.cli.output import console, failures, styled, when
+from zeroserve.cli.output import console, failures, status_grid, styled, when
 from zeroserve.cli.watch import settled_or_exit, watch_deployment
 
 
@@ -34,12 +33,7 @@ def status(
             settled_or_exit(view, timeout)
             return
         deployment = zs.deployment(deployment_id)
-    grid = Table.grid(padding=(0, 2))
-    grid.add_column(style="bold")
-    grid.add_column(overflow="fold")
-    grid.add_row("status", styled(deployment.status) + (f"  {escape(deployment.reason)}" if deployment.reason else ""))
-    if deployment.status_message:
-        grid.add_row("", escape(deployment.status_message))
+    grid = status_grid(deployment.status, deployment.reason, deployment.status_message)
     for label, value in (("target", deployment.target_status), ("replicas", deployment.running_replicas),
                          ("plan", deployment.resource_plan), ("url", deployment.deployment_url),
                          ("executable", deployment.executable_id), ("configuration", deployment.configuration_id),

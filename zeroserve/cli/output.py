@@ -17,6 +17,7 @@ import typer
 from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
+from rich.table import Table
 
 from zeroserve.client import ApiError
 from zeroserve.errors import ZeroserveError
@@ -68,6 +69,17 @@ def when(moment: datetime | None) -> str:
 
 def styled(status: str) -> str:
     return f"[{STATUS_STYLE.get(status, 'white')}]{status}[/]"
+
+
+def status_grid(status: str, reason: str | None, message: str | None) -> Table:
+    """The two-column grid a deployment is shown in, opened with its status, reason and message."""
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold")
+    grid.add_column(overflow="fold")
+    grid.add_row("status", styled(status) + (f"  {escape(reason)}" if reason else ""))
+    if message:
+        grid.add_row("", escape(message))
+    return grid
 
 
 def self_command() -> str:

@@ -12,9 +12,8 @@ import typer
 from rich.live import Live
 from rich.markup import escape
 from rich.panel import Panel
-from rich.table import Table
 
-from zeroserve.cli.output import console, err, styled
+from zeroserve.cli.output import console, err, status_grid
 from zeroserve.client import ApiError, Client, Deployment, Event
 
 # Statuses a deployment stays in until someone acts: watching ends there.
@@ -60,12 +59,7 @@ class DeploymentView:
             self.logs.append(f"{data.get('source', '')}: {data.get('message', '')}".strip(": "))
 
     def render(self) -> Panel:
-        grid = Table.grid(padding=(0, 2))
-        grid.add_column(style="bold")
-        grid.add_column(overflow="fold")
-        grid.add_row("status", styled(self.status) + (f"  {escape(self.reason)}" if self.reason else ""))
-        if self.message:
-            grid.add_row("", escape(self.message))
+        grid = status_grid(self.status, self.reason, self.message)
         if self.replicas is not None:
             grid.add_row("replicas", str(self.replicas))
         if self.plan:
