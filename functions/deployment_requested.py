@@ -21,11 +21,13 @@ async def deployment_requested(request: DeploymentRequested, ctx: Context) -> No
         if not serving:
             await ctx.set_status(request.id, Status.PENDING, target_status="RUNNING", **details)
         ready = await ctx.backend.apply(isvc)
-    # Recorded once applied: a restart re-applies what last worked, never a refused update.
-    await ctx.deployments.save_spec(ctx.group, request, isvc)
+    # Recorded once applied: a restart re-applies what last worked, never a refused update. When it
+    # serves already, the spec and RUNNING's details are one write: nobody sees one without the other.
     if ready:
-        await ctx.set_status(request.id, Status.RUNNING, **details)
+        await ctx.set_status(request.id, Status.RUNNING, applied=(request, isvc), **details)
         await ctx.log(request.id, f"serving {request.executable_id} at {details['deployment_url']}")
+    else:
+        await ctx.deployments.save_spec(ctx.group, request, isvc)
 
 
 def status_details(request: DeploymentRequested, isvc: dict, ctx: Context) -> dict:

@@ -94,6 +94,20 @@ def check_can_reconfigure(deployment: Deployment) -> None:
                                 "can change only while it is RUNNING or PENDING")
 
 
+def with_spec(record: Deployment, request: DeploymentRequested, isvc: dict[str, Any]) -> Deployment:
+    """The record once ``request`` is applied: what was asked for and what it rendered to."""
+    spec: dict[str, Any] = {
+        "executable_id": request.executable_id, "configuration_id": request.configuration_id,
+        "scenario_id": request.scenario_id, "parameters": request.parameters,
+        "input_artifacts": request.input_artifacts, "ttl": request.ttl, "inference_service": isvc,
+    }
+    if record.inference_service is not None:  # it ran before: this is an update
+        spec["last_operation"] = "UPDATE"
+        if record.configuration_id != request.configuration_id:
+            spec["latest_running_configuration_id"] = record.configuration_id
+    return record.model_copy(update=spec)
+
+
 def project(record: Deployment, event: DeploymentStatus) -> Deployment:
     """The record after one status event: the projection rule, in one place."""
     changes = event.model_dump(exclude={"id"}, exclude_unset=True)
@@ -263,20 +277,11 @@ class Deployments:
 
     async def save_spec(self, group: str, request: DeploymentRequested, isvc: dict[str, Any]) -> Deployment:
         """Record what was asked for and what it rendered to (restarts re-apply it)."""
-        spec = {
-            "executable_id": request.executable_id, "configuration_id": request.configuration_id,
-            "scenario_id": request.scenario_id, "parameters": request.parameters,
-            "input_artifacts": request.input_artifacts, "ttl": request.ttl, "inference_service": isvc,
-        }
 
         def change(record: Deployment | None) -> Deployment:
             if record is None:
                 raise DeploymentNotFound(f"deployment {request.id} in resource group {group} was deleted")
-            if record.inference_service is not None:  # it ran before: this is an update
-                spec["last_operation"] = "UPDATE"
-                if record.configuration_id != request.configuration_id:
-                    spec["latest_running_configuration_id"] = record.configuration_id
-            return record.model_copy(update=spec)
+            return with_spec(record, request, isvc)
 
         saved = await self.store.deployments.update(group, request.id, change)
         assert saved is not None
@@ -310,13 +315,16 @@ class Deployments:
         return deployment
 
     async def transition(
-        self, group: str, id: str, status: Status | None, *, causation: str | None = None, **fields: Any
+        self, group: str, id: str, status: Status | None, *, causation: str | None = None,
+        applied: tuple[DeploymentRequested, dict[str, Any]] | None = None, **fields: Any
     ) -> Deployment:
         """Move a deployment to ``status`` (with ``fields`` such as reason, message, url, replicas).
 
         ``status=None`` keeps whatever status the deployment has when the change is written (new
-        details only, e.g. a replica count). The event id is derived from the causing event and
-        the content, so a retried handler announces each change once: JetStream drops the repeat.
+        details only, e.g. a replica count). ``applied`` (a request and its InferenceService) is
+        recorded in the same write, so that no reader sees the new spec with the old details. The
+        event id is derived from the causing event and the content, so a retried handler announces
+        each change once: JetStream drops the repeat.
         """
 
         def fold(record: Deployment | None) -> Deployment:
@@ -324,6 +332,8 @@ class Deployments:
                 raise DeploymentNotFound(f"no deployment {id} in resource group {group}")
             target = record.status if status is None else status
             check_transition(record, target)
+            if applied is not None:
+                record = with_spec(record, *applied)
             return project(record, DeploymentStatus(id=id, status=target, **fields))
 
         # The record first; if we stop between the two steps, the retried handler announces again
