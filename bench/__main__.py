@@ -45,7 +45,7 @@ from zeroserve.core.nats_server import NatsServer
 from zeroserve.core.runner import Runner, load_functions
 from zeroserve.demo import ARTIFACT_ID, DEPLOYMENT_ID, SAMPLE, demo_events, train_iris
 from zeroserve.events import ArtifactCreated, DeploymentRequested, Status, new_event
-from zeroserve.node import Node, cancel
+from zeroserve.node import Node, cancel, run
 from zeroserve.platform import Platform
 from zeroserve.settings import Settings
 
@@ -445,4 +445,4 @@ if __name__ == "__main__":
     unknown = set(chosen) - set(SECTIONS)
     if unknown:
         parser.error(f"unknown section {', '.join(sorted(unknown))}; sections: {', '.join(SECTIONS)}")
-    sys.exit(asyncio.run(main(chosen, args.trials)))
+    sys.exit(run(main(chosen, args.trials)))  # on uvloop, as `zeroserve up` runs

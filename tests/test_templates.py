@@ -158,7 +158,7 @@ def test_both_templates_are_sap_serving_templates_with_the_same_inputs(
         assert template.version == "1.0.0"
         assert {p.name: p.default for p in template.parameters} == {
             "resourcePlan": "starter", "minReplicas": "0", "maxReplicas": "2", "scaleTarget": "4",
-            "canaryTrafficPercent": "100",
+            "canaryTrafficPercent": "100", "requestTimeout": "", "maxRequestBody": "",
         }
         assert [a.name for a in template.artifacts] == ["model"]
 
@@ -378,7 +378,7 @@ def test_an_unknown_parameter_is_refused_naming_the_template_s_parameters(
     with pytest.raises(InvalidConfiguration, match="no parameter 'replicas'") as refused:
         deploy(templates["sklearn"], plans, settings, parameters={"replicas": "3"})
 
-    assert "maxReplicas, minReplicas, resourcePlan, scaleTarget" in refused.value.message
+    assert "maxReplicas, maxRequestBody, minReplicas, requestTimeout, resourcePlan, scaleTarget" in refused.value.message
     assert refused.value.reason == "InvalidConfiguration"
 
 

@@ -15,9 +15,11 @@ import json
 import logging
 import os
 import socket
-from collections.abc import Generator, Iterable
+from collections.abc import Coroutine, Generator, Iterable
+from typing import Any, TypeVar
 
 import uvicorn
+import uvloop
 
 from zeroserve.auth import ALL_GROUPS
 from zeroserve.core.nats_server import NatsServer
@@ -32,6 +34,14 @@ from zeroserve.settings import Settings
 from zeroserve.webhooks.dispatcher import Dispatcher
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+def run(main: Coroutine[Any, Any, T]) -> T:
+    """Run zeroserve's main coroutine to its end on uvloop, the event loop uvicorn picks when it makes
+    its own: the gateway's path costs about a third less CPU on it than on asyncio's (docs/benchmarks.md)."""
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(main)
 
 
 class _Gateway(uvicorn.Server):

@@ -103,7 +103,13 @@ class Settings(BaseSettings):
     # fails the requests that waited for it.
     replica_start_attempts: int = 3
     activator_queue_limit: int = 100
+    # How long a model server may stay silent, before its answer starts and between two parts of it
+    # (a stream that keeps writing lasts as long as it writes); a deployment may set its own
+    # (templates/limits.py).
     request_timeout_s: float = 60.0
+    # The largest inference request body, in bytes (100 MiB): larger ones are refused with 413 before
+    # they are read. A deployment may set its own (templates/limits.py).
+    max_request_body: int = 100 * 1024 * 1024
     # GPUs the local backend may hand out, as CUDA indices; None = detect with NVML / nvidia-smi.
     gpus: list[int] | None = None
 

@@ -63,8 +63,10 @@ def up(
     if demo and roles:
         err.print("[red]--demo needs every role in this process[/red]")
         raise typer.Exit(2)
+    from zeroserve.node import run  # here: the other commands need none of what it imports
+
     try:
-        asyncio.run(_up(load_settings(), demo, roles))
+        run(_up(load_settings(), demo, roles))
     except ZeroserveError as error:
         err.print(f"[red]zeroserve up failed:[/red] {error}")
         raise typer.Exit(1) from None

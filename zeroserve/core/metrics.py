@@ -20,6 +20,10 @@ inference_seconds = Histogram(
     "zeroserve_inference_request_seconds", "Time to answer an inference request, cold starts included",
     ["group", "deployment"], buckets=_SECONDS,
 )
+broken_answers = Counter(
+    "zeroserve_inference_broken_answers", "Answers a model server broke off after they had started",
+    ["group", "deployment"],
+)
 cold_starts = Counter("zeroserve_cold_starts", "Requests that had to start a replica first", ["group", "deployment"])
 cold_start_seconds = Histogram(
     "zeroserve_cold_start_seconds", "How long a request waited for a replica to start and be ready",

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, MutableMapping
+from typing import Any
 
 from fastapi import Depends, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
@@ -41,7 +42,8 @@ from zeroserve.gateway import (
     webhooks,
 )
 from zeroserve.gateway.errors import ErrorAnswer, answers, error_response, install
-from zeroserve.gateway.inference import Upstream
+from zeroserve.gateway.inference import PREFIX, InferenceRoute
+from zeroserve.gateway.proxy import Connections
 from zeroserve.gateway.security import authenticate, bearer
 from zeroserve.platform import Platform
 from zeroserve.webhooks.replays import SeenIds
@@ -57,18 +59,30 @@ PUBLIC = {
 }
 
 
-def create_app(platform: Platform) -> FastAPI:
-    upstream = Upstream()  # one pool of keep-alive connections for every forward
+class Gateway(FastAPI):
+    """FastAPI, with the inference path answered before FastAPI and its middleware see a request:
+    that path checks its token itself (inference.py) and is the one whose every microsecond counts."""
+
+    inference: InferenceRoute
+
+    async def __call__(self, scope: MutableMapping[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["path"].startswith(PREFIX):
+            await self.inference(scope, receive, send)
+        else:
+            await super().__call__(scope, receive, send)
+
+
+def create_app(platform: Platform) -> Gateway:
+    connections = Connections()  # the keep-alive connections to model servers, for every forward
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
-        await upstream.close()
+        await connections.close()
 
-    app = FastAPI(title="zeroserve", version="0.1.0", lifespan=lifespan,
+    app = Gateway(title="zeroserve", version="0.1.0", lifespan=lifespan,
                   description="SAP AI API v2-compatible model serving, driven by CloudEvents.")
     app.state.platform = platform
-    app.state.upstream = upstream
     # Templates are read once at start-up: that is when the catalog they describe came to be.
     app.state.catalog = scenarios.Catalog(platform.templates, loaded_at=now())
     app.state.seen_webhook_ids = SeenIds(platform)
@@ -103,13 +117,16 @@ def create_app(platform: Platform) -> FastAPI:
         log.exception("%s %s failed", request.method, request.url.path)
         return error_response(500, "InternalError", f"the gateway could not answer: {type(error).__name__}")
 
+    app.inference = InferenceRoute(platform, connections)
     app.include_router(oauth.router)
     app.include_router(webhooks.router)
     protected = [Depends(authenticate)]
-    # Inference first: routes are tried in order, and this is the one hot path. Its answers are the
-    # model server's, or the gateway's when it cannot forward (inference.py says which).
+    # The inference routes describe what InferenceRoute answers: the model server's answers, or the
+    # gateway's when it cannot forward (inference.py says which).
     app.include_router(inference.router, dependencies=protected, responses=answers(
-        401, 404, 429, 502, 503, 504, meanings={
+        400, 401, 404, 413, 429, 502, 503, 504, meanings={
+            400: "The request body broke off, or was shorter than its Content-Length",
+            413: "The request body is over the deployment's limit",
             404: "No such deployment in the resource group",
             429: "Too many requests already wait for this deployment: retry after Retry-After seconds",
             502: "The model server broke off",

@@ -37,11 +37,16 @@ async def current_platform(request: Request) -> Platform:
 async def authenticate(
     request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
 ) -> Claims:
-    if credentials is None:
+    return claims_of(platform_of(request), None if credentials is None else credentials.credentials)
+
+
+def claims_of(platform: Platform, token: str | None) -> Claims:
+    """The claims of a bearer token, or 401 (the inference route calls this before any routing)."""
+    if not token:
         raise ErrorAnswer(401, "Unauthorized", "a bearer token is required: get one from POST /oauth/token",
                        headers={"WWW-Authenticate": "Bearer"})
     try:
-        return platform_of(request).auth.verify(credentials.credentials)
+        return platform.auth.verify(token)
     except Unauthorized as error:
         raise ErrorAnswer(401, "Unauthorized", error.message,
                        headers={"WWW-Authenticate": 'Bearer error="invalid_token"'}) from None
@@ -60,12 +65,17 @@ async def scope(
     ai_resource_group: Annotated[str, Header(alias="AI-Resource-Group", description="The resource group id")] = (
         DEFAULT_GROUP),
 ) -> Scope:
+    return Scope(group_of(claims, ai_resource_group), claims)
+
+
+def group_of(claims: Claims, ai_resource_group: str) -> str:
+    """The resource group a request acts in: 400 for one that cannot exist, 404 for one the token does not cover."""
     if not is_id(ai_resource_group):
         raise ErrorAnswer(400, "InvalidResourceGroup", f"AI-Resource-Group must match {ID_PATTERN}: "
                        f"{ai_resource_group[:80]!r}")
     if not claims.may_use(ai_resource_group):
         raise ErrorAnswer(404, "NotFound", f"resource group {ai_resource_group} not found")
-    return Scope(ai_resource_group, claims)
+    return ai_resource_group
 
 
 async def administrator(claims: Annotated[Claims, Depends(authenticate)]) -> Claims:

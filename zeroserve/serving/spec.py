@@ -1,13 +1,15 @@
 """What a deployment asks of this machine, read from its InferenceService: the model (format and
-storage URI), the replica bounds and concurrency target Knative would scale it by, and the GPUs
-each replica needs. The local backend reads the same object the kserve backend sends to a cluster."""
+storage URI), the replica bounds and concurrency target Knative would scale it by, the GPUs each
+replica needs, and the bounds on its requests (``templates/limits.py``). The local backend reads
+the same object the kserve backend sends to a cluster."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from zeroserve.errors import InvalidConfiguration
+from zeroserve.templates.limits import RequestLimits
 
 
 @dataclass(frozen=True)
@@ -22,6 +24,7 @@ class ServiceSpec:
     max_replicas: int
     target_concurrency: int
     gpus: int
+    limits: RequestLimits = field(default_factory=RequestLimits)
 
     @classmethod
     def from_inference_service(cls, isvc: dict[str, Any]) -> ServiceSpec:
@@ -40,6 +43,7 @@ class ServiceSpec:
                 max_replicas=max_replicas,
                 target_concurrency=max(int(predictor.get("scaleTarget", 1)), 1),
                 gpus=int(limits.get("nvidia.com/gpu", 0)),
+                limits=RequestLimits.from_inference_service(isvc),
             )
         except (KeyError, TypeError, ValueError) as error:
             raise InvalidConfiguration(f"the local backend cannot read this InferenceService: {error!r}") from error

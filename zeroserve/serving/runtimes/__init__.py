@@ -13,10 +13,12 @@ from pathlib import Path
 
 from zeroserve.errors import ModelLoadFailed
 
-# Model-format name (KServe's ``modelFormat.name``) -> the kserve.Model subclass that serves it.
+# Model-format name (KServe's ``modelFormat.name``) -> the kserve.Model subclass that serves it (or
+# what makes one: custom's comes from the artifact).
 RUNTIMES: dict[str, str] = {
     "sklearn": "zeroserve.serving.runtimes.sklearn:SKLearnModel",
     "onnx": "zeroserve.serving.runtimes.onnx:ONNXModel",
+    "custom": "zeroserve.serving.runtimes.custom:load_predictor",
 }
 
 

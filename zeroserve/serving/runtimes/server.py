@@ -153,7 +153,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.monotonic()
     try:
         model = load_runtime(args.model_format)(args.model_name, args.model_dir)
-        if not model.load():
+        if model.load() is False or not model.ready:  # a custom predictor's load() may return nothing
             raise ModelLoadFailed(f"{type(model).__name__}.load() did not make the model ready")
     except ZeroserveError as exc:
         return fail(exc.reason, exc.message)
