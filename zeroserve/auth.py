@@ -138,7 +138,7 @@ class TokenCache:
 
 class Auth:
     def __init__(self, clients: Registry[RegisteredClient], key: bytes, ttl_s: float, *,
-                 throttle: LoginThrottle | None = None, hashing_threads: int = 2, cached_tokens: int = 4096) -> None:
+                 throttle: LoginThrottle | None = None, hashing_threads: int = 1, cached_tokens: int = 4096) -> None:
         self.clients = clients
         self._key = key
         self.ttl_s = ttl_s

@@ -117,8 +117,8 @@ class Settings(BaseSettings):
     # the window (opened by its first failure) is answered 429 until the window closes.
     login_failure_limit: int = 10
     login_failure_window_s: float = 60.0
-    # Threads that hash client secrets (scrypt, ~50-200 ms each): the most CPU logins can take at once.
-    login_hashing_threads: int = 2
+    # Threads that hash client secrets (scrypt, ~50-200 ms each): the most cores logins can take at once.
+    login_hashing_threads: int = 1
 
     # Webhooks in: the senders allowed, by the name in their URL.
     webhooks: dict[str, WebhookSource] = Field(default_factory=dict)
