@@ -162,6 +162,7 @@ async def ask_token(zeroserve, client_id: str, secret: str, source: str = "127.0
 async def test_failed_logins_are_answered_429_with_retry_after_and_other_clients_still_get_tokens(settings):
     settings.login_failure_limit = 3
     settings.login_failure_window_s = 2.0
+    settings.login_slow_down_s = 0.05
     async with Node(settings) as zeroserve:
         victim, secret = await zeroserve.platform.auth.create_client(["team-a"])
         other, other_secret = await zeroserve.platform.auth.create_client(["team-b"])

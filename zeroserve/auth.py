@@ -183,8 +183,7 @@ class Auth:
 
         ``Throttled`` (before any hashing) once the client id or the caller's ``address`` has failed
         ``throttle.limit`` times in the throttle's window."""
-        # Any malformed id shares one key: it can be no client's, and its length costs no memory.
-        keys = (f"client:{client_id if is_id(client_id) else '?'}",) + ((f"address:{address}",) if address else ())
+        keys = _throttle_keys(client_id, address)
         wait = self.throttle.retry_after(keys)
         if wait is not None:
             raise Throttled(f"too many failed logins: retry in {math.ceil(wait)} s", retry_after_s=wait)
@@ -197,6 +196,10 @@ class Auth:
         lifetime = int(self.ttl_s)
         claims = {"iss": ISSUER, "sub": client.id, "groups": client.groups, "iat": now, "exp": now + lifetime}
         return jwt.encode(claims, self._key, algorithm=_ALGORITHM), lifetime
+
+    def throttled(self, client_id: str | None, address: str | None) -> float | None:
+        """Seconds until this client id and address may try to log in again; None if they may now."""
+        return self.throttle.retry_after(_throttle_keys(client_id, address))
 
     def verify(self, token: str) -> Claims:
         """The claims of a valid token: from the cache when it was verified before, expiry checked each time."""
@@ -221,6 +224,12 @@ class Auth:
         if not isinstance(groups, list) or not all(isinstance(g, str) for g in groups):
             raise Unauthorized("the token is not valid")
         return Claims(client_id=claims["sub"], groups=tuple(groups), expires_at=float(claims["exp"]))
+
+
+def _throttle_keys(client_id: str | None, address: str | None) -> tuple[str, ...]:
+    # Any malformed id shares one key: it can be no client's, and its length costs no memory.
+    keys = () if client_id is None else (f"client:{client_id if is_id(client_id) else '?'}",)
+    return keys + ((f"address:{address}",) if address else ())
 
 
 def signing_key(settings: Settings) -> bytes:

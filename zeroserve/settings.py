@@ -117,6 +117,9 @@ class Settings(BaseSettings):
     # the window (opened by its first failure) is answered 429 until the window closes.
     login_failure_limit: int = 10
     login_failure_window_s: float = 60.0
+    # A 429 is sent after this pause (at most its Retry-After): a caller that ignores Retry-After
+    # gets one answer per pause and connection, not as many as the gateway can write.
+    login_slow_down_s: float = 1.0
     # Threads that hash client secrets (scrypt, ~50-200 ms each): the most cores logins can take at once.
     login_hashing_threads: int = 1
 
