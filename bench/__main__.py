@@ -12,8 +12,10 @@ trials alternate between the two, and the table shows medians (p50) and ratios:
   events per second the runner handles, next to a bare pull consumer draining the same backlog.
 - burst: 1,000 deployment.requested at once until all are RUNNING at zero replicas, and what the
   zeroserve process grows by meanwhile (no model server may start).
+- flood: warm inference through the gateway, one at a time, while 4 loops in another process post
+  wrong secrets to /oauth/token; baseline: the same requests with no flood, rounds alternating.
 
-    python -m bench [--only cold,proxy,events,burst] [--trials N]
+    python -m bench [--only cold,proxy,events,burst,flood] [--trials N]
 
 Prints one table and writes bench/results.json (metric, value, unit, baseline, ratio, goal, met).
 """
@@ -51,7 +53,7 @@ from zeroserve.settings import Settings
 
 HERE = Path(__file__).parent
 RESULTS = HERE / "results.json"
-SECTIONS = ("cold", "proxy", "events", "burst")
+SECTIONS = ("cold", "proxy", "events", "burst", "flood")
 console = Console(width=max(Console().width, 120), stderr=True)
 
 
@@ -214,6 +216,55 @@ async def bench_proxy(settings: Settings, rounds: int = 5) -> list[dict[str, Any
                ratio=p(gateway_ms, 50) / p(direct_ms, 50), gateway_p50_ms=round(p(gateway_ms, 50), 3)),
         result("proxy_throughput_ratio", throughput, "x direct", float(numpy.median(direct_rps)), ">= 0.8",
                throughput >= 0.8, ratio=throughput, gateway_rps=round(float(numpy.median(gateway_rps)), 1)),
+    ]
+
+
+# --- a flood of wrong credentials --------------------------------------------------------------
+
+
+async def flooding(gateway: str, client_id: str) -> asyncio.subprocess.Process:
+    """``bench.flood`` started (4 loops of wrong secrets at /oauth/token), once it floods."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bench.flood", gateway, client_id, "--loops", "4",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=HERE.parent)
+    assert process.stderr is not None
+    await process.stderr.readline()  # "flooding"
+    await asyncio.sleep(0.5)  # at full rate, past its first answers
+    return process
+
+
+async def bench_flood(settings: Settings, rounds: int = 5, requests: int = 100) -> list[dict[str, Any]]:
+    """Warm inference p50 with 4 loops posting wrong secrets meanwhile, over the quiet p50; the
+    quiet and the flooded rounds alternate."""
+    zeroserve, client, url, _ = await demo(settings)
+    try:
+        assert zeroserve.platform is not None
+        warm = await client.post(url, json=SAMPLE)  # a replica up, and kept (idle window: an hour)
+        assert warm.status_code == 200, warm.text
+        token = client.headers["Authorization"].removeprefix("Bearer ")
+        victim, _ = await zeroserve.platform.auth.create_client(["default"], name="flooded")
+        quiet_ms: list[float] = []
+        flooded_ms: list[float] = []
+        answers: dict[str, int] = {}
+        for number in range(rounds):
+            console.log(f"login flood round {number + 1}/{rounds}")
+            quiet_ms += (await load(url, token, 1, requests=requests))["latencies_ms"]
+            flood = await flooding(zeroserve.url, victim.id)
+            try:
+                flooded_ms += (await load(url, token, 1, requests=requests))["latencies_ms"]
+            finally:
+                flood.terminate()
+                out, _ = await flood.communicate()
+            for status, count in json.loads(out)["statuses"].items():
+                answers[status] = answers.get(status, 0) + count
+    finally:
+        await client.aclose()
+        await zeroserve.stop()
+    ratio = p(flooded_ms, 50) / p(quiet_ms, 50)
+    return [
+        result("login_flood_p50_ratio", ratio, "x quiet", p(quiet_ms, 50), "<= 1.5", ratio <= 1.5, ratio=ratio,
+               flooded_p50_ms=round(p(flooded_ms, 50), 3), flooded_p99_ms=round(p(flooded_ms, 99), 3),
+               quiet_p99_ms=round(p(quiet_ms, 99), 3), flood_answers=answers),
     ]
 
 
@@ -430,6 +481,8 @@ async def main(sections: list[str], trials: int) -> int:
                 results += await bench_events(settings)
             elif section == "burst":
                 results += await bench_burst(settings)
+            elif section == "flood":
+                results += await bench_flood(settings)
     show(results)
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
     console.print(f"written to {RESULTS}")

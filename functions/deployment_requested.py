@@ -6,6 +6,8 @@ update: the URL stays, the old version keeps serving until the new one is ready,
 is refused without touching what serves.
 """
 
+import asyncio
+
 from zeroserve import ArtifactNotFound, Context, DeploymentRequested, InvalidConfiguration, Status, on
 from zeroserve.deployments.lifecycle import applying
 from zeroserve.templates.render import render
@@ -61,8 +63,9 @@ async def inference_service(request: DeploymentRequested, ctx: Context) -> dict:
             # Staged now, with the group's keys: the backend finds this copy by its URI and group.
             await ctx.models.stage(source)
         artifacts[name] = source.uri
-    # render() checks the object against KServe's InferenceService schema before it returns.
-    return render(
-        template, deployment_id=request.id, group=ctx.group, parameters=request.parameters,
+    # render() checks the object against KServe's InferenceService schema before it returns; in a
+    # thread, as the first check reads that schema (640 kB).
+    return await asyncio.to_thread(
+        render, template, deployment_id=request.id, group=ctx.group, parameters=request.parameters,
         artifacts=artifacts, plans=ctx.plans, settings=ctx.settings,
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 
@@ -15,6 +16,7 @@ from starlette.routing import Route
 from zeroserve.auth import ISSUER, signing_key
 from zeroserve.core.store import Store
 from zeroserve.gateway.app import PUBLIC, create_app
+from zeroserve.node import Node
 
 
 def routes(zeroserve) -> list[tuple[str, str]]:
@@ -148,3 +150,54 @@ async def test_zeroserve_up_leaves_operator_credentials_only_its_user_can_read(z
     known = json.loads(path.read_text())
     token, _ = await zeroserve.platform.auth.token(known["client_id"], known["client_secret"])
     assert zeroserve.platform.auth.verify(token).admin
+
+
+async def ask_token(zeroserve, client_id: str, secret: str, source: str = "127.0.0.1") -> httpx.Response:
+    """POST /oauth/token from the source address ``source`` (any of 127.0.0.0/8 reaches the gateway)."""
+    transport = httpx.AsyncHTTPTransport(local_address=source)
+    async with httpx.AsyncClient(base_url=zeroserve.url, timeout=10, transport=transport) as http:
+        return await http.post("/oauth/token", data={"grant_type": "client_credentials"}, auth=(client_id, secret))
+
+
+async def test_failed_logins_are_answered_429_with_retry_after_and_other_clients_still_get_tokens(settings):
+    settings.login_failure_limit = 3
+    settings.login_failure_window_s = 2.0
+    settings.login_slow_down_s = 0.05
+    async with Node(settings) as zeroserve:
+        victim, secret = await zeroserve.platform.auth.create_client(["team-a"])
+        other, other_secret = await zeroserve.platform.auth.create_client(["team-b"])
+        wrong = [await ask_token(zeroserve, victim.id, secret + "x") for _ in range(3)]
+        assert [r.status_code for r in wrong] == [401, 401, 401]
+
+        throttled = await ask_token(zeroserve, victim.id, secret + "x")
+        assert throttled.status_code == 429, throttled.text
+        assert throttled.json()["error"] == "slow_down" and "access_token" not in throttled.json()
+        assert 1 <= int(throttled.headers["Retry-After"]) <= 2
+        assert throttled.headers["Cache-Control"] == "no-store"
+        # Throttled before its secret is checked: the right one is refused too, by client id and by address.
+        assert (await ask_token(zeroserve, victim.id, secret)).status_code == 429
+        assert (await ask_token(zeroserve, victim.id, secret, source="127.0.0.2")).status_code == 429
+        assert (await ask_token(zeroserve, "zs-0123456789abcdef", "guess")).status_code == 429
+        # Another client from another address is not held up meanwhile.
+        meanwhile = await ask_token(zeroserve, other.id, other_secret, source="127.0.0.2")
+        assert meanwhile.status_code == 200, meanwhile.text
+
+        await asyncio.sleep(int(throttled.headers["Retry-After"]))
+        after = await ask_token(zeroserve, victim.id, secret)
+        assert after.status_code == 200, after.text
+        assert after.json()["access_token"]
+
+
+async def test_a_cached_token_is_refused_once_it_has_expired(settings):
+    settings.token_ttl_s = 3
+    async with Node(settings) as zeroserve:
+        token = await token_for(zeroserve, ["*"])
+        async with httpx.AsyncClient(base_url=zeroserve.url, timeout=10,
+                                     headers={"Authorization": f"Bearer {token}"}) as http:
+            assert (await http.get("/v2/lm/deployments")).status_code == 200
+            assert (await http.get("/v2/lm/deployments")).status_code == 200  # verified once, then remembered
+            expires_at = jwt.decode(token, options={"verify_signature": False})["exp"]
+            await asyncio.sleep(max(0.0, expires_at - time.time()) + 0.1)
+            expired = await http.get("/v2/lm/deployments")
+        assert expired.status_code == 401
+        assert "expired" in expired.json()["error"]["message"]

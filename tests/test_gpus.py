@@ -6,6 +6,7 @@ The build machines have no GPU: detection is tried for real (it finds none), and
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import stat
@@ -103,3 +104,18 @@ def test_detect_gives_up_on_a_hanging_nvidia_smi(tmp_path, monkeypatch):
     started = time.monotonic()
     assert GpuInventory.detect().total == 0
     assert 0.3 <= time.monotonic() - started < 5
+
+
+async def test_a_detecting_inventory_finds_its_devices_in_a_thread_while_the_loop_runs(tmp_path, monkeypatch):
+    # nvidia-smi answers only once the event loop has written a file: detection on the loop would hang
+    # for its timeout and find nothing.
+    flag = tmp_path / "loop-ran"
+    _fake_nvidia_smi(tmp_path, f"while [ ! -e {flag} ]; do sleep 0.01; done\nprintf '0, Tesla T4\\n'\n", monkeypatch)
+    inventory = GpuInventory.detecting()
+    assert inventory.total == 0
+    detection = asyncio.create_task(inventory.ready())
+    await asyncio.sleep(0.05)
+    flag.touch()
+    await asyncio.gather(detection, inventory.ready())
+    assert inventory.devices == [0] and inventory.names == {0: "Tesla T4"}
+    assert inventory.allocate("a", 1) == [0]

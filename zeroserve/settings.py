@@ -117,6 +117,17 @@ class Settings(BaseSettings):
     # same one); None = a key generated once and kept in data_dir/token.key.
     token_signing_key: SecretStr | None = None
     token_ttl_s: float = 12 * 3600
+    # Tokens verified once are remembered until they expire, up to this many (least recently used go).
+    token_cache_size: int = 4096
+    # Failed logins at /oauth/token: a client id or a source address that fails this many times in
+    # the window (opened by its first failure) is answered 429 until the window closes.
+    login_failure_limit: int = 10
+    login_failure_window_s: float = 60.0
+    # A 429 is sent after this pause (at most its Retry-After): a caller that ignores Retry-After
+    # gets one answer per pause and connection, not as many as the gateway can write.
+    login_slow_down_s: float = 1.0
+    # Threads that hash client secrets (scrypt, ~50-200 ms each): the most cores logins can take at once.
+    login_hashing_threads: int = 1
 
     # Webhooks in: the senders allowed, by the name in their URL.
     webhooks: dict[str, WebhookSource] = Field(default_factory=dict)

@@ -2,8 +2,9 @@
 sub-directory per URI, fetched once with ``kserve-storage`` (which knows ``file://``, ``s3://``,
 ``gs://``, ``https://``, ``hf://`` and more) or, for an S3 object store secret, with boto3 and that
 secret's keys. A copy fetched with a group's keys is cached apart from everyone else's, so another
-group cannot reach it by naming the same bucket. Staging runs in a thread: downloads and copies
-never block the event loop.
+group cannot reach it by naming the same bucket. Staging runs in a thread, and so do the checks of
+a ``file://`` URI (which walk its directory for links): downloads, copies and walks never block the
+event loop.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ class ModelCache:
 
     async def locate(self, uri: str, group: str, secrets: Registry[ObjectStoreSecret]) -> Source:
         """Where ``uri`` really is for ``group``: ``ai://`` through the group's object store secret."""
-        self.check(uri)
+        await asyncio.to_thread(self.check, uri)
         name = object_store_of(uri)
         if name is None:
             return Source(uri)
@@ -53,7 +54,7 @@ class ModelCache:
         if secret is None:
             raise InvalidArtifactUri(f"artifact URI {uri!r} names object store secret {name!r}, which resource "
                                      f"group {group} does not have: create it with POST /v2/admin/objectStoreSecrets")
-        return resolve(uri, secret, group, self.roots)
+        return await asyncio.to_thread(resolve, uri, secret, group, self.roots)
 
     def local_directory(self, directory: str) -> Path:
         """The real path of a local object store's directory, if it lies inside an allowed root."""
@@ -82,7 +83,7 @@ class ModelCache:
         if object_store_of(source.uri) is not None:
             raise InvalidArtifactUri(f"{source.uri!r} must be located through its resource group's object store "
                                      "secret before it can be staged")
-        self.check(source.uri)
+        await asyncio.to_thread(self.check, source.uri)
         target = self.path(source.uri, source.group if source.private else None)
         async with self._staging.setdefault(target, asyncio.Lock()):
             if (target / _COMPLETE).exists():

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 from zeroserve.artifacts.cache import ModelCache
@@ -36,7 +37,7 @@ class LocalBackend:
         self.models = models
         self.logs = logs
         self.gpus = gpus if gpus is not None else (
-            GpuInventory(settings.gpus) if settings.gpus is not None else GpuInventory.detect()
+            GpuInventory(settings.gpus) if settings.gpus is not None else GpuInventory.detecting()
         )
         self.services: dict[tuple[str, str], Service] = {}
         self._changes: asyncio.Queue[Change] = asyncio.Queue()
@@ -50,13 +51,14 @@ class LocalBackend:
         if spec.model_format not in RUNTIMES:
             known = ", ".join(sorted(RUNTIMES))
             raise ModelLoadFailed(f"no local runtime for model format {spec.model_format!r} (known: {known})")
+        await self.gpus.ready()
         if spec.gpus > self.gpus.total:
             raise NoGPU(
                 f"the resource plan asks for {spec.gpus} GPU(s) per replica and this machine has "
                 f"{self.gpus.total}: use a CPU plan (starter, basic, basic.8x) or run on a GPU node"
             )
         model_dir = await self.models.stage(spec.storage_uri, group=spec.group)
-        if not any(p for p in model_dir.iterdir() if not p.name.startswith(".")):
+        if not await asyncio.to_thread(_has_model_files, model_dir):
             raise ModelLoadFailed(f"no model files at {spec.storage_uri}")
         await self.autoscaler.start()
 
@@ -139,3 +141,7 @@ class LocalBackend:
         # A new version that fails is the caller's to refuse; only the live one's failure is news.
         if self.services.get((service.spec.group, service.spec.id)) is service:
             self._changes.put_nowait(Change(service.spec.group, service.spec.id, failure=failure))
+
+
+def _has_model_files(model_dir: Path) -> bool:
+    return any(not path.name.startswith(".") for path in model_dir.iterdir())

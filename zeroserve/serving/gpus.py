@@ -4,11 +4,13 @@ value for a CPU replica, so that it sees none). Devices come from ``Settings.gpu
 otherwise from NVML (``pynvml``) or ``nvidia-smi``; a machine with neither has none, and a plan
 that asks for a GPU is refused there rather than run on the CPU. ``nvidia-smi`` numbers devices in
 PCI bus order: replicas should run with ``CUDA_DEVICE_ORDER=PCI_BUS_ID`` so that CUDA numbers them
-the same way.
+the same way. Detection can take seconds (``nvidia-smi`` with a slow driver): an inventory made by
+``detecting`` runs it once, in a thread, the first time ``ready`` is awaited, never on the event loop.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import shutil
 import subprocess
@@ -24,6 +26,27 @@ class GpuInventory:
         self.devices: list[int] = list(dict.fromkeys(devices))
         self.names: dict[int, str] = dict(names or {})
         self._holders: dict[int, str] = {}
+        # Held while the devices are not detected yet (``detecting``); None once they are known.
+        self._undetected: asyncio.Lock | None = None
+
+    @classmethod
+    def detecting(cls) -> GpuInventory:
+        """An inventory whose devices ``ready`` detects, once, in a thread."""
+        inventory = cls([])
+        inventory._undetected = asyncio.Lock()
+        return inventory
+
+    async def ready(self) -> None:
+        """Detect the devices, off the event loop, unless they are known already."""
+        undetected = self._undetected
+        if undetected is None:
+            return
+        async with undetected:
+            if self._undetected is None:  # another caller detected them meanwhile
+                return
+            found = await asyncio.to_thread(self.detect)
+            self.devices, self.names = found.devices, found.names
+            self._undetected = None
 
     @classmethod
     def detect(cls) -> GpuInventory:

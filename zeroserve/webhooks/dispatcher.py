@@ -114,8 +114,9 @@ class Dispatcher:
     async def run(self) -> None:
         client = self._client or httpx.AsyncClient(
             trust_env=False, follow_redirects=False, timeout=self.settings.webhook_delivery_timeout_s,
-            transport=DeliveryTransport(self.settings.webhook_allowed_networks,
-                                        httpx.Limits(max_connections=None, max_keepalive_connections=32)),
+            # In a thread: its TLS context reads the CA bundle (tens of ms).
+            transport=await asyncio.to_thread(DeliveryTransport, self.settings.webhook_allowed_networks,
+                                              httpx.Limits(max_connections=None, max_keepalive_connections=32)),
         )
         try:
             self._client = client
