@@ -378,7 +378,8 @@ def test_an_unknown_parameter_is_refused_naming_the_template_s_parameters(
     with pytest.raises(InvalidConfiguration, match="no parameter 'replicas'") as refused:
         deploy(templates["sklearn"], plans, settings, parameters={"replicas": "3"})
 
-    assert "maxReplicas, maxRequestBody, minReplicas, requestTimeout, resourcePlan, scaleTarget" in refused.value.message
+    named = "maxReplicas, maxRequestBody, minReplicas, requestTimeout, resourcePlan, scaleTarget"
+    assert named in refused.value.message
     assert refused.value.reason == "InvalidConfiguration"
 
 
