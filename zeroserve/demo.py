@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from zeroserve.events import ArtifactCreated, DeploymentRequested
+from zeroserve.events import ArtifactCreated, DeploymentRequested, new_event
+
+if TYPE_CHECKING:
+    from zeroserve.platform import Platform
 
 DEPLOYMENT_ID = "iris"
 ARTIFACT_ID = "iris-model"
@@ -35,3 +40,17 @@ def demo_events(model_dir: Path) -> tuple[ArtifactCreated, DeploymentRequested]:
         parameters={"minReplicas": "0", "resourcePlan": "starter"},
     )
     return artifact, deployment
+
+
+async def publish_demo(platform: Platform, model_dir: Path, source: str, group: str = "default",
+                       **parameters: str) -> None:
+    """The demo's two events, the deployment (with these parameters besides the demo's) once the
+    artifact is registered: functions handle events side by side, and a deployment of an artifact
+    not registered yet would be DEAD (ArtifactNotFound)."""
+    artifact, deployment = demo_events(model_dir)
+    deployment.parameters.update(parameters)
+    await platform.bus.publish(new_event(artifact, source=source), group)
+    async with asyncio.timeout(60):
+        while await platform.store.artifacts.get(group, ARTIFACT_ID) is None:  # noqa: ASYNC110 (a KV read)
+            await asyncio.sleep(0.02)
+    await platform.bus.publish(new_event(deployment, source=source), group)

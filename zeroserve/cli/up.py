@@ -20,7 +20,7 @@ from zeroserve.cli.options import load_settings
 from zeroserve.cli.output import console, err, self_command
 from zeroserve.core.logcontext import ContextFilter
 from zeroserve.errors import ZeroserveError
-from zeroserve.events import Status, new_event
+from zeroserve.events import Status
 from zeroserve.settings import Settings
 
 
@@ -105,7 +105,7 @@ async def _up(settings: Settings, demo: bool, roles: list[str] | None = None) ->
 
 
 async def _deploy_demo(embedded: object, stop: asyncio.Event) -> None:
-    from zeroserve.demo import DEPLOYMENT_ID, SAMPLE, demo_events, train_iris
+    from zeroserve.demo import DEPLOYMENT_ID, SAMPLE, publish_demo, train_iris
     from zeroserve.node import Node
 
     assert isinstance(embedded, Node) and embedded.platform is not None
@@ -113,8 +113,7 @@ async def _deploy_demo(embedded: object, stop: asyncio.Event) -> None:
     group = "default"
     model_dir = train_iris(platform.settings.data_dir / "demo" / "iris")
     asked_at = datetime.now(UTC)  # what happened to the deployment before this run does not count
-    for data in demo_events(model_dir):
-        await platform.bus.publish(new_event(data, source="/zeroserve/cli/demo"), group)
+    await publish_demo(platform, model_dir, "/zeroserve/cli/demo", group)
     deployment = None
     deadline = time.monotonic() + 120
     with console.status("deploying the iris demo ..."):
