@@ -50,6 +50,8 @@ READ_SIZE = 64 * 1024
 # An idle connection is not used again after this: uvicorn (every model server here) closes one
 # after 5 s without a request, and a request written as it closes would be lost.
 IDLE_S = 4.0
+# A caller that leaves while its answer is awaited is noticed from this long after its request on.
+WATCH_AFTER_S = 0.05
 
 
 class UpstreamTimeout(Exception):
@@ -217,15 +219,32 @@ class Exchange:
     caller_left: bool = False
     reading_body: bool = False  # waiting for the caller's next part: a timeout now is the caller's
     settled: bool = False
+    _timer: asyncio.TimerHandle | None = None
+    _watcher: asyncio.Future[None] | None = None
 
-    async def watch_caller(self, receive: Receive) -> None:
-        """Wait for the caller to leave; if it does before the answer is done, cut the model server off."""
+    def watch_caller(self, receive: Receive) -> None:
+        """Once its body is read: notice the caller leaving, and cut the model server off then. Only
+        from ``WATCH_AFTER_S`` on: most answers are done sooner, and need no watching task at all."""
+        self._timer = asyncio.get_running_loop().call_later(WATCH_AFTER_S, self._watch, receive)
+
+    def _watch(self, receive: Receive) -> None:
+        self._watcher = asyncio.ensure_future(self._until_caller_leaves(receive))
+
+    async def _until_caller_leaves(self, receive: Receive) -> None:
         while (await receive())["type"] != "http.disconnect":
             pass
         if not self.settled:
             self.caller_left = True
             if self.connection is not None:
                 self.connection.abort()
+
+    def settle(self) -> None:
+        """The answer is done, or given up: nothing to watch any more."""
+        self.settled = True
+        if self._timer is not None:
+            self._timer.cancel()
+        if self._watcher is not None:
+            self._watcher.cancel()
 
 
 async def forward(connections: Connections, upstream: Upstream, scope: Scope, receive: Receive,
@@ -240,12 +259,10 @@ async def forward(connections: Connections, upstream: Upstream, scope: Scope, re
     exchange = Exchange(connections, upstream, timeout_s)
     forwarded = Forwarded()
     started = time.perf_counter()
-    watcher: asyncio.Future[None] | None = None
     try:
         async with asyncio.timeout(timeout_s) as deadline:
             answer, parser = await _send_request(exchange, _request_head(scope, upstream), receive, declared,
                                                  max_body, deadline)
-            watcher = asyncio.ensure_future(exchange.watch_caller(receive))
             await _read_head(exchange, answer, parser)
             forwarded.status = parser.get_status_code()
             forwarded.head_s = time.perf_counter() - started
@@ -265,9 +282,7 @@ async def forward(connections: Connections, upstream: Upstream, scope: Scope, re
             raise
         forwarded.broken = str(error)
     finally:
-        exchange.settled = True
-        if watcher is not None:
-            watcher.cancel()
+        exchange.settle()
         if exchange.connection is not None:  # not kept for another request: broken, cut, or closing
             exchange.connection.abort()
     return forwarded
@@ -290,11 +305,13 @@ async def _send_request(exchange: Exchange, head: list[bytes], receive: Receive,
     if len(body) > max_body:
         raise BodyTooLarge()
     if not more:
+        exchange.watch_caller(receive)
         return await _send_whole(exchange, b"".join([*head, b"content-length: %d\r\n\r\n" % len(body), body]))
     exchange.connection, _ = await exchange.connections.get(exchange.upstream)
     framing = b"transfer-encoding: chunked\r\n\r\n" if declared is None else b"content-length: %d\r\n\r\n" % declared
     exchange.connection.writer.write(b"".join([*head, framing]))
     await _send_body(exchange, body, receive, declared, max_body, deadline)
+    exchange.watch_caller(receive)
     return _answer()
 
 
@@ -401,7 +418,7 @@ async def _stream_body(exchange: Exchange, answer: _Answer, parser: httptools.Ht
                 break
             raise UpstreamFailed("the model server broke off its answer")
         _feed(parser, data)
-    exchange.settled = True
+    exchange.settle()
     if answer.keep_alive and not until_close:
         exchange.connections.put(exchange.connection)
         exchange.connection = None
