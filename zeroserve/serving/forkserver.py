@@ -47,7 +47,7 @@ def preload() -> ReplicaApp:
     import importlib
 
     from zeroserve.serving.runtimes import RUNTIMES
-    from zeroserve.serving.runtimes.app import ReplicaApp
+    from zeroserve.serving.runtimes.app import ReplicaApp, quiet
     from zeroserve.serving.runtimes.server import default_app_options
 
     for target in RUNTIMES.values():
@@ -66,8 +66,9 @@ def preload() -> ReplicaApp:
         DummyClassifier().fit([[0.0]], [0]).predict([[0.0]])
     except ImportError:
         pass
-    app = ReplicaApp(default_app_options())
-    app.warm_up()
+    with quiet():
+        app = ReplicaApp(default_app_options())
+        app.warm_up()
     return app
 
 

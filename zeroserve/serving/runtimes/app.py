@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
 import socket
 import warnings
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Iterator, MutableMapping
 from typing import Any, NamedTuple
 
 import uvicorn
@@ -51,6 +52,18 @@ async def _request(app: Callable[..., Awaitable[None]], method: str, path: str, 
         pass
 
     await app(scope, receive, send)
+
+
+@contextlib.contextmanager
+def quiet() -> Iterator[None]:
+    """No log records: for the fork server, whose lines about an app with no model (and the 404s of
+    its warm-up, logged as errors) would only be noise on zeroserve's terminal; a failure still
+    raises. A threshold for every logger: kserve sets its loggers' levels while its server is built."""
+    logging.disable(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logging.disable(logging.NOTSET)
 
 
 class AppOptions(NamedTuple):
@@ -131,16 +144,8 @@ class ReplicaApp:
         """Send a few requests through the app, with no model: what FastAPI builds on a route's first
         match and Starlette on the first request (the middleware stack) is then built once, here,
         not in every fork while its first caller waits."""
-        quiet = [logging.getLogger(name) for name in ("kserve", "kserve.trace", "uvicorn.error")]
-        levels = [each.level for each in quiet]
-        for each in quiet:
-            each.setLevel(logging.CRITICAL)  # the 404s of a model that is not there are expected
-        try:
-            for method, path in WARM_UP:
-                asyncio.run(_request(self.rest.config.loaded_app, method, path, WARM_UP_BODY))
-        finally:
-            for each, level in zip(quiet, levels, strict=True):
-                each.setLevel(level)
+        for method, path in WARM_UP:
+            asyncio.run(_request(self.rest.config.loaded_app, method, path, WARM_UP_BODY))
 
     def serve(self, model: BaseKServeModel, sock: socket.socket, access_log: bool, ready_fd: int | None,
               load_s: float) -> None:
