@@ -1,10 +1,11 @@
 """A fork server for replicas: Python started and kserve imported once, each replica a fork. A fresh
 replica process spends most of its start (about 1.2 s of 1.6 s here) importing kserve, FastAPI,
 numpy and the model's framework before it reads the model. The fork server pays that once, at
-start-up: it imports what every replica needs (``preload``) and then waits, one thread, no event
+start-up: it imports what every replica needs and builds KServe's app (``preload``), freezes what
+it built out of the collector's sight, and then waits, one thread, no event
 loop, no gRPC channel, for requests. Each request forks a child that *is* a replica: it takes the
-listening socket and the output pipes the backend sends with the request, and runs
-``zeroserve.serving.runtimes.server.main`` with the replica's flags, exactly as a spawned one would.
+listening socket, the output pipes and the ready pipe the backend sends with the request, and runs
+``zeroserve.serving.runtimes.server.main`` with the replica's flags and the prepared app.
 The server exits when its socket closes or its parent dies; its children die with it (Linux).
 """
 
