@@ -340,3 +340,53 @@ async def test_requests_beyond_the_activator_queue_get_429_with_retry_after(zero
     assert codes[0] == 200 and 429 in codes, codes
     refused = next(a for a in answers if a.status_code == 429)
     assert refused.headers["Retry-After"] == "1" and refused.json()["error"]["code"] == "Overloaded"
+
+
+async def wait_for_the_fork_server(zeroserve: Node) -> None:
+    """Until CPU replicas are forks (the fork server starts with the first deployment)."""
+    assert zeroserve.platform is not None
+    forks = zeroserve.platform.backend.autoscaler.forks  # type: ignore[attr-defined]
+    assert forks is not None
+    async with asyncio.timeout(60):
+        await forks.wait_ready()
+
+
+async def test_eight_deployments_at_zero_called_at_once_all_answer_cold(zeroserve, listen):
+    await deploy_iris(zeroserve, listen, "iris-0")
+    statuses = await listen(zeroserve, "zeroserve.default.deployment.status")
+    ids = [f"iris-{number}" for number in range(1, 8)]
+    for id in ids:
+        await request_sklearn(zeroserve, id)
+    running = {id: await statuses.wait_for(lambda e, id=id: e["id"] == id and e["status"] == "RUNNING")
+               for id in ids}
+    await wait_for_the_fork_server(zeroserve)
+    urls = [f"{zeroserve.url}/v2/inference/deployments/iris-0/v1/models/iris-0:predict",
+            *(f"{running[id]['deploymentUrl']}/v1/models/{id}:predict" for id in ids)]
+    async with operator(zeroserve, timeout=60) as client:
+        answers = await asyncio.gather(*(client.post(url, json={"instances": IRIS_ROWS}) for url in urls))
+    assert [a.status_code for a in answers] == [200] * 8, [a.text for a in answers]
+    assert all(a.json()["predictions"] == [1, 1] and a.headers["X-Cold-Start"] == "true" for a in answers)
+    assert len(replica_pids(zeroserve)) == 8
+
+
+async def test_a_forked_replica_whose_model_fails_to_load_leaves_the_deployment_dead_with_its_reason(
+        zeroserve, listen):
+    await deploy_iris(zeroserve, listen)
+    await wait_for_the_fork_server(zeroserve)  # the replica below is a fork, which says "ready" on a pipe
+    broken = zeroserve.settings.data_dir / "sources" / "broken"
+    broken.mkdir(parents=True)
+    (broken / "model.joblib").write_bytes(b"this is not a model")
+    artifacts = await listen(zeroserve, "zeroserve.default.artifact.status")
+    statuses = await listen(zeroserve, "zeroserve.default.deployment.status")
+    await publish(zeroserve, ArtifactCreated(id="broken", name="broken", url=broken.as_uri()))
+    await artifacts.wait_for(lambda e: e["id"] == "broken" and e["status"] == "staged")
+    await request_sklearn(zeroserve, "broken", artifact="broken")
+    running = await statuses.wait_for(lambda e: e["id"] == "broken" and e["status"] == "RUNNING")
+    async with operator(zeroserve, timeout=60) as client:
+        response = await client.post(f"{running['deploymentUrl']}/v1/models/broken:predict",
+                                     json={"instances": IRIS_ROWS})
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "ModelLoadFailed"
+    dead = await statuses.wait_for(lambda e: e["id"] == "broken" and e["status"] == "DEAD")
+    assert dead["reason"] == "ModelLoadFailed"
+    assert "exited with code 3" in dead["message"] and "ModelLoadFailed: cannot unpickle" in dead["message"]

@@ -96,3 +96,56 @@ async def test_replicas_do_not_outlive_their_fork_server(forks: ForkServer, tmp_
     assert not forks.ready
     with pytest.raises(ProcessLookupError):
         os.kill(process.pid, 0)
+
+
+async def fork_with_ready_pipe(forks: ForkServer, model_dir: Path) -> tuple[ForkedProcess, int]:
+    """A replica forked as the local backend forks it: with the pipe it says "ready" on (its read end)."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(128)
+    ready_r, ready_w = os.pipe()
+    try:
+        flags = ["--model-format", "sklearn", "--model-name", "iris", "--model-dir", str(model_dir)]
+        process = await forks.spawn(flags, {}, listener.fileno(), ready_w)
+    finally:
+        listener.close()
+        os.close(ready_w)
+    return process, ready_r
+
+
+def _port_of(process: ForkedProcess) -> int:
+    [(_, port)] = listening_sockets(process.pid)
+    return port
+
+
+async def test_a_forked_replica_says_ready_once_it_serves_and_answers_at_once(forks: ForkServer, tmp_path: Path):
+    process, ready_r = await fork_with_ready_pipe(forks, train_iris_sklearn(tmp_path / "iris"))
+    try:
+        said = await asyncio.wait_for(asyncio.to_thread(os.read, ready_r, 256), 30)
+    finally:
+        os.close(ready_r)
+    assert said.startswith(b"ready ") and float(said.split()[1]) >= 0  # with its model's load time
+    port = _port_of(process)
+    async with httpx.AsyncClient() as http:  # no retry: "ready" means the socket serves the model now
+        answer = await http.post(f"http://127.0.0.1:{port}/v1/models/iris:predict", json={"instances": IRIS_ROWS})
+        metrics = await http.get(f"http://127.0.0.1:{port}/metrics")
+    assert answer.json() == {"predictions": [1, 1]}
+    assert "warm-up" not in metrics.text  # the app's warm-up in the fork server left no trace in the replica
+    process.send_signal(signal.SIGTERM)
+    async with asyncio.timeout(15):
+        assert await process.wait() == 0
+
+
+async def test_a_model_that_cannot_load_closes_the_ready_pipe_without_a_word(forks: ForkServer, tmp_path: Path) -> None:
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "model.joblib").write_bytes(b"this is not a model")
+    process, ready_r = await fork_with_ready_pipe(forks, broken)
+    try:
+        said = await asyncio.wait_for(asyncio.to_thread(os.read, ready_r, 256), 30)
+    finally:
+        os.close(ready_r)
+    assert said == b""
+    async with asyncio.timeout(15):
+        assert await process.wait() == 3
+    assert (await process.stderr.read()).decode().startswith("ModelLoadFailed: cannot unpickle")

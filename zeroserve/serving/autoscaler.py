@@ -18,8 +18,6 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-import httpx
-
 from zeroserve.deployments.logs import DeploymentLogs
 from zeroserve.errors import ModelLoadFailed, NotReady, ReplicaKilled, Unschedulable, ZeroserveError
 from zeroserve.serving.forkserver import ForkServer
@@ -56,7 +54,6 @@ class Autoscaler:
         # with the first deployment; until it is ready, and for GPU replicas, they are spawned.
         self.forks: ForkServer | None = None
         self._numbers = 0
-        self._client = httpx.AsyncClient(trust_env=False)
         self._reaper: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
 
@@ -123,7 +120,7 @@ class Autoscaler:
             if replica.draining:  # stopped (update, stop) before it even started
                 raise NotReady("stopped while starting")
             await self.logs.control(spec.group, spec.id, f"{replica.name} starting on 127.0.0.1:{replica.port}")
-            await replica.wait_ready(self._client, self.settings.replica_ready_timeout_s)
+            await replica.wait_ready(self.settings.replica_ready_timeout_s)
         except BaseException as error:
             # Whatever went wrong (the model, the spawn itself, a cancel), the replica must not stay
             # listed as starting: that would hold every later request until its deadline.
@@ -252,4 +249,3 @@ class Autoscaler:
             task.cancel()
         if self.forks is not None:  # after the replicas: their exits come through it
             await self.forks.close()
-        await self._client.aclose()

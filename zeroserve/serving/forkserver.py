@@ -1,10 +1,11 @@
 """A fork server for replicas: Python started and kserve imported once, each replica a fork. A fresh
 replica process spends most of its start (about 1.2 s of 1.6 s here) importing kserve, FastAPI,
 numpy and the model's framework before it reads the model. The fork server pays that once, at
-start-up: it imports what every replica needs (``preload``) and then waits, one thread, no event
+start-up: it imports what every replica needs and builds KServe's app (``preload``), freezes what
+it built out of the collector's sight, and then waits, one thread, no event
 loop, no gRPC channel, for requests. Each request forks a child that *is* a replica: it takes the
-listening socket and the output pipes the backend sends with the request, and runs
-``zeroserve.serving.runtimes.server.main`` with the replica's flags, exactly as a spawned one would.
+listening socket, the output pipes and the ready pipe the backend sends with the request, and runs
+``zeroserve.serving.runtimes.server.main`` with the replica's flags and the prepared app.
 The server exits when its socket closes or its parent dies; its children die with it (Linux).
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import logging
 import os
@@ -19,16 +21,19 @@ import selectors
 import signal
 import socket
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from zeroserve.children import die_with_parent
+
+if TYPE_CHECKING:
+    from zeroserve.serving.runtimes.app import ReplicaApp
 
 log = logging.getLogger(__name__)
 
 # The backend talks to the server (python -m zeroserve.serving.forkserver --control-fd FD
 # --parent-pid PID) over a Unix SOCK_SEQPACKET socket, one JSON message per packet:
 #
-#   backend -> server   {"id": N, "argv": [...], "env": {...}}   + fds [listen socket, stdout, stderr]
+#   backend -> server   {"id": N, "argv": [...], "env": {...}}   + fds [listen socket, stdout, stderr(, ready)]
 #   server -> backend   {"id": N, "pid": PID} | {"id": N, "error": "..."}
 #   server -> backend   {"exited": PID, "code": CODE}   (a signal S gives -S, as subprocess does)
 #   server -> backend   {"ready": true}                 (once, when the imports are done)
@@ -36,15 +41,15 @@ log = logging.getLogger(__name__)
 MAX_MESSAGE = 1 << 20  # a request is a few hundred bytes; this bounds a broken one
 
 
-def preload() -> None:
+def preload() -> ReplicaApp:
     """Import what replicas need, so that forks start with it: kserve's model server and REST app,
-    the runtimes and their frameworks (and the estimators a pickled scikit-learn model names)."""
+    the runtimes and their frameworks (and the estimators a pickled scikit-learn model names); and
+    build KServe's app, which every replica with kserve's default flags serves as it is."""
     import importlib
 
-    from kserve import model_server  # noqa: F401  (parses sys.argv: ours reads well to it)
-    from kserve.protocol.rest.server import RESTServer  # noqa: F401
-
     from zeroserve.serving.runtimes import RUNTIMES
+    from zeroserve.serving.runtimes.app import ReplicaApp, quiet
+    from zeroserve.serving.runtimes.server import default_app_options
 
     for target in RUNTIMES.values():
         importlib.import_module(target.partition(":")[0])
@@ -54,6 +59,18 @@ def preload() -> None:
             importlib.import_module(module)
         except ImportError:  # an older or trimmed scikit-learn: its models load the slow way
             pass
+    # The first prediction of a scikit-learn estimator looks for narwhals' dataframe plugins in
+    # every installed package's metadata (20 ms): once, here, and never again in a fork.
+    try:
+        from sklearn.dummy import DummyClassifier
+
+        DummyClassifier().fit([[0.0]], [0]).predict([[0.0]])
+    except ImportError:
+        pass
+    with quiet():
+        app = ReplicaApp(default_app_options())
+        app.warm_up()
+    return app
 
 
 def _reply(control: socket.socket, message: dict[str, Any]) -> None:
@@ -63,9 +80,9 @@ def _reply(control: socket.socket, message: dict[str, Any]) -> None:
         pass  # the backend is gone: the next read says so
 
 
-def _fork(control: socket.socket, request: dict[str, Any], fds: list[int]) -> int:
+def _fork(control: socket.socket, request: dict[str, Any], fds: list[int], app: ReplicaApp | None) -> int:
     """Start one replica; returns its pid (in the server) or never returns (in the replica)."""
-    listen_fd, stdout_fd, stderr_fd = fds
+    listen_fd, stdout_fd, stderr_fd, *ready = fds
     for stream in (sys.stdout, sys.stderr):
         stream.flush()
     pid = os.fork()
@@ -86,8 +103,9 @@ def _fork(control: socket.socket, request: dict[str, Any], fds: list[int]) -> in
         signal.set_wakeup_fd(-1)
         from zeroserve.serving.runtimes.server import main
 
-        argv = [*request["argv"], "--listen-fd", str(listen_fd), "--parent-pid", str(os.getppid())]
-        code = main(argv)
+        argv = [*request["argv"], "--listen-fd", str(listen_fd), "--parent-pid", str(os.getppid()),
+                *(["--ready-fd", str(ready[0])] if ready else [])]
+        code = main(argv, prepared=app)
     except SystemExit as stop:
         code = stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
     except BaseException as error:  # noqa: BLE001 - a replica reports, then dies
@@ -101,8 +119,8 @@ def _fork(control: socket.socket, request: dict[str, Any], fds: list[int]) -> in
         os._exit(code)
 
 
-def serve(control: socket.socket) -> int:
-    """Answer requests until the backend closes the socket."""
+def serve(control: socket.socket, app: ReplicaApp | None = None) -> int:
+    """Answer requests until the backend closes the socket; each fork serves ``app`` if it fits."""
     wake_r, wake_w = os.pipe()
     os.set_blocking(wake_w, False)
     signal.set_wakeup_fd(wake_w)
@@ -118,7 +136,7 @@ def serve(control: socket.socket) -> int:
                 _reap(control)
                 continue
             try:
-                data, fds, _flags, _addr = socket.recv_fds(control, MAX_MESSAGE, 3)
+                data, fds, _flags, _addr = socket.recv_fds(control, MAX_MESSAGE, 4)
             except OSError:
                 return 0
             if not data:
@@ -126,9 +144,9 @@ def serve(control: socket.socket) -> int:
             request: Any = None
             try:
                 request = json.loads(data)
-                if len(fds) != 3:
-                    raise ValueError(f"expected 3 descriptors (socket, stdout, stderr), got {len(fds)}")
-                _reply(control, {"id": request.get("id"), "pid": _fork(control, request, fds)})
+                if len(fds) not in (3, 4):
+                    raise ValueError(f"expected 3 or 4 descriptors (socket, stdout, stderr[, ready]), got {len(fds)}")
+                _reply(control, {"id": request.get("id"), "pid": _fork(control, request, fds, app)})
             except Exception as error:  # noqa: BLE001 - one bad request does not end the server
                 _reply(control, {"id": request.get("id") if isinstance(request, dict) else None,
                                  "error": f"{type(error).__name__}: {error}"})
@@ -159,8 +177,11 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for zeroserve, which stops us in order
     control = socket.socket(fileno=args.control_fd)
     sys.argv = [sys.argv[0]]  # kserve parses sys.argv when imported: give it nothing to misread
-    preload()
-    return serve(control)
+    app = preload()
+    # What was built so far is every fork's, read-only: out of the collector's sight, a fork's
+    # collections do not touch (and so copy) those pages. Instagram's gc.freeze recipe.
+    gc.freeze()
+    return serve(control, app)
 
 
 if __name__ == "__main__":
@@ -280,8 +301,10 @@ class ForkServer:
         """Until the server has done its imports (put a timeout around it)."""
         await self._ready.wait()
 
-    async def spawn(self, argv: list[str], env: dict[str, str], listen_fd: int) -> ForkedProcess:
-        """Fork a replica running ``python -m zeroserve.serving.runtimes.server *argv`` on ``listen_fd``."""
+    async def spawn(self, argv: list[str], env: dict[str, str], listen_fd: int,
+                    ready_fd: int | None = None) -> ForkedProcess:
+        """Fork a replica running ``python -m zeroserve.serving.runtimes.server *argv`` on ``listen_fd``
+        (and ``--ready-fd`` on a copy of ``ready_fd``, if given)."""
         if not self.ready or self._socket is None:
             raise OSError("the fork server is not ready")
         loop = asyncio.get_running_loop()
@@ -295,7 +318,8 @@ class ForkServer:
             payload = json.dumps({"id": request_id, "argv": argv, "env": env}).encode()
             while True:
                 try:
-                    socket.send_fds(self._socket, [payload], [listen_fd, out_w, err_w])
+                    socket.send_fds(self._socket, [payload],
+                                    [listen_fd, out_w, err_w, *([] if ready_fd is None else [ready_fd])])
                     break
                 except BlockingIOError:
                     await asyncio.sleep(0.001)

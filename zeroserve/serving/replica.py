@@ -1,8 +1,8 @@
 """A replica: one KServe model-server process serving one version of a deployment on 127.0.0.1. It
 is started on a loopback socket bound here and handed over (so it is never reachable from another
 host), as a fork of the fork server when it can be, else as a new process with its GPUs in its
-environment; its output becomes the deployment's log records; it is ready once the model answers
-ready, and stopped with SIGTERM (SIGKILL after a grace). It records where its start went (spawned,
+environment; its output becomes the deployment's log records; it is ready once it says so on its
+ready pipe (no polling), and stopped with SIGTERM (SIGKILL after a grace). It records where its start went (spawned,
 model loaded, ready) for the requests that waited for it.
 """
 
@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import re
 import signal
 import socket
 import sys
@@ -19,16 +18,12 @@ import time
 from collections import deque
 from pathlib import Path
 
-import httpx
-
 from zeroserve.deployments.logs import DeploymentLogs, output_records
 from zeroserve.errors import ModelLoadFailed, NotReady, ReplicaKilled, ReplicaStartFailed
 from zeroserve.serving.forkserver import ForkedProcess, ForkServer
 from zeroserve.serving.gpus import GpuInventory
 from zeroserve.serving.spec import ServiceSpec
 
-# The line a replica prints once its model is loaded (zeroserve.serving.runtimes.server), with the time it took.
-LOADED = re.compile(r"Loaded \S+ model .* in ([0-9.]+) s")
 LAST_LINES = 20
 # Longest replica output line kept in a log record; longer ones are left out, never block the pipe.
 OUTPUT_LINE_LIMIT = 1024 * 1024
@@ -43,6 +38,42 @@ def replica_environment(gpus: list[int]) -> dict[str, str]:
         "CUDA_DEVICE_ORDER": "PCI_BUS_ID",
         "CUDA_VISIBLE_DEVICES": GpuInventory.cuda_visible_devices(gpus),
     }
+
+
+class ReadySignal:
+    """The first line a replica writes on its ready pipe (``ready <model load seconds>``), or b"" if
+    the pipe closes first, read by the event loop when it comes: no thread, no poll."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd: int | None = fd
+        self.line: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        os.set_blocking(fd, False)
+        asyncio.get_running_loop().add_reader(fd, self._readable)
+
+    def _readable(self) -> None:
+        assert self.fd is not None
+        try:
+            said = os.read(self.fd, 256)  # one short write: a pipe delivers it whole
+        except BlockingIOError:
+            return
+        except OSError:
+            said = b""
+        if not self.line.done():
+            self.line.set_result(said)
+        self.close()
+
+    @property
+    def said(self) -> bytes:
+        """What the replica said so far: b"" until it says something, or if it never will."""
+        return self.line.result() if self.line.done() and not self.line.cancelled() else b""
+
+    def close(self) -> None:
+        if self.fd is not None:
+            asyncio.get_running_loop().remove_reader(self.fd)
+            os.close(self.fd)
+            self.fd = None
+        if not self.line.done():
+            self.line.cancel()
 
 
 class Replica:
@@ -61,6 +92,7 @@ class Replica:
         self.draining = False
         self.last_lines: deque[str] = deque(maxlen=LAST_LINES)
         self._readers: list[asyncio.Task[None]] = []
+        self._said: ReadySignal | None = None
         # Where a start went (monotonic times): asked for, process running, answering ready; and the
         # model load time the replica reports itself. Shown to the requests that waited for it.
         self.asked_at = time.monotonic()
@@ -99,20 +131,23 @@ class Replica:
         listener.bind(("127.0.0.1", 0))
         listener.listen(1024)
         self.port = listener.getsockname()[1]
+        # The replica says "ready" on this pipe once its socket serves: heard at once, never polled.
+        ready_r, ready_w = os.pipe()
         flags = ["--model-format", self.spec.model_format, "--model-name", self.spec.id,
                  "--model-dir", str(self.model_dir), *(["--access-log"] if access_log else [])]
         try:
             if forks is not None and forks.ready and not self.gpus:
-                # A fork of a process that has imported kserve already: ~0.1 s instead of ~1.5 s.
-                # (A GPU replica is spawned: its CUDA_VISIBLE_DEVICES must be in its environment
-                # from the start, and the fork server's says "no GPU".)
-                self.process = await forks.spawn(flags, {}, listener.fileno())
+                # A fork of a process that has imported kserve and built its app already: a few tens
+                # of ms instead of ~1.5 s. (A GPU replica is spawned: its CUDA_VISIBLE_DEVICES must be
+                # in its environment from the start, and the fork server's says "no GPU".)
+                self.process = await forks.spawn(flags, {}, listener.fileno(), ready_w)
                 return
             self.process = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "zeroserve.serving.runtimes.server", *flags,
                 "--listen-fd", str(listener.fileno()),
+                "--ready-fd", str(ready_w),
                 "--parent-pid", str(os.getpid()),  # the replica exits if this process is gone
-                pass_fds=(listener.fileno(),),
+                pass_fds=(listener.fileno(), ready_w),
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
@@ -123,9 +158,13 @@ class Replica:
             )
         finally:
             listener.close()
+            os.close(ready_w)  # the replica's copy is the only writer left: its exit ends the pipe
             if self.process is not None:
                 self.spawned_at = time.monotonic()
+                self._said = ReadySignal(ready_r)
                 self._follow_output(logs)
+            else:
+                os.close(ready_r)
 
     def _follow_output(self, logs: DeploymentLogs) -> None:
         assert self.process is not None and self.process.stdout is not None and self.process.stderr is not None
@@ -137,29 +176,34 @@ class Replica:
     async def _read(self, stream: asyncio.StreamReader, name: str, logs: DeploymentLogs) -> None:
         async for record in output_records(stream):
             self.last_lines.extend(record.splitlines()[-LAST_LINES:])
-            loaded = LOADED.search(record) if self.load_s is None else None
-            if loaded:
-                self.load_s = float(loaded.group(1))
             await logs.write(self.spec.group, self.spec.id, self.name, name, record)  # type: ignore[arg-type]
 
-    async def wait_ready(self, client: httpx.AsyncClient, timeout: float) -> None:
-        """Return once the model answers ready; raise ModelLoadFailed if the process dies first."""
+    async def wait_ready(self, timeout: float) -> None:
+        """Return once the replica says its model serves; raise ModelLoadFailed if the process dies first."""
+        assert self.process is not None and self._said is not None
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.exited:
-                await self.drain_output()
-                assert self.process is not None and self.process.returncode is not None
-                code = self.process.returncode
-                if code < 0:  # killed (by someone, the OOM killer): not the model's own verdict
-                    raise ReplicaKilled(self.with_last_lines(f"replica was killed by signal {-code} before ready"))
-                raise ModelLoadFailed(self.with_last_lines(f"replica exited with code {code} before it was ready"))
-            with contextlib.suppress(httpx.TransportError):
-                response = await client.get(f"{self.url}/v2/health/ready", timeout=1.0)
-                if response.status_code == 200:
-                    self.ready = True
-                    self.last_used = self.ready_at = time.monotonic()
-                    return
-            await asyncio.sleep(0.02)
+        exited = asyncio.ensure_future(self.process.wait())
+        try:
+            await asyncio.wait((self._said.line, exited), timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            said = self._said.said
+            if said.startswith(b"ready"):
+                self.ready = True
+                self.last_used = self.ready_at = time.monotonic()
+                with contextlib.suppress(ValueError, IndexError):
+                    self.load_s = float(said.split()[1])
+                return
+            if self._said.line.done() and not exited.done():
+                # The pipe closed without a word: the replica is on its way out; its exit says why.
+                await asyncio.wait((exited,), timeout=max(deadline - time.monotonic(), 2.0))
+        finally:
+            exited.cancel()
+        if self.exited:
+            await self.drain_output()
+            assert self.process.returncode is not None
+            code = self.process.returncode
+            if code < 0:  # killed (by someone, the OOM killer): not the model's own verdict
+                raise ReplicaKilled(self.with_last_lines(f"replica was killed by signal {-code} before ready"))
+            raise ModelLoadFailed(self.with_last_lines(f"replica exited with code {code} before it was ready"))
         raise NotReady(self.with_last_lines(f"replica was not ready within {timeout:g} s"))
 
     def with_last_lines(self, message: str) -> str:
@@ -184,3 +228,5 @@ class Replica:
         await self.drain_output()
         for reader in self._readers:
             reader.cancel()
+        if self._said is not None:
+            self._said.close()

@@ -3,7 +3,9 @@ backend binds a TCP socket to 127.0.0.1:0 and hands its descriptor down (``pass_
 ``ModelServer`` binds HTTP on 0.0.0.0 and gRPC on [::] and has no host flag, so the replica serves
 KServe's REST app (data plane, model repository, V1 and V2 endpoints) on that socket and never
 starts gRPC. The model is loaded before the socket accepts a connection, so any HTTP answer means
-ready. Exit codes: 0 after SIGTERM or SIGINT, 2 for bad flags, 3 when the model cannot be loaded
+ready; given ``--ready-fd``, the replica also says so itself, one line on that pipe, as soon as its
+socket serves. A fork of the fork server is handed KServe's app already built (``ReplicaApp``) and
+only loads its model. Exit codes: 0 after SIGTERM or SIGINT, 2 for bad flags, 3 when the model cannot be loaded
 (one line on stderr says why). The process dies with its parent (Linux). Its flags are in
 ``build_parser``'s usage.
 """
@@ -13,21 +15,20 @@ from __future__ import annotations
 import argparse
 import io
 import ipaddress
-import logging
 import os
 import signal
 import socket
 import sys
 import time
-import warnings
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from zeroserve.children import die_with_parent
 
 if TYPE_CHECKING:  # kserve is imported when a replica starts, after its flags are in sys.argv
-    from kserve.model_server import ModelServer
-    from kserve.protocol.rest.server import RESTServer
+    from kserve import Model
+
+    from zeroserve.serving.runtimes.app import AppOptions, ReplicaApp
 
 EXIT_BAD_FLAGS = 2
 EXIT_LOAD_FAILED = 3
@@ -55,10 +56,22 @@ def build_parser(kserve_parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     where.add_argument("--listen-fd", type=int, help="a TCP socket bound to a loopback address, inherited")
     where.add_argument("--port", type=int, help="bind 127.0.0.1:PORT (0 = any free port) instead")
     parser.add_argument("--parent-pid", type=int, help="exit at once if the parent is no longer this process")
+    parser.add_argument("--ready-fd", type=int,
+                        help="a pipe: 'ready <model load seconds>' is written to it once the socket serves")
     parser.add_argument("--access-log", action="store_true",
                         help="log a line per request (off: at a high rate each line costs the parent a log event)")
     parser.set_defaults(enable_grpc=False, enable_latency_logging=False, enable_docs_url=False)
     return parser
+
+
+def default_app_options() -> AppOptions:
+    """The app options of a replica given no kserve flags, as the local backend starts them."""
+    from kserve import model_server as kserve_server
+
+    from zeroserve.serving.runtimes.app import AppOptions
+
+    parser = build_parser(kserve_server.parser)
+    return AppOptions(*(parser.get_default(name) for name in AppOptions._fields))
 
 
 def listening_socket(args: argparse.Namespace) -> socket.socket:
@@ -82,41 +95,25 @@ def fail(reason: str, message: str) -> int:
     return EXIT_LOAD_FAILED
 
 
-def kserve_model_server(args: argparse.Namespace, sock: socket.socket) -> ModelServer:
-    """KServe's model server for this replica: one worker, REST only, on the port of ``sock``."""
-    from kserve.model_server import ModelServer
+def load_model(args: argparse.Namespace) -> tuple[Model, float]:
+    """The replica's model, loaded, and the seconds its load took; raises ZeroserveError if it cannot be."""
+    from zeroserve.errors import ModelLoadFailed, ZeroserveError
+    from zeroserve.serving.runtimes import load_runtime
 
-    return ModelServer(
-        http_port=sock.getsockname()[1],
-        workers=1,
-        enable_grpc=False,
-        enable_docs_url=False,
-        enable_latency_logging=args.enable_latency_logging,
-        access_log_format=args.access_log_format,
-        event_loop=args.event_loop,
-        timeout_keep_alive=args.timeout_keep_alive,
-    )
-
-
-def rest_server(model_server: ModelServer) -> RESTServer:
-    """KServe's REST app (data plane, model repository, V1 and V2 endpoints) of ``model_server``."""
-    from kserve.constants.constants import FASTAPI_APP_IMPORT_STRING
-    from kserve.protocol.rest.server import RESTServer
-
-    return RESTServer(
-        FASTAPI_APP_IMPORT_STRING,
-        model_server.dataplane,
-        model_server.model_repository_extension,
-        model_server.http_port,
-        access_log_format=model_server.access_log_format,
-        workers=1,
-        grace_period=model_server.grace_period,
-        event_loop=model_server.event_loop,
-        timeout_keep_alive=model_server.timeout_keep_alive,
-    )
+    started = time.monotonic()
+    try:
+        model = load_runtime(args.model_format)(args.model_name, args.model_dir)
+        if model.load() is False or not model.ready:  # a custom predictor's load() may return nothing
+            raise ModelLoadFailed(f"{type(model).__name__}.load() did not make the model ready")
+    except ZeroserveError:
+        raise
+    except Exception as exc:  # a runtime's own failure: reported, and the replica is dead
+        raise ModelLoadFailed(f"{type(exc).__name__}: {exc}") from exc
+    return model, time.monotonic() - started
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, prepared: ReplicaApp | None = None) -> int:
+    """Serve one model; ``prepared``, a ``ReplicaApp`` built before the fork, is used if its options fit."""
     parent_pid = os.getppid()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, _exit_quietly)
@@ -133,14 +130,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     from kserve import model_server as kserve_server
     from kserve.logging import logger
 
-    from zeroserve.errors import ModelLoadFailed, ZeroserveError
-    from zeroserve.serving.runtimes import load_runtime
+    from zeroserve.errors import ZeroserveError
+    from zeroserve.serving.runtimes.app import AppOptions, ReplicaApp
 
     parser = build_parser(kserve_server.parser)
     args = parser.parse_args(argv)
-    # kserve's app uses ORJSONResponse, which FastAPI now deprecates with a two-line warning that
-    # would become two log events of every replica: kserve's to fix, nothing a user can act on.
-    warnings.filterwarnings("ignore", message="ORJSONResponse is deprecated")
     if args.enable_grpc or args.workers != 1:
         parser.error("a zeroserve replica serves REST on 127.0.0.1 with one worker: no gRPC, --workers 1")
     try:
@@ -148,36 +142,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (OSError, ValueError) as exc:
         print(f"cannot listen: {exc}", file=sys.stderr)
         return EXIT_BAD_FLAGS
+    if args.ready_fd is not None:
+        os.set_inheritable(args.ready_fd, False)
 
-    model_server = kserve_model_server(args, sock)
-    started = time.monotonic()
     try:
-        model = load_runtime(args.model_format)(args.model_name, args.model_dir)
-        if model.load() is False or not model.ready:  # a custom predictor's load() may return nothing
-            raise ModelLoadFailed(f"{type(model).__name__}.load() did not make the model ready")
+        model, load_s = load_model(args)
     except ZeroserveError as exc:
         return fail(exc.reason, exc.message)
-    except Exception as exc:  # a runtime's own failure: reported, and the replica is dead
-        return fail(ModelLoadFailed.reason, f"{type(exc).__name__}: {exc}")
-    logger.info(
-        "Loaded %s model %r from %s in %.3f s",
-        args.model_format,
-        args.model_name,
-        args.model_dir,
-        time.monotonic() - started,
-    )
-    model_server.register_model(model)
-    model.enable_latency_logging = model_server.enable_latency_logging
-    if not args.access_log:
-        logging.getLogger("uvicorn.access").disabled = True
-    if not model_server.enable_latency_logging:
-        # kserve's timing middleware logs two lines per request besides the access log.
-        logging.getLogger("kserve.trace").setLevel(logging.WARNING)
-
-    rest = rest_server(model_server)
-    host, port = sock.getsockname()[:2]
-    logger.info("Serving model %r on http://%s:%d", args.model_name, host, port)
-    rest.run(sockets=[sock])
+    logger.info("Loaded %s model %r from %s in %.3f s", args.model_format, args.model_name, args.model_dir, load_s)
+    options = AppOptions.of(args)
+    app = prepared if prepared is not None and prepared.options == options else ReplicaApp(options)
+    app.serve(model, sock, args.access_log, args.ready_fd, load_s)
     return 0
 
 
