@@ -8,18 +8,18 @@ it is the gateway's own work.
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 
 class _Side(asyncio.Protocol):
     """One end of a relayed connection: what it receives goes out of the other end."""
 
     def __init__(self) -> None:
-        self.transport: asyncio.Transport | None = None
+        self.transport: Any = None  # uvloop's transports are not asyncio.Transport instances
         self.peer: _Side | None = None
         self.pending: list[bytes] = []
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
         self.transport = transport
 
     def data_received(self, data: bytes) -> None:
@@ -44,7 +44,6 @@ async def start_relay(host: str, port: int) -> tuple[asyncio.Server, int]:
         async def connect() -> None:
             _, upstream = await loop.create_connection(_Side, host, port)
             upstream.peer, caller.peer = caller, upstream
-            assert upstream.transport is not None
             for data in caller.pending:
                 upstream.transport.write(data)
             caller.pending.clear()

@@ -144,7 +144,8 @@ async def test_a_restart_keeps_every_deployment_and_running_ones_serve_again(set
         assert response.json()["predictions"] == [1, 1]
 
 
-async def test_a_model_that_fails_to_load_leaves_the_deployment_dead_with_its_last_lines(zeroserve, listen):
+async def deploy_a_model_that_cannot_load(zeroserve: Node, listen) -> dict:
+    """A deployment of a file that is no model, called: 503 ModelLoadFailed, and its DEAD status."""
     broken = zeroserve.settings.data_dir / "sources" / "broken"
     broken.mkdir(parents=True)
     (broken / "model.joblib").write_bytes(b"this is not a model")
@@ -161,6 +162,11 @@ async def test_a_model_that_fails_to_load_leaves_the_deployment_dead_with_its_la
     assert response.json()["error"]["code"] == "ModelLoadFailed"
     dead = await statuses.wait_for(lambda e: e["id"] == "broken" and e["status"] == "DEAD")
     assert dead["reason"] == "ModelLoadFailed"
+    return dead
+
+
+async def test_a_model_that_fails_to_load_leaves_the_deployment_dead_with_its_last_lines(zeroserve, listen):
+    dead = await deploy_a_model_that_cannot_load(zeroserve, listen)
     assert "last lines" in dead["message"]
     assert replica_pids(zeroserve) == []
 
@@ -373,20 +379,5 @@ async def test_a_forked_replica_whose_model_fails_to_load_leaves_the_deployment_
         zeroserve, listen):
     await deploy_iris(zeroserve, listen)
     await wait_for_the_fork_server(zeroserve)  # the replica below is a fork, which says "ready" on a pipe
-    broken = zeroserve.settings.data_dir / "sources" / "broken"
-    broken.mkdir(parents=True)
-    (broken / "model.joblib").write_bytes(b"this is not a model")
-    artifacts = await listen(zeroserve, "zeroserve.default.artifact.status")
-    statuses = await listen(zeroserve, "zeroserve.default.deployment.status")
-    await publish(zeroserve, ArtifactCreated(id="broken", name="broken", url=broken.as_uri()))
-    await artifacts.wait_for(lambda e: e["id"] == "broken" and e["status"] == "staged")
-    await request_sklearn(zeroserve, "broken", artifact="broken")
-    running = await statuses.wait_for(lambda e: e["id"] == "broken" and e["status"] == "RUNNING")
-    async with operator(zeroserve, timeout=60) as client:
-        response = await client.post(f"{running['deploymentUrl']}/v1/models/broken:predict",
-                                     json={"instances": IRIS_ROWS})
-    assert response.status_code == 503
-    assert response.json()["error"]["code"] == "ModelLoadFailed"
-    dead = await statuses.wait_for(lambda e: e["id"] == "broken" and e["status"] == "DEAD")
-    assert dead["reason"] == "ModelLoadFailed"
+    dead = await deploy_a_model_that_cannot_load(zeroserve, listen)
     assert "exited with code 3" in dead["message"] and "ModelLoadFailed: cannot unpickle" in dead["message"]

@@ -28,7 +28,7 @@ import asyncio
 import ssl
 import time
 from collections.abc import Callable, MutableMapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import httptools
@@ -101,13 +101,14 @@ class Upstream:
 class Connection:
     """One keep-alive HTTP/1.1 connection to a model server."""
 
-    __slots__ = ("key", "reader", "writer", "idle_since")
+    __slots__ = ("key", "reader", "writer", "idle_since", "answer")
 
     def __init__(self, key: tuple[str, str, int], reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
         self.key = key
         self.reader = reader
         self.writer = writer
         self.idle_since = 0.0
+        self.answer: _Answer | None = None
 
     def usable(self, now: float) -> bool:
         return now - self.idle_since < IDLE_S and not self.reader.at_eof() and not self.writer.is_closing()
@@ -168,17 +169,21 @@ class Forwarded:
     broken: str | None = None
 
 
-@dataclass
 class _Answer:
     """httptools' callbacks: the model server's answer as it is parsed."""
 
-    headers: Headers = field(default_factory=list)
-    head_done: bool = False
-    body: list[bytes] = field(default_factory=list)
-    complete: bool = False
-    started: bool = False
-    keep_alive: bool = False
-    parser: Any = None  # the parser that calls back: asked whether to keep the connection while it knows
+    parser: Any  # the parser that calls back: asked whether to keep the connection while it knows
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.headers: Headers = []
+        self.head_done = False
+        self.body: list[bytes] = []
+        self.complete = False
+        self.started = False
+        self.keep_alive = False
 
     def on_message_begin(self) -> None:
         self.started = True
@@ -202,9 +207,15 @@ class _Answer:
         return body
 
 
-def _answer() -> tuple[_Answer, httptools.HttpResponseParser]:
-    answer = _Answer()
-    answer.parser = httptools.HttpResponseParser(answer)
+def _answer(connection: Connection) -> tuple[_Answer, httptools.HttpResponseParser]:
+    """The parser of the connection's next answer: one for the connection's life, as making one
+    costs more than reading a small answer with it."""
+    answer = connection.answer
+    if answer is None:
+        answer = connection.answer = _Answer()
+        answer.parser = httptools.HttpResponseParser(answer)
+    else:
+        answer.reset()
     return answer, answer.parser
 
 
@@ -312,7 +323,7 @@ async def _send_request(exchange: Exchange, head: list[bytes], receive: Receive,
     exchange.connection.writer.write(b"".join([*head, framing]))
     await _send_body(exchange, body, receive, declared, max_body, deadline)
     exchange.watch_caller(receive)
-    return _answer()
+    return _answer(exchange.connection)
 
 
 async def _send_whole(exchange: Exchange, request: bytes) -> tuple[_Answer, httptools.HttpResponseParser]:
@@ -321,7 +332,7 @@ async def _send_whole(exchange: Exchange, request: bytes) -> tuple[_Answer, http
     for fresh in (False, True):
         exchange.connection, reused = await exchange.connections.get(exchange.upstream, fresh)
         exchange.connection.writer.write(request)
-        answer, parser = _answer()
+        answer, parser = _answer(exchange.connection)
         if not reused or await _answers(exchange, answer, parser):
             return answer, parser
         exchange.connection.abort()
