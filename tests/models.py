@@ -2,7 +2,9 @@
 
 ``train_iris_sklearn`` writes ``model.joblib``, ``train_iris_onnx`` the same classifier as
 ``model.onnx`` (without ZipMap, so that every output is a tensor the V2 protocol can carry).
-Both predict class indices 0, 1, 2 for rows of four floats.
+Both predict class indices 0, 1, 2 for rows of four floats. ``train_iris_xgboost`` and
+``train_iris_lightgbm`` write boosters (``model.json``, ``model.bst``) that answer each row with the three classes'
+probabilities, as the libraries' own ``predict`` does.
 """
 
 from __future__ import annotations
@@ -43,6 +45,32 @@ def train_iris_onnx(directory: Path) -> Path:
         classifier, initial_types=[("input", FloatTensorType([None, 4]))], options={"zipmap": False}
     )
     (directory / "model.onnx").write_bytes(onnx_model.SerializeToString())
+    return directory
+
+
+def train_iris_xgboost(directory: Path) -> Path:
+    """Write ``directory/model.json``, an XGBoost multi:softprob booster; returns ``directory``."""
+    import xgboost
+    from sklearn.datasets import load_iris
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    features, labels = load_iris(return_X_y=True)
+    classifier = xgboost.XGBClassifier(n_estimators=10, max_depth=3, n_jobs=1).fit(features, labels)
+    classifier.get_booster().save_model(str(directory / "model.json"))
+    return directory
+
+
+def train_iris_lightgbm(directory: Path) -> Path:
+    """Write ``directory/model.bst``, a LightGBM multiclass booster; returns ``directory``."""
+    import lightgbm
+    from sklearn.datasets import load_iris
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    features, labels = load_iris(return_X_y=True)
+    classifier = lightgbm.LGBMClassifier(n_estimators=10, num_leaves=8, n_jobs=1, verbose=-1).fit(features, labels)
+    classifier.booster_.save_model(str(directory / "model.bst"))
     return directory
 
 

@@ -22,7 +22,7 @@ import httpx
 import joblib
 import numpy as np
 import pytest
-from models import IRIS_ROWS, train_iris_onnx, train_iris_sklearn
+from models import IRIS_ROWS, train_iris_lightgbm, train_iris_onnx, train_iris_sklearn, train_iris_xgboost
 
 from zeroserve.errors import ModelLoadFailed
 from zeroserve.serving.runtimes import load_runtime
@@ -136,7 +136,7 @@ def listening_sockets(pid: int) -> set[tuple[str, int]]:
 def test_importing_runtimes_does_not_import_kserve():
     check = "import sys, zeroserve.serving.runtimes as r; print(sorted(r.RUNTIMES)); print('kserve' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", check], cwd=REPO, capture_output=True, text=True, check=True)
-    assert out.stdout.split("\n")[:2] == ["['custom', 'onnx', 'sklearn']", "False"]
+    assert out.stdout.split("\n")[:2] == ["['custom', 'lightgbm', 'onnx', 'sklearn', 'xgboost']", "False"]
 
 
 def test_unknown_format_names_the_known_ones():
@@ -219,6 +219,53 @@ def test_onnx_replica_answers_v1_and_v2_like_onnxruntime(replicas, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("model_format", ["xgboost", "lightgbm"])
+def test_boosted_tree_replicas_answer_v1_and_v2_like_the_library_itself(replicas, tmp_path, model_format):
+    import lightgbm
+    import xgboost
+
+    train = {"xgboost": train_iris_xgboost, "lightgbm": train_iris_lightgbm}[model_format]
+    model_dir = train(tmp_path / model_format)
+    rows = [*IRIS_ROWS, SETOSA]
+    if model_format == "xgboost":
+        expected = xgboost.Booster(model_file=str(model_dir / "model.json")).predict(
+            xgboost.DMatrix(np.array(rows, dtype=np.float32)))
+    else:
+        expected = lightgbm.Booster(model_file=str(model_dir / "model.bst")).predict(np.array(rows))
+    assert expected.shape == (3, 3) and expected.argmax(axis=1).tolist() == [1, 1, 0]
+    replica = replicas(model_format, "iris", model_dir)
+    replica.wait_ready()
+
+    v1 = httpx.post(f"{replica.url}/v1/models/iris:predict", json={"instances": IRIS_ROWS}, timeout=10)
+    assert v1.status_code == 200, v1.text
+    assert np.allclose(v1.json()["predictions"], expected[:2], atol=1e-6)
+    v2_request = {"inputs": [{"name": "input-0", "shape": [3, 4], "datatype": "FP64", "data": sum(rows, [])}]}
+    v2 = httpx.post(f"{replica.url}/v2/models/iris/infer", json=v2_request, timeout=10)
+    assert v2.status_code == 200, v2.text
+    [output] = v2.json()["outputs"]
+    assert output["shape"] == [3, 3]
+    assert np.allclose(output["data"], expected.ravel(), atol=1e-6)
+
+    wrong_width = httpx.post(f"{replica.url}/v1/models/iris:predict", json={"instances": [[1.0, 2.0]]}, timeout=10)
+    assert wrong_width.status_code == 400, wrong_width.text
+    assert "4" in wrong_width.json()["error"]  # the width the model takes
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model_format", ["xgboost", "lightgbm"])
+def test_a_file_that_is_no_booster_exits_3_with_the_librarys_message(tmp_path, model_format):
+    model_dir = tmp_path / "broken"
+    model_dir.mkdir()
+    (model_dir / "model.bst").write_bytes(b"this is not a booster")
+    result = start_that_fails(model_format, "broken", model_dir)
+    assert result.returncode == 3
+    last_line = result.stderr.strip().splitlines()[-1]
+    assert last_line.startswith("ModelLoadFailed: cannot load ") and "model.bst" in last_line
+    assert ("XGBoostError" if model_format == "xgboost" else "LightGBMError") in last_line
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.slow
 def test_replica_listens_on_loopback_only_and_starts_no_grpc(replicas, tmp_path):
     replica = replicas("sklearn", "iris", train_iris_sklearn(tmp_path / "iris"))
     replica.wait_ready()
@@ -266,7 +313,7 @@ def test_unknown_model_format_exits_3_and_names_the_known_ones(tmp_path):
     result = start_that_fails("tensorflow", "tf", tmp_path)
     assert result.returncode == 3
     assert result.stderr.strip().splitlines()[-1] == (
-        "ModelLoadFailed: unknown model format 'tensorflow' (known formats: custom, onnx, sklearn)"
+        "ModelLoadFailed: unknown model format 'tensorflow' (known formats: custom, lightgbm, onnx, sklearn, xgboost)"
     )
 
 

@@ -149,11 +149,12 @@ def test_the_vendored_crd_schema_is_the_one_in_the_kserve_crd(crd_schema: dict[s
     assert vendored.stat().st_size < 1_000_000
 
 
-def test_both_templates_are_sap_serving_templates_with_the_same_inputs(
+def test_the_shipped_templates_are_sap_serving_templates_with_the_same_inputs(
     templates: dict[str, ServingTemplate],
 ) -> None:
-    assert set(templates) >= {"sklearn", "onnx"}
-    for template in (templates["sklearn"], templates["onnx"]):
+    shipped = ("sklearn", "onnx", "xgboost", "lightgbm")
+    assert set(templates) >= set(shipped)
+    for template in (templates[name] for name in shipped):
         assert template.scenario_id == "model-serving"
         assert template.version == "1.0.0"
         assert {p.name: p.default for p in template.parameters} == {

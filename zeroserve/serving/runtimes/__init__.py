@@ -18,6 +18,8 @@ from zeroserve.errors import ModelLoadFailed
 RUNTIMES: dict[str, str] = {
     "sklearn": "zeroserve.serving.runtimes.sklearn:SKLearnModel",
     "onnx": "zeroserve.serving.runtimes.onnx:ONNXModel",
+    "xgboost": "zeroserve.serving.runtimes.xgboost:XGBoostModel",
+    "lightgbm": "zeroserve.serving.runtimes.lightgbm:LightGBMModel",
     "custom": "zeroserve.serving.runtimes.custom:load_predictor",
 }
 
