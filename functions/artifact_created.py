@@ -8,7 +8,7 @@ holds and the event does not say (when it was created, its metrics and labels).
 """
 
 from zeroserve import ArtifactCreated, ArtifactStatus, Context, MalformedEvent, ZeroserveError, on
-from zeroserve.artifacts.registration import record_staging, register
+from zeroserve.artifacts.registration import API_SOURCE, record_staging, register
 from zeroserve.events import ID_PATTERN, is_id
 
 
@@ -26,7 +26,10 @@ async def artifact_created(created: ArtifactCreated, ctx: Context) -> None:
         ), subject=artifact_id)
         raise
 
-    artifact = await register(ctx.store.artifacts, ctx.group, artifact_id, created)
+    artifact = await register(ctx.store.artifacts, ctx.group, artifact_id, created,
+                              by_api=ctx.event["source"] == API_SOURCE)
+    if artifact is None:
+        return  # registered through the API and deleted since, with its resource group: nothing to stage
     await ctx.emit(ArtifactStatus(id=artifact.id, status="registered", url=artifact.url), subject=artifact.id)
 
     if ctx.settings.backend == "kserve":

@@ -7,12 +7,13 @@ import asyncio
 
 import pytest
 
+from zeroserve.artifacts.registration import register
 from zeroserve.core.binding import from_nats
 from zeroserve.core.bus import EVENTS_STREAM, Bus
 from zeroserve.core.store import Artifact, Deployment, Store
 from zeroserve.deployments.lifecycle import Deployments, project
 from zeroserve.errors import InvalidTransition
-from zeroserve.events import DeploymentRequested, DeploymentStatus, Status, parse_data
+from zeroserve.events import ArtifactCreated, DeploymentRequested, DeploymentStatus, Status, parse_data
 
 
 @pytest.fixture
@@ -87,3 +88,14 @@ async def test_an_older_lifecycle_event_cannot_act_after_a_newer_one(bus):
     assert await deployments.claim("g", "dep1", 5), "the event that created it may act"
     assert await deployments.claim("g", "dep1", 9), "a later stop may act"
     assert not await deployments.claim("g", "dep1", 5), "the request redelivered after the stop may not"
+
+
+async def test_an_api_registration_whose_record_was_deleted_meanwhile_stays_deleted(bus):
+    store = await Store.open(bus.js)
+    created = ArtifactCreated(id="m", name="m", url="s3://bucket/m")
+    # The API wrote the record, then its group was deleted before the function registered it.
+    assert await register(store.artifacts, "team-e", "m", created, by_api=True) is None
+    assert await store.artifacts.get("team-e", "m") is None
+    # An artifact.created from elsewhere (a webhook, an event of the user's) creates the record.
+    registered = await register(store.artifacts, "team-e", "m", created)
+    assert registered is not None and (await store.artifacts.get("team-e", "m")) == registered

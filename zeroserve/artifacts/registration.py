@@ -10,13 +10,20 @@ from zeroserve.core.store import Artifact, Registry, now
 from zeroserve.events import ArtifactCreated
 
 DESCRIBED = ("name", "kind", "url", "scenario_id", "description")
+# The source of the artifact.created events the AI API publishes, each after it wrote the record.
+API_SOURCE = "/v2/lm/artifacts"
 
 
-async def register(artifacts: Registry[Artifact], group: str, artifact_id: str, created: ArtifactCreated) -> Artifact:
-    """The artifact as ``created`` describes it, status registered (again, if it was staged before)."""
+async def register(artifacts: Registry[Artifact], group: str, artifact_id: str, created: ArtifactCreated,
+                   by_api: bool = False) -> Artifact | None:
+    """The artifact as ``created`` describes it, status registered (again, if it was staged before).
+    None when the API published ``created`` (``by_api``) and its record is gone: it was deleted
+    meanwhile (its resource group went), and stays deleted."""
 
-    def change(current: Artifact | None) -> Artifact:
+    def change(current: Artifact | None) -> Artifact | None:
         if current is None:
+            if by_api:
+                return None
             return Artifact(id=artifact_id, group=group, **created.model_dump(exclude={"id"}))
         said = {name: getattr(created, name) for name in DESCRIBED}
         # An event without metrics or labels says nothing about them, it does not erase them.
@@ -24,9 +31,7 @@ async def register(artifacts: Registry[Artifact], group: str, artifact_id: str, 
         return current.model_copy(update={**said, "status": "registered", "reason": None, "message": None,
                                           "local_path": None, "modified_at": now()})
 
-    artifact = await artifacts.update(group, artifact_id, change)
-    assert artifact is not None  # change always returns a record
-    return artifact
+    return await artifacts.update(group, artifact_id, change)
 
 
 async def record_staging(artifacts: Registry[Artifact], group: str, artifact_id: str, **outcome: str) -> None:

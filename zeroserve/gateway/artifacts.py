@@ -14,6 +14,7 @@ from fastapi import APIRouter, Path, Query
 from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import Field, field_validator
 
+from zeroserve.artifacts.registration import API_SOURCE
 from zeroserve.artifacts.uris import unreadable
 from zeroserve.core.store import Artifact, Store
 from zeroserve.errors import ZeroserveError
@@ -37,7 +38,6 @@ from zeroserve.gateway.security import InGroup, PlatformDep
 
 router = APIRouter(prefix="/v2/lm")
 
-SOURCE = "/v2/lm/artifacts"
 # The spec's patterns, so that bad input gets a 400 that names the field before anything is looked up.
 LABEL_KEY = r"^ext\.ai\.sap\.com\/[\w\.-]+$"
 ARTIFACT_URL = r"^([a-z0-9-]+):\/\/.+"
@@ -129,7 +129,7 @@ async def create_artifact(
     await store.artifacts.put(scope.group, artifact.id, artifact)
     created = ArtifactCreated(id=artifact.id, name=artifact.name, kind=body.kind, url=artifact.url,
                               scenario_id=artifact.scenario_id, description=artifact.description, labels=labels)
-    await platform.bus.publish(new_event(created, source=SOURCE, subject=artifact.id), scope.group)
+    await platform.bus.publish(new_event(created, source=API_SOURCE, subject=artifact.id), scope.group)
     location = f"{platform.settings.gateway_url}/v2/lm/artifacts/{artifact.id}"
     return JSONResponse({"id": artifact.id, "message": "Artifact acknowledged", "url": artifact.url},
                         status_code=201, headers={"Location": location})
