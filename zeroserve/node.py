@@ -40,7 +40,7 @@ T = TypeVar("T")
 
 def run(main: Coroutine[Any, Any, T]) -> T:
     """Run zeroserve's main coroutine to its end on uvloop, the event loop uvicorn picks when it makes
-    its own: the gateway's path costs about a third less CPU on it than on asyncio's (docs/benchmarks.md)."""
+    its own: the gateway's inference path spends less CPU per request on it than on asyncio's."""
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         return runner.run(main)
 

@@ -182,11 +182,7 @@ class _Answer:
         self.head_done = False
         self.body: list[bytes] = []
         self.complete = False
-        self.started = False
         self.keep_alive = False
-
-    def on_message_begin(self) -> None:
-        self.started = True
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self.headers.append((name.lower(), value))
