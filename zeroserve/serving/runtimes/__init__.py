@@ -20,6 +20,7 @@ RUNTIMES: dict[str, str] = {
     "onnx": "zeroserve.serving.runtimes.onnx:ONNXModel",
     "xgboost": "zeroserve.serving.runtimes.xgboost:XGBoostModel",
     "lightgbm": "zeroserve.serving.runtimes.lightgbm:LightGBMModel",
+    "huggingface": "zeroserve.serving.runtimes.huggingface:load_huggingface",
     "custom": "zeroserve.serving.runtimes.custom:load_predictor",
 }
 

@@ -157,6 +157,10 @@ class ReplicaApp:
         # builds its app: this one was built before the model came, so they are added for it now.
         if self.openai_routes is not None:
             self.openai_routes(kserve_app, server.registered_models)
+        if getattr(model, "serves_openai", False):  # the huggingface runtime's generators and encoders
+            from zeroserve.serving.runtimes.openai_api import add_openai_routes
+
+            add_openai_routes(kserve_app, model)
         maybe_register_time_series_endpoints(kserve_app, server.registered_models)
         if not access_log:
             logging.getLogger("uvicorn.access").disabled = True
