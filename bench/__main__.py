@@ -22,7 +22,11 @@ trials alternate between the two, and the table shows medians (p50) and ratios:
 - flood: warm inference through the gateway, one at a time, while 4 loops in another process post
   wrong secrets to /oauth/token; baseline: the same requests with no flood, rounds alternating.
 
-    python -m bench [--only cold,proxy,stream,upload,events,burst,flood] [--trials N]
+- llm: a tiny causal LM and a sentence-embedding model from zero (first token, first embedding)
+  next to a fresh process loading them with transformers, and tokens per second streamed through
+  the gateway next to straight from the replica (bench/llm.py).
+
+    python -m bench [--only cold,proxy,stream,upload,events,burst,flood,llm] [--trials N]
 
 Prints one table and writes bench/results.json (metric, value, unit, baseline, ratio, goal, met).
 """
@@ -63,7 +67,7 @@ from zeroserve.settings import Settings
 
 HERE = Path(__file__).parent
 RESULTS = HERE / "results.json"
-SECTIONS = ("cold", "proxy", "stream", "upload", "events", "burst", "flood")
+SECTIONS = ("cold", "proxy", "stream", "upload", "events", "burst", "flood", "llm")
 TESTS_DATA = HERE.parent / "tests" / "data"  # the custom template and probe predictor the tests use
 console = Console(width=max(Console().width, 120), stderr=True)
 
@@ -632,6 +636,10 @@ async def main(sections: list[str], trials: int) -> int:
                 results += await bench_burst(settings)
             elif section == "flood":
                 results += await bench_flood(settings)
+            elif section == "llm":
+                from bench.llm import bench_llm  # imports the tests' model makers
+
+                results += await bench_llm(settings)
     show(results)
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
     console.print(f"written to {RESULTS}")
