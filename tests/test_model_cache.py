@@ -219,13 +219,16 @@ async def test_a_deployment_holds_its_artifact_and_an_evicted_one_is_staged_agai
         await artifacts.wait_for(lambda e: e["id"] == "other-again" and e["status"] == "staged")
         assert zeroserve.platform.models.staged(iris) is None
 
-        # Started again: its artifact is staged again (evicting the other) and it serves from zero.
+        # Started again: its artifact is staged again (evicting the other), said in its log, and it
+        # serves from zero.
+        logs = await listen(zeroserve, "zeroserve.default.deployment.log")
         since = len(statuses.json())
         await publish(zeroserve, DeploymentRequested(id="iris", executable_id="sklearn",
                                                      input_artifacts={"model": "iris-model"}))
         await statuses.wait_for(lambda e: e["id"] == "iris" and e["status"] == "RUNNING", since=since)
         assert zeroserve.platform.models.staged(iris) is not None
         assert zeroserve.platform.models.staged(other) is None
+        assert f"staging {iris} into the model cache" in [e["message"] for e in logs.json()]
         assert (await predict(zeroserve, "iris"))["predictions"] == [1, 1]
 
 
@@ -243,6 +246,8 @@ async def test_a_cold_start_stages_an_artifact_whose_entry_went_again(settings, 
         await statuses.wait_for(lambda e: e["id"] == "iris" and e["status"] == "RUNNING")
 
         shutil.rmtree(staged["localPath"])  # gone from under a deployment at zero (by hand)
+        since = len(logs.json())
         assert (await predict(zeroserve, "iris"))["predictions"] == [1, 1]
-        await logs.wait_for(lambda e: e["message"].startswith("staging ") and e["message"].endswith("again"))
+        await logs.wait_for(lambda e: e["message"] == f"staging {model_dir.as_uri()} into the model cache",
+                            since=since)
         assert zeroserve.platform.models.staged(model_dir.as_uri()) == Path(staged["localPath"])

@@ -22,7 +22,7 @@ import logging
 import os
 import shutil
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -49,6 +49,8 @@ log = logging.getLogger(__name__)
 
 # How often a download that is still under way says how far it got.
 PROGRESS_S = 10.0
+# Told how staging is getting on, in words (a deployment's log takes them).
+Progress = Callable[[str], Awaitable[None]]
 
 
 def _size(count: int) -> str:
@@ -77,6 +79,8 @@ class ModelCache:
         self._placing = asyncio.Lock()
         self._holds: collections.Counter[Path] = collections.Counter()
         self._users: list[Callable[[], Iterable[Path]]] = []
+        # Who wants to hear how a download is getting on (a deployment's log), by entry.
+        self._watchers: dict[Path, list[Progress]] = collections.defaultdict(list)
         # This process's partial directories carry it: any other one is a crashed download's, swept.
         self._partial_tag = uuid.uuid4().hex[:12]
 
@@ -127,9 +131,10 @@ class ModelCache:
         return used
 
     @contextlib.asynccontextmanager
-    async def holding(self, uri: str, group: str | None = None) -> AsyncIterator[Path]:
+    async def holding(self, uri: str, group: str | None = None,
+                      progress: Progress | None = None) -> AsyncIterator[Path]:
         """The artifact staged (as ``stage``), kept from eviction until the block ends."""
-        path = await self.stage(uri, group)
+        path = await self.stage(uri, group, progress)
         # No await between stage's return and this: no placement can evict it in between.
         self._holds[path] += 1
         try:
@@ -141,11 +146,13 @@ class ModelCache:
 
     # -- staging ----------------------------------------------------------------------------------
 
-    async def stage(self, uri: str | Source, group: str | None = None) -> Path:
+    async def stage(self, uri: str | Source, group: str | None = None, progress: Progress | None = None) -> Path:
         """The local directory holding the artifact's files, downloading them once.
 
         With ``group``, a plain URI first finds the copy that group staged with its own keys (an
         ``ai://`` artifact of an S3 object store, resolved and staged when it was registered).
+        ``progress`` hears that it must be staged and, while the download lasts, how far it got
+        (whoever started that download).
         """
         source = uri if isinstance(uri, Source) else Source(uri)
         if group is not None and not source.private:
@@ -158,19 +165,31 @@ class ModelCache:
                                      "secret before it can be staged")
         await asyncio.to_thread(self.check, source.uri)
         target = self.path(source.uri, source.group if source.private else None)
+        if progress is not None and not (target / entries.COMPLETE).exists():
+            await progress(f"staging {redact(source.uri)} into the model cache")
+            self._watchers[target].append(progress)
+        try:
+            return await self._stage(source, target)
+        finally:
+            if progress is not None and progress in self._watchers.get(target, ()):
+                self._watchers[target].remove(progress)
+                if not self._watchers[target]:
+                    del self._watchers[target]
+
+    async def _stage(self, source: Source, target: Path) -> Path:
         async with self._staging.setdefault(target, asyncio.Lock()):
             async with self._placing:
                 if entries.touch(target):
                     return target
             partial = self.root / f"{target.name}.{self._partial_tag}{entries.PARTIAL}"
-            size = await self._download(source, partial)
+            size = await self._download(source, target, partial)
             try:
                 await self._place(source, target, partial, size)
             finally:  # placed: renamed away, nothing to remove; refused: its files go
                 await asyncio.to_thread(shutil.rmtree, partial, True)
             return target
 
-    async def _download(self, source: Source, partial: Path) -> int:
+    async def _download(self, source: Source, target: Path, partial: Path) -> int:
         """Fetch into ``partial`` in a thread, saying how far it got while it takes long; its bytes."""
         fetching = asyncio.ensure_future(asyncio.to_thread(self._fetch, source, partial))
         while True:
@@ -178,7 +197,10 @@ class ModelCache:
             if done:
                 return fetching.result()
             so_far = await asyncio.to_thread(entries.size_of, partial)
-            log.info("staging %s: %s so far", redact(source.uri), _size(so_far))
+            said = f"staging {redact(source.uri)}: {_size(so_far)} so far"
+            log.info("%s", said)
+            for progress in list(self._watchers.get(target, ())):
+                await progress(said)
 
     def _fetch(self, source: Source, partial: Path) -> int:
         from kserve_storage import Storage  # heavy (boto3, azure, gcs): import when first needed

@@ -10,6 +10,7 @@ an unknown model format, missing files, a GPU plan on a machine without GPUs.
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -60,7 +61,8 @@ class LocalBackend:
                 f"{self.gpus.total}: use a CPU plan (starter, basic, basic.8x) or run on a GPU node"
             )
         # Held from eviction until the service that uses it is in place (then ``model_dirs`` names it).
-        async with self.models.holding(spec.storage_uri, group=spec.group) as model_dir:
+        progress = functools.partial(self.logs.control, spec.group, spec.id)
+        async with self.models.holding(spec.storage_uri, group=spec.group, progress=progress) as model_dir:
             return await self._run(spec, model_dir)
 
     async def _run(self, spec: ServiceSpec, model_dir: Path) -> bool:
@@ -96,8 +98,8 @@ class LocalBackend:
         if self.models.touch(service.model_dir):
             return
         spec = service.spec
-        await self.logs.control(spec.group, spec.id, f"staging {spec.storage_uri} into the model cache again")
-        service.model_dir = await self.models.stage(spec.storage_uri, group=spec.group)
+        service.model_dir = await self.models.stage(spec.storage_uri, group=spec.group,
+                                                    progress=functools.partial(self.logs.control, spec.group, spec.id))
 
     async def _roll_out(self, old: Service, replacement: Service) -> None:
         """Update in place, as Knative rolls out a revision: a replica of the new version must load
