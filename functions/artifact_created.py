@@ -1,6 +1,7 @@
 """An artifact exists at a URI: check the URI, register the artifact, stage its files locally.
 Staging downloads the files into the model cache now (a local file:// artifact is linked there),
-so that the first inference request of a deployment that uses it does not wait for them. With the
+so that the first inference request of a deployment that uses it does not wait for them; the
+cache makes room by evicting what no deployment uses, and refuses what cannot fit. With the
 kserve backend nothing is staged: the artifact stays "registered" and KServe fetches it. An
 ``ai://<secret>/<path>`` URI is read through that object store secret of the artifact's group.
 The API writes the record before it publishes the event; registering keeps what that record

@@ -58,6 +58,18 @@ class InvalidArtifactUri(Rejected):
     reason = "InvalidArtifactUri"
 
 
+class ArtifactTooLarge(Rejected):
+    """An artifact larger than the whole model cache (``model_cache_max_bytes``): it can never be staged."""
+
+    reason = "ArtifactTooLarge"
+
+
+class ModelCacheFull(Rejected):
+    """An artifact does not fit beside the ones deployments use, which are never evicted."""
+
+    reason = "ModelCacheFull"
+
+
 class NoGPU(Rejected):
     reason = "NoGPU"
 

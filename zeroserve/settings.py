@@ -7,13 +7,24 @@ environment: components receive a ``Settings`` object.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, IPvAnyNetwork, SecretStr
+from pydantic import BaseModel, BeforeValidator, Field, IPvAnyNetwork, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 SOURCE_ROOT = Path(__file__).resolve().parent.parent
+
+_SIZE = re.compile(r"^\s*(\d+)\s*(Ki|Mi|Gi|Ti)?\s*$")
+_UNITS = {None: 1, "Ki": 1 << 10, "Mi": 1 << 20, "Gi": 1 << 30, "Ti": 1 << 40}
+
+
+def _bytes(value: object) -> object:
+    """A number of bytes, or one with a binary suffix as Kubernetes writes them ("50Gi", "500Mi")."""
+    if isinstance(value, str) and (found := _SIZE.match(value)) is not None:
+        return int(found[1]) * _UNITS[found[2]]
+    return value  # pydantic says what is wrong with anything else
 
 
 class WebhookSource(BaseModel):
@@ -53,6 +64,10 @@ class Settings(BaseSettings):
     # Node label and taint that GPU plans select and tolerate on a cluster.
     gpu_node_label: str = "nvidia.com/gpu.product"
     gpu_taint_key: str = "nvidia.com/gpu"
+
+    # The model cache's bound (bytes, or "50Gi", "500Mi"): staging an artifact evicts the least recently
+    # used ones no deployment uses until it fits; an artifact larger than the bound is refused.
+    model_cache_max_bytes: Annotated[int, BeforeValidator(_bytes), Field(gt=0)] = 50 << 30
 
     # file:// artifact URIs must resolve inside one of these directories (defaults to data_dir).
     file_roots: list[Path] = Field(default_factory=list)

@@ -10,6 +10,7 @@ an unknown model format, missing files, a GPU plan on a machine without GPUs.
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,8 @@ class LocalBackend:
         self._retired: set[Service] = set()
         self.autoscaler = Autoscaler(settings, self.services, logs, self.gpus, self._report, self._report_failure)
         self.activator = Activator(settings, self.services, self.autoscaler, logs)
+        self.autoscaler.before_start = self._restage
+        models.add_user(self.model_dirs)
 
     async def apply(self, isvc: dict[str, Any]) -> bool:
         spec = ServiceSpec.from_inference_service(isvc)
@@ -57,7 +60,12 @@ class LocalBackend:
                 f"the resource plan asks for {spec.gpus} GPU(s) per replica and this machine has "
                 f"{self.gpus.total}: use a CPU plan (starter, basic, basic.8x) or run on a GPU node"
             )
-        model_dir = await self.models.stage(spec.storage_uri, group=spec.group)
+        # Held from eviction until the service that uses it is in place (then ``model_dirs`` names it).
+        progress = functools.partial(self.logs.control, spec.group, spec.id)
+        async with self.models.holding(spec.storage_uri, group=spec.group, progress=progress) as model_dir:
+            return await self._run(spec, model_dir)
+
+    async def _run(self, spec: ServiceSpec, model_dir: Path) -> bool:
         if not await asyncio.to_thread(_has_model_files, model_dir):
             raise ModelLoadFailed(f"no model files at {spec.storage_uri}")
         await self.autoscaler.start()
@@ -75,6 +83,23 @@ class LocalBackend:
             return True
         await self._roll_out(old, replacement)
         return True
+
+    def model_dirs(self) -> set[Path]:
+        """The model cache entries this backend uses: its deployments' that may start a replica (RUNNING
+        at zero too, PENDING, a new version rolling out), and any a replica still has open."""
+        services = [*self.services.values(), *self._retired]
+        used = {s.model_dir for s in services if not s.stopped and s.failure is None}
+        return used | {r.model_dir for s in services for r in s.replicas if not r.exited}
+
+    async def _restage(self, service: Service) -> None:
+        """Before a replica starts: its use recorded for the least-recently-used order (no thread, no
+        lock: a live deployment's entry is never evicted), and the artifact staged again if its
+        entry went all the same (removed by hand)."""
+        if self.models.touch(service.model_dir):
+            return
+        spec = service.spec
+        service.model_dir = await self.models.stage(spec.storage_uri, group=spec.group,
+                                                    progress=functools.partial(self.logs.control, spec.group, spec.id))
 
     async def _roll_out(self, old: Service, replacement: Service) -> None:
         """Update in place, as Knative rolls out a revision: a replica of the new version must load

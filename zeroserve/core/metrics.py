@@ -1,7 +1,8 @@
 """What zeroserve counts, for Prometheus (served at ``/metrics`` by the gateway).
 
 Inference requests and their latency per deployment, cold starts and how long they took,
-replicas per deployment, and events handled, retried and dead-lettered per function. The
+replicas per deployment, events handled, retried and dead-lettered per function, and the model
+cache's bytes and evictions. The
 metrics live in prometheus-client's default registry, next to its process metrics.
 """
 
@@ -34,6 +35,11 @@ events_handled = Counter("zeroserve_events_handled", "Events a function handled 
 events_retried = Counter("zeroserve_events_retried", "Failed attempts handed back for a retry", ["function"])
 events_dead_lettered = Counter(
     "zeroserve_events_dead_lettered", "Events a function gave up on (sent to the dead letters)", ["function", "reason"]
+)
+
+model_cache_bytes = Gauge("zeroserve_model_cache_bytes", "Bytes of staged artifacts in the local model cache")
+model_cache_evictions = Counter(
+    "zeroserve_model_cache_evictions", "Artifacts evicted from the local model cache to make room for another"
 )
 
 

@@ -15,7 +15,7 @@ import asyncio
 import contextvars
 import logging
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from zeroserve.deployments.logs import DeploymentLogs
@@ -56,6 +56,8 @@ class Autoscaler:
         self._numbers = 0
         self._reaper: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
+        # Called before each replica starts (the backend: the model back in the cache if it went).
+        self.before_start: Callable[[Service], Awaitable[None]] | None = None
 
     async def start(self) -> None:
         """Begin to stop idle replicas, and start the fork server (settings.fork_server): with the first deployment."""
@@ -116,6 +118,9 @@ class Autoscaler:
     async def _run_replica(self, service: Service, replica: Replica) -> Replica | None:
         spec = service.spec
         try:
+            if self.before_start is not None:
+                await self.before_start(service)
+                replica.model_dir = service.model_dir
             await replica.spawn(self.logs, self.forks, self.settings.replica_access_log)
             if replica.draining:  # stopped (update, stop) before it even started
                 raise NotReady("stopped while starting")
