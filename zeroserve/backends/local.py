@@ -60,7 +60,7 @@ class LocalBackend:
         model_dir = await self.models.stage(spec.storage_uri, group=spec.group)
         if not await asyncio.to_thread(_has_model_files, model_dir):
             raise ModelLoadFailed(f"no model files at {spec.storage_uri}")
-        await self.autoscaler.start()
+        await self.autoscaler.start(spec.model_format)
 
         key = (spec.group, spec.id)
         old = self.services.get(key)

@@ -20,8 +20,13 @@ RUNTIMES: dict[str, str] = {
     "onnx": "zeroserve.serving.runtimes.onnx:ONNXModel",
     "xgboost": "zeroserve.serving.runtimes.xgboost:XGBoostModel",
     "lightgbm": "zeroserve.serving.runtimes.lightgbm:LightGBMModel",
+    "pytorch": "zeroserve.serving.runtimes.pytorch:PyTorchModel",
     "custom": "zeroserve.serving.runtimes.custom:load_predictor",
 }
+
+# The formats whose runtimes import torch (about a second and 250 MB): the CPU fork server leaves
+# them out, and their replicas fork from a fork server of their own that has torch imported.
+TORCH_FORMATS: frozenset[str] = frozenset({"pytorch", "huggingface"})
 
 
 def load_runtime(model_format: str) -> type:
