@@ -461,3 +461,21 @@ def _is_running(pid: int) -> bool:
     except FileNotFoundError:
         return False
     return state != "Z"  # a zombie has exited; only its parent (now init) has yet to reap it
+
+
+@pytest.mark.slow
+def test_a_custom_predictor_whose_requirements_are_not_installed_exits_3_naming_them(tmp_path):
+    import sklearn
+
+    model_dir = tmp_path / "needs"
+    model_dir.mkdir()
+    (model_dir / "predictor.py").write_text("import kserve\n\n\nclass Predictor(kserve.Model):\n    pass\n")
+    (model_dir / "requirements.txt").write_text(
+        "# what the predictor imports\nnumpy>=1\nzeroserve-no-such-package>=1.0\nscikit-learn<0.1  # too old\n"
+        "pywin32>=300; sys_platform == 'win32'\n")
+    result = start_that_fails("custom", "needs", model_dir)
+    assert result.returncode == 3
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"ModelLoadFailed: {model_dir / 'requirements.txt'} is not satisfied by the packages installed here: "
+        f"zeroserve-no-such-package>=1.0 (not installed); scikit-learn<0.1 ({sklearn.__version__} installed). "
+        "zeroserve installs nothing at run time: install them where zeroserve runs (on a cluster, into the image)")
