@@ -5,11 +5,11 @@ that cannot be imported, whose traceback is the deployment's to show."""
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pytest
 from conftest import operator, until
-import logging
-
 from models import IRIS_ROWS, train_iris_lightgbm, train_iris_torchscript, train_iris_xgboost
 from test_end_to_end import publish
 
@@ -84,8 +84,8 @@ async def test_a_predictor_that_raises_at_import_is_dead_with_its_traceback_in_t
     caplog.set_level(logging.DEBUG)
     source = zeroserve.settings.data_dir / "sources" / "broken-predictor"
     source.mkdir(parents=True)
-    (source / "predictor.py").write_text("import kserve\n\n\ndef weights():\n    raise OSError('weights.bin is missing')\n\n\n"
-                                         "WEIGHTS = weights()\n")
+    (source / "predictor.py").write_text(
+        "import kserve\n\n\ndef weights():\n    raise OSError('weights.bin is missing')\n\n\nWEIGHTS = weights()\n")
     statuses = await listen(zeroserve, "zeroserve.default.deployment.status")
     running = await deploy_artifact(zeroserve, listen, "broken", "custom", source, image="example/predictor:1")
     async with operator(zeroserve) as client:
@@ -96,7 +96,8 @@ async def test_a_predictor_that_raises_at_import_is_dead_with_its_traceback_in_t
         assert "cannot be imported: OSError: weights.bin is missing" in dead["message"]
 
         async def logged() -> list[str] | None:
-            response = await client.get(f"{zeroserve.url}/v2/lm/deployments/broken/logs", headers={"AI-Resource-Group": "default"})
+            response = await client.get(f"{zeroserve.url}/v2/lm/deployments/broken/logs",
+                                        headers={"AI-Resource-Group": "default"})
             lines = [line["msg"] for line in response.json()["data"]["result"]]
             return lines if any("Traceback" in line for line in lines) else None
 

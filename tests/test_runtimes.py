@@ -377,7 +377,8 @@ def test_unknown_model_format_exits_3_and_names_the_known_ones(tmp_path):
     result = start_that_fails("tensorflow", "tf", tmp_path)
     assert result.returncode == 3
     assert result.stderr.strip().splitlines()[-1] == (
-        "ModelLoadFailed: unknown model format 'tensorflow' (known formats: custom, lightgbm, onnx, pytorch, sklearn, xgboost)"
+        "ModelLoadFailed: unknown model format 'tensorflow' "
+        "(known formats: custom, lightgbm, onnx, pytorch, sklearn, xgboost)"
     )
 
 

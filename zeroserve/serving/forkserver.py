@@ -9,7 +9,7 @@ listening socket, the output pipes and the ready pipe the backend sends with the
 The server exits when its socket closes or its parent dies; its children die with it (Linux).
 A fork server has a preload profile: ``cpu`` (kserve and every runtime but torch's family) or
 ``torch`` (kserve, torch, transformers if installed, and the runtimes of ``TORCH_FORMATS``), so
-that a process serving scikit-learn in 30 ms never pays torch's second and 250 MB. A torch fork
+that a process serving scikit-learn in 30 ms never pays torch's second and 365 MB. A torch fork
 server never initialises CUDA (its environment shows it no GPU, and it refuses to serve if CUDA
 was initialised anyway): CUDA does not survive a fork, so GPU replicas are always spawned.
 """

@@ -24,8 +24,8 @@ RUNTIMES: dict[str, str] = {
     "custom": "zeroserve.serving.runtimes.custom:load_predictor",
 }
 
-# The formats whose runtimes import torch (about a second and 250 MB): the CPU fork server leaves
-# them out, and their replicas fork from a fork server of their own that has torch imported.
+# The formats whose runtimes import torch (about a second; 365 MB in a fork server that holds it):
+# the CPU fork server leaves them out, their replicas fork from a fork server of their own.
 TORCH_FORMATS: frozenset[str] = frozenset({"pytorch", "huggingface"})
 
 

@@ -84,7 +84,8 @@ class PyTorchModel(kserve.Model):
                 f"cannot load {path} as a TorchScript program (torch.jit.save; a torch.save'd module or "
                 f"state_dict is not one): {type(exc).__name__}: {_last_line(exc)}") from exc
         self.program.eval()
-        self.parameters = [argument.name for argument in self.program.forward.schema.arguments[1:]]
+        schema = self.program.forward.schema  # type: ignore[attr-defined]  # a ScriptMethod's, untyped
+        self.parameters = [argument.name for argument in schema.arguments[1:]]
         self.ready = True
         return self.ready
 
