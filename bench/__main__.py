@@ -21,12 +21,15 @@ trials alternate between the two, and the table shows medians (p50) and ratios:
   zeroserve process grows by meanwhile (no model server may start).
 - flood: warm inference through the gateway, one at a time, while 4 loops in another process post
   wrong secrets to /oauth/token; baseline: the same requests with no flood, rounds alternating.
+- torch: a TorchScript deployment at zero, through the gateway, until its answer (its replica a
+  fork of the torch fork server); baseline: spawning a fresh model server for it, until its first
+  answer. And the torch fork server's resident memory.
 
 - llm: a tiny causal LM and a sentence-embedding model from zero (first token, first embedding)
   next to a fresh process loading them with transformers, and tokens per second streamed through
   the gateway next to straight from the replica (bench/llm.py).
 
-    python -m bench [--only cold,proxy,stream,upload,events,burst,flood,llm] [--trials N]
+    python -m bench [--only cold,proxy,stream,upload,events,burst,flood,torch,llm] [--trials N]
 
 Prints one table and writes bench/results.json (metric, value, unit, baseline, ratio, goal, met).
 """
@@ -67,7 +70,7 @@ from zeroserve.settings import Settings
 
 HERE = Path(__file__).parent
 RESULTS = HERE / "results.json"
-SECTIONS = ("cold", "proxy", "stream", "upload", "events", "burst", "flood", "llm")
+SECTIONS = ("cold", "proxy", "stream", "upload", "events", "burst", "flood", "torch", "llm")
 TESTS_DATA = HERE.parent / "tests" / "data"  # the custom template and probe predictor the tests use
 console = Console(width=max(Console().width, 120), stderr=True)
 
@@ -133,14 +136,15 @@ async def cold_start(client: httpx.AsyncClient, zeroserve: Node, url: str) -> fl
     return elapsed * 1000
 
 
-async def bare_spawn(client: httpx.AsyncClient, model_dir: Path) -> float:
+async def bare_spawn(client: httpx.AsyncClient, model_dir: Path, model_format: str = "sklearn") -> float:
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(128)
     port = listener.getsockname()[1]
     started = time.perf_counter()
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "zeroserve.serving.runtimes.server", "--model-format", "sklearn", "--model-name", "iris",
+        sys.executable, "-m", "zeroserve.serving.runtimes.server", "--model-format", model_format,
+        "--model-name", "iris",
         "--model-dir", str(model_dir), "--listen-fd", str(listener.fileno()), pass_fds=(listener.fileno(),),
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
     )
@@ -602,6 +606,57 @@ async def bench_burst(settings: Settings, count: int = 1000) -> list[dict[str, A
     ]
 
 
+# --- torch --------------------------------------------------------------------------------------
+
+
+async def bench_torch(settings: Settings, trials: int) -> list[dict[str, Any]]:
+    import torch
+
+    zeroserve = Node(settings)
+    await zeroserve.start()
+    platform = zeroserve.platform
+    assert platform is not None and isinstance(platform.backend, LocalBackend)
+    operator, secret = await platform.auth.create_client(["*"], name="bench")
+    token, _ = await platform.auth.token(operator.id, secret)
+    client = httpx.AsyncClient(timeout=120, headers={"Authorization": f"Bearer {token}"}, trust_env=False)
+    model_dir = settings.data_dir / "torch" / "iris"
+    model_dir.mkdir(parents=True)
+    net = torch.nn.Sequential(torch.nn.Linear(4, 16), torch.nn.ReLU(), torch.nn.Linear(16, 3), torch.nn.Softmax(dim=1))
+    torch.jit.script(net.eval()).save(str(model_dir / "model.pt"))
+    try:
+        await platform.bus.publish(new_event(ArtifactCreated(id="iris-torch", name="iris-torch", kind="model",
+                                                             url=model_dir.as_uri()), source="/bench"), "default")
+        async with asyncio.timeout(60):
+            while await platform.store.artifacts.get("default", "iris-torch") is None:  # noqa: ASYNC110 (a KV read)
+                await asyncio.sleep(0.02)
+        await platform.bus.publish(new_event(DeploymentRequested(
+            id="torch", executable_id="pytorch", input_artifacts={"model": "iris-torch"}), source="/bench"), "default")
+        deployment = await running(platform, "torch")
+        forks = platform.backend.autoscaler.torch_forks
+        assert forks is not None and forks._process is not None
+        async with asyncio.timeout(60):
+            await forks.wait_ready()
+        url = f"{deployment.deployment_url}/v1/models/torch:predict"
+        staged = platform.models.staged(model_dir.as_uri())
+        assert staged is not None
+        cold, bare = [], []
+        for trial in range(trials):
+            console.log(f"torch cold start {trial + 1}/{trials}")
+            await platform.backend.scale_to_zero("default", "torch")
+            started = time.perf_counter()
+            response = await client.post(url, json=SAMPLE)
+            assert response.status_code == 200 and response.headers["X-Cold-Start"] == "true", response.text
+            cold.append((time.perf_counter() - started) * 1000)
+            bare.append(await bare_spawn(client, staged, "pytorch"))
+        fork_server_mb = rss_mb(forks._process.pid)
+    finally:
+        await client.aclose()
+        await zeroserve.stop()
+    return [result("torch_cold_start_p50_ms", p(cold, 50), "ms", p(bare, 50), "<= 0.3 of spawned",
+                   p(cold, 50) <= 0.3 * p(bare, 50), torch_fork_server_rss_mb=round(fork_server_mb, 1),
+                   samples_ms={"zeroserve": [round(c, 1) for c in cold], "baseline": [round(b, 1) for b in bare]})]
+
+
 # --- the table ---------------------------------------------------------------------------------
 
 
@@ -636,6 +691,8 @@ async def main(sections: list[str], trials: int) -> int:
                 results += await bench_burst(settings)
             elif section == "flood":
                 results += await bench_flood(settings)
+            elif section == "torch":
+                results += await bench_torch(settings, min(trials, 10))
             elif section == "llm":
                 from bench.llm import bench_llm  # imports the tests' model makers
 

@@ -35,14 +35,15 @@ CHAT = [{"role": "user", "content": "Hello! Tell me about the sea."}]
 
 # The baselines: a fresh interpreter that loads the directory with transformers and answers once.
 FRESH_LM = """
-import sys, torch
+import json, sys, torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 tokenizer = AutoTokenizer.from_pretrained(sys.argv[1])
 model = AutoModelForCausalLM.from_pretrained(sys.argv[1])
-ids = tokenizer.apply_chat_template({chat}, add_generation_prompt=True, return_tensors="pt")["input_ids"]
+chat = json.loads(sys.argv[2])
+ids = tokenizer.apply_chat_template(chat, add_generation_prompt=True, return_tensors="pt")["input_ids"]
 model.generate(ids, max_new_tokens=1, do_sample=False, pad_token_id=tokenizer.pad_token_id)
 print("token", flush=True)
-""".format(chat=repr(CHAT))
+"""
 FRESH_ENCODER = """
 import sys, torch
 from transformers import AutoModel, AutoTokenizer
@@ -58,7 +59,7 @@ async def fresh_process(script: str, model_dir: Path) -> float:
     """Milliseconds from starting ``python -c script model_dir`` until it prints its answer."""
     started = time.perf_counter()
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", script, str(model_dir), stdout=asyncio.subprocess.PIPE,
+        sys.executable, "-c", script, str(model_dir), json.dumps(CHAT), stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.DEVNULL, env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"})
     assert process.stdout is not None
     line = await process.stdout.readline()

@@ -4,7 +4,8 @@
 ``model.onnx`` (without ZipMap, so that every output is a tensor the V2 protocol can carry).
 Both predict class indices 0, 1, 2 for rows of four floats. ``train_iris_xgboost`` and
 ``train_iris_lightgbm`` write boosters (``model.json``, ``model.bst``) that answer each row with the three classes'
-probabilities, as the libraries' own ``predict`` does.
+probabilities, as the libraries' own ``predict`` does. ``train_iris_torchscript`` writes a small
+network as a TorchScript program (``model.pt``) that answers with the classes' probabilities too.
 """
 
 from __future__ import annotations
@@ -71,6 +72,26 @@ def train_iris_lightgbm(directory: Path) -> Path:
     features, labels = load_iris(return_X_y=True)
     classifier = lightgbm.LGBMClassifier(n_estimators=10, num_leaves=8, n_jobs=1, verbose=-1).fit(features, labels)
     classifier.booster_.save_model(str(directory / "model.bst"))
+    return directory
+
+
+def train_iris_torchscript(directory: Path) -> Path:
+    """Write ``directory/model.pt``, a 4-16-3 network trained on iris, scripted; returns ``directory``."""
+    import torch
+    from sklearn.datasets import load_iris
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    features, labels = load_iris(return_X_y=True)
+    x, y = torch.tensor(features, dtype=torch.float32), torch.tensor(labels)
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(4, 16), torch.nn.ReLU(), torch.nn.Linear(16, 3))
+    optimiser = torch.optim.Adam(net.parameters(), lr=0.05)
+    for _ in range(200):
+        optimiser.zero_grad()
+        torch.nn.functional.cross_entropy(net(x), y).backward()
+        optimiser.step()
+    torch.jit.script(torch.nn.Sequential(net, torch.nn.Softmax(dim=1)).eval()).save(str(directory / "model.pt"))
     return directory
 
 

@@ -28,7 +28,7 @@ DATA = Path(__file__).parent / "data"
 
 @pytest.fixture
 def settings(settings: Settings, tmp_path: Path) -> Settings:
-    """The shipped templates and the custom runtime's, which zeroserve does not ship."""
+    """The shipped templates, with the tests' custom template (one replica, no image) for the shipped one."""
     templates = tmp_path / "templates"
     shutil.copytree(settings.templates_dir, templates)
     shutil.copy(DATA / "templates" / "custom.yaml", templates)

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from models import IRIS_ROWS, train_iris_sklearn
+from models import IRIS_ROWS, train_iris_sklearn, train_iris_torchscript
 from test_runtimes import listening_sockets
 
-from zeroserve.serving.forkserver import ForkedProcess, ForkServer
+from zeroserve.serving.forkserver import TORCH, ForkedProcess, ForkServer
 from zeroserve.serving.replica import OUTPUT_LINE_LIMIT, replica_environment
 
 
@@ -98,14 +98,15 @@ async def test_replicas_do_not_outlive_their_fork_server(forks: ForkServer, tmp_
         os.kill(process.pid, 0)
 
 
-async def fork_with_ready_pipe(forks: ForkServer, model_dir: Path) -> tuple[ForkedProcess, int]:
+async def fork_with_ready_pipe(forks: ForkServer, model_dir: Path,
+                               model_format: str = "sklearn") -> tuple[ForkedProcess, int]:
     """A replica forked as the local backend forks it: with the pipe it says "ready" on (its read end)."""
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(128)
     ready_r, ready_w = os.pipe()
     try:
-        flags = ["--model-format", "sklearn", "--model-name", "iris", "--model-dir", str(model_dir)]
+        flags = ["--model-format", model_format, "--model-name", "iris", "--model-dir", str(model_dir)]
         process = await forks.spawn(flags, {}, listener.fileno(), ready_w)
     finally:
         listener.close()
@@ -149,3 +150,35 @@ async def test_a_model_that_cannot_load_closes_the_ready_pipe_without_a_word(for
     async with asyncio.timeout(15):
         assert await process.wait() == 3
     assert (await process.stderr.read()).decode().startswith("ModelLoadFailed: cannot unpickle")
+
+
+def _maps(pid: int) -> str:
+    return Path(f"/proc/{pid}/maps").read_text()
+
+
+@pytest.mark.slow
+async def test_torch_replicas_fork_from_a_torch_fork_server_and_the_cpu_one_never_loads_torch(
+        forks: ForkServer, tmp_path: Path) -> None:
+    torch_forks = ForkServer(replica_environment([]), OUTPUT_LINE_LIMIT, profile=TORCH)
+    await torch_forks.start()
+    try:
+        async with asyncio.timeout(60):
+            await torch_forks.wait_ready()
+        process, ready_r = await fork_with_ready_pipe(torch_forks, train_iris_torchscript(tmp_path / "iris"), "pytorch")
+        try:
+            said = await asyncio.wait_for(asyncio.to_thread(os.read, ready_r, 256), 30)
+        finally:
+            os.close(ready_r)
+        assert said.startswith(b"ready "), (await process.stderr.read()).decode()
+        async with httpx.AsyncClient() as http:
+            answer = await http.post(f"http://127.0.0.1:{_port_of(process)}/v1/models/iris:predict",
+                                     json={"instances": IRIS_ROWS})
+        assert [row.index(max(row)) for row in answer.json()["predictions"]] == [1, 1]
+        assert forks._process is not None and torch_forks._process is not None
+        assert "libtorch_cpu" not in _maps(forks._process.pid)  # scikit-learn's forks never pay for torch
+        assert "libtorch_cpu" in _maps(torch_forks._process.pid)
+        process.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(15):
+            assert await process.wait() == 0
+    finally:
+        await torch_forks.close()

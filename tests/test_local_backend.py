@@ -107,6 +107,19 @@ def test_the_backend_reads_replicas_and_gpus_from_the_inference_service(settings
         ServiceSpec.from_inference_service({"metadata": {}, "spec": {}})
 
 
+def test_a_predictor_of_containers_runs_here_as_the_custom_runtime_serving_its_storage_uri(settings, tmp_path):
+    template = load_templates(settings.templates_dir)["custom"]
+    isvc = render(template, deployment_id="mine", group="default", artifacts={"model": tmp_path.as_uri()},
+                  parameters={"image": "docker.io/example/predictor:1", "resourcePlan": "infer.s"},
+                  plans=load_resource_plans(settings), settings=settings)
+    spec = ServiceSpec.from_inference_service(isvc)
+    assert (spec.model_format, spec.storage_uri, spec.gpus) == ("custom", tmp_path.as_uri(), 1)
+
+    del isvc["spec"]["predictor"]["containers"][0]["env"]
+    with pytest.raises(InvalidConfiguration, match="give the kserve-container container env STORAGE_URI"):
+        ServiceSpec.from_inference_service(isvc)
+
+
 @pytest.mark.slow
 async def test_requests_beyond_the_activator_queue_get_overloaded_not_a_hang(settings, bus):
     settings.activator_queue_limit = 2

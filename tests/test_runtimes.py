@@ -22,7 +22,14 @@ import httpx
 import joblib
 import numpy as np
 import pytest
-from models import IRIS_ROWS, train_iris_lightgbm, train_iris_onnx, train_iris_sklearn, train_iris_xgboost
+from models import (
+    IRIS_ROWS,
+    train_iris_lightgbm,
+    train_iris_onnx,
+    train_iris_sklearn,
+    train_iris_torchscript,
+    train_iris_xgboost,
+)
 
 from zeroserve.errors import ModelLoadFailed
 from zeroserve.serving.runtimes import load_runtime
@@ -136,7 +143,7 @@ def listening_sockets(pid: int) -> set[tuple[str, int]]:
 def test_importing_runtimes_does_not_import_kserve():
     check = "import sys, zeroserve.serving.runtimes as r; print(sorted(r.RUNTIMES)); print('kserve' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", check], cwd=REPO, capture_output=True, text=True, check=True)
-    assert out.stdout.split("\n")[:2] == ["['custom', 'lightgbm', 'onnx', 'sklearn', 'xgboost']", "False"]
+    assert out.stdout.split("\n")[:2] == ["['custom', 'lightgbm', 'onnx', 'pytorch', 'sklearn', 'xgboost']", "False"]
 
 
 def test_unknown_format_names_the_known_ones():
@@ -144,7 +151,19 @@ def test_unknown_format_names_the_known_ones():
         load_runtime("tensorflow")
     assert failure.value.reason == "ModelLoadFailed"
     assert "unknown model format 'tensorflow'" in str(failure.value)
-    assert "onnx, sklearn" in str(failure.value)
+    assert "onnx, pytorch, sklearn" in str(failure.value)
+
+
+def test_a_pytorch_model_directory_may_be_a_triton_model_repository_whose_newest_version_serves(tmp_path):
+    from zeroserve.serving.runtimes.pytorch import model_file
+
+    for version in ("1", "2", "10"):
+        (tmp_path / "iris" / version).mkdir(parents=True)
+        (tmp_path / "iris" / version / "model.pt").write_bytes(b"")
+    (tmp_path / "iris" / "config.pbtxt").write_text('platform: "pytorch_libtorch"')
+    assert model_file(tmp_path) == tmp_path / "iris" / "10" / "model.pt"
+    (tmp_path / "model.pt").write_bytes(b"")
+    assert model_file(tmp_path) == tmp_path / "model.pt"
 
 
 # Real replica processes.
@@ -266,6 +285,51 @@ def test_a_file_that_is_no_booster_exits_3_with_the_librarys_message(tmp_path, m
 
 
 @pytest.mark.slow
+def test_torchscript_replica_answers_v1_and_v2_like_the_program_and_refuses_a_wrong_shape_with_torchs_message(
+        replicas, tmp_path):
+    import torch
+
+    model_dir = train_iris_torchscript(tmp_path / "iris-torch")
+    rows = [*IRIS_ROWS, SETOSA]
+    expected = torch.jit.load(str(model_dir / "model.pt"))(torch.tensor(rows)).detach().numpy()
+    assert expected.argmax(axis=1).tolist() == [1, 1, 0]
+    replica = replicas("pytorch", "iris", model_dir)
+    replica.wait_ready()
+
+    v1 = httpx.post(f"{replica.url}/v1/models/iris:predict", json={"instances": IRIS_ROWS}, timeout=10)
+    assert v1.status_code == 200, v1.text
+    assert np.allclose(v1.json()["predictions"], expected[:2], atol=1e-6)
+    v2_request = {"inputs": [{"name": "x", "shape": [3, 4], "datatype": "FP32", "data": sum(rows, [])}]}
+    v2 = httpx.post(f"{replica.url}/v2/models/iris/infer", json=v2_request, timeout=10)
+    assert v2.status_code == 200, v2.text
+    [output] = v2.json()["outputs"]
+    assert (output["shape"], output["datatype"]) == ([3, 3], "FP32")
+    assert np.allclose(output["data"], expected.ravel(), atol=1e-6)
+
+    wrong_width = httpx.post(f"{replica.url}/v1/models/iris:predict", json={"instances": [[1.0, 2.0]]}, timeout=10)
+    assert wrong_width.status_code == 400, wrong_width.text
+    assert wrong_width.json()["error"] == "RuntimeError: mat1 and mat2 shapes cannot be multiplied (1x2 and 4x16)"
+    wrong_type = httpx.post(f"{replica.url}/v2/models/iris/infer", timeout=10, json={
+        "inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP64", "data": SETOSA}]})
+    assert wrong_type.status_code == 400, wrong_type.text
+    assert "must have the same dtype" in wrong_type.json()["error"]
+
+
+@pytest.mark.slow
+def test_a_torch_saved_module_is_no_torchscript_program_and_exits_3_saying_so(tmp_path):
+    import torch
+
+    model_dir = tmp_path / "eager"
+    model_dir.mkdir()
+    torch.save(torch.nn.Linear(4, 3).state_dict(), model_dir / "model.pt")
+    result = start_that_fails("pytorch", "eager", model_dir)
+    assert result.returncode == 3
+    last_line = result.stderr.strip().splitlines()[-1]
+    assert last_line.startswith(f"ModelLoadFailed: cannot load {model_dir / 'model.pt'} as a TorchScript program")
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.slow
 def test_replica_listens_on_loopback_only_and_starts_no_grpc(replicas, tmp_path):
     replica = replicas("sklearn", "iris", train_iris_sklearn(tmp_path / "iris"))
     replica.wait_ready()
@@ -313,7 +377,8 @@ def test_unknown_model_format_exits_3_and_names_the_known_ones(tmp_path):
     result = start_that_fails("tensorflow", "tf", tmp_path)
     assert result.returncode == 3
     assert result.stderr.strip().splitlines()[-1] == (
-        "ModelLoadFailed: unknown model format 'tensorflow' (known formats: custom, lightgbm, onnx, sklearn, xgboost)"
+        "ModelLoadFailed: unknown model format 'tensorflow' "
+        "(known formats: custom, lightgbm, onnx, pytorch, sklearn, xgboost)"
     )
 
 
@@ -397,3 +462,21 @@ def _is_running(pid: int) -> bool:
     except FileNotFoundError:
         return False
     return state != "Z"  # a zombie has exited; only its parent (now init) has yet to reap it
+
+
+@pytest.mark.slow
+def test_a_custom_predictor_whose_requirements_are_not_installed_exits_3_naming_them(tmp_path):
+    import sklearn
+
+    model_dir = tmp_path / "needs"
+    model_dir.mkdir()
+    (model_dir / "predictor.py").write_text("import kserve\n\n\nclass Predictor(kserve.Model):\n    pass\n")
+    (model_dir / "requirements.txt").write_text(
+        "# what the predictor imports\nnumpy>=1\nzeroserve-no-such-package>=1.0\nscikit-learn<0.1  # too old\n"
+        "pywin32>=300; sys_platform == 'win32'\n")
+    result = start_that_fails("custom", "needs", model_dir)
+    assert result.returncode == 3
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"ModelLoadFailed: {model_dir / 'requirements.txt'} is not satisfied by the packages installed here: "
+        f"zeroserve-no-such-package>=1.0 (not installed); scikit-learn<0.1 ({sklearn.__version__} installed). "
+        "zeroserve installs nothing at run time: install them where zeroserve runs (on a cluster, into the image)")

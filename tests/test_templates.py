@@ -152,16 +152,49 @@ def test_the_vendored_crd_schema_is_the_one_in_the_kserve_crd(crd_schema: dict[s
 def test_the_shipped_templates_are_sap_serving_templates_with_the_same_inputs(
     templates: dict[str, ServingTemplate],
 ) -> None:
-    shipped = ("sklearn", "onnx", "xgboost", "lightgbm")
+    shipped = ("sklearn", "onnx", "xgboost", "lightgbm", "pytorch", "custom")
     assert set(templates) >= set(shipped)
     for template in (templates[name] for name in shipped):
         assert template.scenario_id == "model-serving"
         assert template.version == "1.0.0"
+        # custom's image has no default: only its user knows it.
         assert {p.name: p.default for p in template.parameters} == {
             "resourcePlan": "starter", "minReplicas": "0", "maxReplicas": "2", "scaleTarget": "4",
             "canaryTrafficPercent": "100", "requestTimeout": "", "maxRequestBody": "",
+            **({"image": None} if template.name == "custom" else {}),
         }
         assert [a.name for a in template.artifacts] == ["model"]
+
+
+@pytest.mark.parametrize("plan", CPU_PLANS + GPU_PLANS)
+def test_a_torchscript_program_renders_for_kserve_s_triton_runtime_on_every_plan(
+    plan: str, templates: dict[str, ServingTemplate], plans: dict[str, ResourcePlan],
+    settings: Settings, crd_schema: dict[str, Any],
+) -> None:
+    isvc = deploy(templates["pytorch"], plans, settings, parameters={"resourcePlan": plan})
+
+    jsonschema.Draft7Validator(crd_schema).validate(isvc)
+    model = isvc["spec"]["predictor"]["model"]
+    assert (model["modelFormat"], model["runtime"], model["protocolVersion"]) == (
+        {"name": "pytorch"}, "kserve-tritonserver", "v2")
+    assert model["storageUri"] == MODEL
+
+
+@pytest.mark.parametrize("plan", CPU_PLANS + GPU_PLANS)
+def test_the_custom_template_runs_the_user_s_image_with_the_model_as_storage_uri_on_every_plan(
+    plan: str, templates: dict[str, ServingTemplate], plans: dict[str, ResourcePlan],
+    settings: Settings, crd_schema: dict[str, Any],
+) -> None:
+    image = "docker.io/example/predictor:1"
+    isvc = deploy(templates["custom"], plans, settings, parameters={"resourcePlan": plan, "image": image})
+
+    jsonschema.Draft7Validator(crd_schema).validate(isvc)
+    [container] = isvc["spec"]["predictor"]["containers"]
+    assert (container["name"], container["image"]) == ("kserve-container", image)
+    assert container["env"] == [{"name": "STORAGE_URI", "value": MODEL}]
+    assert container["resources"]["limits"]["cpu"] == plans[plan].cpu
+    with pytest.raises(InvalidConfiguration, match="needs parameter 'image'"):
+        deploy(templates["custom"], plans, settings, parameters={"resourcePlan": plan})
 
 
 def test_resource_plans_are_sap_s_published_figures(plans: dict[str, ResourcePlan]) -> None:

@@ -68,7 +68,7 @@ class LocalBackend:
     async def _run(self, spec: ServiceSpec, model_dir: Path) -> bool:
         if not await asyncio.to_thread(_has_model_files, model_dir):
             raise ModelLoadFailed(f"no model files at {spec.storage_uri}")
-        await self.autoscaler.start()
+        await self.autoscaler.start(spec.model_format)
 
         key = (spec.group, spec.id)
         old = self.services.get(key)

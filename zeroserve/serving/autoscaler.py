@@ -20,9 +20,10 @@ from typing import Any
 
 from zeroserve.deployments.logs import DeploymentLogs
 from zeroserve.errors import ModelLoadFailed, NotReady, ReplicaKilled, Unschedulable, ZeroserveError
-from zeroserve.serving.forkserver import ForkServer
+from zeroserve.serving.forkserver import TORCH, ForkServer
 from zeroserve.serving.gpus import GpuInventory
 from zeroserve.serving.replica import OUTPUT_LINE_LIMIT, Replica, replica_environment
+from zeroserve.serving.runtimes import TORCH_FORMATS
 from zeroserve.serving.service import Service
 from zeroserve.settings import Settings
 
@@ -53,22 +54,39 @@ class Autoscaler:
         # CPU replicas are forks of a process with kserve imported (settings.fork_server), started
         # with the first deployment; until it is ready, and for GPU replicas, they are spawned.
         self.forks: ForkServer | None = None
+        # Those of torch's family fork from one with torch imported too, started with the first of
+        # them: a second and 365 MB that a machine serving only scikit-learn never pays.
+        self.torch_forks: ForkServer | None = None
         self._numbers = 0
         self._reaper: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         # Called before each replica starts (the backend: the model back in the cache if it went).
         self.before_start: Callable[[Service], Awaitable[None]] | None = None
 
-    async def start(self) -> None:
-        """Begin to stop idle replicas, and start the fork server (settings.fork_server): with the first deployment."""
+    async def start(self, model_format: str = "") -> None:
+        """Begin to stop idle replicas, and start the fork servers (settings.fork_server): the CPU one
+        with the first deployment, the torch one with the first of ``TORCH_FORMATS``."""
         if self._reaper is None or self._reaper.done():
             self._reaper = asyncio.create_task(self._reap(), name="local-backend-reaper", context=contextvars.Context())
-        if self.settings.fork_server and self.forks is None:
-            self.forks = ForkServer(replica_environment([]), OUTPUT_LINE_LIMIT)
-            try:
-                await self.forks.start()
-            except OSError as error:  # replicas are spawned then, as without it
-                log.warning("no fork server (%s): replicas start as new processes", error)
+        if not self.settings.fork_server:
+            return
+        if self.forks is None:
+            self.forks = await self._start_fork_server(ForkServer(replica_environment([]), OUTPUT_LINE_LIMIT))
+        if model_format in TORCH_FORMATS and self.torch_forks is None:
+            self.torch_forks = await self._start_fork_server(
+                ForkServer(replica_environment([]), OUTPUT_LINE_LIMIT, profile=TORCH))
+
+    @staticmethod
+    async def _start_fork_server(forks: ForkServer) -> ForkServer:
+        try:
+            await forks.start()
+        except OSError as error:  # replicas are spawned then, as without it
+            log.warning("no %s fork server (%s): replicas start as new processes", forks.profile, error)
+        return forks
+
+    def fork_server(self, model_format: str) -> ForkServer | None:
+        """The fork server a replica of ``model_format`` forks from (if it is ready)."""
+        return self.torch_forks if model_format in TORCH_FORMATS else self.forks
 
     # -- scale up ---------------------------------------------------------------------------------
 
@@ -121,7 +139,7 @@ class Autoscaler:
             if self.before_start is not None:
                 await self.before_start(service)
                 replica.model_dir = service.model_dir
-            await replica.spawn(self.logs, self.forks, self.settings.replica_access_log)
+            await replica.spawn(self.logs, self.fork_server(spec.model_format), self.settings.replica_access_log)
             if replica.draining:  # stopped (update, stop) before it even started
                 raise NotReady("stopped while starting")
             await self.logs.control(spec.group, spec.id, f"{replica.name} starting on 127.0.0.1:{replica.port}")
@@ -248,9 +266,10 @@ class Autoscaler:
         task.add_done_callback(self._tasks.discard)
 
     async def close(self) -> None:
-        """Stop the reaper, the tasks still running, and then the fork server."""
+        """Stop the reaper, the tasks still running, and then the fork servers."""
         self.stop_reaper()
         for task in list(self._tasks):
             task.cancel()
-        if self.forks is not None:  # after the replicas: their exits come through it
-            await self.forks.close()
+        for forks in (self.forks, self.torch_forks):  # after the replicas: their exits come through it
+            if forks is not None:
+                await forks.close()

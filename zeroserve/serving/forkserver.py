@@ -7,6 +7,11 @@ loop, no gRPC channel, for requests. Each request forks a child that *is* a repl
 listening socket, the output pipes and the ready pipe the backend sends with the request, and runs
 ``zeroserve.serving.runtimes.server.main`` with the replica's flags and the prepared app.
 The server exits when its socket closes or its parent dies; its children die with it (Linux).
+A fork server has a preload profile: ``cpu`` (kserve and every runtime but torch's family) or
+``torch`` (kserve, torch, transformers if installed, and the runtimes of ``TORCH_FORMATS``), so
+that a process serving scikit-learn in 30 ms never pays torch's second and 365 MB. A torch fork
+server never initialises CUDA (its environment shows it no GPU, and it refuses to serve if CUDA
+was initialised anyway): CUDA does not survive a fork, so GPU replicas are always spawned.
 """
 
 from __future__ import annotations
@@ -40,19 +45,61 @@ log = logging.getLogger(__name__)
 
 MAX_MESSAGE = 1 << 20  # a request is a few hundred bytes; this bounds a broken one
 
+CPU = "cpu"
+TORCH = "torch"
+PROFILES = (CPU, TORCH)
 
-def preload() -> ReplicaApp:
-    """Import what replicas need, so that forks start with it: kserve's model server and REST app,
-    the runtimes and their frameworks (and the estimators a pickled scikit-learn model names); and
-    build KServe's app, which every replica with kserve's default flags serves as it is."""
+
+def runtime_modules(profile: str) -> list[str]:
+    """The modules of the runtimes a fork server of ``profile`` serves: torch's family for ``torch``,
+    the others for ``cpu``."""
+    from zeroserve.serving.runtimes import RUNTIMES, TORCH_FORMATS
+
+    return [target.partition(":")[0] for model_format, target in RUNTIMES.items()
+            if (model_format in TORCH_FORMATS) == (profile == TORCH)]
+
+
+def preload(profile: str = CPU) -> ReplicaApp:
+    """Import what replicas of ``profile`` need, so that forks start with it: kserve's model server
+    and REST app, the runtimes and their frameworks; and build KServe's app, which every replica with
+    kserve's default flags serves as it is."""
     import importlib
 
-    from zeroserve.serving.runtimes import RUNTIMES
     from zeroserve.serving.runtimes.app import ReplicaApp, quiet
     from zeroserve.serving.runtimes.server import default_app_options
 
-    for target in RUNTIMES.values():
-        importlib.import_module(target.partition(":")[0])
+    for module in runtime_modules(profile):
+        importlib.import_module(module)
+    if profile == TORCH:
+        for module in ("torch", "transformers"):
+            try:
+                importlib.import_module(module)
+            except ImportError:  # not installed: its runtime says so in its replica
+                pass
+        if "transformers" in sys.modules:
+            from zeroserve.serving.runtimes.huggingface import warm_up
+
+            with quiet():
+                warm_up()  # a fork's first Hugging Face load then reads weights only (2 s -> 0.1 s)
+    else:
+        _warm_sklearn()
+    with quiet():
+        app = ReplicaApp(default_app_options())
+        app.warm_up()
+    return app
+
+
+def cuda_initialised() -> bool:
+    """Whether this process has initialised CUDA through torch (then no fork of it may use CUDA)."""
+    torch = sys.modules.get("torch")
+    return torch is not None and bool(torch.cuda.is_initialized())
+
+
+def _warm_sklearn() -> None:
+    """Import the estimators a pickled scikit-learn model names, and make its first prediction's
+    one-time work happen here, not in every fork."""
+    import importlib
+
     for module in ("sklearn.linear_model", "sklearn.ensemble", "sklearn.tree", "sklearn.pipeline",
                    "sklearn.preprocessing", "sklearn.svm", "sklearn.neighbors"):
         try:
@@ -67,10 +114,6 @@ def preload() -> ReplicaApp:
         DummyClassifier().fit([[0.0]], [0]).predict([[0.0]])
     except ImportError:
         pass
-    with quiet():
-        app = ReplicaApp(default_app_options())
-        app.warm_up()
-    return app
 
 
 def _reply(control: socket.socket, message: dict[str, Any]) -> None:
@@ -171,13 +214,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m zeroserve.serving.forkserver")
     parser.add_argument("--control-fd", type=int, required=True)
     parser.add_argument("--parent-pid", type=int, required=True)
+    parser.add_argument("--preload", choices=PROFILES, default=CPU)
     args = parser.parse_args(argv)
     die_with_parent(args.parent_pid)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for zeroserve, which stops us in order
     control = socket.socket(fileno=args.control_fd)
     sys.argv = [sys.argv[0]]  # kserve parses sys.argv when imported: give it nothing to misread
-    app = preload()
+    app = preload(args.preload)
+    if cuda_initialised():  # an import touched the GPU: its forks could not use CUDA, nor be trusted to
+        print("the fork server initialised CUDA while it imported its runtimes: it cannot fork", file=sys.stderr)
+        return 1
     # What was built so far is every fork's, read-only: out of the collector's sight, a fork's
     # collections do not touch (and so copy) those pages. Instagram's gc.freeze recipe.
     gc.freeze()
@@ -237,9 +284,10 @@ class ForkedProcess:
 class ForkServer:
     """The backend's handle on a fork server process: start it, fork replicas from it, stop it."""
 
-    def __init__(self, env: dict[str, str], output_limit: int) -> None:
+    def __init__(self, env: dict[str, str], output_limit: int, profile: str = CPU) -> None:
         self.env = env
         self.output_limit = output_limit
+        self.profile = profile
         self.ready = False
         self._process: asyncio.subprocess.Process | None = None
         self._socket: socket.socket | None = None
@@ -257,7 +305,7 @@ class ForkServer:
             self._process = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "zeroserve.serving.forkserver",
                 "--control-fd", str(theirs.fileno()), "--parent-pid", str(os.getpid()),
-                pass_fds=(theirs.fileno(),), env=self.env, start_new_session=True,
+                "--preload", self.profile, pass_fds=(theirs.fileno(),), env=self.env, start_new_session=True,
                 stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
             )
         finally:

@@ -21,8 +21,13 @@ RUNTIMES: dict[str, str] = {
     "xgboost": "zeroserve.serving.runtimes.xgboost:XGBoostModel",
     "lightgbm": "zeroserve.serving.runtimes.lightgbm:LightGBMModel",
     "huggingface": "zeroserve.serving.runtimes.huggingface:load_huggingface",
+    "pytorch": "zeroserve.serving.runtimes.pytorch:PyTorchModel",
     "custom": "zeroserve.serving.runtimes.custom:load_predictor",
 }
+
+# The formats whose runtimes import torch (about a second; 365 MB in a fork server that holds it):
+# the CPU fork server leaves them out, their replicas fork from a fork server of their own.
+TORCH_FORMATS: frozenset[str] = frozenset({"pytorch", "huggingface"})
 
 
 def load_runtime(model_format: str) -> type:
