@@ -143,7 +143,7 @@ def listening_sockets(pid: int) -> set[tuple[str, int]]:
 def test_importing_runtimes_does_not_import_kserve():
     check = "import sys, zeroserve.serving.runtimes as r; print(sorted(r.RUNTIMES)); print('kserve' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", check], cwd=REPO, capture_output=True, text=True, check=True)
-    assert out.stdout.split("\n")[:2] == ["['custom', 'lightgbm', 'onnx', 'pytorch', 'sklearn', 'xgboost']", "False"]
+    assert out.stdout.split("\n")[:2] == ["['custom', 'huggingface', 'lightgbm', 'onnx', 'pytorch', 'sklearn', 'xgboost']", "False"]
 
 
 def test_unknown_format_names_the_known_ones():
@@ -378,7 +378,7 @@ def test_unknown_model_format_exits_3_and_names_the_known_ones(tmp_path):
     assert result.returncode == 3
     assert result.stderr.strip().splitlines()[-1] == (
         "ModelLoadFailed: unknown model format 'tensorflow' "
-        "(known formats: custom, lightgbm, onnx, pytorch, sklearn, xgboost)"
+        "(known formats: custom, huggingface, lightgbm, onnx, pytorch, sklearn, xgboost)"
     )
 
 
