@@ -65,7 +65,7 @@ async def test_scenarios_and_executables_are_the_serving_templates(api):
 
     executables = assert_conforms(await api.get("/v2/lm/scenarios/model-serving/executables", headers=DEFAULT)).json()
     assert {e["id"] for e in executables["resources"]} == {
-        "sklearn", "onnx", "xgboost", "lightgbm", "pytorch", "custom"}
+        "sklearn", "onnx", "xgboost", "lightgbm", "pytorch", "huggingface", "huggingface-embeddings", "custom"}
     sklearn = assert_conforms(
         await api.get("/v2/lm/scenarios/model-serving/executables/sklearn", headers=DEFAULT)).json()
     assert sklearn["deployable"] is True and sklearn["versionId"] == "1.0.0"
