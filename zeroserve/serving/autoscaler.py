@@ -12,6 +12,7 @@ cannot serve).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import logging
 import time
@@ -19,7 +20,15 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from zeroserve.deployments.logs import DeploymentLogs
-from zeroserve.errors import ModelLoadFailed, NotReady, ReplicaKilled, Unschedulable, ZeroserveError
+from zeroserve.errors import (
+    MemoryLimitExceeded,
+    ModelLoadFailed,
+    NotReady,
+    ReplicaKilled,
+    Unschedulable,
+    ZeroserveError,
+)
+from zeroserve.serving.bounds import memory_passed
 from zeroserve.serving.forkserver import ForkServer
 from zeroserve.serving.gpus import GpuInventory
 from zeroserve.serving.replica import OUTPUT_LINE_LIMIT, Replica, replica_environment
@@ -101,6 +110,8 @@ class Autoscaler:
         spec = service.spec
         self._numbers += 1
         replica = Replica(spec, self._numbers, service.model_dir, [])
+        if self.settings.replica_limits:
+            replica.bounds = spec.bounds
         try:
             replica.gpus = self.gpus.allocate(replica.owner, spec.gpus)
         except Unschedulable as error:
@@ -117,6 +128,7 @@ class Autoscaler:
         spec = service.spec
         try:
             await replica.spawn(self.logs, self.forks, self.settings.replica_access_log)
+            self._hold_to_plan(replica)
             if replica.draining:  # stopped (update, stop) before it even started
                 raise NotReady("stopped while starting")
             await self.logs.control(spec.group, spec.id, f"{replica.name} starting on 127.0.0.1:{replica.port}")
@@ -178,10 +190,47 @@ class Autoscaler:
             if live:
                 await self.logs.control(service.spec.group, service.spec.id,
                                         f"{replica.name} exited with code {replica.process.returncode}")
+            fault = replica.exit_fault()
+            if live and fault is not None:
+                await self._broke_bounds(service, fault)
+                return
             await service.notify()
             self.report(service)
             if live and len(service.serving) + len(service.starting) < service.spec.min_replicas:
                 self.scale_up(service)  # minReplicas is a promise: keep it
+
+    async def _broke_bounds(self, service: Service, fault: ZeroserveError) -> None:
+        """A serving replica went past its plan's memory or out of GPU memory: the deployment is
+        DEAD with that reason (the same model on the same plan would do it again), and its other
+        replicas stop."""
+        await self.logs.control(service.spec.group, service.spec.id, str(fault))
+        service.failure = fault
+        await service.notify()
+        self.fail(service, fault)
+        await self.stop_replicas(service)
+        self.report(service)
+
+    # -- a replica's share of the machine (serving/bounds.py) ---------------------------------------
+
+    def _hold_to_plan(self, replica: Replica) -> None:
+        """Put a replica just started on its plan's cores, and watch its memory."""
+        assert replica.process is not None
+        replica.bounds.pin(replica.process.pid, replica.number)
+        if replica.bounds.memory is not None:
+            self.spawn(self._watch_memory(replica))
+
+    async def _watch_memory(self, replica: Replica) -> None:
+        assert replica.process is not None and replica.bounds.memory is not None
+        limit = replica.bounds.memory
+        used = await memory_passed(replica.process, limit)
+        if used is None:
+            return
+        # The verdict first, then the kill: whoever hears of the exit reads why.
+        replica.fault = MemoryLimitExceeded(replica.with_last_lines(
+            f"{replica.name} used {used / 1e6:.0f} MB of memory, more than its plan's {limit / 1e6:.0f} MB: "
+            "stopped"))
+        with contextlib.suppress(ProcessLookupError):
+            replica.process.kill()
 
     def _forget(self, service: Service, replica: Replica) -> bool:
         self.gpus.release(replica.owner)
