@@ -106,6 +106,16 @@ async def deploy_faulty(zeroserve: Node, listen, deployment_id: str, fault: dict
     return f"{running['deploymentUrl']}/v1/models/{deployment_id}:predict"
 
 
+@pytest.mark.slow
+async def test_a_replica_runs_on_its_plan_s_cores_with_as_many_threads(settings: Settings, listen) -> None:
+    async with Node(settings) as zeroserve:
+        url = await deploy_faulty(zeroserve, listen, "within", {}, "small")
+        async with operator(zeroserve, timeout=60) as client:
+            answer = await client.post(url, json={"instances": [[1.0]]})
+    assert answer.status_code == 200, answer.text
+    assert answer.json() == {"cores": 1, "threads": "1"}  # the small plan's one CPU
+
+
 async def dead_after_calls(zeroserve: Node, listen, deployment_id: str, url: str) -> dict:
     """Call until the deployment is DEAD: its status; a call after that is refused with its reason."""
     statuses = await listen(zeroserve, "zeroserve.default.deployment.status")

@@ -5,10 +5,11 @@
 - ``{"allocate": BYTES, "at": "load"}`` or ``"predict"``: takes that much memory of its own and
   holds it (at load, it then waits: it never gets ready).
 
-Anything else: it answers ``{"fine": true}``.
+Anything else: it answers what it may use, ``{"cores": N, "threads": OMP_NUM_THREADS}``.
 """
 
 import json
+import os
 import time
 from pathlib import Path
 
@@ -45,4 +46,4 @@ class Faulty(Model):
 
     async def predict(self, payload, headers=None):
         self.fault("predict")
-        return {"fine": True}
+        return {"cores": len(os.sched_getaffinity(0)), "threads": os.environ.get("OMP_NUM_THREADS")}
