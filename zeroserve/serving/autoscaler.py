@@ -2,9 +2,11 @@
 stops. It scales as Knative's would: one more replica when every serving one is at the concurrency
 target (the activator asks for it, up to ``maxReplicas``), ``minReplicas`` always (kept when one
 exits on its own), and a replica idle for the idle window stopped, down to ``minReplicas``. It
-starts each replica (its GPUs taken from the inventory, forked from the fork server when it can be),
-follows it, and counts the starts that never get ready: after ``replica_start_attempts`` in a row
-the version is failed (``ReplicaNeverReady``), as Knative's progress deadline fails a revision. What
+starts each replica (its GPUs taken from the inventory, forked from the fork server when it can be,
+held to its plan's CPU and memory: ``bounds.py``), follows it, and counts the starts that never get
+ready: after ``replica_start_attempts`` in a row the version is failed (``ReplicaNeverReady``), as
+Knative's progress deadline fails a revision. A replica past its plan's memory or out of GPU memory
+fails the version at once (``MemoryLimitExceeded``, ``GpuOutOfMemory``), loading or serving. What
 changes goes to the backend through ``report`` (a new replica count) and ``fail`` (a version that
 cannot serve).
 """

@@ -1,9 +1,10 @@
 """A replica: one KServe model-server process serving one version of a deployment on 127.0.0.1. It
 is started on a loopback socket bound here and handed over (so it is never reachable from another
 host), as a fork of the fork server when it can be, else as a new process with its GPUs in its
-environment; its output becomes the deployment's log records; it is ready once it says so on its
-ready pipe (no polling), and stopped with SIGTERM (SIGKILL after a grace). It records where its start went (spawned,
-model loaded, ready) for the requests that waited for it.
+environment; either way with its plan's thread counts (``bounds.py``). Its output becomes the
+deployment's log records; it is ready once it says so on its ready pipe (no polling), and stopped
+with SIGTERM (SIGKILL after a grace). It records where its start went (spawned, model loaded,
+ready) for the requests that waited for it, and why it ended if it broke its bounds.
 """
 
 from __future__ import annotations
