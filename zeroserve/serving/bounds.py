@@ -4,7 +4,8 @@ without privileges:
 
 - CPU: the replica runs on ``ceil(cpu)`` cores (``sched_setaffinity``, every thread), and its
   libraries start that many threads (``OMP_NUM_THREADS``, ``MKL_NUM_THREADS``,
-  ``OPENBLAS_NUM_THREADS``; the replica sets torch's count too). A plan with at least as many cores
+  ``OPENBLAS_NUM_THREADS``; the replica sets torch's count too; a library the fork server loaded
+  before keeps its own count, on those cores). A plan with at least as many cores
   as the machine has runs on all of them. A cluster's CFS quota is a share of time, not cores: a
   plan of 0.5 CPU gets a whole core here.
 - Memory: a watch reads the replica's own resident memory (its private pages: what a cgroup would
