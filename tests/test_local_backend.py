@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from pathlib import Path
 
 import pytest
@@ -46,12 +47,19 @@ def environment(pid: int) -> dict[str, str]:
     return dict(item.decode().split("=", 1) for item in raw if b"=" in item)
 
 
+def parent_of(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
 @pytest.mark.slow
 async def test_a_gpu_replica_gets_its_own_gpu_and_a_cpu_replica_none(settings, bus):
     model_dir = train_iris_sklearn(settings.data_dir / "iris")
     backend = await backend_with(settings, bus, GpuInventory([0, 1]))
     try:
         assert await backend.apply(inference_service(settings, model_dir, "infer.s", maxReplicas="2"))
+        forks = backend.autoscaler.forks
+        assert forks is not None
+        await asyncio.wait_for(forks.wait_ready(), 60)  # CPU replicas are forked from here on
         async with backend.activator.assign("default", "iris") as first:
             assert first.cold
             assert first.replica.gpus == [0]
@@ -59,13 +67,21 @@ async def test_a_gpu_replica_gets_its_own_gpu_and_a_cpu_replica_none(settings, b
             env = environment(first.replica.process.pid)
             assert env["CUDA_VISIBLE_DEVICES"] == "0"
             assert env["CUDA_DEVICE_ORDER"] == "PCI_BUS_ID"
+            # Spawned by the backend, not forked from the fork server: a process that may initialise
+            # CUDA is never a fork, and its GPUs are in its environment from its first instruction.
+            assert parent_of(first.replica.process.pid) == os.getpid()
         await backend.stop("default", "iris")
         assert backend.gpus.free == 2, "a stopped replica gives its GPU back"
 
         assert await backend.apply(inference_service(settings, model_dir, "starter"))
         async with backend.activator.assign("default", "iris") as cpu:
             assert cpu.replica.gpus == []
-            assert environment(cpu.replica.process.pid)["CUDA_VISIBLE_DEVICES"] == ""
+            env = environment(cpu.replica.process.pid)
+            assert env["CUDA_VISIBLE_DEVICES"] == ""
+            assert parent_of(cpu.replica.process.pid) == forks._process.pid, "a CPU replica is a fork"
+            # The starter plan's one CPU: one core (what a replica's code sees: test_replica_bounds.py).
+            if len(os.sched_getaffinity(0)) > 1:
+                assert len(os.sched_getaffinity(cpu.replica.process.pid)) == 1
     finally:
         await backend.close()
 

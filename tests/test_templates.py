@@ -143,6 +143,48 @@ def test_every_template_renders_on_every_plan_into_an_inference_service_the_crd_
     assert model["resources"]["requests"] == expected
 
 
+SHIPPED_TEMPLATES = sorted(Settings().templates_dir.glob("*.yaml"))
+SHIPPED_PLANS = load_resource_plans(Settings())
+# A value for a parameter a template leaves without default (a container image, say): any string
+# that reads as a name, a number and an image reference at once.
+SAMPLE_VALUE = "1"
+
+
+@pytest.mark.parametrize("plan", sorted(SHIPPED_PLANS), ids=str)
+@pytest.mark.parametrize("path", SHIPPED_TEMPLATES, ids=lambda path: path.stem)
+def test_every_shipped_template_on_every_plan_renders_what_the_crd_accepts_with_the_plan_s_resources(
+    path: Path, plan: str, settings: Settings, crd_schema: dict[str, Any],
+) -> None:
+    """Every template in the templates directory (new ones too), with each plan's GPUs, CPU and memory."""
+    template = ServingTemplate.from_yaml(path.read_text(encoding="utf-8"), source=str(path))
+    parameters = {p.name: SAMPLE_VALUE for p in template.parameters if p.default is None}
+    artifacts = {a.name: MODEL for a in template.artifacts}
+    isvc = deploy(template, SHIPPED_PLANS, settings, parameters={**parameters, "resourcePlan": plan},
+                  artifacts=artifacts)
+
+    jsonschema.Draft7Validator(crd_schema).validate(isvc)
+    validate_inference_service(isvc)
+    chosen = SHIPPED_PLANS[plan]
+    predictor = isvc["spec"]["predictor"]
+    # The model container: KServe's model form or a framework form, else the kserve-container (or first).
+    containers = predictor.get("containers") or []
+    named = [c for c in containers if c.get("name") == "kserve-container"] or containers[:1]
+    (container,) = [value for value in predictor.values() if isinstance(value, dict) and "resources" in value] + named
+    gpus = {"nvidia.com/gpu": chosen.gpus} if chosen.gpus else {}
+    assert container["resources"]["limits"] == {"cpu": chosen.cpu, "memory": chosen.memory, **gpus}
+    assert container["resources"]["requests"] == {"cpu": chosen.cpu, "memory": chosen.memory}
+    if chosen.gpus:
+        assert predictor["nodeSelector"] == {"nvidia.com/gpu.product": chosen.gpu_type}
+        assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in predictor["tolerations"]
+    else:
+        assert "nodeSelector" not in predictor
+
+
+def test_the_shipped_plans_include_gpu_plans_for_the_test_above() -> None:
+    assert [name for name, plan in SHIPPED_PLANS.items() if plan.gpus] == GPU_PLANS
+    assert {"sklearn", "onnx", "xgboost", "lightgbm"} <= {path.stem for path in SHIPPED_TEMPLATES}
+
+
 def test_the_vendored_crd_schema_is_the_one_in_the_kserve_crd(crd_schema: dict[str, Any]) -> None:
     vendored = Path(zeroserve.templates.validation.__file__).parent / zeroserve.templates.validation.SCHEMA_FILE
     assert json.loads(vendored.read_text(encoding="utf-8")) == crd_schema

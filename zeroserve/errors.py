@@ -80,6 +80,20 @@ class ModelLoadFailed(Rejected):
     reason = "ModelLoadFailed"
 
 
+class MemoryLimitExceeded(ModelLoadFailed):
+    """A replica used more memory than its resource plan gives it, and was stopped: the same model
+    on the same plan will do it again (a larger plan, or a smaller model)."""
+
+    reason = "MemoryLimitExceeded"
+
+
+class GpuOutOfMemory(ModelLoadFailed):
+    """A replica ran out of GPU memory (loading or serving) and exited: the same model on the same
+    plan will do it again (a larger GPU, or a smaller model or batch)."""
+
+    reason = "GpuOutOfMemory"
+
+
 class DeploymentNotFound(ZeroserveError):
     """Retried: the request that creates the deployment may still be on its way."""
 

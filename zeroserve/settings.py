@@ -113,6 +113,9 @@ class Settings(BaseSettings):
     # request rate each line would cost the gateway a NATS publish (docs/benchmarks.md).
     replica_access_log: bool = False
     replica_ready_timeout_s: float = 60.0
+    # A replica runs on its plan's CPU (as many cores) and is stopped past its plan's memory
+    # (serving/bounds.py, docs/models.md). Off: every replica may use the whole machine.
+    replica_limits: bool = True
     # A deployment whose replicas never get ready this many starts in a row (timed out or killed;
     # replicas started together count once) is DEAD (reason ReplicaNeverReady); one slow start only
     # fails the requests that waited for it.

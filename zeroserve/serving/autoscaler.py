@@ -2,9 +2,11 @@
 stops. It scales as Knative's would: one more replica when every serving one is at the concurrency
 target (the activator asks for it, up to ``maxReplicas``), ``minReplicas`` always (kept when one
 exits on its own), and a replica idle for the idle window stopped, down to ``minReplicas``. It
-starts each replica (its GPUs taken from the inventory, forked from the fork server when it can be),
-follows it, and counts the starts that never get ready: after ``replica_start_attempts`` in a row
-the version is failed (``ReplicaNeverReady``), as Knative's progress deadline fails a revision. What
+starts each replica (its GPUs taken from the inventory, forked from the fork server when it can be,
+held to its plan's CPU and memory: ``bounds.py``), follows it, and counts the starts that never get
+ready: after ``replica_start_attempts`` in a row the version is failed (``ReplicaNeverReady``), as
+Knative's progress deadline fails a revision. A replica past its plan's memory or out of GPU memory
+fails the version at once (``MemoryLimitExceeded``, ``GpuOutOfMemory``), loading or serving. What
 changes goes to the backend through ``report`` (a new replica count) and ``fail`` (a version that
 cannot serve).
 """
@@ -12,6 +14,7 @@ cannot serve).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import logging
 import time
@@ -19,7 +22,15 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from zeroserve.deployments.logs import DeploymentLogs
-from zeroserve.errors import ModelLoadFailed, NotReady, ReplicaKilled, Unschedulable, ZeroserveError
+from zeroserve.errors import (
+    MemoryLimitExceeded,
+    ModelLoadFailed,
+    NotReady,
+    ReplicaKilled,
+    Unschedulable,
+    ZeroserveError,
+)
+from zeroserve.serving.bounds import memory_passed
 from zeroserve.serving.forkserver import TORCH, ForkServer
 from zeroserve.serving.gpus import GpuInventory
 from zeroserve.serving.replica import OUTPUT_LINE_LIMIT, Replica, replica_environment
@@ -121,6 +132,8 @@ class Autoscaler:
         spec = service.spec
         self._numbers += 1
         replica = Replica(spec, self._numbers, service.model_dir, [])
+        if self.settings.replica_limits:
+            replica.bounds = spec.bounds
         try:
             replica.gpus = self.gpus.allocate(replica.owner, spec.gpus)
         except Unschedulable as error:
@@ -140,6 +153,7 @@ class Autoscaler:
                 await self.before_start(service)
                 replica.model_dir = service.model_dir
             await replica.spawn(self.logs, self.fork_server(spec.model_format), self.settings.replica_access_log)
+            self._hold_to_plan(replica)
             if replica.draining:  # stopped (update, stop) before it even started
                 raise NotReady("stopped while starting")
             await self.logs.control(spec.group, spec.id, f"{replica.name} starting on 127.0.0.1:{replica.port}")
@@ -201,10 +215,47 @@ class Autoscaler:
             if live:
                 await self.logs.control(service.spec.group, service.spec.id,
                                         f"{replica.name} exited with code {replica.process.returncode}")
+            fault = replica.exit_fault()
+            if live and fault is not None:
+                await self._broke_bounds(service, fault)
+                return
             await service.notify()
             self.report(service)
             if live and len(service.serving) + len(service.starting) < service.spec.min_replicas:
                 self.scale_up(service)  # minReplicas is a promise: keep it
+
+    async def _broke_bounds(self, service: Service, fault: ZeroserveError) -> None:
+        """A serving replica went past its plan's memory or out of GPU memory: the deployment is
+        DEAD with that reason (the same model on the same plan would do it again), and its other
+        replicas stop."""
+        await self.logs.control(service.spec.group, service.spec.id, str(fault))
+        service.failure = fault
+        await service.notify()
+        self.fail(service, fault)
+        await self.stop_replicas(service)
+        self.report(service)
+
+    # -- a replica's share of the machine (serving/bounds.py) ---------------------------------------
+
+    def _hold_to_plan(self, replica: Replica) -> None:
+        """Put a replica just started on its plan's cores, and watch its memory."""
+        assert replica.process is not None
+        replica.bounds.pin(replica.process.pid, replica.number)
+        if replica.bounds.memory is not None:
+            self.spawn(self._watch_memory(replica))
+
+    async def _watch_memory(self, replica: Replica) -> None:
+        assert replica.process is not None and replica.bounds.memory is not None
+        limit = replica.bounds.memory
+        used = await memory_passed(replica.process, limit)
+        if used is None:
+            return
+        # The verdict first, then the kill: whoever hears of the exit reads why.
+        replica.fault = MemoryLimitExceeded(replica.with_last_lines(
+            f"{replica.name} used {used / 1e6:.0f} MB of memory, more than its plan's {limit / 1e6:.0f} MB: "
+            "stopped"))
+        with contextlib.suppress(ProcessLookupError):
+            replica.process.kill()
 
     def _forget(self, service: Service, replica: Replica) -> bool:
         self.gpus.release(replica.owner)

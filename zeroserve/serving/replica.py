@@ -1,9 +1,10 @@
 """A replica: one KServe model-server process serving one version of a deployment on 127.0.0.1. It
 is started on a loopback socket bound here and handed over (so it is never reachable from another
 host), as a fork of the fork server when it can be, else as a new process with its GPUs in its
-environment; its output becomes the deployment's log records; it is ready once it says so on its
-ready pipe (no polling), and stopped with SIGTERM (SIGKILL after a grace). It records where its start went (spawned,
-model loaded, ready) for the requests that waited for it.
+environment; either way with its plan's thread counts (``bounds.py``). Its output becomes the
+deployment's log records; it is ready once it says so on its ready pipe (no polling), and stopped
+with SIGTERM (SIGKILL after a grace). It records where its start went (spawned, model loaded,
+ready) for the requests that waited for it, and why it ended if it broke its bounds.
 """
 
 from __future__ import annotations
@@ -19,9 +20,18 @@ from collections import deque
 from pathlib import Path
 
 from zeroserve.deployments.logs import DeploymentLogs, output_records
-from zeroserve.errors import ModelLoadFailed, NotReady, ReplicaKilled, ReplicaStartFailed
+from zeroserve.errors import (
+    GpuOutOfMemory,
+    ModelLoadFailed,
+    NotReady,
+    ReplicaKilled,
+    ReplicaStartFailed,
+    ZeroserveError,
+)
+from zeroserve.serving.bounds import ReplicaBounds
 from zeroserve.serving.forkserver import ForkedProcess, ForkServer
 from zeroserve.serving.gpus import GpuInventory
+from zeroserve.serving.runtimes.faults import EXIT_GPU_OUT_OF_MEMORY
 from zeroserve.serving.spec import ServiceSpec
 
 LAST_LINES = 20
@@ -84,6 +94,10 @@ class Replica:
         self.number = number
         self.model_dir = model_dir
         self.gpus = gpus
+        # Its plan's CPU and memory on this machine (the autoscaler's to set), and why it was ended
+        # if it was for breaking them (the memory watch's verdict).
+        self.bounds = ReplicaBounds()
+        self.fault: ZeroserveError | None = None
         self.port = 0
         self.process: asyncio.subprocess.Process | ForkedProcess | None = None
         self.in_flight = 0
@@ -140,7 +154,7 @@ class Replica:
                 # A fork of a process that has imported kserve and built its app already: a few tens
                 # of ms instead of ~1.5 s. (A GPU replica is spawned: its CUDA_VISIBLE_DEVICES must be
                 # in its environment from the start, and the fork server's says "no GPU".)
-                self.process = await forks.spawn(flags, {}, listener.fileno(), ready_w)
+                self.process = await forks.spawn(flags, self.bounds.environment(), listener.fileno(), ready_w)
                 return
             self.process = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "zeroserve.serving.runtimes.server", *flags,
@@ -151,7 +165,7 @@ class Replica:
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
-                env=replica_environment(self.gpus),
+                env={**replica_environment(self.gpus), **self.bounds.environment()},
                 # Its own session: a Ctrl-C in the terminal reaches zeroserve, which drains replicas in order.
                 start_new_session=True,
                 limit=OUTPUT_LINE_LIMIT,
@@ -199,12 +213,22 @@ class Replica:
             exited.cancel()
         if self.exited:
             await self.drain_output()
+            fault = self.exit_fault()
+            if fault is not None:
+                raise fault
             assert self.process.returncode is not None
             code = self.process.returncode
             if code < 0:  # killed (by someone, the OOM killer): not the model's own verdict
                 raise ReplicaKilled(self.with_last_lines(f"replica was killed by signal {-code} before ready"))
             raise ModelLoadFailed(self.with_last_lines(f"replica exited with code {code} before it was ready"))
         raise NotReady(self.with_last_lines(f"replica was not ready within {timeout:g} s"))
+
+    def exit_fault(self) -> ZeroserveError | None:
+        """Why the replica ended, if it broke its bounds: past its plan's memory (the watch's
+        verdict), or out of GPU memory (its exit code says so); None for any other end."""
+        if self.fault is None and self.process is not None and self.process.returncode == EXIT_GPU_OUT_OF_MEMORY:
+            self.fault = GpuOutOfMemory(self.with_last_lines(f"{self.name} ran out of GPU memory"))
+        return self.fault
 
     def with_last_lines(self, message: str) -> str:
         """``message``, followed by the replica's last lines of output if it wrote any."""

@@ -1,9 +1,10 @@
 """What a deployment asks of this machine, read from its InferenceService: the model (format and
-storage URI), the replica bounds and concurrency target Knative would scale it by, the GPUs each
-replica needs, and the bounds on its requests (``templates/limits.py``). The local backend reads
-the same object the kserve backend sends to a cluster. A predictor of ``containers`` (SAP AI
-Core's way to run a user's own image) is read as the ``custom`` runtime: no image runs here, the
-model is what its ``kserve-container``'s ``STORAGE_URI`` names, and its ``predictor.py`` serves."""
+storage URI), the replica bounds and concurrency target Knative would scale it by, the GPUs, CPU
+and memory each replica gets (``bounds.py``), and the bounds on its requests
+(``templates/limits.py``). The local backend reads the same object the kserve backend sends to a
+cluster. A predictor of ``containers`` (SAP AI Core's way to run a user's own image) is read as the
+``custom`` runtime: no image runs here, the model is what its ``kserve-container``'s ``STORAGE_URI``
+names, and its ``predictor.py`` serves."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from zeroserve.errors import InvalidConfiguration
+from zeroserve.serving.bounds import ReplicaBounds
 from zeroserve.templates.limits import RequestLimits
 
 
@@ -27,6 +29,8 @@ class ServiceSpec:
     target_concurrency: int
     gpus: int
     limits: RequestLimits = field(default_factory=RequestLimits)
+    # The plan's CPU and memory, which bound each replica here (serving/bounds.py).
+    bounds: ReplicaBounds = field(default_factory=ReplicaBounds)
 
     @classmethod
     def from_inference_service(cls, isvc: dict[str, Any]) -> ServiceSpec:
@@ -46,6 +50,7 @@ class ServiceSpec:
                 target_concurrency=max(int(predictor.get("scaleTarget", 1)), 1),
                 gpus=int(limits.get("nvidia.com/gpu", 0)),
                 limits=RequestLimits.from_inference_service(isvc),
+                bounds=ReplicaBounds.from_limits(limits),
             )
         except (KeyError, TypeError, ValueError) as error:
             raise InvalidConfiguration(f"the local backend cannot read this InferenceService: {error!r}") from error

@@ -29,6 +29,8 @@ from kserve.model_server import app as kserve_app
 from kserve.protocol.rest.server import RESTServer
 from kserve.protocol.rest.timeseries.config import maybe_register_time_series_endpoints
 
+from zeroserve.serving.runtimes import faults
+
 # The requests of ReplicaApp.warm_up: the routes the backend and callers use first.
 WARM_UP = (("GET", "/v2/health/ready"), ("POST", "/v1/models/warm-up:predict"), ("POST", "/v2/models/warm-up/infer"))
 WARM_UP_BODY = b'{"instances": [[0.0]]}'
@@ -99,6 +101,20 @@ class ReadyServer(uvicorn.Server):
             self.ready_fd = None
 
 
+def _end_on_gpu_out_of_memory(app: Any) -> None:
+    """A request whose model ran out of GPU memory ends the replica (``faults.py``): it is not to be
+    trusted after, and the deployment says why. Other errors keep KServe's own answer. Set before
+    the app's middleware is built (the first request builds it), so its error middleware has it."""
+    answer = app.exception_handlers[Exception]
+
+    async def handler(request: Any, error: Exception) -> Any:
+        if faults.is_gpu_out_of_memory(error):
+            faults.exit_out_of_gpu_memory(error)
+        return await answer(request, error)
+
+    app.add_exception_handler(Exception, handler)
+
+
 class ReplicaApp:
     """KServe's model server and REST app for one replica, with no model yet: one worker, REST only."""
 
@@ -131,6 +147,7 @@ class ReplicaApp:
             timeout_keep_alive=server.timeout_keep_alive,
         )
         self.rest.create_application()  # kserve's module-level FastAPI app: one ReplicaApp a process
+        _end_on_gpu_out_of_memory(kserve_app)
         self.rest.config.load()
         self.rest.config.get_loop_factory()  # imports the event loop's module (uvloop: 20 ms)
         try:  # kserve's OpenAI routes need vllm: whether they can be had is known once, not per fork

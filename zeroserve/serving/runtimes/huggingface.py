@@ -53,6 +53,7 @@ from transformers.generation.streamers import BaseStreamer
 from transformers.utils import logging as transformers_logging
 
 from zeroserve.errors import ModelLoadFailed
+from zeroserve.serving.runtimes import faults
 from zeroserve.serving.runtimes.openai_api import OpenAIError, Piece, Sampling
 
 CONFIG_FILE = "config.json"
@@ -324,8 +325,7 @@ class TextGenerator(HuggingFaceModel):
 
 
 def _exit_if_out_of_gpu_memory(error: BaseException) -> None:
-    from zeroserve.serving.runtimes import faults  # type: ignore[attr-defined]  # helper "limits" writes it
-
+    """In a worker thread no handler of the app sees the error: a GPU out of memory ends the replica here."""
     if faults.is_gpu_out_of_memory(error):
         faults.exit_out_of_gpu_memory(error)
 

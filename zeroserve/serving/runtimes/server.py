@@ -5,9 +5,9 @@ KServe's REST app (data plane, model repository, V1 and V2 endpoints) on that so
 starts gRPC. The model is loaded before the socket accepts a connection, so any HTTP answer means
 ready; given ``--ready-fd``, the replica also says so itself, one line on that pipe, as soon as its
 socket serves. A fork of the fork server is handed KServe's app already built (``ReplicaApp``) and
-only loads its model. Exit codes: 0 after SIGTERM or SIGINT, 2 for bad flags, 3 when the model cannot be loaded
-(one line on stderr says why). The process dies with its parent (Linux). Its flags are in
-``build_parser``'s usage.
+only loads its model. Exit codes: 0 after SIGTERM or SIGINT, 2 for bad flags, 3 when the model cannot be
+loaded, 4 (``faults.EXIT_GPU_OUT_OF_MEMORY``) when a GPU ran out of memory, loading or serving; one line
+on stderr says why. The process dies with its parent (Linux). Its flags are in ``build_parser``'s usage.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from zeroserve.children import die_with_parent
+from zeroserve.serving.runtimes import faults
 
 if TYPE_CHECKING:  # kserve is imported when a replica starts, after its flags are in sys.argv
     from kserve import Model
@@ -89,6 +90,15 @@ def listening_socket(args: argparse.Namespace) -> socket.socket:
     return sock
 
 
+def bound_threads() -> None:
+    """Hold torch to the thread count of the replica's plan (``OMP_NUM_THREADS``, which the backend
+    sets): a fork's parent may have imported torch already, after which it no longer reads it."""
+    torch = sys.modules.get("torch")
+    count = os.environ.get("OMP_NUM_THREADS", "")
+    if torch is not None and count.isdigit() and int(count) > 0:
+        torch.set_num_threads(int(count))
+
+
 def fail(reason: str, message: str) -> int:
     """One line on stderr (reason: message), for the parent to put into the deployment's status."""
     print(f"{reason}: {' '.join(message.split())}", file=sys.stderr)
@@ -97,7 +107,7 @@ def fail(reason: str, message: str) -> int:
 
 def load_model(args: argparse.Namespace) -> tuple[Model, float]:
     """The replica's model, loaded, and the seconds its load took; raises ZeroserveError if it cannot be."""
-    from zeroserve.errors import ModelLoadFailed, ZeroserveError
+    from zeroserve.errors import GpuOutOfMemory, ModelLoadFailed, ZeroserveError
     from zeroserve.serving.runtimes import load_runtime
 
     started = time.monotonic()
@@ -105,9 +115,11 @@ def load_model(args: argparse.Namespace) -> tuple[Model, float]:
         model = load_runtime(args.model_format)(args.model_name, args.model_dir)
         if model.load() is False or not model.ready:  # a custom predictor's load() may return nothing
             raise ModelLoadFailed(f"{type(model).__name__}.load() did not make the model ready")
-    except ZeroserveError:
-        raise
     except Exception as exc:  # a runtime's own failure: reported, and the replica is dead
+        if faults.is_gpu_out_of_memory(exc):  # the model does not fit its GPU: not a broken model
+            raise GpuOutOfMemory(faults.describe(exc)) from exc
+        if isinstance(exc, ZeroserveError):
+            raise
         raise ModelLoadFailed(f"{type(exc).__name__}: {exc}") from exc
     return model, time.monotonic() - started
 
@@ -145,10 +157,12 @@ def main(argv: Sequence[str] | None = None, prepared: ReplicaApp | None = None) 
     if args.ready_fd is not None:
         os.set_inheritable(args.ready_fd, False)
 
+    bound_threads()
     try:
         model, load_s = load_model(args)
     except ZeroserveError as exc:
-        return fail(exc.reason, exc.message)
+        failed = fail(exc.reason, exc.message)
+        return faults.EXIT_GPU_OUT_OF_MEMORY if exc.reason == faults.GPU_OUT_OF_MEMORY else failed
     logger.info("Loaded %s model %r from %s in %.3f s", args.model_format, args.model_name, args.model_dir, load_s)
     options = AppOptions.of(args)
     app = prepared if prepared is not None and prepared.options == options else ReplicaApp(options)
