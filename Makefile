@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test test-fast bench lint schemas clean
+.PHONY: run test test-fast bench gpu-wheels lint schemas clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,10 @@ test-fast: .venv  ## everything but the slow end-to-end tests
 
 bench: .venv  ## benchmarks, each next to its baseline
 	$(BIN)/python -m bench
+
+gpu-wheels: .venv  ## the wheels bench/gpu.sh installs on a GPU machine without the package index (CPython 3.12)
+	rm -rf bench/gpu-wheels
+	$(BIN)/python -m bench.gpu --wheels bench/gpu-wheels
 
 lint: .venv  ## style, complexity (ruff), the layer contracts (import-linter) and types (mypy)
 	$(BIN)/ruff check zeroserve functions tests bench

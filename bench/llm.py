@@ -70,8 +70,8 @@ async def fresh_process(script: str, model_dir: Path) -> float:
     return elapsed
 
 
-async def deploy(zeroserve: Node, id: str, model_dir: Path, executable: str) -> str:
-    """Register and deploy ``model_dir``; its deployment URL once RUNNING."""
+async def deploy(zeroserve: Node, id: str, model_dir: Path, executable: str, **parameters: str) -> str:
+    """Register and deploy ``model_dir`` (with these template parameters); its deployment URL once RUNNING."""
     from bench.__main__ import running
 
     platform = zeroserve.platform
@@ -79,7 +79,8 @@ async def deploy(zeroserve: Node, id: str, model_dir: Path, executable: str) -> 
     await platform.bus.publish(new_event(ArtifactCreated(id=id, name=id, url=model_dir.as_uri()), source="/bench"),
                                "default")
     await platform.bus.publish(new_event(DeploymentRequested(
-        id=id, executable_id=executable, input_artifacts={"model": id}), source="/bench"), "default")
+        id=id, executable_id=executable, input_artifacts={"model": id}, parameters=parameters), source="/bench"),
+        "default")
     deployment = await running(platform, id)
     assert deployment.deployment_url is not None
     return deployment.deployment_url

@@ -15,14 +15,28 @@ from zeroserve.cli.output import bad_input, console, err, failures, self_command
 from zeroserve.cli.watch import settled_or_exit, watch_deployment
 from zeroserve.client import ApiError, Client
 
+# Executables whose models answer through the OpenAI API: the call to show, per executable.
+OPENAI_CALLS = {
+    "huggingface": ("chat/completions", '{"model": "%s", "messages": [{"role": "user", "content": "Hello"}], '
+                                        '"max_tokens": 32, "stream": true}'),
+    "huggingface-embeddings": ("embeddings", '{"model": "%s", "input": "Hello"}'),
+}
 
-def _predict_example(zs: Client, deployment_id: str, url: str) -> None:
-    sample = '{"instances": [[...]]}'
+
+def _predict_example(zs: Client, deployment_id: str, url: str, executable: str | None) -> None:
     console.print("Call it:")
+    token = f"-H \"Authorization: Bearer $({self_command()} token)\" -H 'Content-Type: application/json'"
+    if executable in OPENAI_CALLS:
+        path, body = OPENAI_CALLS[executable]
+        console.print(f"  curl -sN -X POST {url}/openai/v1/{path} \\\n       {token} -d '{body % deployment_id}'",
+                      soft_wrap=True, highlight=False)
+        console.print(f"  or an OpenAI client: base_url={url}/openai/v1, api_key=<the token>, model={deployment_id}, "
+                      "header AI-Resource-Group (docs/models.md)", soft_wrap=True, highlight=False)
+        return
+    sample = '{"instances": [[...]]}'
     console.print(f"  {self_command()} predict {deployment_id} --data '{sample}'", soft_wrap=True, highlight=False)
-    console.print(f"  curl -s -X POST {url}/v1/models/{deployment_id}:predict \\\n"
-                  f"       -H \"Authorization: Bearer $({self_command()} token)\" "
-                  f"-H 'Content-Type: application/json' -d '{sample}'", soft_wrap=True, highlight=False)
+    console.print(f"  curl -s -X POST {url}/v1/models/{deployment_id}:predict \\\n       {token} -d '{sample}'",
+                  soft_wrap=True, highlight=False)
 
 
 def _parameters(values: list[str]) -> dict[str, str]:
@@ -81,6 +95,7 @@ def deploy(
         parameters["resourcePlan"] = plan
     if configuration is not None and parameters:
         raise bad_input("--param and --plan belong to a new configuration: not with --configuration")
+    configuration_given = configuration
     with failures(), client_for(group) as zs:
         if configuration is None:
             assert model is not None
@@ -108,4 +123,4 @@ def deploy(
         console.print(f"\n[bold]Deployment {created.id} is {view.status}[/bold]", highlight=False)
         console.print(f"URL: {url}", soft_wrap=True, highlight=False)
         if view.status == "RUNNING":
-            _predict_example(zs, created.id, url)
+            _predict_example(zs, created.id, url, executable if configuration_given is None else None)
