@@ -212,3 +212,16 @@ def test_the_installed_command_runs_the_client_commands_as_a_process(tmp_path):
                             env={**os.environ, "ZEROSERVE_API_URL": "http://127.0.0.1:9", "ZEROSERVE_TOKEN": "t"})
     assert result.returncode == 1 and result.stderr.startswith("Unreachable: cannot reach http://127.0.0.1:9")
     assert "Traceback" not in result.stderr
+
+
+def test_deploy_shows_the_openai_call_for_an_llm_and_the_predict_call_otherwise():
+    from zeroserve.cli.deploy import _predict_example
+    from zeroserve.cli.output import console
+
+    url = "http://127.0.0.1:8700/v2/inference/deployments/chat-bot"
+    with console.capture() as llm:
+        _predict_example("chat-bot", url, "huggingface")
+    with console.capture() as tabular:
+        _predict_example("iris", url, "sklearn")
+    assert f"{url}/openai/v1/chat/completions" in llm.get() and '"model": "chat-bot"' in llm.get()
+    assert "openai" not in tabular.get() and f"{url}/v1/models/iris:predict" in tabular.get()

@@ -23,7 +23,7 @@ OPENAI_CALLS = {
 }
 
 
-def _predict_example(zs: Client, deployment_id: str, url: str, executable: str | None) -> None:
+def _predict_example(deployment_id: str, url: str, executable: str | None) -> None:
     console.print("Call it:")
     token = f"-H \"Authorization: Bearer $({self_command()} token)\" -H 'Content-Type: application/json'"
     if executable in OPENAI_CALLS:
@@ -123,4 +123,4 @@ def deploy(
         console.print(f"\n[bold]Deployment {created.id} is {view.status}[/bold]", highlight=False)
         console.print(f"URL: {url}", soft_wrap=True, highlight=False)
         if view.status == "RUNNING":
-            _predict_example(zs, created.id, url, executable if configuration_given is None else None)
+            _predict_example(created.id, url, executable if configuration_given is None else None)
