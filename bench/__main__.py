@@ -91,16 +91,23 @@ def p(values: list[float], q: float) -> float:
 # --- a demo deployment, in process -------------------------------------------------------------
 
 
-async def demo(settings: Settings, **parameters: str) -> tuple[Node, httpx.AsyncClient, str, Path]:
-    """zeroserve embedded with the demo deployment RUNNING (with these template parameters besides
-    the demo's); a client with a token; its URL."""
+async def started(settings: Settings) -> tuple[Node, httpx.AsyncClient]:
+    """zeroserve embedded and started, and a client with an operator's token (every group)."""
     zeroserve = Node(settings)
     await zeroserve.start()
     platform = zeroserve.platform
     assert platform is not None
     operator, secret = await platform.auth.create_client(["*"], name="bench")
     token, _ = await platform.auth.token(operator.id, secret)
-    client = httpx.AsyncClient(timeout=120, headers={"Authorization": f"Bearer {token}"}, trust_env=False)
+    return zeroserve, httpx.AsyncClient(timeout=300, headers={"Authorization": f"Bearer {token}"}, trust_env=False)
+
+
+async def demo(settings: Settings, **parameters: str) -> tuple[Node, httpx.AsyncClient, str, Path]:
+    """zeroserve embedded with the demo deployment RUNNING (with these template parameters besides
+    the demo's); a client with a token; its URL."""
+    zeroserve, client = await started(settings)
+    platform = zeroserve.platform
+    assert platform is not None
     model_dir = train_iris(settings.data_dir / "demo" / "iris")
     await publish_demo(platform, model_dir, "/bench", **parameters)
     deployment = await running(platform, DEPLOYMENT_ID)
@@ -612,13 +619,9 @@ async def bench_burst(settings: Settings, count: int = 1000) -> list[dict[str, A
 async def bench_torch(settings: Settings, trials: int) -> list[dict[str, Any]]:
     import torch
 
-    zeroserve = Node(settings)
-    await zeroserve.start()
+    zeroserve, client = await started(settings)
     platform = zeroserve.platform
     assert platform is not None and isinstance(platform.backend, LocalBackend)
-    operator, secret = await platform.auth.create_client(["*"], name="bench")
-    token, _ = await platform.auth.token(operator.id, secret)
-    client = httpx.AsyncClient(timeout=120, headers={"Authorization": f"Bearer {token}"}, trust_env=False)
     model_dir = settings.data_dir / "torch" / "iris"
     model_dir.mkdir(parents=True)
     net = torch.nn.Sequential(torch.nn.Linear(4, 16), torch.nn.ReLU(), torch.nn.Linear(16, 3), torch.nn.Softmax(dim=1))
@@ -643,10 +646,10 @@ async def bench_torch(settings: Settings, trials: int) -> list[dict[str, Any]]:
         for trial in range(trials):
             console.log(f"torch cold start {trial + 1}/{trials}")
             await platform.backend.scale_to_zero("default", "torch")
-            started = time.perf_counter()
+            asked = time.perf_counter()
             response = await client.post(url, json=SAMPLE)
             assert response.status_code == 200 and response.headers["X-Cold-Start"] == "true", response.text
-            cold.append((time.perf_counter() - started) * 1000)
+            cold.append((time.perf_counter() - asked) * 1000)
             bare.append(await bare_spawn(client, staged, "pytorch"))
         fork_server_mb = rss_mb(forks._process.pid)
     finally:

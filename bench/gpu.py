@@ -75,12 +75,9 @@ def machine() -> dict[str, Any]:
 
 
 async def measure(tiny: bool, trials: int, tokens: int) -> list[dict[str, Any]]:
-    import httpx
-
-    from bench.__main__ import p, result
+    from bench.__main__ import p, result, started
     from bench.llm import FRESH_LM, deploy, first_token_ms, fresh_process, tokens_per_s
     from zeroserve.backends.local import LocalBackend
-    from zeroserve.node import Node
     from zeroserve.settings import Settings
 
     with tempfile.TemporaryDirectory(prefix="zeroserve-gpu-") as tmp:
@@ -94,13 +91,9 @@ async def measure(tiny: bool, trials: int, tokens: int) -> list[dict[str, Any]]:
             model_dir, fresh = make_tiny_causal_lm(sources / "llm"), FRESH_LM
         else:
             model_dir, fresh = make_1b(sources / "llm"), FRESH_CUDA
-        zeroserve = Node(settings)
-        await zeroserve.start()
+        zeroserve, client = await started(settings)
         platform_ = zeroserve.platform
         assert platform_ is not None and isinstance(platform_.backend, LocalBackend)
-        operator, secret = await platform_.auth.create_client(["*"], name="bench")
-        token, _ = await platform_.auth.token(operator.id, secret)
-        client = httpx.AsyncClient(timeout=300, headers={"Authorization": f"Bearer {token}"}, trust_env=False)
         cold, fresh_ms, speed = [], [], {"gateway": [], "direct": []}
         try:
             url = await deploy(zeroserve, "llm-1b", model_dir, "huggingface",

@@ -232,11 +232,8 @@ class OpenAIRoutes:
             raise OpenAIError(400, "one prompt per request is supported", param="prompt")
         prompt_ids = generator.encode_prompt(prompts[0])
         budget = self._budget(generator, prompt_ids, body.max_tokens, COMPLETION_DEFAULT_MAX_TOKENS)
-        pieces = generator.generate(prompt_ids, body, budget)
         answer = CompletionAnswer(self.name, len(prompt_ids), body)
-        if body.stream:
-            return stream(answer.chunks(pieces))
-        return JSONResponse(await answer.whole(pieces))
+        return await respond(answer, generator.generate(prompt_ids, body, budget))
 
     @_answers_errors
     async def chat(self, request: Request) -> Response:
@@ -245,11 +242,8 @@ class OpenAIRoutes:
         self._single(body)
         prompt_ids = generator.encode_chat([message.as_template_input() for message in body.messages])
         budget = self._budget(generator, prompt_ids, body.max_completion_tokens or body.max_tokens, None)
-        pieces = generator.generate(prompt_ids, body, budget)
         answer = ChatAnswer(self.name, len(prompt_ids), body)
-        if body.stream:
-            return stream(answer.chunks(pieces))
-        return JSONResponse(await answer.whole(pieces))
+        return await respond(answer, generator.generate(prompt_ids, body, budget))
 
     @_answers_errors
     async def embeddings(self, request: Request) -> Response:
@@ -288,6 +282,13 @@ def _encode_vector(vector: np.ndarray, encoding: str) -> list[float] | str:
     return vector.astype(float).tolist()
 
 
+async def respond(answer: CompletionAnswer | ChatAnswer, pieces: AsyncIterator[Piece]) -> Response:
+    """The generation's answer: an event stream as the pieces come, or one JSON object at the end."""
+    if answer.streamed:
+        return stream(answer.chunks(pieces))
+    return JSONResponse(await answer.whole(pieces))
+
+
 def stream(events: AsyncIterator[str]) -> StreamingResponse:
     return StreamingResponse(events, media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
@@ -310,6 +311,7 @@ class _Answer:
         self.created = int(time.time())
         self.model = model
         self.prompt_tokens = prompt_tokens
+        self.streamed = sampling.stream
         self.include_usage = bool(sampling.stream_options and sampling.stream_options.include_usage)
 
     def usage(self, completion_tokens: int) -> CompletionUsage:
