@@ -57,6 +57,9 @@ from zeroserve.serving.runtimes import faults
 from zeroserve.serving.runtimes.openai_api import OpenAIError, Piece, Sampling
 
 CONFIG_FILE = "config.json"
+# What a tokenizer is saved as, by tokenizers (fast), sentencepiece, WordPiece or BPE vocabularies.
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "spiece.model", "vocab.txt",
+                   "vocab.json")
 HALF_PRECISION = (torch.float16, torch.bfloat16)
 # A tokenizer that does not say how long a text it takes says 1e30: the model's positions bound it then.
 UNBOUNDED = 1_000_000_000
@@ -151,6 +154,9 @@ class HuggingFaceModel(kserve.Model):
 
     def load(self) -> bool:
         transformers_logging.disable_progress_bar()  # a bar per load would be a dozen log records
+        if not any((self.model_dir / name).is_file() for name in TOKENIZER_FILES):
+            raise ModelLoadFailed(f"no tokenizer in {self.model_dir}: a Hugging Face model directory holds its "
+                                  f"tokenizer's files as save_pretrained writes them ({', '.join(TOKENIZER_FILES)})")
         # A fork of a warm parent inherits its single thread: use the cores this replica may use.
         torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS") or len(os.sched_getaffinity(0))))
         try:
