@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import socket
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -17,6 +18,9 @@ import pytest
 from zeroserve.core.nats_server import NatsServer
 from zeroserve.node import Node
 from zeroserve.settings import Settings
+
+# Nothing in the tests reaches a model hub: models are made here or shipped in a package.
+os.environ["HF_HUB_OFFLINE"] = "1"
 
 
 async def until(condition: Callable[[], Any], timeout: float = 30, what: str = "the condition") -> Any:

@@ -47,6 +47,9 @@ def replica_environment(gpus: list[int]) -> dict[str, str]:
         # nvidia-smi numbers GPUs in PCI order; make CUDA agree, so the indices mean the same card.
         "CUDA_DEVICE_ORDER": "PCI_BUS_ID",
         "CUDA_VISIBLE_DEVICES": GpuInventory.cuda_visible_devices(gpus),
+        # A replica serves the artifact it was staged; the Hugging Face libraries never reach a hub
+        # from it (the huggingface runtime loads with local_files_only besides), unless told to.
+        "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1"),
     }
 
 
