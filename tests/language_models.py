@@ -5,7 +5,8 @@ with random weights (config.json, generation_config.json, model.safetensors) and
 tokenizer trained by ``tokenizers`` on a few sentences, with a chat template: the directory layout
 of any Hugging Face LLM, at a size that loads in well under a second. Its answers are random
 text, always the same for the same seed and prompt under greedy decoding. ``make_tiny_classifier``
-writes a BERT sequence classifier with two labels, on the same tokenizer. ``shipped_embedding_model``
+writes a BERT sequence classifier with two labels, on the same tokenizer, ``make_tiny_encoder`` a
+BERT encoder. ``shipped_embedding_model``
 is a real sentence-embedding model (all-MiniLM-L6-v2) whose weights come with a package from the
 package index.
 """
@@ -81,6 +82,20 @@ def make_tiny_classifier(directory: Path, labels: tuple[str, ...] = ("negative",
     )
     torch.manual_seed(0)
     BertForSequenceClassification(config).save_pretrained(directory)
+    return directory
+
+
+def make_tiny_encoder(directory: Path) -> Path:
+    """A random-weight BERT encoder (no head: served for embeddings), with a trained tokenizer, in ``directory``."""
+    import torch
+    from transformers import BertConfig, BertModel
+
+    directory.mkdir(parents=True, exist_ok=True)
+    tokenizer = make_tokenizer(directory)
+    config = BertConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                        num_attention_heads=2, max_position_embeddings=128, pad_token_id=tokenizer.pad_token_id)
+    torch.manual_seed(0)
+    BertModel(config).save_pretrained(directory)
     return directory
 
 

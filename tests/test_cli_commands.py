@@ -225,3 +225,47 @@ def test_deploy_shows_the_openai_call_for_an_llm_and_the_predict_call_otherwise(
         _predict_example("iris", url, "sklearn")
     assert f"{url}/openai/v1/chat/completions" in llm.get() and '"model": "chat-bot"' in llm.get()
     assert "openai" not in tabular.get() and f"{url}/v1/models/iris:predict" in tabular.get()
+
+
+def every_executable(sources: Path) -> dict[str, tuple[Path, list[str], str, dict]]:
+    """For each shipped executable: a model made here, the extra deploy flags, and a call (path under
+    the deployment's URL, JSON body) that its protocol answers."""
+    import shutil
+
+    from language_models import make_tiny_causal_lm, make_tiny_encoder
+    from models import IRIS_ROWS, train_iris_lightgbm, train_iris_onnx, train_iris_torchscript, train_iris_xgboost
+
+    rows = {"instances": IRIS_ROWS}
+    probe = shutil.copytree(Path(__file__).parent / "data" / "predictors" / "probe", sources / "probe")
+    return {
+        "sklearn": (train_iris(sources / "sklearn"), [], "/v1/models/{id}:predict", rows),
+        "onnx": (train_iris_onnx(sources / "onnx"), [], "/v1/models/{id}:predict", rows),
+        "xgboost": (train_iris_xgboost(sources / "xgboost"), [], "/v1/models/{id}:predict", rows),
+        "lightgbm": (train_iris_lightgbm(sources / "lightgbm"), [], "/v1/models/{id}:predict", rows),
+        "pytorch": (train_iris_torchscript(sources / "pytorch"), [], "/v1/models/{id}:predict", rows),
+        "huggingface": (make_tiny_causal_lm(sources / "llm"), [], "/openai/v1/chat/completions",
+                        {"model": "{id}", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 3}),
+        "huggingface-embeddings": (make_tiny_encoder(sources / "encoder"), [], "/openai/v1/embeddings",
+                                   {"model": "{id}", "input": "Hi"}),
+        "custom": (probe, ["-p", "image=example.com/probe:1"], "/v1/models/{id}:predict", {"echo": True}),
+    }
+
+
+@pytest.mark.slow
+async def test_zeroserve_deploy_serves_every_executable_and_each_answers_its_protocol_from_zero(
+        zeroserve, zeroserve_cli, zs):
+    executables = every_executable(zeroserve.settings.data_dir / "models-src")
+    assert set(executables) == {executable.id for executable in await zs.executables()}  # none left out
+    token = (await zeroserve_cli("token")).output.strip()
+    async with httpx.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=120) as http:
+        for executable, (model_dir, flags, path, body) in executables.items():
+            deployed = await zeroserve_cli("deploy", str(model_dir), "-e", executable, *flags)
+            assert deployed.exit_code == 0, f"{executable}: {deployed.output}"
+            deployment_id = re.search(r"Deployment (\S+) is RUNNING", deployed.output).group(1)  # type: ignore[union-attr]
+            url = re.search(r"URL: (\S+)", deployed.output).group(1)  # type: ignore[union-attr]
+            answer = await http.post(url + path.format(id=deployment_id),
+                                     content=json.dumps(body).replace("{id}", deployment_id),
+                                     headers={"Content-Type": "application/json"})
+            assert answer.status_code == 200, f"{executable}: {answer.text}"
+            assert answer.headers["X-Cold-Start"] == "true", executable
+            assert answer.json(), executable

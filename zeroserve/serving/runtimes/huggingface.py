@@ -63,6 +63,8 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model",
 HALF_PRECISION = (torch.float16, torch.bfloat16)
 # A tokenizer that does not say how long a text it takes says 1e30: the model's positions bound it then.
 UNBOUNDED = 1_000_000_000
+# The process that ran warm_up (a fork server): it keeps torch on one thread; its forks do not.
+_warm_parent: int | None = None
 
 
 def device() -> str:
@@ -111,8 +113,11 @@ def warm_up() -> None:
     words = {"[UNK]": 0, "[PAD]": 1, "hello": 2, "world": 3}
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=Tokenizer(WordLevel(words, unk_token="[UNK]")),
                                         unk_token="[UNK]", pad_token="[PAD]", eos_token="[PAD]")
-    tiny: dict[str, Any] = {"vocab_size": len(words), "hidden_size": 8, "intermediate_size": 16, "num_hidden_layers": 1,
-            "num_attention_heads": 2, "max_position_embeddings": 16}
+    tiny: dict[str, Any] = {"vocab_size": len(words), "hidden_size": 8, "intermediate_size": 16,
+                            "num_hidden_layers": 1, "num_attention_heads": 2, "max_position_embeddings": 16}
+    global _warm_parent
+    _warm_parent = os.getpid()
+    torch.set_num_threads(1)
     with tempfile.TemporaryDirectory(prefix="zeroserve-warm-up-") as root:
         for name, model, kinds in (
             ("llama", LlamaForCausalLM(LlamaConfig(**tiny, num_key_value_heads=2)), (TextGenerator,)),
@@ -124,7 +129,6 @@ def warm_up() -> None:
             for kind in kinds:
                 warm = kind("warm-up", directory)
                 warm.load()
-                torch.set_num_threads(1)  # load() gave torch the machine's cores: not in a process that forks
                 warm.exercise()
                 warm.worker.shutdown()
 
@@ -157,8 +161,8 @@ class HuggingFaceModel(kserve.Model):
         if not any((self.model_dir / name).is_file() for name in TOKENIZER_FILES):
             raise ModelLoadFailed(f"no tokenizer in {self.model_dir}: a Hugging Face model directory holds its "
                                   f"tokenizer's files as save_pretrained writes them ({', '.join(TOKENIZER_FILES)})")
-        # A fork of a warm parent inherits its single thread: use the cores this replica may use.
-        torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS") or len(os.sched_getaffinity(0))))
+        if os.getpid() != _warm_parent:  # a fork of the warm parent inherits its single thread: not for serving
+            torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS") or len(os.sched_getaffinity(0))))
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(self.model_dir, local_files_only=True)
             config = AutoConfig.from_pretrained(self.model_dir, local_files_only=True)
