@@ -105,6 +105,7 @@ def warm_up() -> None:
     from transformers import (
         BertConfig,
         BertForSequenceClassification,
+        BertModel,
         LlamaConfig,
         LlamaForCausalLM,
         PreTrainedTokenizerFast,
@@ -121,7 +122,8 @@ def warm_up() -> None:
     with tempfile.TemporaryDirectory(prefix="zeroserve-warm-up-") as root:
         for name, model, kinds in (
             ("llama", LlamaForCausalLM(LlamaConfig(**tiny, num_key_value_heads=2)), (TextGenerator,)),
-            ("bert", BertForSequenceClassification(BertConfig(**tiny)), (TextClassifier, TextEncoder)),
+            ("bert-classifier", BertForSequenceClassification(BertConfig(**tiny)), (TextClassifier,)),
+            ("bert", BertModel(BertConfig(**tiny)), (TextEncoder,)),
         ):
             directory = Path(root) / name
             model.save_pretrained(directory)
