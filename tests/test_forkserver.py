@@ -182,3 +182,12 @@ async def test_torch_replicas_fork_from_a_torch_fork_server_and_the_cpu_one_neve
             assert await process.wait() == 0
     finally:
         await torch_forks.close()
+
+
+def test_a_fork_server_that_mapped_nvidias_driver_forks_no_gpu_replica():
+    from zeroserve.serving.forkserver import cuda_driver_loaded
+
+    this_process = Path("/proc/self/maps").read_text()
+    assert not cuda_driver_loaded(this_process)  # this machine's torch is the CPU build
+    driver = "7f2a1c000000-7f2a1c200000 r-xp 00000000 08:01 1234 /usr/lib/x86_64-linux-gnu/libcuda.so.560.35.03\n"
+    assert cuda_driver_loaded(this_process + driver)

@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
+from conftest import until
 from models import train_iris_sklearn
 
 from zeroserve.artifacts.cache import ModelCache
@@ -64,12 +65,12 @@ async def test_a_gpu_replica_gets_its_own_gpu_and_a_cpu_replica_none(settings, b
             assert first.cold
             assert first.replica.gpus == [0]
             assert backend.gpus.free == 1
-            env = environment(first.replica.process.pid)
-            assert env["CUDA_VISIBLE_DEVICES"] == "0"
-            assert env["CUDA_DEVICE_ORDER"] == "PCI_BUS_ID"
-            # Spawned by the backend, not forked from the fork server: a process that may initialise
-            # CUDA is never a fork, and its GPUs are in its environment from its first instruction.
-            assert parent_of(first.replica.process.pid) == os.getpid()
+            # Forked from the fork server, which never loaded NVIDIA's driver (it says so when ready),
+            # with its GPU named before anything in it could touch CUDA: the replica says which.
+            assert forks.gpu_forks
+            assert parent_of(first.replica.process.pid) == forks._process.pid
+            await until(lambda: any("with GPU 0" in line for line in first.replica.last_lines),
+                        what="the replica to say it serves with GPU 0")
         await backend.stop("default", "iris")
         assert backend.gpus.free == 2, "a stopped replica gives its GPU back"
 

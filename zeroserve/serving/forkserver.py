@@ -9,9 +9,15 @@ listening socket, the output pipes and the ready pipe the backend sends with the
 The server exits when its socket closes or its parent dies; its children die with it (Linux).
 A fork server has a preload profile: ``cpu`` (kserve and every runtime but torch's family) or
 ``torch`` (kserve, torch, transformers if installed, and the runtimes of ``TORCH_FORMATS``), so
-that a process serving scikit-learn in 30 ms never pays torch's second and 365 MB. A torch fork
-server never initialises CUDA (its environment shows it no GPU, and it refuses to serve if CUDA
-was initialised anyway): CUDA does not survive a fork, so GPU replicas are always spawned.
+that a process serving scikit-learn in 30 ms never pays torch's second and 365 MB.
+
+GPU replicas fork too, from a server that has never loaded NVIDIA's driver library: CUDA state does
+not survive a fork, but a process that never mapped ``libcuda`` has none to pass on. A fork server
+runs with no GPU visible (``CUDA_VISIBLE_DEVICES=""``), its runtimes choose their device only in
+the replica, and it says whether it may fork GPU replicas (``gpu_forks``) once its imports are
+done, and checks again before each one (``/proc/self/maps``); where the driver is mapped (or CUDA
+initialised), GPU replicas are spawned as fresh processes instead. A GPU replica's fork sets its
+``CUDA_VISIBLE_DEVICES`` before anything in it can touch CUDA.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ import selectors
 import signal
 import socket
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from zeroserve.children import die_with_parent
@@ -41,7 +48,9 @@ log = logging.getLogger(__name__)
 #   backend -> server   {"id": N, "argv": [...], "env": {...}}   + fds [listen socket, stdout, stderr(, ready)]
 #   server -> backend   {"id": N, "pid": PID} | {"id": N, "error": "..."}
 #   server -> backend   {"exited": PID, "code": CODE}   (a signal S gives -S, as subprocess does)
-#   server -> backend   {"ready": true}                 (once, when the imports are done)
+#   server -> backend   {"ready": true, "gpu_forks": B}  (once, when the imports are done; B: whether
+#                                                         it may fork replicas that use a GPU)
+#   a request for a GPU replica says so: {"id": N, "argv": [...], "env": {...}, "gpus": true}
 
 MAX_MESSAGE = 1 << 20  # a request is a few hundred bytes; this bounds a broken one
 
@@ -89,6 +98,23 @@ def preload(profile: str = CPU) -> ReplicaApp:
     return app
 
 
+def cuda_driver_loaded(maps: str | None = None) -> bool:
+    """Whether NVIDIA's driver library is mapped into this process (``maps``: its /proc/self/maps):
+    once it is, CUDA may have been initialised, and no fork of this process may use a GPU. Unknown
+    (no /proc) counts as loaded."""
+    if maps is None:
+        try:
+            maps = Path("/proc/self/maps").read_text()
+        except OSError:
+            return True
+    return "libcuda.so" in maps
+
+
+def gpu_forks_allowed() -> bool:
+    """Whether this process's forks may initialise CUDA themselves."""
+    return not cuda_initialised() and not cuda_driver_loaded()
+
+
 def cuda_initialised() -> bool:
     """Whether this process has initialised CUDA through torch (then no fork of it may use CUDA)."""
     torch = sys.modules.get("torch")
@@ -126,6 +152,8 @@ def _reply(control: socket.socket, message: dict[str, Any]) -> None:
 def _fork(control: socket.socket, request: dict[str, Any], fds: list[int], app: ReplicaApp | None) -> int:
     """Start one replica; returns its pid (in the server) or never returns (in the replica)."""
     listen_fd, stdout_fd, stderr_fd, *ready = fds
+    if request.get("gpus") and not gpu_forks_allowed():
+        raise RuntimeError("this fork server has loaded NVIDIA's driver: a GPU replica must be a new process")
     for stream in (sys.stdout, sys.stderr):
         stream.flush()
     pid = os.fork()
@@ -171,7 +199,7 @@ def serve(control: socket.socket, app: ReplicaApp | None = None) -> int:
     selector = selectors.DefaultSelector()
     selector.register(control, selectors.EVENT_READ, "control")
     selector.register(wake_r, selectors.EVENT_READ, "child")
-    _reply(control, {"ready": True})
+    _reply(control, {"ready": True, "gpu_forks": gpu_forks_allowed()})
     while True:
         for key, _ in selector.select():
             if key.data == "child":
@@ -289,6 +317,7 @@ class ForkServer:
         self.output_limit = output_limit
         self.profile = profile
         self.ready = False
+        self.gpu_forks = False  # whether it may fork GPU replicas: said when it is ready
         self._process: asyncio.subprocess.Process | None = None
         self._socket: socket.socket | None = None
         self._reader: asyncio.Task[None] | None = None
@@ -324,6 +353,7 @@ class ForkServer:
                     break
                 message = json.loads(data)
                 if message.get("ready"):
+                    self.gpu_forks = bool(message.get("gpu_forks"))
                     self.ready = True
                     self._ready.set()
                 elif "exited" in message:
@@ -350,9 +380,10 @@ class ForkServer:
         await self._ready.wait()
 
     async def spawn(self, argv: list[str], env: dict[str, str], listen_fd: int,
-                    ready_fd: int | None = None) -> ForkedProcess:
+                    ready_fd: int | None = None, gpus: bool = False) -> ForkedProcess:
         """Fork a replica running ``python -m zeroserve.serving.runtimes.server *argv`` on ``listen_fd``
-        (and ``--ready-fd`` on a copy of ``ready_fd``, if given)."""
+        (and ``--ready-fd`` on a copy of ``ready_fd``, if given); ``gpus``: one that will use a GPU
+        (only where ``gpu_forks``)."""
         if not self.ready or self._socket is None:
             raise OSError("the fork server is not ready")
         loop = asyncio.get_running_loop()
@@ -363,7 +394,7 @@ class ForkServer:
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
         try:
-            payload = json.dumps({"id": request_id, "argv": argv, "env": env}).encode()
+            payload = json.dumps({"id": request_id, "argv": argv, "env": env, "gpus": gpus}).encode()
             while True:
                 try:
                     socket.send_fds(self._socket, [payload],

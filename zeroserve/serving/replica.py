@@ -39,14 +39,18 @@ LAST_LINES = 20
 OUTPUT_LINE_LIMIT = 1024 * 1024
 
 
+def gpu_environment(gpus: list[int]) -> dict[str, str]:
+    """What names a replica's GPUs to CUDA (none: "", it sees no GPU)."""
+    # nvidia-smi numbers GPUs in PCI order; make CUDA agree, so the indices mean the same card.
+    return {"CUDA_DEVICE_ORDER": "PCI_BUS_ID", "CUDA_VISIBLE_DEVICES": GpuInventory.cuda_visible_devices(gpus)}
+
+
 def replica_environment(gpus: list[int]) -> dict[str, str]:
     """A replica's environment: this one, unbuffered, and the GPUs it may use (none: "")."""
     return {
         **os.environ,
         "PYTHONUNBUFFERED": "1",
-        # nvidia-smi numbers GPUs in PCI order; make CUDA agree, so the indices mean the same card.
-        "CUDA_DEVICE_ORDER": "PCI_BUS_ID",
-        "CUDA_VISIBLE_DEVICES": GpuInventory.cuda_visible_devices(gpus),
+        **gpu_environment(gpus),
         # A replica serves the artifact it was staged; the Hugging Face libraries never reach a hub
         # from it (the huggingface runtime loads with local_files_only besides), unless told to.
         "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1"),
@@ -153,11 +157,12 @@ class Replica:
         flags = ["--model-format", self.spec.model_format, "--model-name", self.spec.id,
                  "--model-dir", str(self.model_dir), *(["--access-log"] if access_log else [])]
         try:
-            if forks is not None and forks.ready and not self.gpus:
+            if forks is not None and forks.ready and (not self.gpus or forks.gpu_forks):
                 # A fork of a process that has imported kserve and built its app already: a few tens
-                # of ms instead of ~1.5 s. (A GPU replica is spawned: its CUDA_VISIBLE_DEVICES must be
-                # in its environment from the start, and the fork server's says "no GPU".)
-                self.process = await forks.spawn(flags, self.bounds.environment(), listener.fileno(), ready_w)
+                # of ms instead of ~1.5 s. A GPU replica forks only from a server that never loaded
+                # NVIDIA's driver; its GPUs are in its environment before anything in it touches CUDA.
+                env = {**self.bounds.environment(), **(gpu_environment(self.gpus) if self.gpus else {})}
+                self.process = await forks.spawn(flags, env, listener.fileno(), ready_w, gpus=bool(self.gpus))
                 return
             self.process = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "zeroserve.serving.runtimes.server", *flags,

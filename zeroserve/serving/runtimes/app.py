@@ -185,5 +185,6 @@ class ReplicaApp:
             # kserve's timing middleware logs two lines per request besides the access log.
             logging.getLogger("kserve.trace").setLevel(logging.WARNING)
         host, port = sock.getsockname()[:2]
-        logger.info("Serving model %r on http://%s:%d", model.name, host, port)
+        gpus = os.environ.get("CUDA_VISIBLE_DEVICES")
+        logger.info("Serving model %r on http://%s:%d%s", model.name, host, port, f" with GPU {gpus}" if gpus else "")
         ReadyServer(self.rest.config, ready_fd, load_s).run(sockets=[sock])
