@@ -133,6 +133,9 @@ async def bench_llm(settings: Settings, trials: int = 5, rounds: int = 5) -> lis
     try:
         lm_url = await deploy(zeroserve, "tiny-lm", lm, "huggingface")
         encoder_url = await deploy(zeroserve, "minilm", encoder, "huggingface-embeddings")
+        forks = backend.autoscaler.fork_server("huggingface")
+        if forks is not None:  # started with the first torch deployment; a start before it is ready is spawned
+            await asyncio.wait_for(forks.wait_ready(), 300)
         for trial in range(trials):
             print(f"LLM and embedding cold starts {trial + 1}/{trials}", file=sys.stderr)
             await backend.scale_to_zero("default", "tiny-lm")
