@@ -66,7 +66,7 @@ class Autoscaler:
         # with the first deployment; until it is ready, and for GPU replicas, they are spawned.
         self.forks: ForkServer | None = None
         # Those of torch's family fork from one with torch imported too, started with the first of
-        # them: a second and 365 MB that a machine serving only scikit-learn never pays.
+        # them: seconds and 537 MB that a machine serving only scikit-learn never pays.
         self.torch_forks: ForkServer | None = None
         self._numbers = 0
         self._reaper: asyncio.Task[None] | None = None

@@ -9,7 +9,7 @@ listening socket, the output pipes and the ready pipe the backend sends with the
 The server exits when its socket closes or its parent dies; its children die with it (Linux).
 A fork server has a preload profile: ``cpu`` (kserve and every runtime but torch's family) or
 ``torch`` (kserve, torch, transformers if installed, and the runtimes of ``TORCH_FORMATS``), so
-that a process serving scikit-learn in 30 ms never pays torch's second and 365 MB.
+that a process serving scikit-learn in 30 ms never pays torch's seconds and 537 MB.
 
 GPU replicas fork too, from a server that has never loaded NVIDIA's driver library: CUDA state does
 not survive a fork, but a process that never mapped ``libcuda`` has none to pass on. A fork server

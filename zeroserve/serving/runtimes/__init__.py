@@ -25,7 +25,7 @@ RUNTIMES: dict[str, str] = {
     "custom": "zeroserve.serving.runtimes.custom:load_predictor",
 }
 
-# The formats whose runtimes import torch (about a second; 365 MB in a fork server that holds it):
+# The formats whose runtimes import torch (seconds of imports and warm-up; 537 MB in a fork server that holds them):
 # the CPU fork server leaves them out, their replicas fork from a fork server of their own.
 TORCH_FORMATS: frozenset[str] = frozenset({"pytorch", "huggingface"})
 
