@@ -73,8 +73,14 @@ async def test_the_same_events_drive_a_deployment_to_running_and_stopped_on_the_
             running = await statuses.wait_for(lambda e: e["id"] == "iris" and e["status"] == "RUNNING")
             assert running["deploymentUrl"] == f"{zeroserve.url}/v2/inference/deployments/iris"
             assert running["backendUrl"] == route.url
-            record = await deployment()
-            assert (record.status, record.running_replicas, record.resource_plan) == (Status.RUNNING, 1, "infer.s")
+            # The pod and the InferenceService are watched apart: the record may say RUNNING an
+            # instant before it counts the pod that is ready, and then says so.
+            async def running_with_its_pod() -> Any:
+                record = await deployment()
+                return record if (record.status, record.running_replicas) == (Status.RUNNING, 1) else None
+
+            record = await until(running_with_its_pod, timeout=10, what="RUNNING with 1 running replica")
+            assert record.resource_plan == "infer.s"
 
             # The deployment URL works: the gateway checks the token and forwards to the InferenceService.
             async with operator(zeroserve) as http:
