@@ -35,6 +35,19 @@ ONE_B = {"hidden_size": 2048, "intermediate_size": 8192, "num_hidden_layers": 16
          "tie_word_embeddings": True}
 
 
+# What a GPU machine's Python has already (torch, transformers and what they bring), and the CPU
+# runtimes' frameworks, which serving an LLM does not need: no wheel of these is carried.
+ON_THE_GPU_MACHINE = frozenset({
+    "torch", "transformers", "tokenizers", "safetensors", "huggingface-hub", "numpy", "pyyaml", "filelock", "fsspec",
+    "jinja2", "markupsafe", "networkx", "sympy", "mpmath", "typing-extensions", "packaging", "regex", "requests",
+    "tqdm", "urllib3", "idna", "certifi", "charset-normalizer", "setuptools", "hf-xet", "triton"})
+# kserve requires pillow and grpcio-tools but imports neither when it serves (image inputs, gRPC code
+# generation); left out with the CPU runtimes' frameworks, the wheels fit in 64 MiB.
+NOT_NEEDED_TO_SERVE = frozenset({
+    "scikit-learn", "scipy", "onnxruntime", "xgboost-cpu", "lightgbm", "joblib", "threadpoolctl", "kserve-storage",
+    "pillow", "grpcio-tools"})
+
+
 def make_1b(directory: Path) -> Path:
     """A 1B-parameter Llama with random weights, saved as bf16 safetensors, with the tests' tokenizer."""
     import torch
@@ -134,19 +147,12 @@ def wheels(directory: Path) -> int:
 
     from packaging.requirements import Requirement
 
-    present = {"torch", "transformers", "tokenizers", "safetensors", "huggingface-hub", "numpy", "pyyaml",
-               "filelock", "fsspec", "jinja2", "markupsafe", "networkx", "sympy", "mpmath", "typing-extensions",
-               "packaging", "regex", "requests", "tqdm", "urllib3", "idna", "certifi", "charset-normalizer",
-               "setuptools", "hf-xet", "triton", "scikit-learn", "scipy", "onnxruntime", "xgboost-cpu", "lightgbm",
-               "joblib", "threadpoolctl", "kserve-storage"}
-    # kserve requires them, but imports neither when it serves (image inputs, gRPC code generation):
-    # left out, the wheels fit in 64 MiB.
-    present |= {"pillow", "grpcio-tools"}
+    left_out = ON_THE_GPU_MACHINE | NOT_NEEDED_TO_SERVE
     pins: dict[str, str] = {}
 
     def walk(name: str) -> None:
         key = name.lower().replace("_", "-")
-        if key in pins or key in present or key.startswith("nvidia-"):
+        if key in pins or key in left_out or key.startswith("nvidia-"):
             return
         try:
             distribution = metadata.distribution(key)

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import os
+import shutil
 import socket
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -64,6 +65,16 @@ def settings(tmp_path: Path) -> Settings:
         max_deliver=3,
         gpus=[],
     )
+
+
+def with_templates(settings: Settings, directory: Path, *extra: Path) -> Settings:
+    """``settings`` with the shipped templates and the ``extra`` template files beside them, copied
+    into ``directory`` (a file of the same name replaces the shipped one)."""
+    shutil.copytree(settings.templates_dir, directory)
+    for template in extra:
+        shutil.copy(template, directory)
+    settings.templates_dir = directory
+    return settings
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import operator, until
+from conftest import operator, until, with_templates
 from models import IRIS_ROWS, train_iris_sklearn
 from test_end_to_end import deploy_model, publish
 
@@ -29,11 +29,7 @@ DATA = Path(__file__).parent / "data"
 @pytest.fixture
 def settings(settings: Settings, tmp_path: Path) -> Settings:
     """The shipped templates, with the tests' custom template (one replica, no image) for the shipped one."""
-    templates = tmp_path / "templates"
-    shutil.copytree(settings.templates_dir, templates)
-    shutil.copy(DATA / "templates" / "custom.yaml", templates)
-    settings.templates_dir = templates
-    return settings
+    return with_templates(settings, tmp_path / "templates", DATA / "templates" / "custom.yaml")
 
 
 async def deploy_probe(zeroserve: Node, listen, deployment_id: str = "probe", **parameters: str) -> str:

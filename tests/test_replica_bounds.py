@@ -14,7 +14,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import operator
+from conftest import operator, with_templates
 from test_end_to_end import publish
 
 from zeroserve.events import ArtifactCreated, DeploymentRequested
@@ -35,10 +35,7 @@ SMALL_MEMORY = 300_000_000
 @pytest.fixture
 def settings(settings: Settings, tmp_path: Path) -> Settings:
     """The shipped templates and one for the custom runtime on any plan; a small plan; one GPU."""
-    templates = tmp_path / "templates"
-    shutil.copytree(settings.templates_dir, templates)
-    shutil.copy(DATA / "templates" / "custom-planned.yaml", templates)
-    settings.templates_dir = templates
+    with_templates(settings, tmp_path / "templates", DATA / "templates" / "custom-planned.yaml")
     settings.resource_plans = {"small": {"cpu": "1", "memory": str(SMALL_MEMORY)},
                                "infer.2x": {"cpu": "3", "memory": "10G", "gpus": 2}}
     settings.gpus = [0]

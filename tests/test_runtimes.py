@@ -238,6 +238,21 @@ def test_onnx_replica_answers_v1_and_v2_like_onnxruntime(replicas, tmp_path):
     assert [output["name"] for output in metadata["outputs"]] == ["label", "probabilities"]
 
 
+def answers_v1_and_v2_as_expected(url: str, rows: list[list[float]], expected: np.ndarray, name: str,
+                                  datatype: str) -> dict:
+    """The replica at ``url`` answers V1 (the iris rows) and V2 (``rows`` as one input) as ``expected``
+    says, row by row: its V2 output."""
+    v1 = httpx.post(f"{url}/v1/models/iris:predict", json={"instances": IRIS_ROWS}, timeout=10)
+    assert v1.status_code == 200, v1.text
+    assert np.allclose(v1.json()["predictions"], expected[:len(IRIS_ROWS)], atol=1e-6)
+    v2_request = {"inputs": [{"name": name, "shape": [len(rows), 4], "datatype": datatype, "data": sum(rows, [])}]}
+    v2 = httpx.post(f"{url}/v2/models/iris/infer", json=v2_request, timeout=10)
+    assert v2.status_code == 200, v2.text
+    [output] = v2.json()["outputs"]
+    assert np.allclose(output["data"], expected.ravel(), atol=1e-6)
+    return dict(output)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("model_format", ["xgboost", "lightgbm"])
 def test_boosted_tree_replicas_answer_v1_and_v2_like_the_library_itself(replicas, tmp_path, model_format):
@@ -256,15 +271,8 @@ def test_boosted_tree_replicas_answer_v1_and_v2_like_the_library_itself(replicas
     replica = replicas(model_format, "iris", model_dir)
     replica.wait_ready()
 
-    v1 = httpx.post(f"{replica.url}/v1/models/iris:predict", json={"instances": IRIS_ROWS}, timeout=10)
-    assert v1.status_code == 200, v1.text
-    assert np.allclose(v1.json()["predictions"], expected[:2], atol=1e-6)
-    v2_request = {"inputs": [{"name": "input-0", "shape": [3, 4], "datatype": "FP64", "data": sum(rows, [])}]}
-    v2 = httpx.post(f"{replica.url}/v2/models/iris/infer", json=v2_request, timeout=10)
-    assert v2.status_code == 200, v2.text
-    [output] = v2.json()["outputs"]
+    output = answers_v1_and_v2_as_expected(replica.url, rows, expected, "input-0", "FP64")
     assert output["shape"] == [3, 3]
-    assert np.allclose(output["data"], expected.ravel(), atol=1e-6)
 
     wrong_width = httpx.post(f"{replica.url}/v1/models/iris:predict", json={"instances": [[1.0, 2.0]]}, timeout=10)
     assert wrong_width.status_code == 400, wrong_width.text
@@ -297,15 +305,8 @@ def test_torchscript_replica_answers_v1_and_v2_like_the_program_and_refuses_a_wr
     replica = replicas("pytorch", "iris", model_dir)
     replica.wait_ready()
 
-    v1 = httpx.post(f"{replica.url}/v1/models/iris:predict", json={"instances": IRIS_ROWS}, timeout=10)
-    assert v1.status_code == 200, v1.text
-    assert np.allclose(v1.json()["predictions"], expected[:2], atol=1e-6)
-    v2_request = {"inputs": [{"name": "x", "shape": [3, 4], "datatype": "FP32", "data": sum(rows, [])}]}
-    v2 = httpx.post(f"{replica.url}/v2/models/iris/infer", json=v2_request, timeout=10)
-    assert v2.status_code == 200, v2.text
-    [output] = v2.json()["outputs"]
+    output = answers_v1_and_v2_as_expected(replica.url, rows, expected, "x", "FP32")
     assert (output["shape"], output["datatype"]) == ([3, 3], "FP32")
-    assert np.allclose(output["data"], expected.ravel(), atol=1e-6)
 
     wrong_width = httpx.post(f"{replica.url}/v1/models/iris:predict", json={"instances": [[1.0, 2.0]]}, timeout=10)
     assert wrong_width.status_code == 400, wrong_width.text

@@ -55,6 +55,7 @@ from transformers.utils import logging as transformers_logging
 from zeroserve.errors import ModelLoadFailed
 from zeroserve.serving.runtimes import faults
 from zeroserve.serving.runtimes.openai_api import OpenAIError, Piece, Sampling
+from zeroserve.serving.runtimes.torch_placement import replica_device, use_replica_threads
 
 CONFIG_FILE = "config.json"
 # What a tokenizer is saved as, by tokenizers (fast), sentencepiece, WordPiece or BPE vocabularies.
@@ -67,14 +68,6 @@ UNBOUNDED = 1_000_000_000
 _warm_parent: int | None = None
 
 
-def device() -> str:
-    """"cuda" when this replica was given GPUs and torch sees them, else "cpu". The backend sets
-    ``CUDA_VISIBLE_DEVICES`` for every replica ("" for a CPU plan); unset, any GPU torch sees is used."""
-    if os.environ.get("CUDA_VISIBLE_DEVICES") == "":
-        return "cpu"
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
 def load_huggingface(name: str, model_dir: str | Path) -> kserve.Model:
     """The model of ``model_dir``, by its architecture: a TextGenerator, TextClassifier or TextEncoder."""
     directory = Path(model_dir)
@@ -84,9 +77,9 @@ def load_huggingface(name: str, model_dir: str | Path) -> kserve.Model:
         architectures = json.loads((directory / CONFIG_FILE).read_text()).get("architectures") or []
     except (ValueError, AttributeError) as error:
         raise ModelLoadFailed(f"{directory / CONFIG_FILE} is not a JSON object: {error}") from error
-    if any(name_.endswith("ForCausalLM") for name_ in architectures):
+    if any(architecture.endswith("ForCausalLM") for architecture in architectures):
         return TextGenerator(name, directory)
-    if any(name_.endswith("ForSequenceClassification") for name_ in architectures):
+    if any(architecture.endswith("ForSequenceClassification") for architecture in architectures):
         return TextClassifier(name, directory)
     return TextEncoder(name, directory)
 
@@ -151,7 +144,7 @@ class HuggingFaceModel(kserve.Model):
     def __init__(self, name: str, model_dir: Path) -> None:
         super().__init__(name)
         self.model_dir = model_dir
-        self.device = device()
+        self.device = replica_device().type
         self.tokenizer: PreTrainedTokenizerBase
         self.model: Any = None
         self.context_length = 0
@@ -164,7 +157,7 @@ class HuggingFaceModel(kserve.Model):
             raise ModelLoadFailed(f"no tokenizer in {self.model_dir}: a Hugging Face model directory holds its "
                                   f"tokenizer's files as save_pretrained writes them ({', '.join(TOKENIZER_FILES)})")
         if os.getpid() != _warm_parent:  # a fork of the warm parent inherits its single thread: not for serving
-            torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS") or len(os.sched_getaffinity(0))))
+            use_replica_threads()
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(self.model_dir, local_files_only=True)
             config = AutoConfig.from_pretrained(self.model_dir, local_files_only=True)

@@ -14,8 +14,6 @@ the torch fork server does (``TORCH_FORMATS``).
 
 from __future__ import annotations
 
-import math
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -30,29 +28,9 @@ from kserve.utils.utils import generate_uuid
 
 from zeroserve.errors import ModelLoadFailed
 from zeroserve.serving.runtimes import find_model_file
+from zeroserve.serving.runtimes.torch_placement import replica_device, use_replica_threads
 
 MODEL_FILE = "model.pt"
-CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")
-
-
-def replica_device() -> torch.device:
-    """``cuda`` when this replica was given GPUs (``CUDA_VISIBLE_DEVICES``) and CUDA works, else ``cpu``."""
-    if os.environ.get("CUDA_VISIBLE_DEVICES", "").strip() and torch.cuda.is_available():
-        return torch.device("cuda")
-    return torch.device("cpu")
-
-
-def cpu_budget() -> int:
-    """The CPUs this process may use: those it may run on, bounded by its cgroup's CPU quota (a
-    plan's CPU): more threads than that only wait for each other."""
-    cpus = len(os.sched_getaffinity(0))
-    try:
-        quota, period = CGROUP_CPU_MAX.read_text().split()[:2]
-        if quota != "max":
-            cpus = min(cpus, math.ceil(int(quota) / int(period)))
-    except (OSError, ValueError):  # no cgroup v2 here, or not readable: the affinity is the bound
-        pass
-    return max(cpus, 1)
 
 
 def model_file(model_dir: Path) -> Path:
@@ -75,7 +53,7 @@ class PyTorchModel(kserve.Model):
 
     def load(self) -> bool:
         path = model_file(self.model_dir)
-        torch.set_num_threads(cpu_budget())
+        use_replica_threads()
         self.device = replica_device()
         try:
             self.program = torch.jit.load(str(path), map_location=self.device)

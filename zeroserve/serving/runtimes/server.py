@@ -90,15 +90,6 @@ def listening_socket(args: argparse.Namespace) -> socket.socket:
     return sock
 
 
-def bound_threads() -> None:
-    """Hold torch to the thread count of the replica's plan (``OMP_NUM_THREADS``, which the backend
-    sets): a fork's parent may have imported torch already, after which it no longer reads it."""
-    torch = sys.modules.get("torch")
-    count = os.environ.get("OMP_NUM_THREADS", "")
-    if torch is not None and count.isdigit() and int(count) > 0:
-        torch.set_num_threads(int(count))
-
-
 def fail(reason: str, message: str) -> int:
     """One line on stderr (reason: message), for the parent to put into the deployment's status."""
     print(f"{reason}: {' '.join(message.split())}", file=sys.stderr)
@@ -157,7 +148,6 @@ def main(argv: Sequence[str] | None = None, prepared: ReplicaApp | None = None) 
     if args.ready_fd is not None:
         os.set_inheritable(args.ready_fd, False)
 
-    bound_threads()
     try:
         model, load_s = load_model(args)
     except ZeroserveError as exc:
