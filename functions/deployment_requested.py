@@ -8,7 +8,16 @@ is refused without touching what serves.
 
 import asyncio
 
-from zeroserve import ArtifactNotFound, Context, DeploymentRequested, InvalidConfiguration, Status, on
+from zeroserve import (
+    ArtifactCreated,
+    ArtifactNotFound,
+    ArtifactPending,
+    Context,
+    DeploymentRequested,
+    InvalidConfiguration,
+    Status,
+    on,
+)
 from zeroserve.deployments.lifecycle import applying
 from zeroserve.templates import validation
 from zeroserve.templates.render import render
@@ -54,7 +63,13 @@ async def inference_service(request: DeploymentRequested, ctx: Context) -> dict:
     for name, artifact_id in request.input_artifacts.items():
         artifact = await ctx.store.artifacts.get(ctx.group, artifact_id)
         if artifact is None:
-            raise ArtifactNotFound(f"artifact {artifact_id!r} (input {name!r}) is not registered in {ctx.group}")
+            missing = f"artifact {artifact_id!r} (input {name!r}) is not registered in {ctx.group}"
+            # Its artifact.created, published before this request, may not be handled yet (another
+            # function reads it, in parallel): retried with back-off, DEAD only if still missing at the end.
+            if not ctx.final_attempt and await ctx.awaits("artifact_created", ArtifactCreated, artifact_id):
+                raise ArtifactPending(f"{missing} yet: an artifact.created published before this request is "
+                                      "still to be handled")
+            raise ArtifactNotFound(missing)
         if artifact.status == "rejected":
             raise ArtifactNotFound(f"artifact {artifact_id!r} was rejected: {artifact.message}")
         # ai:// URLs become what they point at through the group's object store secret: the

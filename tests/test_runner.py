@@ -257,3 +257,46 @@ async def test_an_artifact_without_a_usable_id_is_dead_lettered_not_stored(zeros
     assert dead.messages[0].headers[REASON_HEADER] == "MalformedEvent"
     assert "give the artifact an id" in dead.messages[0].headers[MESSAGE_HEADER]
     assert await zeroserve.platform.store.artifacts.list("default") == []
+
+
+async def test_a_deployment_requested_right_after_its_artifact_waits_for_the_artifact_to_be_registered(
+        settings, tmp_path, listen):
+    """Functions read the stream each through their own consumer, so deployment_requested may come to a
+    request before artifact_created has registered the artifact published just ahead of it (a restart
+    after a crash starts both at once). The request must wait for it, not end DEAD with ArtifactNotFound."""
+    from models import train_iris_sklearn
+
+    from zeroserve.core.runner import load_functions
+
+    shipped = {f.name: f for f in load_functions(settings.functions_dir)}
+    only_deployments = tmp_path / "functions"
+    only_deployments.mkdir()
+    (only_deployments / "deployment_requested.py").write_text(
+        (settings.functions_dir / "deployment_requested.py").read_text())
+    settings.functions_dir = only_deployments
+    settings.retry_backoff_s, settings.max_deliver = [0.3], 20  # about 6 s of retries
+    model = train_iris_sklearn(settings.data_dir / "sources" / "iris")
+    async with Node(settings) as zeroserve:
+        platform = zeroserve.platform
+        statuses = await listen(zeroserve, "zeroserve.default.deployment.status")
+        # artifact_created's consumer exists (as after a crash) but nothing reads it yet.
+        await platform.bus.consumer("artifact_created", shipped["artifact_created"].event_types)
+        await platform.bus.publish(new_event(ArtifactCreated(id="iris", name="iris", url=model.as_uri()),
+                                             source="/tests"), "default")
+        await platform.bus.publish(new_event(DeploymentRequested(
+            id="early", executable_id="sklearn", input_artifacts={"model": "iris"}), source="/tests"), "default")
+        # A request for an artifact nobody published is refused at once, as before.
+        await platform.bus.publish(new_event(DeploymentRequested(
+            id="orphan", executable_id="sklearn", input_artifacts={"model": "nobody"}), source="/tests"), "default")
+        orphan = await statuses.wait_for(lambda e: e["id"] == "orphan" and e["status"] == "DEAD")
+        assert orphan["reason"] == "ArtifactNotFound"
+        await asyncio.sleep(1.0)
+        assert not [e for e in statuses.json() if e["id"] == "early" and e["status"] == "DEAD"], "it waits"
+
+        late = Runner(platform, [shipped["artifact_created"]])
+        await late.start()
+        try:
+            running = await statuses.wait_for(lambda e: e["id"] == "early" and e["status"] in ("RUNNING", "DEAD"))
+        finally:
+            await late.stop()
+        assert running["status"] == "RUNNING", running

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from zeroserve.core.runner import Context, on
     from zeroserve.errors import (
         ArtifactNotFound,
+        ArtifactPending,
         DeploymentNotFound,
         InvalidArtifactUri,
         InvalidConfiguration,
@@ -53,7 +54,7 @@ _MODULES = {
     ),
     "zeroserve.errors": (
         "ZeroserveError", "Rejected", "MalformedEvent", "InvalidConfiguration", "InvalidTransition",
-        "ArtifactNotFound", "InvalidArtifactUri", "NoGPU", "ModelLoadFailed", "DeploymentNotFound",
+        "ArtifactNotFound", "ArtifactPending", "InvalidArtifactUri", "NoGPU", "ModelLoadFailed", "DeploymentNotFound",
     ),
     "zeroserve.client": ("Client", "AsyncClient", "ApiError"),
 }
@@ -64,6 +65,7 @@ __all__ = [
     "ArtifactBinding",
     "ArtifactCreated",
     "ArtifactNotFound",
+    "ArtifactPending",
     "ArtifactStatus",
     "AsyncClient",
     "Client",

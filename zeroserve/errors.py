@@ -54,6 +54,13 @@ class ArtifactNotFound(Rejected):
     reason = "ArtifactNotFound"
 
 
+
+class ArtifactPending(ZeroserveError):
+    """An artifact is not registered yet, but an ``artifact.created`` published before the request that
+    needs it is still to be handled: retried, not refused."""
+
+    reason = "ArtifactPending"
+
 class InvalidArtifactUri(Rejected):
     reason = "InvalidArtifactUri"
 

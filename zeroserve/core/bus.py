@@ -11,6 +11,7 @@ pull consumer with explicit acks, read by ``zeroserve.core.consumer``; the reade
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from dataclasses import dataclass
 
@@ -22,7 +23,7 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StorageType, StreamConfig
 from nats.js.errors import NotFoundError
 
-from zeroserve.core.binding import to_nats
+from zeroserve.core.binding import from_nats, to_nats
 from zeroserve.core.dead_letters import DEADLETTER_STREAM
 from zeroserve.errors import ZeroserveError
 from zeroserve.events import EVENT_TYPES, DeploymentLog, deadletter_subject, subject_for
@@ -144,6 +145,35 @@ class Bus:
         await self.js.add_consumer(stream, config=config)
         return await self.js.pull_subscribe_bind(durable=name, stream=stream)
 
+    async def unhandled_before(self, consumer: str, event_type: str, group: str, sequence: int,
+                               *, limit: int = 1000) -> list[CloudEvent]:
+        """The ``event_type`` events of ``group`` published before stream ``sequence`` that ``consumer``
+        may have yet to handle (up to ``limit``, oldest first).
+
+        Each function reads through its own consumer, so events of one stream reach different
+        functions in no set order: a function asks this before it decides that what an earlier event
+        creates is missing. The answer errs towards "unhandled": an event handled out of turn, behind
+        an unhandled one, is still in it.
+        """
+        try:
+            info = await self.js.consumer_info(EVENTS_STREAM, consumer)
+        except NotFoundError:
+            return []  # no such function: nothing will handle them
+        # Everything up to the ack floor is handled; after it, look at each event of the type in turn.
+        after = info.ack_floor.stream_seq if info.ack_floor else 0
+        events: list[CloudEvent] = []
+        while after + 1 < sequence and len(events) < limit:
+            try:
+                msg = await self.js.get_msg(EVENTS_STREAM, seq=after + 1, next=True,
+                                            subject=subject_for(event_type, group))
+            except NotFoundError:
+                break
+            if msg.seq is None or msg.seq >= sequence:
+                break
+            after = msg.seq
+            with contextlib.suppress(Exception):  # a malformed one: its consumer dead-letters it
+                events.append(from_nats(msg.headers or {}, msg.data or b""))
+        return events
 
 # nats-py logs each connection error with its traceback unless told otherwise; while NATS is away
 # (a restart) that is a traceback every half second. One line each says what happens (and

@@ -102,6 +102,12 @@ class Function:
         await self.handler(data, ctx)
 
 
+def about(data: EventData, event: CloudEvent) -> str:
+    """What an event is about (a deployment, an artifact): its data's id, else its CloudEvent id.
+    Events about one thing are handled one after another."""
+    return str(getattr(data, "id", None) or event["id"])
+
+
 def load_functions(directory: Path) -> list[Function]:
     """Every ``@on`` function in ``directory/*.py``; the function's name names its consumer."""
     if not directory.is_dir():
@@ -190,6 +196,17 @@ class Context:
         )
         await self.platform.bus.publish(event, self.group)
 
+    async def awaits(self, function: str, model: type[EventData], id: str) -> bool:
+        """Whether ``function`` may have yet to handle a ``model`` event about ``id`` (its data's id, else
+        its CloudEvent id) in this group, published before this event. Functions read the stream each
+        through their own consumer, in no order across them: ask this before treating what an earlier
+        event creates as missing."""
+        for event in await self.platform.bus.unhandled_before(function, model.event_type, self.group, self.sequence):
+            with contextlib.suppress(MalformedEvent):  # its own function dead-letters it
+                if about(parse_data(event), event) == id:
+                    return True
+        return False
+
     async def set_status(self, deployment_id: str, status: Status, **fields: Any) -> Deployment:
         return await self.platform.deployments.transition(
             self.group, deployment_id, status, causation=self.event_id, **fields
@@ -248,13 +265,12 @@ class Runner:
                 context = Context(event=event, group=group, platform=self.platform,
                                   final_attempt=(msg.metadata.num_delivered or 1) >= self.settings.max_deliver,
                                   sequence=msg.metadata.sequence.stream)
-                subject_id = getattr(data, "id", None)
                 logcontext.event_id.set(context.event_id)  # this task runs in a context of its own
                 if data.event_type.startswith(DEPLOYMENT_EVENTS):
-                    logcontext.deployment_id.set(subject_id)
+                    logcontext.deployment_id.set(getattr(data, "id", None))
                 # The lock first, then a slot: an event queued behind others of its deployment must
                 # not hold a slot that an event of another deployment could use meanwhile.
-                async with self._lock(group, subject_id or context.event_id), self._slots:
+                async with self._lock(group, about(data, event)), self._slots:
                     await function.handle(data, context)
         except asyncio.CancelledError:
             with contextlib.suppress(Exception):
