@@ -72,6 +72,7 @@ async def inference_service(request: DeploymentRequested, ctx: Context) -> dict:
             raise ArtifactNotFound(missing)
         if artifact.status == "rejected":
             raise ArtifactNotFound(f"artifact {artifact_id!r} was rejected: {artifact.message}")
+        ctx.models.deployable(artifact.url)  # on a cluster an ai:// artifact is refused here, not left to fail
         # ai:// URLs become what they point at through the group's object store secret: the
         # InferenceService carries a concrete URI (s3://, file://) and never the secret's keys.
         source = await ctx.models.locate(artifact.url, ctx.group, ctx.store.object_store_secrets)

@@ -164,6 +164,11 @@ def test_split_roles_need_the_kserve_backend_and_a_shared_nats(tmp_path: Path) -
     assert no_nats.exit_code == 1
     assert "set ZEROSERVE_NATS_URL" in str(no_nats.exception or no_nats.output)
 
+    cluster_env = {**env, "ZEROSERVE_BACKEND": "kserve", "ZEROSERVE_NATS_URL": "nats://127.0.0.1:1"}
+    no_public_url = runner.invoke(app, ["up", "--role", "gateway"], env=cluster_env)
+    assert no_public_url.exit_code == 1
+    assert "set ZEROSERVE_PUBLIC_URL" in str(no_public_url.exception or no_public_url.output)
+
     unknown = runner.invoke(app, ["up", "--role", "janitor"], env=env)
     assert unknown.exit_code == 2 and "janitor" in unknown.output
 
@@ -172,10 +177,11 @@ async def test_a_functions_only_process_runs_no_gateway_and_no_watcher(
     settings: Settings, cluster: Cluster, tmp_path: Path, nats_server: Any,
 ) -> None:
     settings = settings.model_copy(update=dict(
-        backend="kserve", kubeconfig=cluster.kubeconfig(tmp_path / "kubeconfig"), nats_url=nats_server.url))
+        backend="kserve", kubeconfig=cluster.kubeconfig(tmp_path / "kubeconfig"), nats_url=nats_server.url,
+        public_url="https://zeroserve.example.com"))
     async with Node(settings, ["functions"]) as functions:
         assert functions.runner is not None and functions._gateway is None
-        assert {task.get_name() for task in functions._tasks} == {"webhooks-out"}
+        assert functions._tasks == []  # webhooks out run with the watcher, which KEDA never scales to zero
         assert not (settings.data_dir / "gateway.url").exists()
 
 
@@ -247,9 +253,11 @@ async def test_a_watcher_process_works_under_the_lease_named_in_its_settings(
 ) -> None:
     settings = settings.model_copy(update=dict(
         backend="kserve", kubeconfig=cluster.kubeconfig(tmp_path / "kubeconfig"), nats_url=nats_server.url,
-        lease_namespace="zeroserve", lease_name="zeroserve-watcher", pod_name="watcher-7f9c-x2x7q"))
+        lease_namespace="zeroserve", lease_name="zeroserve-watcher", pod_name="watcher-7f9c-x2x7q",
+        public_url="https://zeroserve.example.com"))
     async with Node(settings, ["watcher"]) as watcher:
         assert watcher.runner is None and watcher._gateway is None
+        assert {task.get_name() for task in watcher._tasks} == {"watcher", "webhooks-out"}
         lease = await until(lambda: _lease_or_none(cluster), what="the Lease")
         assert lease["spec"]["holderIdentity"] == "watcher-7f9c-x2x7q"
         assert lease["spec"]["leaseDurationSeconds"] == 15

@@ -420,3 +420,84 @@ def test_dockerfile_copies_what_exists_and_points_zeroserve_at_it() -> None:
     assert copied[env["ZEROSERVE_FUNCTIONS_DIR"]] == "functions"
     assert copied[env["ZEROSERVE_TEMPLATES_DIR"]] == "manifests/base/templates"
     assert copied[env["ZEROSERVE_RESOURCE_PLANS_FILE"]] == "manifests/base/resource-plans.yaml"
+
+
+# --- the cluster as its users meet it: the public URL, the route to it, one /metrics per role ----------
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_role_starts_with_a_public_url_that_is_not_its_bind_address(overlay: str) -> None:
+    from zeroserve.roles import checked_roles
+
+    for role in ROLES:
+        env = container_env(build(overlay), role)
+        with pytest.MonkeyPatch.context() as patch:
+            for name, value in env.items():
+                patch.setenv(name, value)
+            settings = Settings()
+        assert checked_roles([role], settings) == {role}  # refused without ZEROSERVE_PUBLIC_URL
+        assert settings.gateway_url == env["ZEROSERVE_PUBLIC_URL"].rstrip("/")
+        assert "0.0.0.0" not in settings.gateway_url
+
+
+def test_the_base_leaves_the_public_url_to_the_overlay_and_a_pod_without_it_says_so() -> None:
+    from zeroserve.roles import checked_roles
+
+    base = yaml.safe_load((MANIFESTS / "base" / "kustomization.yaml").read_text())
+    (literals,) = [g["literals"] for g in base["configMapGenerator"] if g["name"] == "zeroserve-config"]
+    assert "ZEROSERVE_PUBLIC_URL=" in literals
+    settings = Settings(backend="kserve", nats_url="nats://nats:4222", public_url="", gateway_host="0.0.0.0")
+    with pytest.raises(SystemExit, match="set ZEROSERVE_PUBLIC_URL"):
+        checked_roles(["gateway"], settings)
+
+
+def test_the_route_examples_send_the_public_host_to_the_gateway_service() -> None:
+    objects = build("gpu")
+    host = config(objects)["ZEROSERVE_PUBLIC_URL"].removeprefix("https://")
+    service = named(objects, "Service", "gateway", "zeroserve")
+    (port,) = service["spec"]["ports"]
+    ingress = yaml.safe_load((MANIFESTS / "examples" / "ingress.yaml").read_text())
+    kubernetes_validate.validate(ingress, "1.30.0", strict=True)
+    (rule,) = ingress["spec"]["rules"]
+    assert rule["host"] == host and ingress["metadata"]["namespace"] == "zeroserve"
+    (path,) = rule["http"]["paths"]
+    assert path["backend"]["service"] == {"name": "gateway", "port": {"name": port["name"]}}
+    # The Gateway API's HTTPRoute is a custom resource kubernetes-validate does not know: its shape by hand.
+    route = yaml.safe_load((MANIFESTS / "examples" / "httproute.yaml").read_text())
+    assert route["apiVersion"] == "gateway.networking.k8s.io/v1" and route["kind"] == "HTTPRoute"
+    assert route["spec"]["hostnames"] == [host]
+    (backend,) = route["spec"]["rules"][0]["backendRefs"]
+    assert backend == {"name": "gateway", "port": port["port"]}
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_each_role_is_scraped_on_the_port_where_it_serves_metrics(overlay: str) -> None:
+    objects = build(overlay)
+    for role in ROLES:
+        deployment = control_plane(objects, role)
+        port = container_env(objects, role)["ZEROSERVE_METRICS_PORT"]
+        annotations = deployment["spec"]["template"]["metadata"]["annotations"]
+        assert annotations["prometheus.io/scrape"] == "true"
+        assert annotations["prometheus.io/port"] == port and annotations["prometheus.io/path"] == "/metrics"
+        assert {"name": "metrics", "containerPort": int(port)} in container(deployment)["ports"]
+    # Without a token: never on the Service the routes expose.
+    service = named(objects, "Service", "gateway", "zeroserve")
+    assert all(p["targetPort"] != "metrics" for p in service["spec"]["ports"])
+
+
+async def test_a_role_without_http_serves_its_metrics_on_the_metrics_port(
+    settings: Settings, cluster: Any, tmp_path: Path, nats_server: Any,
+) -> None:
+    import httpx
+    from conftest import free_port
+
+    from zeroserve.node import Node
+
+    port = free_port()
+    settings = settings.model_copy(update=dict(
+        backend="kserve", kubeconfig=cluster.kubeconfig(tmp_path / "kubeconfig"), nats_url=nats_server.url,
+        public_url="https://zeroserve.example.com", metrics_port=port))
+    async with Node(settings, ["functions"]), httpx.AsyncClient() as http:
+        answer = await http.get(f"http://127.0.0.1:{port}/metrics")
+    assert answer.status_code == 200
+    assert "zeroserve_" in answer.text

@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 
 import uvicorn
 import uvloop
+from prometheus_client import start_http_server
 
 from zeroserve.auth import ALL_GROUPS
 from zeroserve.core.nats_server import NatsServer
@@ -62,6 +63,7 @@ class Node:
         self.runner: Runner | None = None
         self._gateway: _Gateway | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._metrics: Any = None  # the scrape endpoint's server, with metrics_port
 
     @property
     def url(self) -> str:
@@ -85,12 +87,17 @@ class Node:
         url_file.write_text(self.nats_url)
 
         self.platform = platform = await Platform.open(settings, self.nats_url)
+        if settings.metrics_port is not None:
+            # prometheus_client's own server, in its thread: a scrape never waits for the event loop.
+            self._metrics, _ = await asyncio.to_thread(start_http_server, settings.metrics_port, settings.gateway_host)
         if every_role(self.roles):  # one process: bring the backend back in line with the store
             await platform.restore()
         if "watcher" in self.roles:
             self._tasks.append(asyncio.create_task(self._watch(platform), name="watcher"))
-        if "functions" in self.roles:
+            # Webhooks out with the watcher, which always runs (every replica, Lease or not: they share one
+            # durable consumer), not with the functions, which KEDA keeps at zero while no event waits for them.
             self._tasks.append(asyncio.create_task(Dispatcher(platform).run(), name="webhooks-out"))
+        if "functions" in self.roles:
             self.runner = Runner(platform, load_functions(settings.functions_dir))
             await self.runner.start()
         if listener is None:
@@ -190,6 +197,9 @@ class Node:
             await self.platform.close()
         if self.nats is not None:
             await self.nats.stop()
+        if self._metrics is not None:
+            await asyncio.to_thread(self._metrics.shutdown)
+            self._metrics.server_close()
         for name in ("nats.url", "gateway.url"):
             (self.settings.data_dir / name).unlink(missing_ok=True)
 

@@ -2,9 +2,10 @@
 
 On one machine a process runs every role. On a cluster each role runs in its own pods
 (``zeroserve up --role ...``), against a shared NATS and the kserve backend: ``gateway`` (the HTTP
-API and inference routing), ``functions`` (the function runner and outbound webhooks) and
-``watcher`` (statuses and logs from the backend, and ttl expiry; active only while it holds the
-leader-election Lease, so that one replica of it works). ``zeroserve.node.Node`` starts what
+API and inference routing), ``functions`` (the function runner, which KEDA scales to zero while no event waits) and
+``watcher`` (statuses and logs from the backend, and ttl expiry, active only while it holds the
+leader-election Lease, so that one replica of it works; and outbound webhooks, on every replica,
+since the watcher always runs). ``zeroserve.node.Node`` starts what
 the roles ask for.
 """
 
@@ -34,4 +35,7 @@ def checked_roles(roles: Iterable[str], settings: Settings) -> set[str]:
                              f"{', '.join(sorted(chosen))} needs ZEROSERVE_BACKEND=kserve")
         if not settings.nats_url:
             raise SystemExit("the roles of zeroserve share one NATS: set ZEROSERVE_NATS_URL")
+        if not settings.public_url:
+            raise SystemExit("deployment URLs start with the URL users reach the gateway at, which a pod cannot "
+                             "know: set ZEROSERVE_PUBLIC_URL (e.g. https://zeroserve.example.com)")
     return chosen

@@ -53,8 +53,12 @@ class Settings(BaseSettings):
 
     gateway_host: str = "127.0.0.1"
     gateway_port: int = 8700
-    # The URL users reach the gateway at; deployment URLs start with it. Defaults to host:port.
+    # The URL users reach the gateway at; deployment URLs start with it. Defaults to host:port on one
+    # machine; required on a cluster (a pod's bind address, 0.0.0.0, is no URL anyone can call).
     public_url: str | None = None
+    # A port where every role of this process serves Prometheus /metrics without a token, for a
+    # cluster's scraper (the manifests set 9090 and annotate the pods); None: only the gateway's /metrics.
+    metrics_port: int | None = None
 
     functions_dir: Path = SOURCE_ROOT / "functions"
     templates_dir: Path = SOURCE_ROOT / "manifests" / "base" / "templates"

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 from zeroserve.artifacts import entries
 from zeroserve.artifacts.entries import Entry
 from zeroserve.artifacts.object_stores import download_s3, object_store_of
-from zeroserve.artifacts.uris import FileRoots, Source, check_uri, resolve
+from zeroserve.artifacts.uris import FileRoots, Source, check_uri, cluster_refusal, resolve
 from zeroserve.core import metrics
 from zeroserve.errors import (
     ArtifactNotFound,
@@ -71,6 +71,8 @@ class ModelCache:
     def __init__(self, settings: Settings) -> None:
         self.root = settings.model_cache_dir.resolve()
         self.roots = FileRoots(settings.allowed_file_roots)
+        # On a cluster KServe reads an artifact, not this cache: pvc:// is readable, ai:// is not.
+        self.cluster = settings.backend == "kserve"
         self.max_bytes = settings.model_cache_max_bytes
         # One staging per copy at a time: an artifact and a deployment of it often arrive together.
         self._staging: dict[Path, asyncio.Lock] = {}
@@ -86,7 +88,12 @@ class ModelCache:
 
     def check(self, uri: str) -> None:
         """Refuse a URI that zeroserve must not or cannot read (an ``ai://`` URI: its form only)."""
-        check_uri(uri, self.roots)
+        check_uri(uri, self.roots, cluster=self.cluster)
+
+    def deployable(self, uri: str) -> None:
+        """Refuse, when a deployment is asked for, an artifact its model servers could not read."""
+        if self.cluster and (reason := cluster_refusal(uri)) is not None:
+            raise InvalidArtifactUri(reason)
 
     async def locate(self, uri: str, group: str, secrets: Registry[ObjectStoreSecret]) -> Source:
         """Where ``uri`` really is for ``group``: ``ai://`` through the group's object store secret."""

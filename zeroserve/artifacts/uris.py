@@ -28,6 +28,8 @@ if TYPE_CHECKING:
     from zeroserve.core.store import ObjectStoreSecret
 
 REMOTE_SCHEMES = {"s3", "gs", "https", "http", "hf", "hdfs", "webhdfs"}
+# Read by KServe's storage-initializer on a cluster, never here: a PersistentVolumeClaim of the model's namespace.
+CLUSTER_SCHEMES = {"pvc"}
 
 
 def unreadable(url: str) -> str | None:
@@ -92,8 +94,9 @@ class FileRoots:
             raise InvalidArtifactUri(f"file URI {uri!r} leads outside the allowed roots ({roots})")
 
 
-def check_uri(uri: str, roots: FileRoots) -> None:
-    """Refuse a URI that zeroserve must not or cannot read (an ``ai://`` URI: its form only)."""
+def check_uri(uri: str, roots: FileRoots, *, cluster: bool = False) -> None:
+    """Refuse a URI that zeroserve must not or cannot read (an ``ai://`` URI: its form only); ``cluster``:
+    the kserve backend's model servers read it, so ``pvc://`` is one."""
     if (problem := unreadable(uri)) is not None:
         raise InvalidArtifactUri(f"artifact URI {redact(uri)[:200]!r} cannot be read: {problem}")
     parsed = urlparse(uri)
@@ -103,9 +106,23 @@ def check_uri(uri: str, roots: FileRoots) -> None:
         if not OBJECT_STORE_NAME.fullmatch(parsed.netloc):
             raise InvalidArtifactUri(f"artifact URI {uri!r} must be ai://<object store secret name>/<path>")
         object_path(uri)
+    elif parsed.scheme in CLUSTER_SCHEMES:
+        if not cluster:
+            raise InvalidArtifactUri(f"artifact URI {uri!r} names a Kubernetes volume, which only a cluster reads "
+                                     "(ZEROSERVE_BACKEND=kserve): on this machine use file://, s3://, https:// or ai://")
     elif parsed.scheme not in REMOTE_SCHEMES:
-        known = ", ".join(sorted({"file", OBJECT_STORE_SCHEME, *REMOTE_SCHEMES}))
+        known = ", ".join(sorted({"file", OBJECT_STORE_SCHEME, *REMOTE_SCHEMES, *(CLUSTER_SCHEMES if cluster else ())}))
         raise InvalidArtifactUri(f"unsupported artifact URI {uri!r}: use one of {known}")
+
+
+def cluster_refusal(uri: str) -> str | None:
+    """Why KServe on a cluster cannot read ``uri`` by itself, or None. An ``ai://`` URI is read through
+    an object store secret, whose keys the kserve backend does not hand to KServe's storage-initializer."""
+    if urlparse(uri).scheme != OBJECT_STORE_SCHEME:
+        return None
+    return (f"artifact URI {uri!r} is read through an object store secret, which the kserve backend does not pass "
+            "to KServe: register the model at a URI the cluster reads by itself (s3:// with the cluster's own "
+            "credentials, gs://, https://, pvc://)")
 
 
 def object_path(uri: str) -> str:

@@ -62,6 +62,10 @@ class LocalBackend:
             )
         # Held from eviction until the service that uses it is in place (then ``model_dirs`` names it).
         progress = functools.partial(self.logs.control, spec.group, spec.id)
+        canary = isvc["spec"]["predictor"].get("canaryTrafficPercent", 100)
+        if canary != 100:  # accepted as on a cluster, but there is no traffic split here: say so
+            await progress(f"canaryTrafficPercent {canary} applies on a cluster only: on this machine an update "
+                           "takes all traffic once its replica is ready, and the old version serves until then")
         async with self.models.holding(spec.storage_uri, group=spec.group, progress=progress) as model_dir:
             return await self._run(spec, model_dir)
 

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from zeroserve.core.store import Configuration, Deployment, Registry
 from zeroserve.deployments.lifecycle import check_can_delete, check_can_reconfigure, check_can_stop
-from zeroserve.errors import DeploymentNotFound, InvalidTransition
+from zeroserve.errors import DeploymentNotFound, InvalidTransition, ZeroserveError
 from zeroserve.events import (
     DeploymentDeleted,
     DeploymentRequested,
@@ -168,7 +168,20 @@ async def usable_configuration(platform: Platform, group: str, configuration_id:
         known = ", ".join(sorted(platform.templates)) or "none"
         raise ErrorAnswer(400, "ExecutableNotFound", f"configuration {configuration_id} uses executable "
                        f"{configuration.executable_id!r}, which is not a serving template here (known: {known})")
+    await servable_artifacts(platform, group, configuration)
     return configuration
+
+
+async def servable_artifacts(platform: Platform, group: str, configuration: Configuration) -> None:
+    """A 400 now for an input artifact the backend's model servers cannot read (ai:// on a cluster)."""
+    for binding in configuration.input_artifact_bindings:
+        artifact = await platform.store.artifacts.get(group, binding.artifact_id)
+        try:
+            if artifact is not None:
+                platform.models.deployable(artifact.url)
+        except ZeroserveError as refused:
+            raise ErrorAnswer(400, refused.reason, f"configuration {configuration.id}, input artifact "
+                              f"{binding.key!r}: {refused.message}") from None
 
 
 def requested(deployment_id: str, configuration: Configuration, ttl: str | None) -> DeploymentRequested:

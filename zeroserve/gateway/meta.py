@@ -31,11 +31,14 @@ async def meta() -> dict[str, Any]:
                 "multitenant": True, "shareable": True, "staticDeployments": False, "userDeployments": True,
                 "userExecutions": False, "timeToLiveDeployments": True, "executionSchedules": False,
                 "logs": {"executions": False, "deployments": True},
-                "bulkUpdates": {"executions": False, "deployments": False},
+                # PATCH /v2/lm/deployments stops or deletes up to 100 deployments in one call.
+                "bulkUpdates": {"executions": False, "deployments": True},
             },
             "limits": {
                 "executions": {"maxRunningCount": 0},
                 "deployments": {"maxRunningCount": -1},
+                # Any ttl of minutes, hours or days is taken (SAP's default minimum would be 10m).
+                "timeToLiveDeployments": {"minimum": "0m", "maximum": "-1"},
             },
         },
         "extensions": {

@@ -36,7 +36,7 @@ from zeroserve.webhooks.targets import DeliveryTransport, ForbiddenTarget
 
 log = logging.getLogger(__name__)
 
-# Durable consumer names: one per stream, shared by every gateway of a cluster.
+# Durable consumer names: one per stream, shared by every watcher replica of a cluster.
 EVENTS_DURABLE = "webhooks-out"
 LOGS_DURABLE = "webhooks-out-logs"
 # Messages being delivered at once. A dead URL keeps each of its messages for the whole retry
