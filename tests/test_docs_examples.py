@@ -68,7 +68,11 @@ class Example:
 
     @property
     def where(self) -> str:
-        return f"{self.path.relative_to(ROOT)}:{self.line}"
+        return f"{shown(self.path)}:{self.line}"
+
+
+def shown(path: Path) -> str:
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
 
 
 def documents() -> list[Path]:
@@ -85,7 +89,7 @@ def examples(path: Path) -> Iterator[Example]:
         if (found := NOT_RUN.match(line)) is not None:
             mark = found[1]
             if not mark:
-                raise AssertionError(f"{path.relative_to(ROOT)}:{index + 1}: a 'not run' mark needs a reason: "
+                raise AssertionError(f"{shown(path)}:{index + 1}: a 'not run' mark needs a reason: "
                                      "<!-- not run: why -->")
             index += 1
             continue
@@ -248,3 +252,16 @@ def test_every_example_is_runnable_or_says_why_not() -> None:
             if example.kind == "console":
                 console_commands(example.text)
     assert found > 0
+
+
+def test_a_mark_without_a_reason_and_an_unended_console_command_are_refused(tmp_path: Path) -> None:
+    page = tmp_path / "page.md"
+    page.write_text("text\n\n<!-- not run -->\n```sh\nfalse\n```\n")
+    with pytest.raises(AssertionError, match=r"page.md:3: a 'not run' mark needs a reason"):
+        list(examples(page))
+    page.write_text("<!-- not run: a cluster -->\n\n```bash\nkubectl get pods\n```\n```python\nprint(1)\n```\n")
+    first, second = examples(page)
+    assert (first.skip_reason, first.line, second.skip_reason, second.line) == ("a cluster", 3, None, 6)
+    with pytest.raises(AssertionError, match="never ends"):
+        console_commands("$ echo 'open\nstill open\n")
+    assert console_commands("$ echo 'a\n  b'\na\n  b\n$ true \\\n  --x\noutput\n") == "echo 'a\n  b'\ntrue \\\n  --x\n"
