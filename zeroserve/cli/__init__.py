@@ -22,7 +22,7 @@ from zeroserve.cli.configurations import configurations_app
 from zeroserve.cli.deploy import LAYOUTS, deploy
 from zeroserve.cli.deployments import delete, deployments, logs, predict, status, stop
 from zeroserve.cli.groups import groups_app
-from zeroserve.cli.options import Chosen
+from zeroserve.cli.options import CHOSEN, Chosen
 from zeroserve.cli.plans import plans
 from zeroserve.cli.profiles import profiles_app
 from zeroserve.cli.publish import publish
@@ -49,7 +49,6 @@ app = typer.Typer(help="zeroserve: event-driven, scale-to-zero model serving.", 
 
 @app.callback()
 def main(
-    context: typer.Context,
     url: Annotated[str | None, typer.Option(
         help="The gateway to talk to (beats ZEROSERVE_API_URL and the profile).")] = None,
     profile: Annotated[str | None, typer.Option(
@@ -60,7 +59,7 @@ def main(
 ) -> None:
     """zeroserve: event-driven, scale-to-zero model serving. docs/cli.md says which zeroserve the
     commands talk to (--url, --profile, the environment, `zeroserve profiles`)."""
-    context.obj = Chosen(url=url, profile=profile)
+    CHOSEN.set(Chosen(url=url, profile=profile))
 
 
 # In the order `zeroserve --help` lists them.

@@ -13,11 +13,11 @@ URL, the credentials and the group, each taken from the first of these that give
 from __future__ import annotations
 
 import json
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
 
-import click
 import typer
 from pydantic import ValidationError
 from rich.markup import escape
@@ -43,10 +43,12 @@ class Chosen:
     profile: str | None = None
 
 
+# Set by the app's callback before a command runs: what the command was given beyond its own options.
+CHOSEN: ContextVar[Chosen] = ContextVar("chosen")
+
+
 def chosen_flags() -> Chosen:
-    context = click.get_current_context(silent=True)
-    found = context.find_root().obj if context is not None else None
-    return found if isinstance(found, Chosen) else Chosen()
+    return CHOSEN.get(Chosen())
 
 
 @dataclass
