@@ -166,3 +166,24 @@ def test_apply_names_what_is_wrong_in_the_file(tmp_path):
     typo.write_text("apiVersion: zeroserve.io/v1\nkind: Deployment\nmetadata: {name: d}\nspec: {tll: 1d}\n")
     result = cli(tmp_path, "apply", "-f", str(typo))
     assert result.exit_code == 2 and "document 1: tll" in result.stderr, result.output
+
+
+def test_a_watched_list_prints_the_list_then_each_new_changed_or_gone_record_once():
+    from zeroserve.cli.listing import Listing, watch_list
+    from zeroserve.cli.output import Format, console
+
+    reads = iter([[{"id": "a", "status": "PENDING"}],
+                  [{"id": "a", "status": "PENDING"}, {"id": "b", "status": "PENDING"}],
+                  [{"id": "b", "status": "RUNNING"}]])
+
+    def read() -> list[dict[str, str]]:
+        try:
+            return next(reads)
+        except StopIteration:
+            raise KeyboardInterrupt from None  # as Ctrl-C: the watch ends quietly
+
+    listing = Listing[dict[str, str]](["ID", "STATUS"], lambda d: [d["id"], d["status"]], lambda d: d["id"])
+    with console.capture() as shown:
+        watch_list(read, listing, Format.table, interval=0)
+    assert [line.split() for line in shown.get().splitlines()] == [
+        ["ID", "STATUS"], ["a", "PENDING"], ["b", "PENDING"], ["b", "RUNNING"], ["a", "(gone)"]]

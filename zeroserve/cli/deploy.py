@@ -16,19 +16,19 @@ from zeroserve.cli.watch import settled_or_exit, watch_deployment
 from zeroserve.client import ApiError, Client
 
 # What `zeroserve deploy --help` says of the model a path holds, per serving template (docs/models.md).
-LAYOUTS = """A local path (a directory, or one file) is uploaded into the resource group's own area of the
-zeroserve machine and registered from there; a URL is registered as it is. What each serving template
-(-e) loads from the model directory:
+LAYOUTS = """A local path (a directory, or one file) is uploaded into the resource group's own area of the \
+zeroserve machine and registered from there; a URL is registered as it is.
 
 \b
-  sklearn                 model.joblib (joblib.dump of an estimator or pipeline)
-  xgboost                 model.bst, or the only *.bst / *.json / *.ubj (booster.save_model)
-  lightgbm                model.bst (booster.save_model)
-  onnx                    model.onnx
-  pytorch                 model.pt (TorchScript), or <name>/<version>/model.pt
-  huggingface             a transformers model directory (config.json, weights, tokenizer)
-  huggingface-embeddings  a sentence-transformers / transformers encoder directory
-  custom                  whatever the image given with -p image=... reads
+What each serving template (-e) loads from the model directory:
+  sklearn        model.joblib (joblib.dump)
+  xgboost        model.bst, or the only *.bst / *.json / *.ubj
+  lightgbm       model.bst (booster.save_model)
+  onnx           model.onnx
+  pytorch        model.pt (TorchScript), or NAME/VERSION/model.pt
+  huggingface    a transformers directory (config.json, weights, tokenizer)
+  huggingface-embeddings   a sentence-transformers or transformers encoder
+  custom         what the image of -p image=... reads
 """
 
 # Executables whose models answer through the OpenAI API: the call to show, per executable.

@@ -30,6 +30,8 @@ from zeroserve.gateway.security import InGroup, PlatformDep
 router = APIRouter(prefix="/v2")
 
 TAR = "application/x-tar"
+# Taken as well, and what the API's description names (tools that generate requests know it).
+OCTETS = "application/octet-stream"
 # Written to disk in pieces of about this size, each in a thread: the event loop never waits on the disk.
 WRITE_CHUNK = 1 << 20
 
@@ -97,14 +99,15 @@ def placed(partial: Path, target: Path) -> int:
 
 @router.post("/uploads", response_model=Upload, response_model_by_alias=True, operation_id="uploadModel",
              summary="Upload a model (a tar of its files) into the group's uploads; register its URL as an artifact",
-             responses=answers(400, 404, 413), openapi_extra={"requestBody": {"required": True, "content": {
-                 TAR: {"schema": {"type": "string", "format": "binary"}}}}})
+             responses=answers(400, 404, 413), openapi_extra={"requestBody": {
+                 "required": True, "description": f"A plain tar of the model's files ({TAR} or {OCTETS})",
+                 "content": {OCTETS: {"schema": {"type": "string", "format": "binary"}}}}})
 async def upload(request: Request, scope: InGroup, platform: PlatformDep) -> Upload:
     settings = platform.settings
     if settings.backend != "local":
         raise ErrorAnswer(400, "UploadsNotServed", "uploads serve the local backend; on a cluster put the model in "
                           "an object store and register its ai:// or s3:// URL")
-    if request.headers.get("content-type", "").split(";")[0].strip() != TAR:
+    if request.headers.get("content-type", "").split(";")[0].strip() not in (TAR, OCTETS):
         raise ErrorAnswer(400, "BadRequest", f"the body must be a plain tar ({TAR}) of the model's files")
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > settings.upload_max_bytes:
