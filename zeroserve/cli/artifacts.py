@@ -10,8 +10,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from zeroserve.cli.deployments import WatchOption
-from zeroserve.cli.listing import Listing, show, watch_list
+from zeroserve.cli.listing import Listing, WatchOption, listed
 from zeroserve.cli.options import GroupOption, client_for
 from zeroserve.cli.output import Format, OutputOption, console, err, failures, when
 from zeroserve.client import Artifact
@@ -30,10 +29,7 @@ def artifacts(group: GroupOption = None, watch: WatchOption = False, output: Out
         def read() -> list[Artifact]:
             return sorted(zs.artifacts(), key=lambda a: a.created_at or datetime.min.replace(tzinfo=UTC))
 
-        if watch:
-            watch_list(read, ARTIFACTS, output)
-        else:
-            show(read(), ARTIFACTS, output)
+        listed(read, ARTIFACTS, output, watch)
 
 
 models_app = typer.Typer(help="Compare models (artifacts) by their quality metrics.", no_args_is_help=True)

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from zeroserve.cli.listing import Listing, show
+from zeroserve.cli.listing import Listing, WatchOption, listed
 from zeroserve.cli.options import GroupOption, client_for
 from zeroserve.cli.output import Format, OutputOption, bad_input, console, failures, printed, when
 from zeroserve.client import Configuration
@@ -38,12 +38,12 @@ def pairs(values: list[str], option: str) -> dict[str, str]:
 @configurations_app.command("list")
 def list_configurations(
     executable: Annotated[str | None, typer.Option("--executable", "-e", help="Only of this template.")] = None,
-    group: GroupOption = None, output: OutputOption = Format.table,
+    watch: WatchOption = False, group: GroupOption = None, output: OutputOption = Format.table,
 ) -> None:
     """List the configurations of the group."""
     with failures(), client_for(group) as zs:
-        found = zs.configurations(executable_ids=[executable] if executable else None)
-    show(found, CONFIGURATIONS, output)
+        listed(lambda: zs.configurations(executable_ids=[executable] if executable else None), CONFIGURATIONS,
+               output, watch)
 
 
 @configurations_app.command("show")

@@ -14,7 +14,7 @@ from typing import Annotated, Any
 import typer
 from rich.panel import Panel
 
-from zeroserve.cli.listing import Listing, show, watch_list
+from zeroserve.cli.listing import Listing, WatchOption, listed
 from zeroserve.cli.options import GroupOption, client_for, json_argument
 from zeroserve.cli.output import Format, OutputOption, bad_input, console, failures, printed, status_grid, styled, when
 from zeroserve.cli.watch import settled_or_exit, watch_deployment
@@ -23,7 +23,6 @@ from zeroserve.client import ApiError, Client, Deployment, LogRecord
 # --since: a duration (30s, 15m, 2h, 1d) back from now.
 DURATION = re.compile(r"^(\d+)([smhd])$")
 UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
-WatchOption = Annotated[bool, typer.Option("--watch", "-w", help="Keep printing changes (Ctrl-C ends).")]
 
 
 def deployment_id_of(zs: Client, given: str) -> str:
@@ -200,7 +199,4 @@ def deployments(
             found = zs.deployments(status=status.upper() if status else None)
             return sorted(found, key=lambda d: d.created_at or datetime.min.replace(tzinfo=UTC))
 
-        if watch:
-            watch_list(read, DEPLOYMENTS, output)
-        else:
-            show(read(), DEPLOYMENTS, output)
+        listed(read, DEPLOYMENTS, output, watch)

@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from zeroserve.cli.configurations import pairs
-from zeroserve.cli.listing import Listing, show
+from zeroserve.cli.listing import Listing, WatchOption, listed
 from zeroserve.cli.options import client_for
 from zeroserve.cli.output import Format, OutputOption, console, failures, printed, when
 from zeroserve.client import ResourceGroup
@@ -25,11 +25,10 @@ GROUPS = Listing[ResourceGroup](
 
 
 @groups_app.command("list")
-def list_groups(output: OutputOption = Format.table) -> None:
+def list_groups(watch: WatchOption = False, output: OutputOption = Format.table) -> None:
     """List the resource groups this token may use."""
     with failures(), client_for(None) as zs:
-        found = zs.resource_groups()
-    show(found, GROUPS, output)
+        listed(zs.resource_groups, GROUPS, output, watch)
 
 
 @groups_app.command("show")

@@ -11,7 +11,7 @@ import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Annotated, Any, Generic, TypeVar
 
 import typer
 import yaml
@@ -24,6 +24,7 @@ T = TypeVar("T")
 
 # How often a watched list is read again, in seconds.
 WATCH_INTERVAL_S = 2.0
+WatchOption = Annotated[bool, typer.Option("--watch", "-w", help="Keep printing changes (Ctrl-C ends).")]
 
 
 @dataclass
@@ -43,6 +44,14 @@ class Listing(Generic[T]):
 
 def show(records: Sequence[T], listing: Listing[T], output: Format) -> None:
     printed(list(records), listing.table(records), output)
+
+
+def listed(read: Callable[[], Sequence[T]], listing: Listing[T], output: Format, watch: bool) -> None:
+    """The records ``read`` gives, once or (``watch``) until Ctrl-C."""
+    if watch:
+        watch_list(read, listing, output)
+    else:
+        show(read(), listing, output)
 
 
 def watch_list(read: Callable[[], Sequence[T]], listing: Listing[T], output: Format,

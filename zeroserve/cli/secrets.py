@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from zeroserve.cli.configurations import pairs
-from zeroserve.cli.listing import Listing, show
+from zeroserve.cli.listing import Listing, WatchOption, listed
 from zeroserve.cli.options import GroupOption, client_for
 from zeroserve.cli.output import Format, OutputOption, console, failures, printed
 from zeroserve.client import ObjectStoreSecret
@@ -23,11 +23,10 @@ SECRETS = Listing[ObjectStoreSecret](["NAME", "METADATA"],
 
 
 @secrets_app.command("list")
-def list_secrets(group: GroupOption = None, output: OutputOption = Format.table) -> None:
+def list_secrets(watch: WatchOption = False, group: GroupOption = None, output: OutputOption = Format.table) -> None:
     """List the group's object store secrets (never their keys)."""
     with failures(), client_for(group) as zs:
-        found = zs.object_store_secrets()
-    show(found, SECRETS, output)
+        listed(zs.object_store_secrets, SECRETS, output, watch)
 
 
 @secrets_app.command("show")

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from zeroserve.cli.listing import Listing, show
+from zeroserve.cli.listing import Listing, WatchOption, listed
 from zeroserve.cli.options import GroupOption, client_for
 from zeroserve.cli.output import Format, OutputOption, console, failures, printed, when
 from zeroserve.client import Subscription
@@ -22,11 +22,11 @@ SUBSCRIPTIONS = Listing[Subscription](["ID", "URL", "EVENT TYPES", "DESCRIPTION"
 
 
 @subscriptions_app.command("list")
-def list_subscriptions(group: GroupOption = None, output: OutputOption = Format.table) -> None:
+def list_subscriptions(watch: WatchOption = False, group: GroupOption = None,
+                       output: OutputOption = Format.table) -> None:
     """List the group's subscriptions (never their secrets)."""
     with failures(), client_for(group) as zs:
-        found = zs.subscriptions()
-    show(found, SUBSCRIPTIONS, output)
+        listed(zs.subscriptions, SUBSCRIPTIONS, output, watch)
 
 
 @subscriptions_app.command("show")
