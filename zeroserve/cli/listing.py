@@ -36,9 +36,15 @@ class Listing(Generic[T]):
     key: Callable[[T], str]
 
     def table(self, records: Sequence[T]) -> Table:
-        table = Table(*self.columns, box=None, header_style="bold", pad_edge=False)
-        for record in records:
-            table.add_row(*self.cells(record))
+        rows = [self.cells(record) for record in records]
+        table = Table(box=None, header_style="bold", pad_edge=False)
+        # The key column is never cut short on a narrow terminal: it is what the next command takes.
+        key_width = max([len(self.columns[0]), *(Text.from_markup(row[0]).cell_len for row in rows)])
+        table.add_column(self.columns[0], no_wrap=True, min_width=key_width)
+        for column in self.columns[1:]:
+            table.add_column(column)
+        for row in rows:
+            table.add_row(*row)
         return table
 
 
