@@ -39,8 +39,9 @@ def zeroserve(*args: str, env: dict[str, str], **kwargs) -> subprocess.Popen:
 
 @pytest.fixture
 def env(tmp_path) -> dict[str, str]:
+    # The per-user config (the profile `up` writes) in the test's own directory, never the user's.
     return {**os.environ, "ZEROSERVE_DATA_DIR": str(tmp_path / "data"), "ZEROSERVE_GATEWAY_PORT": "0",
-            "COLUMNS": "200", "NO_COLOR": "1"}
+            "COLUMNS": "200", "NO_COLOR": "1", "XDG_CONFIG_HOME": str(tmp_path / "config")}
 
 
 @pytest.mark.slow
@@ -75,6 +76,15 @@ def test_up_demo_prints_a_curl_that_answers_cold_then_warm_and_ctrl_c_leaves_no_
         assert cold.headers["X-Cold-Start"] == "true"
         assert warm.headers["X-Cold-Start"] == "false"
         assert processes_mentioning(str(tmp_path / "data")), "nats-server and a replica run meanwhile"
+        # `up` wrote a profile: from another directory, without ZEROSERVE_DATA_DIR, the commands find it.
+        assert f"profile local written to {tmp_path / 'config' / 'zeroserve' / 'config.yaml'} (current)" in output
+        elsewhere = tmp_path / "elsewhere"
+        elsewhere.mkdir()
+        listed = subprocess.run([sys.executable, "-m", "zeroserve.cli", "deployments", "-o", "json"], cwd=elsewhere,
+                                env={k: v for k, v in env.items() if k != "ZEROSERVE_DATA_DIR"}, capture_output=True,
+                                text=True, timeout=60)
+        assert listed.returncode == 0, listed.stderr
+        assert [d["id"] for d in json.loads(listed.stdout)] == ["iris"]
     finally:
         os.killpg(up.pid, signal.SIGINT)  # as Ctrl-C in a terminal: the whole process group
         try:

@@ -177,6 +177,13 @@ class Settings(BaseSettings):
     client_secret: SecretStr | None = None
     # The resource group CLI commands act in when --group is not given.
     resource_group: str = "default"
+    # The CLI's profile: a name in the per-user config file (zeroserve/cli/profiles.py, docs/cli.md).
+    profile: str | None = None
+    # XDG's base directory of per-user configuration (unset: ~/.config): the CLI's config file is
+    # $XDG_CONFIG_HOME/zeroserve/config.yaml.
+    xdg_config_home: Path | None = Field(default=None, validation_alias="XDG_CONFIG_HOME")
+    # The largest model one upload may bring (bytes, or "10Gi"): larger uploads are refused with 413.
+    upload_max_bytes: Annotated[int, BeforeValidator(_bytes), Field(gt=0)] = 20 << 30
 
     @property
     def model_cache_dir(self) -> Path:
@@ -189,6 +196,11 @@ class Settings(BaseSettings):
     @property
     def allowed_file_roots(self) -> list[Path]:
         return [root.resolve() for root in (self.file_roots or [self.data_dir])]
+
+    @property
+    def uploads_dir(self) -> Path:
+        """Where models uploaded through the API lie, one directory per resource group (gateway/uploads.py)."""
+        return self.data_dir / "uploads"
 
     @property
     def gateway_url(self) -> str:

@@ -47,6 +47,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# zeroserve's own files in the data directory (keys, addresses): no file:// artifact may lead to them.
+PRIVATE_FILES = ("token.key", "credentials.json", "nats.url", "gateway.url")
 # How often a download that is still under way says how far it got.
 PROGRESS_S = 10.0
 # Told how staging is getting on, in words (a deployment's log takes them).
@@ -70,7 +72,8 @@ class ModelCache:
 
     def __init__(self, settings: Settings) -> None:
         self.root = settings.model_cache_dir.resolve()
-        self.roots = FileRoots(settings.allowed_file_roots)
+        self.roots = FileRoots(settings.allowed_file_roots, uploads=settings.uploads_dir, private=[
+            settings.nats_dir, settings.model_cache_dir, *(settings.data_dir / name for name in PRIVATE_FILES)])
         # On a cluster KServe reads an artifact, not this cache: pvc:// is readable, ai:// is not.
         self.cluster = settings.backend == "kserve"
         self.max_bytes = settings.model_cache_max_bytes
@@ -86,9 +89,9 @@ class ModelCache:
         # This process's partial directories carry it: any other one is a crashed download's, swept.
         self._partial_tag = uuid.uuid4().hex[:12]
 
-    def check(self, uri: str) -> None:
+    def check(self, uri: str, group: str | None = None) -> None:
         """Refuse a URI that zeroserve must not or cannot read (an ``ai://`` URI: its form only)."""
-        check_uri(uri, self.roots, cluster=self.cluster)
+        check_uri(uri, self.roots, group, cluster=self.cluster)
 
     def deployable(self, uri: str) -> None:
         """Refuse, when a deployment is asked for, an artifact its model servers could not read."""
@@ -97,7 +100,7 @@ class ModelCache:
 
     async def locate(self, uri: str, group: str, secrets: Registry[ObjectStoreSecret]) -> Source:
         """Where ``uri`` really is for ``group``: ``ai://`` through the group's object store secret."""
-        await asyncio.to_thread(self.check, uri)
+        await asyncio.to_thread(self.check, uri, group)
         name = object_store_of(uri)
         if name is None:
             return Source(uri)

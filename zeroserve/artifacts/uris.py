@@ -1,6 +1,8 @@
 """Artifact URIs: which ones zeroserve reads, and where one really is. A URI is checked before it
 is registered (a scheme zeroserve knows; a ``file://`` URI must resolve, symlinks followed, inside one
-of the allowed roots, so that ``..`` or a link cannot reach the rest of the disk); ``resolve`` turns an
+of the allowed roots, so that ``..`` or a link cannot reach the rest of the disk, and never to
+zeroserve's own files in them or to another group's uploads: several groups share the machine);
+``resolve`` turns an
 ``ai://`` URI into a ``Source``, the concrete URI staging fetches (``s3://bucket/pathPrefix/path`` or
 ``file://<directory>/<path>``) and, for S3, how to reach it.
 """
@@ -57,13 +59,18 @@ class Source:
 
 
 class FileRoots:
-    """The directories a ``file://`` URI may lead into, symlinks followed."""
+    """The directories a ``file://`` URI may lead into, symlinks followed; inside them, ``private``
+    paths (zeroserve's own state: keys, NATS, the model cache) no URI may reach, and ``uploads``, where
+    a group's URIs reach only that group's own directory (gateway/uploads.py)."""
 
-    def __init__(self, roots: Sequence[Path]) -> None:
+    def __init__(self, roots: Sequence[Path], *, private: Sequence[Path] = (), uploads: Path | None = None) -> None:
         self.roots = list(roots)
+        self.private = [path.resolve() for path in private]
+        self.uploads = uploads.resolve() if uploads is not None else None
 
-    def real_path(self, uri: str) -> Path:
-        """The real path behind a ``file://`` URI, if it lies inside an allowed root."""
+    def real_path(self, uri: str, group: str | None = None) -> Path:
+        """The real path behind a ``file://`` URI, if it lies inside an allowed root (and, for a
+        group, not in another group's uploads)."""
         parsed = urlparse(uri)
         if parsed.netloc not in ("", "localhost"):
             raise InvalidArtifactUri(f"file URI {uri!r} names a host; use file:///absolute/path")
@@ -71,12 +78,12 @@ class FileRoots:
         if not path.is_absolute():
             raise InvalidArtifactUri(f"file URI {uri!r} must be absolute: file:///absolute/path")
         real = path.resolve()
-        self.confine(uri, real)
+        self.confine(uri, real, group)
         if real.is_dir():
             # kserve-storage links the files it finds: a link inside the root must not lead out of it.
             for entry in real.rglob("*"):
                 if entry.is_symlink():
-                    self.confine(uri, entry.resolve())
+                    self.confine(uri, entry.resolve(), group)
         return real
 
     def directory(self, directory: str) -> Path:
@@ -88,20 +95,35 @@ class FileRoots:
         self.confine(path.as_uri(), real)
         return real
 
-    def confine(self, uri: str, real: Path) -> None:
-        if not any(real == root or real.is_relative_to(root) for root in self.roots):
+    def confine(self, uri: str, real: Path, group: str | None = None) -> None:
+        if not any(_within(real, root) for root in self.roots):
             roots = ", ".join(str(r) for r in self.roots)
-            raise InvalidArtifactUri(f"file URI {uri!r} leads outside the allowed roots ({roots})")
+            raise InvalidArtifactUri(f"file URI {uri!r} leads outside the allowed roots ({roots}): upload the model "
+                                     "(`zeroserve deploy PATH` does), or have the operator add its directory to "
+                                     "ZEROSERVE_FILE_ROOTS")
+        if any(_within(real, private) or _within(private, real) for private in self.private):
+            raise InvalidArtifactUri(f"file URI {uri!r} leads to zeroserve's own files (keys, NATS, the model cache)")
+        if self.uploads is None or group is None:
+            return
+        own = self.uploads / group
+        if _within(own, real) and real != own:
+            raise InvalidArtifactUri(f"file URI {uri!r} holds the uploads of other resource groups")
+        if _within(real, self.uploads) and not _within(real, own):
+            raise InvalidArtifactUri(f"file URI {uri!r} leads into another resource group's uploads")
 
 
-def check_uri(uri: str, roots: FileRoots, *, cluster: bool = False) -> None:
-    """Refuse a URI that zeroserve must not or cannot read (an ``ai://`` URI: its form only); ``cluster``:
-    the kserve backend's model servers read it, so ``pvc://`` is one."""
+def _within(path: Path, directory: Path) -> bool:
+    return path == directory or path.is_relative_to(directory)
+
+
+def check_uri(uri: str, roots: FileRoots, group: str | None = None, *, cluster: bool = False) -> None:
+    """Refuse a URI that zeroserve must not or cannot read (for ``group``; an ``ai://`` URI: its form only);
+    ``cluster``: the kserve backend's model servers read it, so ``pvc://`` is one."""
     if (problem := unreadable(uri)) is not None:
         raise InvalidArtifactUri(f"artifact URI {redact(uri)[:200]!r} cannot be read: {problem}")
     parsed = urlparse(uri)
     if parsed.scheme == "file":
-        roots.real_path(uri)
+        roots.real_path(uri, group)
     elif parsed.scheme == OBJECT_STORE_SCHEME:
         if not OBJECT_STORE_NAME.fullmatch(parsed.netloc):
             raise InvalidArtifactUri(f"artifact URI {uri!r} must be ai://<object store secret name>/<path>")
@@ -137,7 +159,7 @@ def resolve(uri: str, secret: ObjectStoreSecret, group: str, roots: FileRoots) -
     """An ``ai://`` URI resolved through one object store secret."""
     relative = object_path(uri)
     if secret.type == LOCAL:
-        return Source(_local_object(uri, secret, relative, roots).as_uri())
+        return Source(_local_object(uri, secret, relative, roots, group).as_uri())
     if secret.type == S3:
         if not secret.bucket:
             raise InvalidArtifactUri(f"object store secret {secret.name!r} has no bucket")
@@ -147,7 +169,7 @@ def resolve(uri: str, secret: ObjectStoreSecret, group: str, roots: FileRoots) -
                              f"cannot read (it reads {', '.join(OBJECT_STORE_TYPES)})")
 
 
-def _local_object(uri: str, secret: ObjectStoreSecret, relative: str, roots: FileRoots) -> Path:
+def _local_object(uri: str, secret: ObjectStoreSecret, relative: str, roots: FileRoots, group: str) -> Path:
     base = roots.directory(secret.path_prefix or "")
     real = (base / relative).resolve()
     # Confined to the secret's directory, not only to the roots: the secret is what the group was given.
@@ -156,5 +178,5 @@ def _local_object(uri: str, secret: ObjectStoreSecret, relative: str, roots: Fil
         if not (inside == base or inside.is_relative_to(base)):
             raise InvalidArtifactUri(f"artifact URI {uri!r} leads outside the directory of object store "
                                      f"secret {secret.name!r}")
-    roots.real_path(real.as_uri())
+    roots.real_path(real.as_uri(), group)
     return real

@@ -10,21 +10,26 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from zeroserve.cli.listing import Listing, WatchOption, listed
 from zeroserve.cli.options import GroupOption, client_for
-from zeroserve.cli.output import console, err, failures, when
+from zeroserve.cli.output import Format, OutputOption, console, err, failures, when
+from zeroserve.client import Artifact
 
 # SAP's metric label naming the artifact a metric describes: the column says that already.
 ARTIFACT_NAME_LABEL = "metrics.ai.sap.com/Artifact.name"
 
 
-def artifacts(group: GroupOption = None) -> None:
+ARTIFACTS = Listing[Artifact](["ID", "NAME", "KIND", "URL", "CREATED"],
+                    lambda a: [a.id, a.name, a.kind, a.url, when(a.created_at)], lambda a: a.id)
+
+
+def artifacts(group: GroupOption = None, watch: WatchOption = False, output: OutputOption = Format.table) -> None:
     """List the registered artifacts (models, data sets)."""
     with failures(), client_for(group) as zs:
-        found = zs.artifacts()
-    table = Table("ID", "NAME", "KIND", "URL", "CREATED", box=None, header_style="bold", pad_edge=False)
-    for artifact in sorted(found, key=lambda a: a.created_at or datetime.min.replace(tzinfo=UTC)):
-        table.add_row(artifact.id, artifact.name, artifact.kind, artifact.url, when(artifact.created_at))
-    console.print(table, soft_wrap=True)
+        def read() -> list[Artifact]:
+            return sorted(zs.artifacts(), key=lambda a: a.created_at or datetime.min.replace(tzinfo=UTC))
+
+        listed(read, ARTIFACTS, output, watch)
 
 
 models_app = typer.Typer(help="Compare models (artifacts) by their quality metrics.", no_args_is_help=True)

@@ -7,10 +7,11 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
+from zeroserve.cli.listing import Listing, show
 from zeroserve.cli.options import GroupOption, client_for
-from zeroserve.cli.output import console, failures, when
+from zeroserve.cli.output import Format, OutputOption, console, failures, when
+from zeroserve.client import ApiClient
 
 clients_app = typer.Typer(help="API clients: ids and secrets that get bearer tokens.", no_args_is_help=True)
 
@@ -32,14 +33,13 @@ def create_client(
 
 
 @clients_app.command("list")
-def list_clients() -> None:
+def list_clients(output: OutputOption = Format.table) -> None:
     """List the API clients and their resource groups (never their secrets)."""
     with failures(), client_for(None) as zs:
         found = zs.clients()
-    table = Table("ID", "GROUPS", "NAME", "CREATED", box=None, header_style="bold", pad_edge=False)
-    for client in found:
-        table.add_row(client.client_id, ", ".join(client.groups), client.name or "", when(client.created_at))
-    console.print(table, soft_wrap=True)
+    show(found, Listing[ApiClient](["ID", "GROUPS", "NAME", "CREATED"],
+                        lambda c: [c.client_id, ", ".join(c.groups), c.name or "", when(c.created_at)],
+                        lambda c: c.client_id), output)
 
 
 @clients_app.command("delete")

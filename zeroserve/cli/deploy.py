@@ -1,19 +1,35 @@
-"""``zeroserve deploy``: register a model (a local path or a URL) as an artifact, configure a serving
-template for it, deploy that configuration (or an existing one), watch it come up and print how to
-call it.
+"""``zeroserve deploy``: register a model (a local path, uploaded, or a URL) as an artifact, configure a
+serving template for it, deploy that configuration (or an existing one), watch it come up and print
+how to call it. The deployment's name is its configuration's (``--name``).
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from zeroserve.cli.options import GroupOption, client_for
 from zeroserve.cli.output import bad_input, console, err, failures, self_command
+from zeroserve.cli.uploads import is_url, local_path, uploaded
 from zeroserve.cli.watch import settled_or_exit, watch_deployment
 from zeroserve.client import ApiError, Client
+
+# What `zeroserve deploy --help` says of the model a path holds, per serving template (docs/models.md).
+LAYOUTS = """A local path (a directory, or one file) is uploaded into the resource group's own area of the \
+zeroserve machine and registered from there; a URL is registered as it is.
+
+\b
+What each serving template (-e) loads from the model directory:
+  sklearn        model.joblib (joblib.dump)
+  xgboost        model.bst, or the only *.bst / *.json / *.ubj
+  lightgbm       model.bst (booster.save_model)
+  onnx           model.onnx
+  pytorch        model.pt (TorchScript), or NAME/VERSION/model.pt
+  huggingface    a transformers directory (config.json, weights, tokenizer)
+  huggingface-embeddings   a sentence-transformers or transformers encoder
+  custom         what the image of -p image=... reads
+"""
 
 # Executables whose models answer through the OpenAI API: the call to show, per executable.
 OPENAI_CALLS = {
@@ -49,13 +65,13 @@ def _parameters(values: list[str]) -> dict[str, str]:
     return parameters
 
 
-def _model_url(model: str) -> str:
-    if "://" in model:
+def _model_url(zs: Client, model: str) -> str:
+    """A URL as given; a local path uploaded into the group's uploads (zeroserve reads nothing else of this disk)."""
+    if is_url(model):
         return model
-    path = Path(model).expanduser()
-    if not path.exists():
-        raise bad_input(f"{model}: no such file or directory (give a path or a URL: file://, s3://, https://, ...)")
-    return path.resolve().as_uri()
+    path = local_path(model)
+    with console.status(f"uploading {path} ..."):
+        return uploaded(zs, path)
 
 
 def _input_artifact(zs: Client, executable: str) -> str:
@@ -81,7 +97,9 @@ def deploy(
     param: Annotated[list[str] | None, typer.Option(
         "--param", "-p", help="A template parameter, key=value (repeatable), e.g. -p maxReplicas=4.")] = None,
     plan: Annotated[str | None, typer.Option(help="The resource plan: starter, basic, infer.s, ...")] = None,
-    name: Annotated[str | None, typer.Option(help="Name of the artifact and configuration.")] = None,
+    name: Annotated[str | None, typer.Option(
+        help="The deployment's name (its configuration's); default: the model's file or directory name.")] = None,
+    artifact_name: Annotated[str | None, typer.Option(help="The artifact's name; default: as --name.")] = None,
     ttl: Annotated[str | None, typer.Option(help="Stop and delete after this long: 30m, 2h, 1d.")] = None,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for RUNNING.")] = 300,
     wait: Annotated[bool, typer.Option(help="Watch the deployment until it is RUNNING or DEAD.")] = True,
@@ -99,10 +117,10 @@ def deploy(
     with failures(), client_for(group) as zs:
         if configuration is None:
             assert model is not None
-            url = _model_url(model)
-            label = name or (url.rstrip("/").rsplit("/", 1)[-1] or "model")
+            label = name or (model.rstrip("/").rsplit("/", 1)[-1] or "model")
             key = _input_artifact(zs, executable)
-            artifact = zs.create_artifact(label, url, kind="model")
+            url = _model_url(zs, model)
+            artifact = zs.create_artifact(artifact_name or label, url, kind="model")
             console.print(f"artifact [bold]{artifact.id}[/bold] registered: {url}", highlight=False)
             configured = zs.create_configuration(label, executable_id=executable, parameters=parameters,
                                                  artifacts={key: artifact.id})
@@ -110,7 +128,8 @@ def deploy(
             console.print(f"configuration [bold]{configuration}[/bold]: {executable}"
                           + "".join(f" {k}={v}" for k, v in parameters.items()), highlight=False)
         created = zs.create_deployment(configuration, ttl=ttl)
-        console.print(f"deployment [bold]{created.id}[/bold] requested", highlight=False)
+        console.print(f"deployment [bold]{created.id}[/bold] requested"
+                      + (f" (name {name})" if name and configuration_given is None else ""), highlight=False)
         if not wait:
             return
         try:

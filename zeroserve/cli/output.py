@@ -1,20 +1,24 @@
 """What the commands print: the two consoles, the status colours and times of tables and panels,
-and the one-line failures with their exit codes (2 when the input is wrong, 1 when a call failed),
-never a traceback.
+a read as a table, JSON or YAML (``-o``), and the one-line failures with their exit codes (2 when
+the input is wrong, 1 when a call failed), never a traceback.
 """
 
 from __future__ import annotations
 
 import contextlib
+import enum
+import json
 import shlex
 import shutil
 import sys
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
+from typing import Annotated, Any
 
 import typer
-from pydantic import ValidationError
+import yaml
+from pydantic import BaseModel, ValidationError
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -24,6 +28,18 @@ from zeroserve.errors import ZeroserveError
 
 console = Console()
 err = Console(stderr=True)
+
+
+
+class Format(enum.StrEnum):
+    """How a read is printed: a table for people, JSON or YAML (the API's camelCase fields) for programs."""
+
+    table = "table"
+    json = "json"
+    yaml = "yaml"
+
+
+OutputOption = Annotated[Format, typer.Option("--output", "-o", help="table, json or yaml.")]
 
 STATUS_STYLE = {"RUNNING": "green", "DEAD": "red", "PENDING": "yellow", "UNKNOWN": "yellow",
                 "STOPPING": "magenta", "STOPPED": "dim"}
@@ -88,3 +104,24 @@ def self_command() -> str:
     if launched_as.name == "zeroserve":
         return shlex.quote(str(launched_as))
     return "zeroserve" if shutil.which("zeroserve") else f"{shlex.quote(sys.executable)} -m zeroserve.cli"
+
+
+def plain(value: Any) -> Any:
+    """A record (or list of them) as the API writes it: camelCase fields, times as text."""
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json", by_alias=True, exclude_none=True)
+    if isinstance(value, list | tuple):
+        return [plain(item) for item in value]
+    if isinstance(value, dict):
+        return {key: plain(item) for key, item in value.items()}
+    return value
+
+
+def printed(value: Any, table: Any, output: Format) -> None:
+    """Print a read: ``table`` (a rich renderable) for people, ``value`` as JSON or YAML for programs."""
+    if output == Format.json:
+        typer.echo(json.dumps(plain(value), indent=2))
+    elif output == Format.yaml:
+        typer.echo(yaml.safe_dump(plain(value), sort_keys=False, allow_unicode=True), nl=False)
+    else:
+        console.print(table, soft_wrap=True)

@@ -1,6 +1,8 @@
 """``zeroserve up``: run zeroserve on this machine (NATS, the functions, the gateway, the local
 backend), or only some of its roles, until Ctrl-C; with ``--demo`` it also deploys the iris model
-and prints how to call it.
+and prints how to call it. Once the gateway is up, it records a profile for it (``local``, or the
+name ``--profile`` gives) in the CLI's per-user config, current if none is, so the other commands
+find it from any directory.
 """
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ from typing import Annotated
 
 import typer
 
-from zeroserve.cli.options import load_settings
+from zeroserve.cli.options import chosen_flags, load_settings
 from zeroserve.cli.output import console, err, self_command
+from zeroserve.cli.profiles import LOCAL_PROFILE, remember
 from zeroserve.core.logcontext import ContextFilter
 from zeroserve.errors import ZeroserveError
 from zeroserve.events import Status
@@ -65,14 +68,16 @@ def up(
         raise typer.Exit(2)
     from zeroserve.node import run  # here: the other commands need none of what it imports
 
+    settings = load_settings()
+    profile = chosen_flags().profile or settings.profile or LOCAL_PROFILE
     try:
-        run(_up(load_settings(), demo, roles))
+        run(_up(settings, demo, roles, profile))
     except ZeroserveError as error:
         err.print(f"[red]zeroserve up failed:[/red] {error}")
         raise typer.Exit(1) from None
 
 
-async def _up(settings: Settings, demo: bool, roles: list[str] | None = None) -> None:
+async def _up(settings: Settings, demo: bool, roles: list[str] | None = None, profile: str = LOCAL_PROFILE) -> None:
     from zeroserve.node import Node, cancel
     from zeroserve.roles import ROLES
 
@@ -95,6 +100,7 @@ async def _up(settings: Settings, demo: bool, roles: list[str] | None = None) ->
             console.print(f"[green]zeroserve {' and '.join(sorted(embedded.roles))} is up[/green]")
         else:
             console.print(f"[green]zeroserve is up[/green]: gateway {embedded.url}  (Ctrl-C stops everything)")
+            _remember(embedded.settings, profile, embedded.url)
         if demo:
             await _deploy_demo(embedded, stop)
         await stop.wait()
@@ -102,6 +108,18 @@ async def _up(settings: Settings, demo: bool, roles: list[str] | None = None) ->
         console.print("stopping ...")
         await embedded.stop()
         console.print("stopped.")
+
+
+def _remember(settings: Settings, profile: str, url: str) -> None:
+    """The profile of this zeroserve, so that the commands find it from any directory."""
+    try:
+        path, current = remember(settings, profile, url, settings.data_dir / "credentials.json")
+    except (OSError, typer.Exit) as error:  # a read-only home: the commands still work from here
+        err.print(f"[yellow]no profile written[/yellow] ({error}): the commands work from this directory, or "
+                  "with ZEROSERVE_DATA_DIR")
+        return
+    note = "current" if current else f"`{self_command()} profiles use {profile}` makes it current"
+    console.print(f"profile {profile} written to {path} ({note})", highlight=False, soft_wrap=True)
 
 
 async def _deploy_demo(embedded: object, stop: asyncio.Event) -> None:

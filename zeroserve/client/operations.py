@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
-from typing import Any, Literal, TypeVar
+from typing import IO, Any, Literal, TypeVar, cast
 
 import httpx
 from cloudevents.http import CloudEvent
@@ -401,6 +401,40 @@ class Operations:
     @operation
     def delete_subscription(self, subscription_id: str) -> Call[Created]:
         return self._call("DELETE", f"/v2/subscriptions/{subscription_id}", _model(Created))
+
+    # zeroserve's extensions the CLI uses: plans as instance types, dry runs, model uploads
+
+    @operation
+    def instance_types(self) -> Call[dict[str, Any]]:
+        """The resource plans, as SAP's ``GET /admin/resources/instanceTypes`` names them: name -> resources."""
+        return self._call("GET", "/v2/admin/resources/instanceTypes",
+                          lambda response: dict(response.json().get("instanceTypes", {})))
+
+    @operation
+    def render_deployment(
+        self, executable_id: str, *, parameters: Mapping[str, str] | None = None,
+        artifacts: Mapping[str, str] | None = None, artifact_urls: Mapping[str, str] | None = None,
+        deployment_id: str | None = None,
+    ) -> Call[dict[str, Any]]:
+        """Dry run: ``{"deploymentId", "resourcePlan", "inferenceService"}`` a deployment would get, inputs
+        named by artifact id (``artifacts``) or by the URL of one not registered yet (``artifact_urls``)."""
+        body: dict[str, Any] = {
+            "executableId": executable_id,
+            "parameterBindings": [{"key": k, "value": str(v)} for k, v in (parameters or {}).items()],
+            "inputArtifactBindings": [{"key": k, "artifactId": v} for k, v in (artifacts or {}).items()]
+            + [{"key": k, "url": v} for k, v in (artifact_urls or {}).items()],
+        }
+        if deployment_id is not None:
+            body["deploymentId"] = deployment_id
+        return self._call("POST", "/v2/renderings", _json, json=body)
+
+    @operation
+    def upload(self, archive: bytes | IO[bytes]) -> Call[dict[str, Any]]:
+        """Upload a model, a plain tar of its files, into the group's uploads: ``{"url", "digest", ...}``;
+        register ``url`` as the artifact's. A file object streams (the blocking client only)."""
+        # httpx sends a file object in pieces; Call names bytes, which both clients can send.
+        return self._call("POST", "/v2/uploads", _json, content=cast(bytes, archive),
+                          headers={"Content-Type": "application/x-tar"})
 
     # inference
 

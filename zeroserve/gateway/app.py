@@ -29,16 +29,19 @@ from zeroserve.gateway import (
     deployments,
     inference,
     ingress,
+    instance_types,
     logs,
     meta,
     metrics,
     model_metrics,
     oauth,
     object_store_secrets,
+    renderings,
     resource_groups,
     scenarios,
     sse,
     subscriptions,
+    uploads,
     webhooks,
 )
 from zeroserve.gateway.errors import ErrorAnswer, answers, error_response, install
@@ -159,6 +162,7 @@ def create_app(platform: Platform) -> Gateway:
         ingress.router,
         subscriptions.router,
         metrics.router,
+        instance_types.router, renderings.router, uploads.router,
     ):
         app.include_router(router, dependencies=protected, responses=answers(401))
     return app
