@@ -46,7 +46,9 @@ class WebhookSource(BaseModel):
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="ZEROSERVE_", extra="ignore")
+    # protected_namespaces: older pydantic-settings (2.3, the floor in pyproject.toml) also protect
+    # "model_", and warn about model_cache_max_bytes on every command.
+    model_config = SettingsConfigDict(env_prefix="ZEROSERVE_", extra="ignore", protected_namespaces=("settings_",))
 
     # Where the embedded nats-server keeps JetStream, the model cache and the demo model live.
     data_dir: Path = Path(".zeroserve")
