@@ -128,6 +128,7 @@ def test_the_installed_wheel_serves_the_demo_from_an_empty_directory(wheel: Path
                             headers={"Authorization": f"Bearer {token.stdout.strip()}"})
         assert answer.status_code == 200, answer.text
         assert len(answer.json()["predictions"]) == 2
+        # TODO(cli): `deployments -o json` without ZEROSERVE_DATA_DIR once `zeroserve up` writes a profile.
         listed = run_in(elsewhere, env, "-m", "zeroserve.cli", "deployments")
         assert listed.returncode == 0 and "iris" in listed.stdout, listed.stderr
         up.send_signal(signal.SIGINT)
