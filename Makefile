@@ -1,14 +1,16 @@
-# The two commands of the README work on a fresh machine: each makes the virtualenv first.
+# The two commands of the README work on a fresh machine: each makes the virtualenv first, with the
+# versions the tests passed with (requirements/lock.txt), then zeroserve itself, editable.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+LOCK := requirements/lock.txt
 
-.PHONY: run test test-fast bench gpu-wheels lint schemas clean
+.PHONY: run test test-fast bench gpu-wheels lint schemas manifests lock check-install clean
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -r $(LOCK)
+	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
 	touch $@
 
 .venv: $(VENV)/.installed
@@ -30,12 +32,28 @@ gpu-wheels: .venv  ## the wheels bench/gpu.sh installs on a GPU machine without 
 	$(BIN)/python -m bench.gpu --wheels bench/gpu-wheels
 
 lint: .venv  ## style, complexity (ruff), the layer contracts (import-linter) and types (mypy)
-	$(BIN)/ruff check zeroserve functions tests bench
+	$(BIN)/ruff check zeroserve tests bench
 	$(BIN)/lint-imports
 	$(BIN)/mypy zeroserve
 
 schemas: .venv  ## regenerate events/*.json from the event models
 	$(BIN)/python -m zeroserve.events events
+
+manifests:  ## copy the serving templates and resource plans the package ships into manifests/base (kustomize reads only below it)
+	rm -f manifests/base/templates/*.yaml
+	cp zeroserve/templates/builtin/*.yaml manifests/base/templates/
+	cp zeroserve/templates/resource-plans.yaml manifests/base/resource-plans.yaml
+
+# Every extra (dev included), for this Python, resolved from pyproject.toml; pip and setuptools are
+# locked too, zeroserve itself is not (dev names it for its extras: it is the "unsafe" package left out).
+# pip-compile keeps the versions already locked where they still fit: `make lock LOCK_FLAGS=--upgrade`
+# moves them all.
+lock: .venv  ## refresh requirements/lock.txt (pip-tools)
+	CUSTOM_COMPILE_COMMAND="make lock" $(BIN)/pip-compile --quiet --all-extras --strip-extras --unsafe-package zeroserve \
+		--no-emit-index-url --no-emit-find-links $(LOCK_FLAGS) --output-file $(LOCK) pyproject.toml
+
+check-install:  ## what a user does: the wheel, into a fresh venv outside the repository, `zeroserve up --demo` called
+	bash tests/check_install.sh
 
 clean:
 	rm -rf $(VENV) .zeroserve .pytest_cache .mypy_cache .ruff_cache

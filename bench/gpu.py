@@ -150,7 +150,7 @@ def wheels(directory: Path) -> int:
     left_out = ON_THE_GPU_MACHINE | NOT_NEEDED_TO_SERVE
     pins: dict[str, str] = {}
 
-    def walk(name: str) -> None:
+    def walk(name: str, extras: tuple[str, ...] = ("",)) -> None:
         key = name.lower().replace("_", "-")
         if key in pins or key in left_out or key.startswith("nvidia-"):
             return
@@ -161,11 +161,11 @@ def wheels(directory: Path) -> int:
         pins[key] = distribution.version
         for line in distribution.requires or []:
             requirement = Requirement(line)
-            if requirement.marker is None or requirement.marker.evaluate({"extra": ""}):
+            if requirement.marker is None or any(requirement.marker.evaluate({"extra": e}) for e in extras):
                 walk(requirement.name)
 
-    for name in ("zeroserve", "accelerate"):
-        walk(name)
+    walk("zeroserve", ("", "server", "torch"))  # the platform and the torch runtimes are extras
+    walk("accelerate")
     pins.pop("zeroserve", None)
     directory.mkdir(parents=True, exist_ok=True)
     requirements = [f"{name}=={version}" for name, version in sorted(pins.items())]

@@ -138,12 +138,14 @@ def test_serving_templates_and_plans_reach_the_cluster_unchanged(overlay: str) -
     paths = [*defaults.templates_dir.glob("*.yaml"), *defaults.templates_dir.glob("*.yml")]
     templates = {path.name: path.read_text(encoding="utf-8") for path in paths}
     shipped = named(objects, "ConfigMap", "zeroserve-templates", "zeroserve")["data"]
-    hint = "list every template of manifests/base/templates in manifests/base/kustomization.yaml"
+    hint = ("run `make manifests` (copies zeroserve/templates/builtin to manifests/base/templates) and list "
+            "every template in manifests/base/kustomization.yaml")
     assert templates and shipped.keys() == templates.keys(), hint
     for name, text in templates.items():
         assert shipped[name] == text, f"{name}: {hint}"
     plans = named(objects, "ConfigMap", "zeroserve-resource-plans", "zeroserve")["data"]
-    assert plans == {"resource-plans.yaml": defaults.resource_plans_file.read_text(encoding="utf-8")}
+    assert plans == {"resource-plans.yaml": defaults.resource_plans_file.read_text(encoding="utf-8")}, (
+        "run `make manifests`: manifests/base/resource-plans.yaml is a copy of zeroserve/templates/resource-plans.yaml")
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -240,10 +242,10 @@ def test_functions_scale_to_zero_on_the_lag_of_every_function(overlay: str) -> N
     assert scaled["spec"]["minReplicaCount"] == 0
     # KEDA owns the replica count; a fixed one in the Deployment would fight it on every apply.
     assert "replicas" not in control_plane(objects, "functions")["spec"]
-    consumers = sorted(function.name for function in load_functions(ROOT / "functions"))
+    consumers = sorted(function.name for function in load_functions(Settings().functions_dir))
     triggers = scaled["spec"]["triggers"]
     assert sorted(t["metadata"]["consumer"] for t in triggers) == consumers, (
-        "every function in functions/ needs a nats-jetstream trigger on its durable consumer "
+        "every function in zeroserve/functions/ needs a nats-jetstream trigger on its durable consumer "
         "in manifests/base/functions.yaml, or it is never scaled up for its events")
     for trigger in triggers:
         metadata = trigger["metadata"]
@@ -402,6 +404,7 @@ def test_dockerfile_copies_what_exists_and_points_zeroserve_at_it() -> None:
                if line.strip() and not line.startswith("#")]
     assert {".git", ".venv", ".zeroserve", "tests"} <= set(ignored)
     copied: dict[str, str] = {}
+    sources_copied: list[str] = []
     for op, args in dockerfile():
         if op != "COPY" or "--from=" in args:
             continue
@@ -413,13 +416,15 @@ def test_dockerfile_copies_what_exists_and_points_zeroserve_at_it() -> None:
                         if fnmatch.fnmatch("/".join(parts[:n]), p)]
             assert not excluded, f"COPY {source}: .dockerignore leaves it out of the build context ({excluded})"
             copied[destination.rstrip("/")] = source
+            sources_copied.append(source)
     env = {}
     for op, args in dockerfile():
         if op == "ENV":
             env.update(pair.split("=", 1) for pair in shlex.split(args))
-    assert copied[env["ZEROSERVE_FUNCTIONS_DIR"]] == "functions"
-    assert copied[env["ZEROSERVE_TEMPLATES_DIR"]] == "manifests/base/templates"
-    assert copied[env["ZEROSERVE_RESOURCE_PLANS_FILE"]] == "manifests/base/resource-plans.yaml"
+    # The wheel carries the functions, templates and plans (Settings' defaults): the image builds it from
+    # these, and points zeroserve at no path of the repository.
+    assert {"pyproject.toml", "README.md", "LICENSE", "zeroserve"} <= set(sources_copied)
+    assert not {"ZEROSERVE_FUNCTIONS_DIR", "ZEROSERVE_TEMPLATES_DIR", "ZEROSERVE_RESOURCE_PLANS_FILE"} & env.keys()
 
 
 # --- the cluster as its users meet it: the public URL, the route to it, one /metrics per role ----------

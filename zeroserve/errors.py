@@ -87,6 +87,13 @@ class ModelLoadFailed(Rejected):
     reason = "ModelLoadFailed"
 
 
+class RuntimeNotInstalled(ModelLoadFailed):
+    """The runtime of a model format needs packages this installation lacks (an extra of zeroserve,
+    e.g. ``zeroserve[torch]``): the same deployment fails the same way until they are installed."""
+
+    reason = "RuntimeNotInstalled"
+
+
 class MemoryLimitExceeded(ModelLoadFailed):
     """A replica used more memory than its resource plan gives it, and was stopped: the same model
     on the same plan will do it again (a larger plan, or a smaller model)."""

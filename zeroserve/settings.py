@@ -14,7 +14,9 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, BeforeValidator, Field, IPvAnyNetwork, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-SOURCE_ROOT = Path(__file__).resolve().parent.parent
+# The functions, serving templates and resource plans ship inside the package (pyproject.toml's
+# package data): the defaults below work from a wheel in site-packages as from a checkout.
+PACKAGE_ROOT = Path(__file__).resolve().parent
 
 _SIZE = re.compile(r"^\s*(\d+)\s*(Ki|Mi|Gi|Ti)?\s*$")
 _UNITS = {None: 1, "Ki": 1 << 10, "Mi": 1 << 20, "Gi": 1 << 30, "Ti": 1 << 40}
@@ -44,7 +46,9 @@ class WebhookSource(BaseModel):
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="ZEROSERVE_", extra="ignore")
+    # protected_namespaces: older pydantic-settings (2.3, the floor in pyproject.toml) also protect
+    # "model_", and warn about model_cache_max_bytes on every command.
+    model_config = SettingsConfigDict(env_prefix="ZEROSERVE_", extra="ignore", protected_namespaces=("settings_",))
 
     # Where the embedded nats-server keeps JetStream, the model cache and the demo model live.
     data_dir: Path = Path(".zeroserve")
@@ -60,9 +64,9 @@ class Settings(BaseSettings):
     # cluster's scraper (the manifests set 9090 and annotate the pods); None: only the gateway's /metrics.
     metrics_port: int | None = None
 
-    functions_dir: Path = SOURCE_ROOT / "functions"
-    templates_dir: Path = SOURCE_ROOT / "manifests" / "base" / "templates"
-    resource_plans_file: Path = SOURCE_ROOT / "manifests" / "base" / "resource-plans.yaml"
+    functions_dir: Path = PACKAGE_ROOT / "functions"
+    templates_dir: Path = PACKAGE_ROOT / "templates" / "builtin"
+    resource_plans_file: Path = PACKAGE_ROOT / "templates" / "resource-plans.yaml"
     # Per-plan overrides of the published figures, e.g. {"starter": {"memory": "2Gi"}}.
     resource_plans: dict[str, dict[str, object]] = Field(default_factory=dict)
     # Node label and taint that GPU plans select and tolerate on a cluster.

@@ -18,11 +18,12 @@ from typing import Any
 from zeroserve.artifacts.cache import ModelCache
 from zeroserve.backends.base import Change
 from zeroserve.deployments.logs import DeploymentLogs
-from zeroserve.errors import ModelLoadFailed, NoGPU, ZeroserveError
+from zeroserve.errors import ModelLoadFailed, NoGPU, RuntimeNotInstalled, ZeroserveError
+from zeroserve.extras import install_hint, missing
 from zeroserve.serving.activator import Activator
 from zeroserve.serving.autoscaler import Autoscaler
 from zeroserve.serving.gpus import GpuInventory
-from zeroserve.serving.runtimes import RUNTIMES
+from zeroserve.serving.runtimes import FRAMEWORKS, RUNTIMES
 from zeroserve.serving.service import Service
 from zeroserve.serving.spec import ServiceSpec
 from zeroserve.settings import Settings
@@ -54,6 +55,7 @@ class LocalBackend:
         if spec.model_format not in RUNTIMES:
             known = ", ".join(sorted(RUNTIMES))
             raise ModelLoadFailed(f"no local runtime for model format {spec.model_format!r} (known: {known})")
+        _check_framework(spec.model_format)
         await self.gpus.ready()
         if spec.gpus > self.gpus.total:
             raise NoGPU(
@@ -174,3 +176,13 @@ class LocalBackend:
 
 def _has_model_files(model_dir: Path) -> bool:
     return any(not path.name.startswith(".") for path in model_dir.iterdir())
+
+
+def _check_framework(model_format: str) -> None:
+    """Refuse a model format whose framework is not installed here, naming the extra that installs it."""
+    extra, modules = FRAMEWORKS.get(model_format, ("server", ()))
+    absent = missing(modules)
+    if absent:
+        raise RuntimeNotInstalled(
+            f"the {model_format} runtime needs {', '.join(absent)}, not installed with this zeroserve: "
+            f"{install_hint(extra)}, then restart zeroserve")

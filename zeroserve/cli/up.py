@@ -66,6 +66,7 @@ def up(
     if demo and roles:
         err.print("[red]--demo needs every role in this process[/red]")
         raise typer.Exit(2)
+    _require_server()
     from zeroserve.node import run  # here: the other commands need none of what it imports
 
     settings = load_settings()
@@ -75,6 +76,15 @@ def up(
     except ZeroserveError as error:
         err.print(f"[red]zeroserve up failed:[/red] {error}")
         raise typer.Exit(1) from None
+
+
+def _require_server() -> None:
+    """`pip install zeroserve` is the client: running the platform needs its server extra."""
+    from zeroserve.extras import SERVER_MODULES, install_hint, missing
+
+    if missing(SERVER_MODULES):
+        err.print(f"zeroserve up needs the server: {install_hint('server')}", markup=False, highlight=False)
+        raise typer.Exit(1)
 
 
 async def _up(settings: Settings, demo: bool, roles: list[str] | None = None, profile: str = LOCAL_PROFILE) -> None:

@@ -38,7 +38,7 @@ from zeroserve.events import EventData, Label, new_event
 T = TypeVar("T")
 
 SOURCE = "/zeroserve/client"
-# The scenario of zeroserve's serving templates (manifests/base/templates).
+# The scenario of zeroserve's serving templates (zeroserve/templates/builtin).
 SERVING_SCENARIO = "model-serving"
 
 

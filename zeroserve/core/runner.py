@@ -1,4 +1,4 @@
-"""The function runner: what turns events on the bus into calls of the functions in ``functions/``.
+"""The function runner: what turns events on the bus into calls of the functions in ``zeroserve/functions/``.
 
 A function is a plain async function under ``@on(EventModel, ...)``; it gets the event's data,
 already validated, and a ``Context`` with the platform's parts. The runner owns the rest, as

@@ -29,6 +29,17 @@ RUNTIMES: dict[str, str] = {
 # the CPU fork server leaves them out, their replicas fork from a fork server of their own.
 TORCH_FORMATS: frozenset[str] = frozenset({"pytorch", "huggingface"})
 
+# The frameworks a runtime imports beyond kserve, and the extra of zeroserve that installs them: the
+# local backend refuses a deployment whose framework is missing, naming the extra (RuntimeNotInstalled).
+FRAMEWORKS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "sklearn": ("server", ("sklearn", "joblib")),
+    "onnx": ("server", ("onnxruntime",)),
+    "xgboost": ("server", ("xgboost",)),
+    "lightgbm": ("server", ("lightgbm",)),
+    "pytorch": ("torch", ("torch",)),
+    "huggingface": ("torch", ("torch", "transformers", "safetensors", "accelerate", "openai")),
+}
+
 
 def load_runtime(model_format: str) -> type:
     """The kserve.Model subclass that serves ``model_format``; imports it (and kserve) now."""

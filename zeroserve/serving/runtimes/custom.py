@@ -11,7 +11,7 @@ traceback (from the predictor's own frames on) goes to the replica's output: the
 A custom predictor is the artifact's own code, run in the replica's process with the rights of the
 user zeroserve runs as: it can read and write what that user can and open any connection. That is
 no more than a pickled scikit-learn model can do when it is unpickled, so the ``custom`` template
-ships beside ``sklearn``'s (``manifests/base/templates/custom.yaml``; on a cluster it runs the
+ships beside ``sklearn``'s (``zeroserve/templates/builtin/custom.yaml``; on a cluster it runs the
 user's image instead); either way the artifact must come from a source the deployment's owner
 trusts, and an operator who would not run a deployer's code removes both templates.
 """
