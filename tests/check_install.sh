@@ -37,8 +37,9 @@ echo "    $("$bin/pip" list 2>/dev/null | tail -n +3 | wc -l) packages, $(du -sm
 
 mkdir "$work/empty"
 cd "$work/empty"
-# TODO(cli): `zeroserve --version` once the CLI has it (issue 14, item 2); --help answers meanwhile.
-"$bin/zeroserve" --help > /dev/null
+"$bin/zeroserve" --version
+# `zeroserve up` writes its profile here, not into the real home.
+export XDG_CONFIG_HOME="$work/config"
 
 step "zeroserve up --demo in an empty directory"
 # Port 0: any free port (on a shared machine 8700 may be taken); the printed URLs name the real one.
@@ -57,8 +58,8 @@ TOKEN=$("$bin/zeroserve" token)
 curl -sf -X POST "$url" -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \
     -d '{"instances": [[6.8, 2.8, 4.8, 1.4], [6.0, 3.4, 4.5, 1.6]]}'
 echo
-# TODO(cli): from another directory, `zeroserve deployments -o json` once `zeroserve up` writes a profile.
-"$bin/zeroserve" deployments | grep -q iris
+step "from another directory, through the profile zeroserve up wrote: zeroserve deployments -o json"
+(cd / && "$bin/zeroserve" deployments -o json) | tee "$work/deployments.json" | grep -q '"id": "iris"'
 
 kill -INT "$up"
 wait "$up"

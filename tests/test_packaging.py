@@ -12,6 +12,7 @@ fresh virtualenv).
 from __future__ import annotations
 
 import email
+import json
 import os
 import re
 import shlex
@@ -89,7 +90,9 @@ def python_for(target: Path, data_dir: Path) -> dict[str, str]:
     """The environment of a process that runs zeroserve from ``target`` (the installed wheel) with this
     Python's dependencies."""
     return {**os.environ, "PYTHONPATH": str(target), "ZEROSERVE_DATA_DIR": str(data_dir),
-            "ZEROSERVE_GATEWAY_PORT": "0", "ZEROSERVE_GPUS": "[]", "COLUMNS": "200", "NO_COLOR": "1"}
+            "ZEROSERVE_GATEWAY_PORT": "0", "ZEROSERVE_GPUS": "[]", "COLUMNS": "200", "NO_COLOR": "1",
+            # `zeroserve up` writes its profile here, not into the real home.
+            "XDG_CONFIG_HOME": str(data_dir.parent / "config")}
 
 
 def run_in(directory: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -110,9 +113,8 @@ def test_the_installed_wheel_serves_the_demo_from_an_empty_directory(wheel: Path
                    "print(zeroserve.__file__); print(s.Settings().templates_dir)")
     assert where.returncode == 0, where.stderr
     assert all(line.startswith(str(target)) for line in where.stdout.split()), where.stdout
-    # TODO(cli): `zeroserve --version` once the CLI has it (issue 14, item 2); --help answers meanwhile.
-    helped = run_in(elsewhere, env, "-m", "zeroserve.cli", "--help")
-    assert helped.returncode == 0 and "up" in helped.stdout, helped.stderr
+    version = run_in(elsewhere, env, "-m", "zeroserve.cli", "--version")
+    assert version.returncode == 0 and re.fullmatch(r"zeroserve \d+\.\d+\.\d+\S*\n", version.stdout), version
 
     up = subprocess.Popen([sys.executable, "-m", "zeroserve.cli", "up", "--demo"], cwd=empty, env=env,
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
@@ -128,9 +130,11 @@ def test_the_installed_wheel_serves_the_demo_from_an_empty_directory(wheel: Path
                             headers={"Authorization": f"Bearer {token.stdout.strip()}"})
         assert answer.status_code == 200, answer.text
         assert len(answer.json()["predictions"]) == 2
-        # TODO(cli): `deployments -o json` without ZEROSERVE_DATA_DIR once `zeroserve up` writes a profile.
-        listed = run_in(elsewhere, env, "-m", "zeroserve.cli", "deployments")
-        assert listed.returncode == 0 and "iris" in listed.stdout, listed.stderr
+        # From another directory, with nothing but the profile `zeroserve up` wrote to say where it runs.
+        profile_only = {k: v for k, v in env.items() if k != "ZEROSERVE_DATA_DIR"}
+        listed = run_in(elsewhere, profile_only, "-m", "zeroserve.cli", "deployments", "-o", "json")
+        assert listed.returncode == 0, listed.stderr
+        assert [d["id"] for d in json.loads(listed.stdout)] == ["iris"], listed.stdout
         up.send_signal(signal.SIGINT)
         rest, _ = up.communicate(timeout=60)
         assert up.returncode == 0 and "Traceback" not in output + rest, output + rest
