@@ -15,6 +15,7 @@ from zeroserve.cli.clients import clients_app, token
 from zeroserve.cli.deploy import deploy
 from zeroserve.cli.deployments import delete, deployments, logs, predict, status, stop
 from zeroserve.cli.publish import publish
+from zeroserve.cli.templates import templates_app
 from zeroserve.cli.up import up
 
 app = typer.Typer(help="zeroserve: event-driven, scale-to-zero model serving.", no_args_is_help=True)
@@ -23,3 +24,4 @@ for command in (up, publish, deploy, status, logs, predict, stop, delete, artifa
     app.command()(command)
 app.add_typer(models_app, name="models")
 app.add_typer(clients_app, name="clients")
+app.add_typer(templates_app, name="templates")
