@@ -21,6 +21,7 @@ import pytest
 from conftest import token_for, until
 from models import IRIS_ROWS, train_iris_sklearn
 from pydantic import SecretStr
+from spec import assert_conforms
 from standardwebhooks import Webhook
 from typer.testing import CliRunner
 
@@ -34,7 +35,8 @@ SCENARIO = "model-serving"
 
 @pytest.fixture
 def settings(settings: Settings) -> Settings:
-    return settings.model_copy(update={"webhooks": {"pushes": WebhookSource(kind="git", secret=SecretStr(PUSH_SECRET))}})
+    pushes = WebhookSource(kind="git", secret=SecretStr(PUSH_SECRET))
+    return settings.model_copy(update={"webhooks": {"pushes": pushes}})
 
 
 def serving_template(settings: Settings, name: str, *, max_replicas: str = "2", group: str | None = None) -> str:
@@ -93,7 +95,7 @@ class Repository:
 
 async def synced(api: httpx.AsyncClient, application: str, commit: str) -> dict[str, Any]:
     async def status() -> dict[str, Any] | None:
-        response = await api.get(f"/v2/admin/applications/{application}/status")
+        response = assert_conforms(await api.get(f"/v2/admin/applications/{application}/status"))
         assert response.status_code == 200, response.text
         found = response.json()
         done = found["source"]["revision"] == commit and found["healthStatus"] != "Progressing"
@@ -132,10 +134,11 @@ async def test_templates_sync_into_their_groups_a_broken_one_with_its_line_and_p
                                "serving/team-only.yaml": serving_template(settings, "team-only", group="team-a"),
                                "serving/broken.yaml": BROKEN, "README.md": "templates"}, "first templates")
 
-    registered = await api.post("/v2/admin/repositories", json={"name": "templates", "url": str(repository.folder)})
+    registered = assert_conforms(await api.post("/v2/admin/repositories", json={
+        "name": "templates", "url": str(repository.folder)}))
     assert registered.status_code == 200, registered.text
-    created = await api.post("/v2/admin/applications", json={
-        "applicationName": "serving", "repositoryName": "templates", "revision": "main", "path": "serving"})
+    created = assert_conforms(await api.post("/v2/admin/applications", json={
+        "applicationName": "serving", "repositoryName": "templates", "revision": "main", "path": "serving"}))
     assert created.status_code == 200, created.text
 
     status = await synced(api, "serving", first)
@@ -211,8 +214,9 @@ async def test_applied_templates_are_the_groups_own_and_credentials_never_come_b
 
     status = await until(failed, what="the unreachable repository's sync to fail")
     assert status["syncStatus"] == "Unknown" and "git fetch" in status["message"]
-    seen = [status, (await api.get("/v2/admin/repositories/private")).json(),
-            (await api.get("/v2/admin/repositories")).json()]
+    seen = [status, assert_conforms(await api.get("/v2/admin/repositories/private")).json(),
+            assert_conforms(await api.get("/v2/admin/repositories")).json(),
+            assert_conforms(await api.get("/v2/admin/applications")).json()]
     assert password not in json.dumps(seen)
     # A group's token cannot manage repositories.
     team = await api.get("/v2/admin/repositories",
@@ -263,7 +267,7 @@ async def test_a_synced_template_deploys_and_its_later_change_waits_for_the_depl
     # The template changes in git and is synced: the deployment keeps what it was rendered with.
     second = repository.commit({"iris-small.yaml": serving_template(settings, "iris-small", max_replicas="3")},
                                "more replicas")
-    refreshed = await api.post("/v2/admin/applications/iris-templates/refresh")
+    refreshed = assert_conforms(await api.post("/v2/admin/applications/iris-templates/refresh"))
     assert refreshed.status_code == 202, refreshed.text
     await synced(api, "iris-templates", second)
     assert {p["name"]: p.get("default") for p in (await executables(api))["iris-small"]["parameters"]}[

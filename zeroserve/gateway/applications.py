@@ -16,20 +16,22 @@ import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Path
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from fastapi import APIRouter, Body, Path
+from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from zeroserve.core.store import Store
-from zeroserve.events import utc_text
-from zeroserve.gateway.errors import ErrorAnswer, answers, bad_request, not_found
+from zeroserve.events import content_id, utc_text
+from zeroserve.gateway.errors import ErrorAnswer, answers, not_found
 from zeroserve.gateway.listing import AdminCount, AdminSkip, AdminTop, page
 from zeroserve.gateway.params import ApiBody
+from zeroserve.gateway.repositories import REPOSITORY_NAME
 from zeroserve.gateway.security import Admin, PlatformDep
 from zeroserve.platform import Platform
+from zeroserve.redaction import redact
 from zeroserve.settings import WebhookSource
 from zeroserve.templates.applications import TemplateApplication
-from zeroserve.templates.git import revision_problem
+from zeroserve.templates.git import REVISION_PATTERN, URL_PATTERN
 
 router = APIRouter(prefix="/v2/admin", tags=["applications"])
 
@@ -41,26 +43,27 @@ ApplicationNamePath = Annotated[str, Path(alias="applicationName", min_length=3,
 class ApplicationBase(ApiBody):
     """SAP's BckndArgoCDApplicationBaseData."""
 
-    repository_url: str
-    revision: str = Field(description="A branch, a tag, a commit or HEAD")
+    repository_url: str = Field(pattern=URL_PATTERN)
+    revision: str = Field(pattern=REVISION_PATTERN, description="A branch, a tag, a commit or HEAD")
     path: str = Field(description="The folder whose *.yaml / *.yml files are serving templates ('.': the top)")
 
 
-class ApplicationData(ApiBody):
-    """SAP's BckndArgoCDApplicationDataRequest or BckndArgoCDApplicationDataRepoName: the repository by
-    its URL or by its name (exactly one of them)."""
+class ApplicationByUrl(ApiBody):
+    """SAP's BckndArgoCDApplicationDataRequest: the repository by its URL."""
 
     application_name: Annotated[str | None, Field(min_length=3, max_length=54, pattern=APPLICATION_NAME)] = None
-    repository_url: str | None = Field(default=None, description="Either this or repositoryName")
-    repository_name: str | None = Field(default=None, description="Either this or repositoryUrl")
-    revision: str
+    repository_url: str = Field(pattern=URL_PATTERN)
+    revision: str = Field(pattern=REVISION_PATTERN, description="A branch, a tag, a commit or HEAD")
     path: str
 
-    @model_validator(mode="after")
-    def _one_repository(self) -> ApplicationData:
-        if (self.repository_url is None) == (self.repository_name is None):
-            raise ValueError("give the repository by exactly one of repositoryUrl and repositoryName")
-        return self
+
+class ApplicationByName(ApiBody):
+    """SAP's BckndArgoCDApplicationDataRepoName: the repository by its name."""
+
+    application_name: Annotated[str | None, Field(min_length=3, max_length=54, pattern=APPLICATION_NAME)] = None
+    repository_name: str = Field(pattern=REPOSITORY_NAME, max_length=51)
+    revision: str = Field(pattern=REVISION_PATTERN, description="A branch, a tag, a commit or HEAD")
+    path: str
 
 
 class _Answer(BaseModel):
@@ -115,7 +118,7 @@ class ApplicationStatus(_Answer):
 
 
 def details(application: TemplateApplication) -> ApplicationDetails:
-    return ApplicationDetails(application_name=application.name, repository_url=application.repository_url,
+    return ApplicationDetails(application_name=application.name, repository_url=redact(application.repository_url),
                               revision=application.revision, path=application.path)
 
 
@@ -130,36 +133,32 @@ async def existing_application(platform: Platform, name: str) -> TemplateApplica
     return application
 
 
-async def repository_url(platform: Platform, body: ApplicationData | ApplicationBase) -> str:
-    """The URL of a registered repository the body names, or a 400."""
-    problem = revision_problem(body.revision)
-    if problem:
-        raise bad_request("body.revision", problem)
-    if isinstance(body, ApplicationData) and body.repository_name is not None:
+async def repository_url(platform: Platform, body: ApplicationByUrl | ApplicationByName | ApplicationBase) -> str:
+    """The URL of the registered repository the body names, or a 404."""
+    if isinstance(body, ApplicationByName):
         repository = await platform.applications.repositories.get(Store.GLOBAL, body.repository_name)
         if repository is None:
-            raise bad_request("body.repositoryName", f"no repository {body.repository_name!r} is registered")
+            raise not_found(f"body.repositoryName: no repository {body.repository_name!r} is registered")
         return repository.url
-    assert body.repository_url is not None
     if await platform.applications.repository_of(body.repository_url) is None:
-        raise bad_request("body.repositoryUrl", f"no repository with the URL {body.repository_url} is registered: "
-                          "register it first (POST /v2/admin/repositories)")
+        raise not_found(f"body.repositoryUrl: no repository with the URL {redact(body.repository_url)} is registered: "
+                        "register it first (POST /v2/admin/repositories)")
     return body.repository_url
 
 
-def application_name(body: ApplicationData, url: str) -> str:
+def application_name(body: ApplicationByUrl | ApplicationByName, url: str) -> str:
     if body.application_name:
         return body.application_name
     base = url.rstrip("/").rsplit("/", 1)[-1].removesuffix(".git") + "-" + body.path.strip("/").replace("/", "-")
     slug = re.sub(r"[^a-z0-9-]+", "-", base.lower()).strip("-")[:54].strip("-")
-    if len(slug) < 3:
-        raise bad_request("body.applicationName", "cannot be made from the repository and path: give one")
-    return slug
+    return slug if len(slug) >= 3 else f"application-{content_id(url, body.path, length=8)}"
 
 
 @router.post("/applications", summary="Create an application: sync a repository's serving templates (admin token)",
-             responses=answers(403, 409))
-async def create_application(claims: Admin, body: ApplicationData, platform: PlatformDep) -> ApplicationAnswer:
+             responses=answers(403, 404, 409))
+async def create_application(
+    claims: Admin, body: Annotated[ApplicationByUrl | ApplicationByName, Body()], platform: PlatformDep,
+) -> ApplicationAnswer:
     url = await repository_url(platform, body)
     name = application_name(body, url)
 
@@ -216,12 +215,12 @@ async def delete_application(claims: Admin, name: ApplicationNamePath, platform:
 
 @router.get("/applications/{applicationName}/status",
             summary="How the application's last sync went: each template file synced, refused (line and reason) "
-            "or removed", responses=answers(403, 404))
+            "or removed", responses=answers(403, 404), response_model_exclude_none=True)
 async def application_status(claims: Admin, name: ApplicationNamePath, platform: PlatformDep) -> ApplicationStatus:
     application = await existing_application(platform, name)
     return ApplicationStatus(
         health_status=application.health_status, sync_status=application.sync_status, message=application.message,
-        source=ApplicationSource(repo_url=application.repository_url, path=application.path,
+        source=ApplicationSource(repo_url=redact(application.repository_url), path=application.path,
                                  revision=application.commit or application.revision),
         sync_started_at=_time(application.sync_started_at), sync_finished_at=_time(application.sync_finished_at),
         reconciled_at=_time(application.reconciled_at),

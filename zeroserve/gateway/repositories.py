@@ -16,13 +16,15 @@ from fastapi import APIRouter, Path
 from pydantic import BaseModel, Field
 
 from zeroserve.core.store import Store, now
-from zeroserve.gateway.errors import ErrorAnswer, answers, bad_request, not_found
+from zeroserve.events import content_id
+from zeroserve.gateway.errors import ErrorAnswer, answers, not_found
 from zeroserve.gateway.listing import AdminCount, AdminSkip, AdminTop, page
 from zeroserve.gateway.params import ApiBody
 from zeroserve.gateway.security import Admin, PlatformDep
 from zeroserve.platform import Platform
+from zeroserve.redaction import redact
 from zeroserve.templates.applications import TemplateRepository
-from zeroserve.templates.git import url_problem
+from zeroserve.templates.git import URL_PATTERN
 
 router = APIRouter(prefix="/v2/admin", tags=["repositories"])
 
@@ -37,7 +39,7 @@ class RepositoryData(ApiBody):
 
     name: Annotated[str | None, Field(min_length=1, max_length=51, pattern=REPOSITORY_NAME,
                                       description="Default: from the URL's last part")] = None
-    url: str = Field(description="https://, http://, ssh://, git://, file:// or an absolute path")
+    url: str = Field(pattern=URL_PATTERN, description="https://, http://, ssh://, git://, file:// or an absolute path")
     username: str = ""
     password: str = ""
 
@@ -70,9 +72,7 @@ def repository_name(body: RepositoryData) -> str:
         return body.name
     last = body.url.rstrip("/").rsplit("/", 1)[-1].removesuffix(".git")
     slug = re.sub(r"[^a-z0-9-]+", "-", last.lower()).strip("-")[:51]
-    if not slug:
-        raise bad_request("body.name", "cannot be made from the URL: give one")
-    return slug
+    return slug or f"repository-{content_id(body.url, length=8)}"
 
 
 async def existing_repository(platform: Platform, name: str) -> TemplateRepository:
@@ -85,12 +85,9 @@ async def existing_repository(platform: Platform, name: str) -> TemplateReposito
 @router.post("/repositories", summary="Register a git repository of serving templates (admin token)",
              responses=answers(403, 409))
 async def create_repository(claims: Admin, body: RepositoryData, platform: PlatformDep) -> RepositoryAnswer:
-    problem = url_problem(body.url)
-    if problem:
-        raise bad_request("body.url", problem)
     name = repository_name(body)
     if await platform.applications.repository_of(body.url) is not None:
-        raise ErrorAnswer(409, "Conflict", f"a repository with the URL {body.url} is registered already")
+        raise ErrorAnswer(409, "Conflict", f"a repository with the URL {redact(body.url)} is registered already")
 
     def create(current: TemplateRepository | None) -> TemplateRepository:
         if current is not None:
@@ -108,14 +105,14 @@ async def list_repositories(
     found = sorted(await platform.applications.repositories.list(Store.GLOBAL), key=lambda r: r.name)
     shown = page(found, len(found) if top is None else top, skip)
     return RepositoryList(count=len(found) if count else len(shown),
-                          resources=[RepositoryDetails(name=r.name, url=r.url) for r in shown])
+                          resources=[RepositoryDetails(name=r.name, url=redact(r.url)) for r in shown])
 
 
 @router.get("/repositories/{repositoryName}", summary="One git repository (never its credentials)",
             responses=answers(403, 404))
 async def get_repository(claims: Admin, name: RepositoryNamePath, platform: PlatformDep) -> RepositoryDetails:
     repository = await existing_repository(platform, name)
-    return RepositoryDetails(name=repository.name, url=repository.url)
+    return RepositoryDetails(name=repository.name, url=redact(repository.url))
 
 
 @router.patch("/repositories/{repositoryName}", summary="Replace a repository's credentials (admin token)",

@@ -20,6 +20,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from zeroserve.core.store import Registry, Store, now
+from zeroserve.redaction import redact
 from zeroserve.settings import Settings
 from zeroserve.templates.executables import ALL_GROUPS, AddedTemplate, Executables, TemplateRefused, check_template
 from zeroserve.templates.git import Credentials, RepositoryUnreachable, Revision, read_revision
@@ -127,8 +128,8 @@ class Applications:
         repository = await self.repository_of(application.repository_url)
         try:
             if repository is None:
-                raise RepositoryUnreachable(f"no registered repository has the URL {application.repository_url}: "
-                                            "register it (POST /v2/admin/repositories)")
+                raise RepositoryUnreachable(f"no registered repository has the URL {redact(application.repository_url)}"
+                                            ": register it (POST /v2/admin/repositories)")
             revision = await read_revision(
                 repository.url, application.revision, application.path, timeout_s=self.settings.template_sync_timeout_s,
                 credentials=Credentials(repository.username, repository.password))

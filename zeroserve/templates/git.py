@@ -18,7 +18,6 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from urllib.parse import urlparse
 
 from zeroserve.errors import ZeroserveError
 from zeroserve.redaction import redact
@@ -26,7 +25,11 @@ from zeroserve.redaction import redact
 # What a repository URL may be: zeroserve's git reads these transports and no other (git's ext:: runs
 # commands; a "URL" starting with '-' would be an option).
 SCHEMES = ("https", "http", "ssh", "git", "file")
-_REVISION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/^~@{}-]{0,254}$")
+# The forms the API's schema states (a URL of those transports, or an absolute path; a ref name or commit).
+URL_PATTERN = r"^(/|(https?|ssh|git|file)://)"
+REVISION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._/^~@{}-]{0,254}$"
+_URL = re.compile(URL_PATTERN)
+_REVISION = re.compile(REVISION_PATTERN)
 TEMPLATE_SUFFIXES = (".yaml", ".yml")
 _USERINFO = re.compile(r"(://[^/\s:@]*):[^/\s@]*@")
 
@@ -36,23 +39,6 @@ class RepositoryUnreachable(ZeroserveError):
     host cannot be reached."""
 
     reason = "RepositoryUnreachable"
-
-
-def url_problem(url: str) -> str | None:
-    """Why zeroserve cannot read ``url`` as a repository, or None when it can."""
-    if url.startswith("/"):
-        return None
-    scheme = urlparse(url).scheme
-    if scheme not in SCHEMES:
-        return (f"{redact(url)!r} is not a repository URL zeroserve reads: use {', '.join(SCHEMES)}:// "
-                "or an absolute path")
-    return None
-
-
-def revision_problem(revision: str) -> str | None:
-    if not _REVISION.match(revision) or ".." in revision:
-        return f"{revision[:80]!r} is not a branch, tag or commit"
-    return None
 
 
 @dataclass(frozen=True)
@@ -73,6 +59,9 @@ async def read_revision(
     url: str, revision: str, path: str, *, credentials: Credentials | None = None, timeout_s: float = 120.0,
 ) -> Revision:
     """The commit ``revision`` names in ``url`` and the ``*.yaml``/``*.yml`` files directly under ``path``."""
+    if not _URL.match(url) or not _REVISION.match(revision):  # the API refuses them first; git never sees one
+        raise RepositoryUnreachable(f"{redact(url)!r} at {revision[:80]!r} is not a repository URL and revision "
+                                    f"zeroserve reads ({', '.join(SCHEMES)}, or an absolute path)")
     scratch = Path(tempfile.mkdtemp(prefix="zeroserve-git-"))
     git = _Git(scratch, credentials or Credentials(), timeout_s)
     try:
