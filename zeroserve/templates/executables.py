@@ -160,6 +160,9 @@ class Executables:
         self.started_at = now()
         # Parsed once per text: a record is read on every lookup, parsing it each time would cost more.
         self._parsed: dict[str, ServingTemplate] = {}
+        # Every record as last read, and the bucket's last sequence then: read again only once it moved.
+        self._records: dict[tuple[str, str], AddedTemplate] = {}
+        self._sequence = -1
 
     @classmethod
     async def open(cls, store: Store, shipped: dict[str, ServingTemplate]) -> Executables:
@@ -173,14 +176,25 @@ class Executables:
             template = self._parsed[record.text] = ServingTemplate.from_yaml(record.text, source=record.file)
         return template
 
+    async def records(self) -> dict[tuple[str, str], AddedTemplate]:
+        """Every added template by (scope, name), as the bucket holds it now: one question to NATS (has
+        anything been written since the last read?) and the records read again only when it has."""
+        info = await self.added.js.stream_info(f"KV_{self.added.bucket}")
+        if info.state.last_seq != self._sequence:
+            # A write between the two reads makes the next call read again: never a stale answer.
+            self._records = {(r.scope, r.name): r for r in await self.added.list()}
+            self._sequence = info.state.last_seq
+        return self._records
+
     async def of(self, group: str) -> dict[str, Executable]:
         """Every template ``group`` may deploy, by name."""
         found = {name: Executable(template, self.started_at, self.started_at, "operator")
                  for name, template in self.shipped.items()}
+        records = await self.records()
         for scope in (ALL_GROUPS, group):  # the group's own after, so they go first
-            for record in await self.added.list(scope):
-                if record.name not in self.shipped:
-                    found[record.name] = self._executable(record)
+            for (where, name), record in sorted(records.items()):
+                if where == scope and name not in self.shipped:
+                    found[name] = self._executable(record)
         return found
 
     async def templates(self, group: str) -> dict[str, ServingTemplate]:
@@ -190,13 +204,9 @@ class Executables:
         """The template ``name`` as ``group`` sees it, read now (a sync a moment ago is seen)."""
         if name in self.shipped:
             return self.shipped[name]
-        if not is_id(name):
-            return None
-        for scope in (group, ALL_GROUPS):
-            record = await self.added.get(scope, name)
-            if record is not None:
-                return self.parse(record)
-        return None
+        records = await self.records()
+        record = records.get((group, name)) or records.get((ALL_GROUPS, name))
+        return None if record is None else self.parse(record)
 
     def _executable(self, record: AddedTemplate) -> Executable:
         return Executable(self.parse(record), record.created_at, record.modified_at, record.origin)

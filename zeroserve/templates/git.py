@@ -114,9 +114,13 @@ class _Git:
         return environment
 
     async def __call__(self, *arguments: str) -> str:
-        process = await asyncio.create_subprocess_exec(
-            "git", *arguments, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE, env=self.environment(), cwd=self.scratch)
+        try:
+            process = await asyncio.create_subprocess_exec(
+                "git", *arguments, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE, env=self.environment(), cwd=self.scratch)
+        except FileNotFoundError:
+            raise RepositoryUnreachable("git is not installed where zeroserve runs: install it (the gateway "
+                                        "syncs templates with the git command)") from None
         try:
             out, err = await asyncio.wait_for(process.communicate(), self.timeout_s)
         except TimeoutError:
