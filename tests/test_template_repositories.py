@@ -28,6 +28,8 @@ from typer.testing import CliRunner
 from zeroserve.cli import app as cli_app
 from zeroserve.node import Node
 from zeroserve.settings import Settings, WebhookSource
+from zeroserve.templates.executables import TemplateRefused, check_template
+from zeroserve.templates.plans import load_resource_plans
 
 PUSH_SECRET = "whsec_" + base64.b64encode(b"push-secret-of-thirty-two-bytes!").decode()
 SCENARIO = "model-serving"
@@ -284,3 +286,22 @@ async def test_a_synced_template_deploys_and_its_later_change_waits_for_the_depl
         return current if current["status"] == "RUNNING" and max_replicas(current) == 3 else None
 
     await until(rerendered, what="the updated deployment rendered with the changed template")
+
+
+@pytest.mark.parametrize(("old", "new", "reason"), [
+    ("kind: ServingTemplate", "kind: ServingTemplate: again", "is not valid YAML"),
+    ("  name: iris", "  name: My_Template", "metadata.name 'My_Template' must match"),
+    ("      - name: minReplicas", "      - name: min replicas", "spec.inputs.parameters.1.name: String should match"),
+    ("        scaleMetric: concurrency", "        scaleMetric: concurrency\n        bogusField: 3",
+     "rendered with its defaults: InferenceService spec.predictor: Additional properties are not allowed"),
+], ids=["yaml", "name", "parameter", "kserve-schema"])
+def test_a_refused_template_names_the_line_of_its_problem(old, new, reason):
+    settings = Settings()
+    text = (settings.templates_dir / "sklearn.yaml").read_text().replace("  name: sklearn\n", "  name: iris\n", 1)
+    text = text.replace(old + "\n", new + "\n", 1)
+    line = text.splitlines().index(new.splitlines()[-1]) + 1  # the line changed (the last one added)
+    with pytest.raises(TemplateRefused) as refused:
+        check_template(text, "iris.yaml", plans=load_resource_plans(settings), settings=settings)
+    assert refused.value.line == line, refused.value.message
+    assert refused.value.message.startswith(f"iris.yaml:{line}: {reason}"), refused.value.message
+    assert "\n" not in refused.value.message

@@ -39,6 +39,7 @@ _FIELD_PATHS: dict[str, tuple[str, ...]] = {
     "artifacts": ("spec", "inputs", "artifacts"), "template": ("spec", "template"),
 }
 _BRACES = re.compile(r"\{\{[^}]*\}\}")
+_QUOTED = re.compile(r"'([A-Za-z0-9_.-]+)'")
 
 
 class AddedTemplate(BaseModel):
@@ -92,6 +93,9 @@ def check_template(
         template = ServingTemplate.from_yaml(text, source=file)
     except InvalidConfiguration as error:
         problem = error.message.removeprefix(f"{file}: ").removeprefix(f"{file} ")
+        if isinstance(error.__cause__, yaml.MarkedYAMLError):  # the line is said apart: yaml's own words, on one line
+            cause = error.__cause__
+            problem = problem.removesuffix(str(cause)) + "; ".join(filter(None, (cause.context, cause.problem)))
         raise TemplateRefused(file, _line_of_failure(text, error.__cause__, problem), problem) from None
     document = yaml.safe_load(text)
     group = (document["metadata"].get("labels") or {}).get(RESOURCE_GROUP_LABEL)
@@ -107,7 +111,7 @@ def check_template(
                    artifacts={artifact.name: "s3://template-check/model" for artifact in template.artifacts},
                    plans=plans, settings=settings)
         except InvalidConfiguration as error:
-            raise TemplateRefused(file, _line_at(text, ("spec", "template", "spec")),
+            raise TemplateRefused(file, _line_in_spec(text, error.message),
                                   f"rendered with its defaults: {error.message}") from None
     return template, group
 
@@ -126,6 +130,18 @@ def _line_of_failure(text: str, cause: BaseException | None, problem: str) -> in
             return text[: text.index(snippet[0])].count("\n") + 1
         loc = (*_FIELD_PATHS.get(str(loc[0]), ("spec",)), *loc[1:]) if loc else ("spec",)
     return _line_at(text, loc)
+
+
+def _line_in_spec(text: str, message: str) -> int | None:
+    """The line of the InferenceService spec a render problem names (a quoted field, as jsonschema quotes
+    it), else the line where the spec starts."""
+    start = _line_at(text, ("spec", "template", "spec")) or 1
+    lines = text.splitlines()
+    for quoted in _QUOTED.findall(message):
+        for number in range(start, len(lines) + 1):
+            if re.search(rf"(^|[\s{{,]){re.escape(quoted)}\s*:", lines[number - 1]):
+                return number
+    return start
 
 
 def _line_at(text: str, loc: tuple[Any, ...]) -> int | None:
