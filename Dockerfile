@@ -18,6 +18,8 @@ RUN pip install --constraint requirements/lock.txt '.[server]'
 
 # Run: the virtualenv at the same path (its scripts name /opt/venv/bin/python).
 FROM python:3.11-slim
+# git: the gateway syncs serving templates from git repositories (docs/templates.md).
+RUN apt-get update && apt-get install -y --no-install-recommends git openssh-client && rm -rf /var/lib/apt/lists/*
 RUN groupadd --gid 10001 zeroserve \
     && useradd --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin zeroserve \
     && mkdir -p /var/lib/zeroserve \

@@ -1,8 +1,8 @@
 """The platform's parts, wired together: what functions, the gateway and the CLI work with.
 ``Platform.open`` connects to NATS, makes sure the streams and buckets exist, loads the serving
-templates and resource plans, and builds the backend; ``restore`` (after a restart) and
-``follow_backend`` (while the platform runs) hand those parts to ``deployments.restore`` and
-``deployments.watcher``.
+templates and resource plans (``executables`` adds each group's own, from git or applied), and builds
+the backend; ``restore`` (after a restart) and ``follow_backend`` (while the platform runs) hand those
+parts to ``deployments.restore`` and ``deployments.watcher``.
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ from zeroserve.deployments.lifecycle import Deployments
 from zeroserve.deployments.logs import DeploymentLogs
 from zeroserve.deployments.restore import restore_deployments
 from zeroserve.settings import Settings
+from zeroserve.templates.applications import Applications
+from zeroserve.templates.executables import Executables
 from zeroserve.templates.plans import ResourcePlan, load_resource_plans
 from zeroserve.templates.serving import ServingTemplate, load_templates
 
@@ -42,9 +44,13 @@ class Platform:
     logs: DeploymentLogs
     models: ModelCache
     backend: Backend
+    # The operator's templates (settings.templates_dir), the same in every group.
     templates: dict[str, ServingTemplate]
     plans: dict[str, ResourcePlan]
     auth: Auth
+    # What each group may deploy: the operator's templates and those added from git or applied.
+    executables: Executables
+    applications: Applications
 
     @classmethod
     async def open(cls, settings: Settings, nats_url: str, backend: Backend | None = None) -> Platform:
@@ -54,6 +60,8 @@ class Platform:
         bus = await Bus.connect(nats_url, settings)
         try:
             store = await Store.open(bus.js)
+            executables = await Executables.open(store, templates)
+            applications = await Applications.open(store, executables, plans, settings)
         except BaseException:
             await bus.close()
             raise
@@ -71,9 +79,12 @@ class Platform:
             templates=templates,
             plans=plans,
             auth=Auth.open(settings, store),
+            executables=executables,
+            applications=applications,
         )
 
     async def close(self) -> None:
+        await self.applications.close()
         await self.backend.close()
         await self.logs.stop()
         await self.bus.close()

@@ -32,7 +32,7 @@ def _bytes(value: object) -> object:
 class WebhookSource(BaseModel):
     """One sender allowed to call ``POST /v2/webhooks/<name>``, and what its calls become."""
 
-    kind: Literal["s3", "mlflow", "generic"]
+    kind: Literal["s3", "mlflow", "generic", "git"]
     # The Standard Webhooks secret shared with the sender (``whsec_`` + base64).
     secret: SecretStr
     # The resource group its events go to.
@@ -43,6 +43,8 @@ class WebhookSource(BaseModel):
     url_prefix: str | None = None
     # mlflow: what setting an alias deploys, e.g. {"champion": {"deployment": "iris", "executable": "sklearn"}}.
     aliases: dict[str, dict[str, str]] = Field(default_factory=dict)
+    # git: the template applications a push refreshes; empty: those of the repository the push names.
+    applications: list[str] = Field(default_factory=list)
 
 
 class Settings(BaseSettings):
@@ -168,6 +170,9 @@ class Settings(BaseSettings):
     # as on a cluster: a subscriber must not make zeroserve call 169.254.169.254, a service behind the
     # firewall or a sidecar's admin port; see zeroserve/webhooks/targets.py.
     webhook_allowed_networks: list[IPvAnyNetwork] = Field(default_factory=list)
+
+    # How long one git command of a template sync may take (docs/templates.md).
+    template_sync_timeout_s: float = 120.0
 
     # How often deployments with a ttl are checked for expiry.
     ttl_check_interval_s: float = 10.0

@@ -28,6 +28,7 @@ from zeroserve.cli.profiles import profiles_app
 from zeroserve.cli.publish import publish
 from zeroserve.cli.secrets import secrets_app
 from zeroserve.cli.subscriptions import subscriptions_app
+from zeroserve.cli.templates import templates_app
 from zeroserve.cli.up import up
 
 
@@ -73,3 +74,4 @@ app.add_typer(secrets_app, name="secrets")
 app.add_typer(groups_app, name="groups")
 app.add_typer(clients_app, name="clients")
 app.add_typer(profiles_app, name="profiles")
+app.add_typer(templates_app, name="templates")

@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     from zeroserve.deployments.lifecycle import Deployments
     from zeroserve.platform import Platform
     from zeroserve.settings import Settings
+    from zeroserve.templates.executables import Executables
     from zeroserve.templates.plans import ResourcePlan
     from zeroserve.templates.serving import ServingTemplate
 
@@ -178,6 +179,11 @@ class Context:
     @property
     def templates(self) -> dict[str, ServingTemplate]:
         return self.platform.templates
+
+    @property
+    def executables(self) -> Executables:
+        """The templates of every group, the operator's and those added from git or applied, read now."""
+        return self.platform.executables
 
     @property
     def plans(self) -> dict[str, ResourcePlan]:

@@ -248,6 +248,10 @@ class Store:
         self.subscriptions = registry("subscriptions", Subscription)
         self.js = js
 
+    async def registry(self, name: str, model: type[R]) -> Registry[R]:
+        """A registry whose records are defined beside their domain (``templates/``), its bucket made if new."""
+        return Registry(self.js, bucket_name(name), await _bucket(self.js, bucket_name(name)), model)
+
     @classmethod
     async def open(cls, js: JetStreamContext) -> Store:
         names = ("artifacts", "deployments", "configurations", "resource_groups", "object_store_secrets",

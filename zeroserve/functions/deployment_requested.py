@@ -55,9 +55,9 @@ def status_details(request: DeploymentRequested, isvc: dict, ctx: Context) -> di
 
 
 async def inference_service(request: DeploymentRequested, ctx: Context) -> dict:
-    template = ctx.templates.get(request.executable_id)
+    template = await ctx.executables.get(ctx.group, request.executable_id)
     if template is None:
-        known = ", ".join(sorted(ctx.templates)) or "none"
+        known = ", ".join(sorted(await ctx.executables.templates(ctx.group))) or "none"
         raise InvalidConfiguration(f"no serving template {request.executable_id!r} (known: {known})")
     artifacts = {}
     for name, artifact_id in request.input_artifacts.items():

@@ -6,7 +6,7 @@ health check, the token endpoint itself, inbound webhooks (verified by signature
 API's own description. Protected routers are included with the ``authenticate`` dependency, so a
 route added to them cannot forget it (``tests/test_auth.py`` walks the route table to make sure).
 Each resource's routes are a module-level router in the module of its name (``scenarios``,
-``deployments``, ``sse``, ...); what they share per app (the platform, the catalog, the webhook ids
+``deployments``, ``sse``, ...); what they share per app (the platform, the webhook ids
 already seen) is on ``app.state``, and reaches a route as a dependency.
 """
 
@@ -21,8 +21,8 @@ from fastapi import Depends, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.requests import ClientDisconnect
 
-from zeroserve.core.store import now
 from zeroserve.gateway import (
+    applications,
     artifacts,
     clients,
     configurations,
@@ -37,10 +37,12 @@ from zeroserve.gateway import (
     oauth,
     object_store_secrets,
     renderings,
+    repositories,
     resource_groups,
     scenarios,
     sse,
     subscriptions,
+    templates,
     uploads,
     webhooks,
 )
@@ -105,8 +107,6 @@ def create_app(platform: Platform) -> Gateway:
     app = Gateway(title="zeroserve", version="0.1.0", lifespan=lifespan,
                   description="SAP AI API v2-compatible model serving, driven by CloudEvents.")
     app.state.platform = platform
-    # Templates are read once at start-up: that is when the catalog they describe came to be.
-    app.state.catalog = scenarios.Catalog(platform.templates, loaded_at=now())
     app.state.seen_webhook_ids = SeenIds(platform)
 
     async def token_first(request: Request) -> JSONResponse | None:
@@ -159,6 +159,7 @@ def create_app(platform: Platform) -> Gateway:
         scenarios.router, artifacts.router, configurations.router, model_metrics.router, meta.router,
         deployments.router, logs.router, sse.router,
         resource_groups.router, object_store_secrets.router, clients.router,
+        repositories.router, applications.router, templates.router,
         ingress.router,
         subscriptions.router,
         metrics.router,

@@ -164,8 +164,8 @@ async def usable_configuration(platform: Platform, group: str, configuration_id:
     if configuration is None:
         raise ErrorAnswer(400, "ConfigurationNotFound",
                        f"no configuration {configuration_id} in resource group {group}")
-    if configuration.executable_id not in platform.templates:
-        known = ", ".join(sorted(platform.templates)) or "none"
+    if await platform.executables.get(group, configuration.executable_id) is None:
+        known = ", ".join(sorted(await platform.executables.templates(group))) or "none"
         raise ErrorAnswer(400, "ExecutableNotFound", f"configuration {configuration_id} uses executable "
                        f"{configuration.executable_id!r}, which is not a serving template here (known: {known})")
     await servable_artifacts(platform, group, configuration)

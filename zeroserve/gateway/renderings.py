@@ -89,9 +89,9 @@ async def artifact_uri(platform: Platform, group: str, binding: InputArtifact) -
              responses=answers(400, 404))
 async def render_deployment(body: RenderingRequest, scope: InGroup, platform: PlatformDep) -> Rendering:
     try:
-        template = platform.templates.get(body.executable_id)
+        template = await platform.executables.get(scope.group, body.executable_id)
         if template is None:
-            known = ", ".join(sorted(platform.templates)) or "none"
+            known = ", ".join(sorted(await platform.executables.templates(scope.group))) or "none"
             raise InvalidConfiguration(f"no serving template {body.executable_id!r} (known: {known})")
         artifacts = {binding.key: await artifact_uri(platform, scope.group, binding)
                      for binding in body.input_artifact_bindings}

@@ -1,23 +1,25 @@
 """SAP AI API's scenarios and executables (``/v2/lm/scenarios``): the serving templates, as a catalog.
 
-One executable per serving template, grouped by the template's scenario, the same for every
-resource group and all deployable. ``Catalog`` is that view of the templates; artifacts and
+One executable per serving template, grouped by the template's scenario, all deployable: in each
+resource group, the operator's templates and the group's added ones (synced from git or applied,
+``templates/executables.py``), read at each request. ``Catalog`` is that view of the templates; artifacts and
 configurations use it too, to check a scenario or an executable a caller names and to expand a
 scenario (``$expand=scenario``).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Depends, Path, Query
 
 from zeroserve.events import utc_text
 from zeroserve.gateway.errors import answers, bad_request, not_found
 from zeroserve.gateway.listing import label_selector, labels_match, listing
-from zeroserve.gateway.security import InGroup
+from zeroserve.gateway.security import InGroup, PlatformDep
 from zeroserve.templates.serving import ServingTemplate
 
 router = APIRouter(prefix="/v2/lm")
@@ -27,11 +29,13 @@ ScenarioIdPath = Annotated[str, Path(alias="scenarioId")]
 
 @dataclass(frozen=True)
 class Catalog:
-    """The serving templates as SAP's scenarios and executables; ``loaded_at`` is when they were read,
-    which is when the catalog they describe came to be (every createdAt and modifiedAt of it)."""
+    """The serving templates as SAP's scenarios and executables; ``loaded_at`` is when the operator's were
+    read, which is when the catalog they describe came to be (every createdAt and modifiedAt of it but
+    those of added templates, whose ``times`` are their own: created, modified)."""
 
     templates: dict[str, ServingTemplate]
     loaded_at: datetime
+    times: Mapping[str, tuple[datetime, datetime]] = field(default_factory=dict)
 
     def templates_of(self, scenario_id: str) -> list[ServingTemplate]:
         return sorted((t for t in self.templates.values() if t.scenario_id == scenario_id), key=lambda t: t.name)
@@ -65,10 +69,11 @@ class Catalog:
             if artifact.description:
                 entry["description"] = artifact.description
             artifacts.append(entry)
+        created, modified = self.times.get(template.name, (self.loaded_at, self.loaded_at))
         body: dict[str, Any] = {
             "id": template.name, "name": template.executable_name, "scenarioId": template.scenario_id,
             "versionId": template.version, "parameters": parameters, "inputArtifacts": artifacts,
-            "deployable": True, "createdAt": utc_text(self.loaded_at), "modifiedAt": utc_text(self.loaded_at),
+            "deployable": True, "createdAt": utc_text(created), "modifiedAt": utc_text(modified),
         }
         if template.description:
             body["description"] = template.description
@@ -86,9 +91,12 @@ class Catalog:
         return {"scenario": self.scenario_view(scenario_id) if scenario_id else None}
 
 
-async def catalog_of(request: Request) -> Catalog:
-    catalog: Catalog = request.app.state.catalog  # made by create_app, when the templates had been read
-    return catalog
+async def catalog_of(scope: InGroup, platform: PlatformDep) -> Catalog:
+    """The catalog as the request's group sees it now: a template synced a moment ago is in it."""
+    executables = await platform.executables.of(scope.group)
+    return Catalog({name: executable.template for name, executable in executables.items()},
+                   loaded_at=platform.executables.started_at,
+                   times={name: (e.created_at, e.modified_at) for name, e in executables.items()})
 
 
 CatalogDep = Annotated[Catalog, Depends(catalog_of)]

@@ -16,6 +16,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
 from zeroserve.events import is_id, new_event
+from zeroserve.gateway import applications
 from zeroserve.gateway.errors import ErrorAnswer, answers, not_found
 from zeroserve.gateway.ingress import read_body
 from zeroserve.gateway.security import PlatformDep
@@ -113,6 +114,10 @@ async def receive(name: str, request: Request, platform: PlatformDep, seen: Seen
         return JSONResponse({**answer, "events": [], "duplicate": True,
                              "note": "this webhook-id was acted on before; nothing done again"})
 
+    if source.kind == "git":  # a push to a template repository: its applications sync (gateway/applications.py)
+        refreshed = await applications.refresh_pushed(platform, source, body)
+        await seen.remember(name, webhook_id, timestamp)
+        return JSONResponse({**answer, **refreshed}, status_code=202 if refreshed["applications"] else 200)
     events = mapped(name, source, body)
     accepted = []
     for index, data in enumerate(events.events):
