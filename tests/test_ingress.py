@@ -15,7 +15,7 @@ from zeroserve.node import Node
 
 
 def model_file(zeroserve: Node, name: str = "model.joblib") -> str:
-    path = Path(zeroserve.settings.data_dir) / "uploads" / name
+    path = Path(zeroserve.settings.data_dir) / "sources" / name
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(b"not really a model")
     return path.as_uri()

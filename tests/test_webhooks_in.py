@@ -68,7 +68,7 @@ def s3_record(event_name: str, key: str, bucket: str = "models") -> dict[str, An
 
 
 def model_file(zeroserve: Node, name: str) -> str:
-    path = Path(zeroserve.settings.data_dir) / "uploads" / name
+    path = Path(zeroserve.settings.data_dir) / "sources" / name
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(b"not really a model")
     return path.as_uri()

@@ -149,7 +149,7 @@ async def test_a_subscriber_gets_artifact_status_events_signed_with_its_secret(z
     subscription = await subscribe(api, f"{receiver.url}/hook", "artifact.status")
     assert subscription["secret"].startswith("whsec_")
     assert subscription["eventTypes"] == ["io.zeroserve.artifact.status"]
-    path = Path(zeroserve.settings.data_dir) / "uploads" / "model.joblib"
+    path = Path(zeroserve.settings.data_dir) / "sources" / "model.joblib"
     path.parent.mkdir(parents=True)
     path.write_bytes(b"a model")
 
