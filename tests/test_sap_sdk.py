@@ -83,3 +83,31 @@ async def test_the_sdk_reports_a_wrong_secret_as_an_authentication_error(zeroser
         assert raised.value.status_code == 401
 
     await asyncio.to_thread(session)
+
+
+async def test_a_deployment_made_by_an_event_reads_back_through_the_sdk_with_its_configuration(zeroserve, listen):
+    """An event names no configuration, yet SAP's clients require configurationId on every deployment:
+    zeroserve records the configuration the request amounts to."""
+    from zeroserve.events import DeploymentRequested, new_event
+
+    assert zeroserve.platform is not None
+    identity, secret = await zeroserve.platform.auth.create_client(["default"])
+    statuses = await listen(zeroserve, "zeroserve.default.deployment.status")
+    request = DeploymentRequested(id="from-event", executable_id="sklearn", input_artifacts={"model": "nowhere"},
+                                  parameters={"resourcePlan": "starter"})
+    await zeroserve.platform.bus.publish(new_event(request, source="/tests"), "default")
+    dead = await statuses.wait_for(lambda e: e["id"] == "from-event" and e["status"] == "DEAD")
+    assert dead["reason"] == "ArtifactNotFound"
+
+    def session() -> None:
+        ai = AICoreV2Client(base_url=f"{zeroserve.url}/v2", auth_url=f"{zeroserve.url}/oauth/token",
+                            client_id=identity.id, client_secret=secret, resource_group="default")
+        (deployment,) = ai.deployment.query().resources
+        assert deployment.id == "from-event" and deployment.status == Status.DEAD
+        configuration = ai.configuration.get(deployment.configuration_id)
+        assert (configuration.name, configuration.executable_id, configuration.scenario_id) == (
+            "from-event", "sklearn", "model-serving")
+        assert [(b.key, b.value) for b in configuration.parameter_bindings] == [("resourcePlan", "starter")]
+        assert [(b.key, b.artifact_id) for b in configuration.input_artifact_bindings] == [("model", "nowhere")]
+
+    await asyncio.to_thread(session)

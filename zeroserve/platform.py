@@ -72,7 +72,7 @@ class Platform:
             settings=settings,
             bus=bus,
             store=store,
-            deployments=Deployments(store, bus, settings.gateway_url),
+            deployments=Deployments(store, bus, settings.gateway_url, scenario_of=executables.scenario_of),
             logs=logs,
             models=models,
             backend=backend or make_backend(settings, models, logs),

@@ -20,20 +20,27 @@ from nats.js.errors import KeyNotFoundError, NoKeysError
 
 from zeroserve.core import metrics
 from zeroserve.core.bus import Bus
-from zeroserve.core.store import Deployment, Registry, Store, now
+from zeroserve.core.store import Configuration, Deployment, Registry, Store, now
 from zeroserve.errors import DeploymentNotFound, InvalidTransition, Rejected, reason_of
 from zeroserve.events import (
+    ArtifactBinding,
     DeploymentCommand,
     DeploymentDeleted,
     DeploymentRequested,
     DeploymentStatus,
+    ParameterBinding,
     Status,
     content_id,
     new_event,
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
     from zeroserve.core.runner import Context
+
+    # The scenario of an executable as a group sees it (None: no such executable).
+    ScenarioOf = Callable[[str, str], Awaitable[str | None]]
 
 log = logging.getLogger(__name__)
 
@@ -160,10 +167,11 @@ async def applying(ctx: Context) -> AsyncIterator[None]:
 class Deployments:
     """Status changes of deployments, recorded in the store and announced on the bus."""
 
-    def __init__(self, store: Store, bus: Bus, base_url: str) -> None:
+    def __init__(self, store: Store, bus: Bus, base_url: str, scenario_of: ScenarioOf | None = None) -> None:
         self.store = store
         self.bus = bus
         self.base_url = base_url
+        self.scenario_of = scenario_of
 
     def url(self, id: str) -> str:
         """SAP's deployment URL shape; it never changes for the life of the deployment."""
@@ -233,6 +241,8 @@ class Deployments:
         if deleted is not None:
             return deleted
         # What the API shows at once (configurationId is required there, the URL never changes).
+        if request.configuration_id is None:
+            request = await self.configured(group, request)
         fresh = Deployment(
             id=request.id, group=group, executable_id=request.executable_id, sequence=sequence,
             configuration_id=request.configuration_id, scenario_id=request.scenario_id, ttl=request.ttl,
@@ -244,6 +254,25 @@ class Deployments:
         if created is fresh:
             await self._announce_created(group, fresh)
         return created
+
+    async def configured(self, group: str, request: DeploymentRequested) -> DeploymentRequested:
+        """A request made by an event names no configuration, but SAP's clients read one on every
+        deployment (configurationId is required): record the configuration the request amounts to. The
+        same executable, parameters and artifacts give the same configuration, whoever asks again."""
+        scenario = request.scenario_id
+        if scenario is None and self.scenario_of is not None:
+            scenario = await self.scenario_of(group, request.executable_id)
+        scenario = scenario or request.executable_id  # an unknown executable: its request ends DEAD anyway
+        parts = [request.executable_id, scenario, *(f"{k}={v}" for k, v in sorted(request.parameters.items())),
+                 *(f"{k}<-{v}" for k, v in sorted(request.input_artifacts.items()))]
+        id = f"event-{content_id(*parts)}"
+        configuration = Configuration(
+            id=id, group=group, name=request.id, executable_id=request.executable_id, scenario_id=scenario,
+            parameter_bindings=[ParameterBinding(key=k, value=v) for k, v in request.parameters.items()],
+            input_artifact_bindings=[ArtifactBinding(key=k, artifact_id=v) for k, v in request.input_artifacts.items()],
+        )
+        await self.store.configurations.update(group, id, lambda current: None if current else configuration)
+        return request.model_copy(update={"configuration_id": id, "scenario_id": scenario})
 
     async def _announce_created(self, group: str, deployment: Deployment) -> None:
         event = new_event(deployment.status_event(), source=SOURCE, subject=deployment.id,

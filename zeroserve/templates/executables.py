@@ -224,6 +224,11 @@ class Executables:
         record = records.get((group, name)) or records.get((ALL_GROUPS, name))
         return None if record is None else self.parse(record)
 
+    async def scenario_of(self, group: str, name: str) -> str | None:
+        """The scenario of executable ``name`` as ``group`` sees it; None when there is none."""
+        template = await self.get(group, name)
+        return None if template is None else template.scenario_id
+
     def _executable(self, record: AddedTemplate) -> Executable:
         return Executable(self.parse(record), record.created_at, record.modified_at, record.origin)
 
