@@ -14,10 +14,11 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Body, Path, Query
+from fastapi import Body, Path, Query
 from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from zeroserve.api import records
 from zeroserve.core.store import Configuration, Deployment, Registry
 from zeroserve.deployments.lifecycle import check_can_delete, check_can_reconfigure, check_can_stop
 from zeroserve.errors import DeploymentNotFound, InvalidTransition
@@ -33,12 +34,13 @@ from zeroserve.events import (
 )
 from zeroserve.gateway.errors import ErrorAnswer, answers, not_found
 from zeroserve.gateway.params import SAP_ID, ExecutableIds, ScenarioFilter, stored, stored_or_404
+from zeroserve.gateway.routing import Router
 from zeroserve.gateway.security import InGroup, PlatformDep
 from zeroserve.platform import Platform
 
 log = logging.getLogger(__name__)
 
-router = APIRouter(tags=["Deployment"])
+router = Router(tags=["Deployment"])
 
 SOURCE = "/zeroserve/gateway"
 # SAP's ttl: a number and a unit, minutes, hours or days, in either case (the spec's character
@@ -229,7 +231,8 @@ async def matching(
     return sorted(found, key=lambda d: (-d.created_at.timestamp(), d.id))
 
 
-@router.post("/v2/lm/deployments", status_code=202, summary="Create deployment", responses=answers(404))
+@router.post("/v2/lm/deployments", status_code=202, response_model=records.Created,
+             summary="Create deployment", responses=answers(404))
 async def create(body: CreationRequest, scope: InGroup, platform: PlatformDep) -> JSONResponse:
     group = scope.group
     configuration = await usable_configuration(platform, group, body.configurationId)
@@ -257,7 +260,8 @@ async def count(
     return PlainTextResponse(str(len(found)))
 
 
-@router.get("/v2/lm/deployments", summary="Get list of deployments", responses=answers(404))
+@router.get("/v2/lm/deployments", response_model=records.DeploymentList,
+            summary="Get list of deployments", responses=answers(404))
 async def query(
     scope: InGroup, platform: PlatformDep, executable_ids: ExecutableIds = None,
     configuration_id: ConfigurationFilter = None, scenario_id: ScenarioFilter = None, status: StatusFilter = None,
@@ -271,7 +275,8 @@ async def query(
     return {"count": len(found), "resources": [await with_configuration(platform, d, select) for d in page]}
 
 
-@router.patch("/v2/lm/deployments", status_code=202, summary="Stop or delete several deployments",
+@router.patch("/v2/lm/deployments", status_code=202, response_model=records.BulkResults,
+              summary="Stop or delete several deployments",
               responses=answers(404))
 async def modify_many(scope: InGroup, body: BulkModificationRequest, platform: PlatformDep) -> dict[str, Any]:
     # SAP sends application/merge-patch+json; FastAPI reads any +json body as JSON.
@@ -294,7 +299,8 @@ async def modify_many(scope: InGroup, body: BulkModificationRequest, platform: P
     return {"deployments": results}
 
 
-@router.get("/v2/lm/deployments/{deploymentId}", summary="Get information about specific deployment",
+@router.get("/v2/lm/deployments/{deploymentId}", response_model=records.Deployment,
+            summary="Get information about specific deployment",
             responses=answers(404))
 async def get(
     deploymentId: DeploymentIdPath, scope: InGroup, platform: PlatformDep, select: Select = None,
@@ -303,7 +309,7 @@ async def get(
     return await with_configuration(platform, deployment, select)
 
 
-@router.patch("/v2/lm/deployments/{deploymentId}", status_code=202,
+@router.patch("/v2/lm/deployments/{deploymentId}", status_code=202, response_model=records.Created,
               summary="Stop a deployment or change its configuration", responses=answers(404, 412))
 async def modify(
     deploymentId: DeploymentIdPath, scope: InGroup, body: Annotated[ModificationRequest, Body()],
@@ -326,7 +332,8 @@ async def modify(
     return {"id": deployment_id, "message": "Deployment modification scheduled"}
 
 
-@router.delete("/v2/lm/deployments/{deploymentId}", status_code=202, summary="Mark deployment as deleted",
+@router.delete("/v2/lm/deployments/{deploymentId}", status_code=202, response_model=records.Created,
+               summary="Mark deployment as deleted",
                responses=answers(404, 412))
 async def remove(deploymentId: DeploymentIdPath, scope: InGroup, platform: PlatformDep) -> dict[str, Any]:
     await delete(platform, scope.group, await deployment_or_404(platform.store.deployments, scope.group, deploymentId))

@@ -18,10 +18,11 @@ import re
 from typing import Any
 
 from cloudevents.http import CloudEvent
-from fastapi import APIRouter, Request
+from fastapi import Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
+from zeroserve.api import records
 from zeroserve.core.binding import BATCH, STRUCTURED, BatchTooLarge, from_http, to_nats
 from zeroserve.errors import MalformedEvent
 from zeroserve.events import (
@@ -33,6 +34,7 @@ from zeroserve.events import (
     parse_data,
 )
 from zeroserve.gateway.errors import ErrorAnswer, answers
+from zeroserve.gateway.routing import Router
 from zeroserve.gateway.security import InGroup, PlatformDep
 
 # Events are small JSON documents; anything near this is a mistake or an attack, not a model.
@@ -90,11 +92,12 @@ def check(event: CloudEvent) -> None:
                              f"cannot serve as artifact id (ids must match {ID_PATTERN})")
 
 
-router = APIRouter(tags=["events"])
+
+router = Router(tags=["events"])
 
 
 @router.post(
-    "/v2/events", status_code=202, response_model=Accepted,
+    "/v2/events", status_code=202, response_model=records.Accepted,
     summary="Publish CloudEvents (binary, structured or batch mode) to the caller's resource group",
     responses=answers(400, 404, 413, meanings={
         400: "An event is not valid: the message names the field (and, in a batch, the event)",

@@ -10,16 +10,18 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import Query
 
+from zeroserve.api import records
 from zeroserve.deployments import logs as deployment_logs
 from zeroserve.events import is_id, utc_text
 from zeroserve.gateway.deployments import DeploymentIdPath
 from zeroserve.gateway.errors import ErrorAnswer, answers, not_found
 from zeroserve.gateway.params import stored
+from zeroserve.gateway.routing import Router
 from zeroserve.gateway.security import InGroup, PlatformDep
 
-router = APIRouter(tags=["Deployment"])
+router = Router(tags=["Deployment"])
 
 
 def _aware(moment: datetime) -> datetime:
@@ -39,7 +41,8 @@ def time_range(start: datetime | None, end: datetime | None) -> tuple[datetime, 
     return start_at, end_at
 
 
-@router.get("/v2/lm/deployments/{deploymentId}/logs", summary="Get logs of specific deployment",
+@router.get("/v2/lm/deployments/{deploymentId}/logs", response_model=records.Logs,
+            summary="Get logs of specific deployment",
             responses=answers(404))
 async def logs(
     deploymentId: DeploymentIdPath, scope: InGroup, platform: PlatformDep,

@@ -13,16 +13,18 @@ from collections.abc import Callable
 from typing import Annotated, Any
 from urllib.parse import unquote
 
-from fastapi import APIRouter, Query
+from fastapi import Query
 
+from zeroserve.api import records
 from zeroserve.core.store import Artifact
 from zeroserve.events import Label, utc_text
 from zeroserve.gateway.errors import ErrorAnswer, answers
 from zeroserve.gateway.listing import Skip, comma_list, listing, page
 from zeroserve.gateway.params import SAP_ID, stored
+from zeroserve.gateway.routing import Router
 from zeroserve.gateway.security import InGroup, PlatformDep
 
-router = APIRouter(prefix="/v2/lm")
+router = Router(prefix="/v2/lm")
 
 # SAP's reserved metric label that ties a metric to the artifact it describes.
 ARTIFACT_NAME_LABEL = "metrics.ai.sap.com/Artifact.name"
@@ -111,7 +113,7 @@ def metric_resource(artifact: Artifact, wanted: set[str]) -> dict[str, Any]:
 
 
 @router.get(
-    "/metrics",
+    "/metrics", response_model=records.ArtifactMetricsList,
     summary="Model quality metrics of artifacts (SAP's metrics.find, with artifact ids where SAP has "
     "execution ids): executionIds=<artifact id>,... (up to 10) or $filter=executionId eq '<id>' / "
     "executionId in ('<id>', ...); each resource's executionId is the artifact id, its metrics those the "

@@ -12,18 +12,20 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path
+from fastapi import Path
 from pydantic import Field
 
+from zeroserve.api import records
 from zeroserve.auth import ALL_GROUPS, Claims
 from zeroserve.core.store import ObjectStoreSecret, ResourceGroup, Store
 from zeroserve.events import ID_PATTERN, Label, is_id, utc_text
 from zeroserve.gateway.errors import ErrorAnswer, answers, not_found
 from zeroserve.gateway.listing import AdminCount, AdminSkip, AdminTop, listing, page
 from zeroserve.gateway.params import ApiBody
+from zeroserve.gateway.routing import Router
 from zeroserve.gateway.security import DEFAULT_GROUP, Admin, Caller, PlatformDep
 
-router = APIRouter(prefix="/v2/admin")
+router = Router(prefix="/v2/admin")
 
 # SAP's resource group id (3 to 253 characters) must also be an RFC 1123 label here: it becomes a
 # NATS subject token and a Kubernetes label value.
@@ -73,7 +75,8 @@ def _record_id(record: Any) -> str:
     return str(record.name if isinstance(record, ObjectStoreSecret) else record.id)
 
 
-@router.post("/resourceGroups", status_code=202, summary="Create a resource group (admin token)",
+@router.post("/resourceGroups", status_code=202, response_model=records.ResourceGroup,
+             summary="Create a resource group (admin token)",
              responses=answers(403, 409))
 async def create_group(claims: Admin, body: ResourceGroupPost, platform: PlatformDep) -> dict[str, Any]:
     group_id = body.resource_group_id
@@ -93,7 +96,8 @@ async def create_group(claims: Admin, body: ResourceGroupPost, platform: Platfor
     return {"resourceGroupId": group_id, "tenantId": "zeroserve"}
 
 
-@router.get("/resourceGroups", summary="The resource groups this token may use")
+@router.get("/resourceGroups", response_model=records.ResourceGroupList,
+            summary="The resource groups this token may use")
 async def list_groups(
     claims: Caller, platform: PlatformDep, top: AdminTop = None, skip: AdminSkip = 0, count: AdminCount = False,
 ) -> dict[str, Any]:
@@ -102,7 +106,8 @@ async def list_groups(
     return listing([group_view(g) for g in shown], count=len(groups) if count else len(shown))
 
 
-@router.get("/resourceGroups/{resourceGroupId}", summary="One resource group (404 if this token does not cover it)",
+@router.get("/resourceGroups/{resourceGroupId}", response_model=records.ResourceGroup,
+            summary="One resource group (404 if this token does not cover it)",
             responses=answers(404))
 async def get_group(claims: Caller, group_id: GroupIdPath, platform: PlatformDep) -> dict[str, Any]:
     for group in await visible_groups(platform.store, claims):
@@ -111,7 +116,7 @@ async def get_group(claims: Caller, group_id: GroupIdPath, platform: PlatformDep
     raise not_found(f"resource group {group_id} not found")
 
 
-@router.delete("/resourceGroups/{resourceGroupId}", status_code=202,
+@router.delete("/resourceGroups/{resourceGroupId}", status_code=202, response_model=records.Created,
                summary="Delete a resource group with its artifacts, configurations and object store secrets "
                "(admin token; refused while it has deployments)", responses=answers(403, 404))
 async def delete_group(claims: Admin, group_id: GroupIdPath, platform: PlatformDep) -> dict[str, Any]:
