@@ -120,6 +120,15 @@ def create_app(platform: Platform) -> Gateway:
         return None
 
     install(app, first=token_first)
+    generate = app.openapi
+
+    def described() -> dict[str, Any]:
+        # The schemas of the events POST /v2/events takes are no route's models: FastAPI would leave them out.
+        schema = generate()
+        schema.setdefault("components", {}).setdefault("schemas", {}).update(ingress.event_schemas())
+        return schema
+
+    app.openapi = described  # type: ignore[method-assign]
 
     @app.get("/healthz", summary="Is the gateway up and connected to NATS", response_model=Health)
     async def healthz() -> Health:

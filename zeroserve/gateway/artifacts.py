@@ -22,6 +22,8 @@ from zeroserve.errors import ZeroserveError
 from zeroserve.events import ArtifactCreated, Label, new_event, utc_text
 from zeroserve.gateway.errors import ErrorAnswer, answers
 from zeroserve.gateway.listing import (
+    SELECTOR_DESCRIPTION,
+    SELECTOR_PATTERN,
     CaseInsensitive,
     Expand,
     Search,
@@ -54,8 +56,7 @@ KindFilter = Annotated[Kind | None, Query(alias="kind")]
 # SAP allows 10 expressions of 5000 characters; 50000 percent-encoded is more than the HTTP server
 # reads in a request line (64 KiB: uvicorn refuses more with a plain-text 400 the gateway never sees).
 LabelSelector = Annotated[str | None, Query(
-    alias="artifactLabelSelector", max_length=5000,
-    description='"key=value" or "key!=value", comma-separated (a comma in a value: {comma})')]
+    alias="artifactLabelSelector", max_length=5000, pattern=SELECTOR_PATTERN, description=SELECTOR_DESCRIPTION)]
 
 
 class LabelData(ApiBody):

@@ -23,11 +23,15 @@ from zeroserve.gateway.security import Admin, PlatformDep
 
 router = Router(prefix="/v2/admin")
 
+# A resource group id (events.ID_PATTERN), or * for every group.
+GROUP_OR_ALL = r"^(\*|[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)$"
+
 
 class ClientPost(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    groups: list[str] = Field(min_length=1, description="Resource groups the client may use; * for all (admin)")
+    groups: list[Annotated[str, Field(pattern=GROUP_OR_ALL)]] = Field(
+        min_length=1, description="Resource groups the client may use; * for all (admin)")
     name: Annotated[str | None, Field(max_length=256)] = None
 
 

@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import Body, Path, Query
 from fastapi.responses import JSONResponse, PlainTextResponse
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validator
 
 from zeroserve.api import records
 from zeroserve.core.store import Configuration, Deployment, Registry
@@ -44,8 +44,9 @@ router = Router(tags=["Deployment"])
 
 SOURCE = "/zeroserve/gateway"
 # SAP's ttl: a number and a unit, minutes, hours or days, in either case (the spec's character
-# class also admits a comma, which means nothing: refused here).
-TTL_PATTERN = r"^[0-9]+[mMhHdD]$"
+# class also admits a comma, which means nothing: refused here). Up to 6 digits: 999999 days end
+# before the year 9999, after which no time can be told.
+TTL_PATTERN = r"^[0-9]{1,6}[mMhHdD]$"
 # Only the properties SAP requires, for $select=status.
 SELECTED = ("id", "configurationId", "status", "createdAt", "modifiedAt")
 STATUS_MESSAGE_LIMIT = 256  # SAP's maxLength of statusMessage
@@ -78,12 +79,23 @@ class CreationRequest(BaseModel):
 
 
 class ModificationRequest(BaseModel):
-    """SAP's AiDeploymentModificationRequest: a stop, or a new configuration."""
+    """SAP's AiDeploymentModificationRequest: a stop, or a new configuration, as the description says
+    (``oneOf``): either field, not both and not neither, and neither may be null."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", json_schema_extra={
+        "oneOf": [{"required": ["targetStatus"]}, {"required": ["configurationId"]}]})
 
-    targetStatus: Literal["STOPPED"] | None = None
-    configurationId: Annotated[str | None, Field(pattern=SAP_ID)] = None
+    targetStatus: Annotated[Literal["STOPPED"] | None, WithJsonSchema({"type": "string", "enum": ["STOPPED"]})] = None
+    configurationId: Annotated[str | None, Field(pattern=SAP_ID),
+                               WithJsonSchema({"type": "string", "pattern": SAP_ID})] = None
+
+    @field_validator("targetStatus", "configurationId", mode="before")
+    @classmethod
+    def _given(cls, value: object) -> object:
+        # Only a value given runs this: an absent field is None by default, a null one is refused.
+        if value is None:
+            raise ValueError("may be absent, not null")
+        return value
 
 
 class BulkItem(BaseModel):
@@ -280,11 +292,15 @@ async def query(
               responses=answers(404))
 async def modify_many(scope: InGroup, body: BulkModificationRequest, platform: PlatformDep) -> dict[str, Any]:
     # SAP sends application/merge-patch+json; FastAPI reads any +json body as JSON.
-    ids = [item.id for item in body.deployments]
-    if len(set(ids)) != len(ids):
-        raise ErrorAnswer(400, "BadRequest", "body.deployments: each deployment may appear once")
     results: list[dict[str, Any]] = []
+    seen: set[str] = set()
     for item in body.deployments:
+        if item.id in seen:
+            # Answered, not acted on: the description cannot say "each id once", so the request is valid.
+            results.append({"id": item.id, "error": {"code": "Duplicate", "message": f"deployment {item.id} "
+                            "appears more than once in this request: only its first change is made"}})
+            continue
+        seen.add(item.id)
         try:
             deployment = await deployment_or_404(platform.store.deployments, scope.group, item.id)
             if item.targetStatus == "STOPPED":

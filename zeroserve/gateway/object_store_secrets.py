@@ -39,8 +39,10 @@ SecretName = Annotated[str, Path(alias="objectStoreName", pattern=r"^[a-zA-Z0-9\
 class ObjectStoreSecretData(ApiBody):
     """SAP's BckndobjectStoreSecretWithSensitiveDataRequest; type ``local`` is zeroserve's own."""
 
-    name: Annotated[str, Field(max_length=233)]
-    type: str = Field(description="S3, or local (a directory on this machine: pathPrefix)")
+    name: Annotated[str, Field(max_length=233, pattern=OBJECT_STORE_NAME.pattern,
+                               description="An RFC 1123 subdomain: lower-case letters, digits, '-' and '.'")]
+    type: str = Field(pattern=r"^([sS]3|[lL][oO][cC][aA][lL])$",
+                      description="S3, or local (a directory on this machine: pathPrefix), in any case")
     bucket: str | None = None
     endpoint: str | None = None
     region: str | None = None

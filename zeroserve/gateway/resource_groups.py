@@ -31,7 +31,12 @@ router = Router(prefix="/v2/admin")
 # NATS subject token and a Kubernetes label value.
 SAP_GROUP = r"^[a-zA-Z0-9][a-zA-Z0-9.-]{1,251}[a-zA-Z0-9]$"
 GROUP_LABEL_KEY = r"^ext.ai.sap.com/(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]){1,48}$"
+# A group zeroserve can hold: SAP's 3 characters at least, and an RFC 1123 label (ID_PATTERN).
+GROUP_ID = r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$"
 GroupIdPath = Annotated[str, Path(alias="resourceGroupId", min_length=3, max_length=253, pattern=SAP_GROUP)]
+# default always exists, so it is no group to delete: the description says so.
+DeletableGroupPath = Annotated[str, Path(alias="resourceGroupId", min_length=3, max_length=253, pattern=SAP_GROUP,
+                                         json_schema_extra={"not": {"enum": [DEFAULT_GROUP]}})]
 
 
 class GroupLabel(ApiBody):
@@ -42,7 +47,8 @@ class GroupLabel(ApiBody):
 class ResourceGroupPost(ApiBody):
     """SAP's BckndResourceGroupsPostRequest."""
 
-    resource_group_id: Annotated[str, Field(min_length=3, max_length=253, pattern=SAP_GROUP)]
+    resource_group_id: Annotated[str, Field(min_length=3, max_length=63, pattern=GROUP_ID, description=(
+        "Lower-case letters, digits and '-' (an RFC 1123 label): it names NATS subjects and Kubernetes labels"))]
     labels: list[GroupLabel] = []
 
 
@@ -119,7 +125,7 @@ async def get_group(claims: Caller, group_id: GroupIdPath, platform: PlatformDep
 @router.delete("/resourceGroups/{resourceGroupId}", status_code=202, response_model=records.Created,
                summary="Delete a resource group with its artifacts, configurations and object store secrets "
                "(admin token; refused while it has deployments)", responses=answers(403, 404))
-async def delete_group(claims: Admin, group_id: GroupIdPath, platform: PlatformDep) -> dict[str, Any]:
+async def delete_group(claims: Admin, group_id: DeletableGroupPath, platform: PlatformDep) -> dict[str, Any]:
     store = platform.store
     if group_id == DEFAULT_GROUP:
         raise ErrorAnswer(400, "BadRequest", "resource group default cannot be deleted")

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import APIRouter, FastAPI, HTTPException, Request
 from fastapi.routing import APIRoute
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute, Match, Route, compile_path, get_route_path
+from starlette.types import Scope
 
 # SAP's operation ids (aicore-openapi-2.42.0.yaml), by method and path (under /v2, as zeroserve serves them).
 SAP_OPERATIONS = {
@@ -90,26 +92,69 @@ class Router(APIRouter):
 
 
 def refuse_other_methods(app: FastAPI) -> None:
-    """For every path of the app, a route that answers each method the path lacks with 405 and an ``Allow``
-    that lists those it has. Each comes before the path's first route, so a literal path (``.../$count``)
-    refuses PATCH itself rather than let the template after it (``.../{deploymentId}``) take it as an id.
-    Call it once every router is included."""
-    routes: list[BaseRoute] = app.router.routes
-    methods: dict[str, set[str]] = {}
-    for route in routes:
-        if isinstance(route, Route) and route.methods:
-            methods.setdefault(route.path, set()).update(route.methods)
-    for path, allowed in methods.items():
-        first = next(i for i, route in enumerate(routes) if isinstance(route, Route) and route.path == path)
-        refused = [method for method in _HTTP_METHODS if method not in allowed]
-        routes.insert(first, Route(path, _refusal(", ".join(sorted(allowed))), methods=refused,
-                                   include_in_schema=False))
+    """Answer 405, with an ``Allow`` that lists the methods a path has, for a method the path lacks.
+
+    Starlette takes the first route whose template matches, so ``PATCH .../deployments/$count`` would reach
+    ``PATCH .../deployments/{deploymentId}`` as an id, and its 405s name only the methods of the first route
+    that matched the path. ``MethodRefusal`` comes before every route and looks at the most specific
+    template that matches the path (a literal one before one with parameters). Call it once."""
+    app.router.routes.insert(0, MethodRefusal(app))
 
 
-def _refusal(allow: str) -> Callable[[Request], Any]:
-    async def refuse(request: Request) -> None:
+class MethodRefusal(Route):
+    """The route that takes a request whose method its path does not have (see ``refuse_other_methods``)."""
+
+    def __init__(self, app: FastAPI) -> None:
+        super().__init__("/{refused:path}", self._refuse, methods=list(_HTTP_METHODS), include_in_schema=False)
+        self._app = app
+        self._table: list[tuple[re.Pattern[str], str, frozenset[str]]] | None = None
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        if scope["type"] != "http":
+            return Match.NONE, {}
+        path = get_route_path(scope)
+        for pattern, template, methods in self.table():
+            if pattern.match(path):
+                if scope["method"] in methods:
+                    return Match.NONE, {}
+                # The template's route stands in for this one: the token check looks at its path (app.py).
+                return Match.FULL, {"endpoint": self.endpoint, "route": _Refused(template, methods)}
+        return Match.NONE, {}
+
+    def table(self) -> list[tuple[re.Pattern[str], str, frozenset[str]]]:
+        """(pattern, template, methods) of every path, the most specific first; made at the first request,
+        once every router is included."""
+        if self._table is None:
+            methods: dict[str, set[str]] = {}
+            for template, route_methods in _paths(self._app.router.routes, ""):
+                methods.setdefault(template, set()).update(route_methods)
+            specific_first = sorted(methods, key=lambda t: (t.count("{"), -len(t)))
+            self._table = [(compile_path(t)[0], t, frozenset(methods[t])) for t in specific_first]
+        return self._table
+
+    @staticmethod
+    async def _refuse(request: Request) -> None:
+        refused: _Refused = request.scope["route"]
+        allow = ", ".join(sorted(refused.methods))
         # Through the HTTPException handler, so that a caller without a token hears 401 first (app.py).
-        raise HTTPException(405, f"{request.method} is not a method of {request.url.path}; it has {allow}",
+        raise HTTPException(405, f"{request.method} is not a method of {refused.path}; it has {allow}",
                             headers={"Allow": allow})
 
-    return refuse
+
+@dataclass(frozen=True)
+class _Refused:
+    path: str
+    methods: frozenset[str]
+
+
+def _paths(routes: list[BaseRoute], prefix: str) -> list[tuple[str, set[str]]]:
+    found: list[tuple[str, set[str]]] = []
+    for route in routes:
+        if isinstance(route, MethodRefusal):
+            continue
+        if hasattr(route, "original_router"):  # FastAPI keeps an included router as a branch, with its prefix
+            included: Any = route
+            found += _paths(included.original_router.routes, prefix + included.include_context.prefix)
+        elif isinstance(route, Route) and route.methods:
+            found.append((prefix + route.path, set(route.methods)))
+    return found

@@ -17,7 +17,13 @@ from fastapi import Depends, Path, Query, Request
 from zeroserve.api import records
 from zeroserve.events import utc_text
 from zeroserve.gateway.errors import answers, bad_request, not_found
-from zeroserve.gateway.listing import label_selector, labels_match, listing
+from zeroserve.gateway.listing import (
+    SELECTOR_DESCRIPTION,
+    SELECTOR_PATTERN,
+    label_selector,
+    labels_match,
+    listing,
+)
 from zeroserve.gateway.routing import Router
 from zeroserve.gateway.security import InGroup
 from zeroserve.templates.serving import ServingTemplate
@@ -115,7 +121,9 @@ async def get_scenario(scope: InGroup, scenario_id: ScenarioIdPath, catalog: Cat
             responses=answers(404))
 async def list_versions(
     scope: InGroup, scenario_id: ScenarioIdPath, catalog: CatalogDep,
-    label_selector_text: Annotated[str | None, Query(alias="labelSelector")] = None,
+    label_selector_text: Annotated[str | None, Query(alias="labelSelector", max_length=5000,
+                                                     pattern=SELECTOR_PATTERN, description=SELECTOR_DESCRIPTION)]
+    = None,
 ) -> dict[str, Any]:
     selector = label_selector(label_selector_text, "labelSelector")
     versions = sorted({template.version for template in catalog.templates_of(scenario_id)})

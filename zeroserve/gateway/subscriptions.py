@@ -9,7 +9,7 @@ resolves to an address that is not public is refused (400) unless the operator a
 from __future__ import annotations
 
 import secrets
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 from fastapi.responses import JSONResponse
@@ -30,6 +30,9 @@ from zeroserve.webhooks.targets import ForbiddenTarget, UnresolvableTarget, chec
 
 router = Router(tags=["subscriptions"])
 
+# The event types a subscription may name, in full or without io.zeroserve.
+SUBSCRIBABLE = [*OUT_TYPES, *(name.removeprefix(PREFIX) for name in OUT_TYPES)]
+
 
 def _full_type(name: str) -> str:
     return name if name.startswith(PREFIX) else PREFIX + name
@@ -40,8 +43,10 @@ class SubscriptionRequest(BaseModel):
 
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
 
-    url: str = Field(max_length=2048, description="Where events are POSTed: an http or https URL.")
-    event_types: list[str] = Field(
+    url: str = Field(max_length=2048, pattern=r"^[hH][tT][tT][pP][sS]?://[^/?#@\s]+",
+                     description="Where events are POSTed: an http or https URL whose host resolves to a public "
+                                 "address (or one of webhook_allowed_networks)")
+    event_types: list[Annotated[str, Field(json_schema_extra={"enum": SUBSCRIBABLE})]] = Field(
         min_length=1, max_length=len(OUT_TYPES),
         description="Event types to deliver (io.zeroserve. may be left out): " + ", ".join(OUT_TYPES),
     )
