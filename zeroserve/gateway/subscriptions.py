@@ -84,7 +84,8 @@ def view(subscription: Subscription, *, secret: bool = False) -> dict[str, Any]:
     }
     if secret:
         shown["secret"] = subscription.secret
-    return shown
+    # Absent rather than null, as every answer of the API (routing.Router): the same at creation as after.
+    return {name: value for name, value in shown.items() if value is not None}
 
 
 async def find(platform: Platform, group: str, id: str) -> Subscription:
