@@ -151,8 +151,9 @@ def event_schemas() -> dict[str, Any]:
     openapi_extra={"requestBody": {"required": True, "content": {
         STRUCTURED: {"schema": {"$ref": f"{COMPONENTS}{EVENT_SCHEMA}"}, "description": "one event"},
         BATCH: {"schema": {"type": "array", "items": {"$ref": f"{COMPONENTS}{EVENT_SCHEMA}"}, "minItems": 1,
-                           "maxItems": MAX_BATCH, "uniqueItems": True},
-                "description": "several events, each id once; all are published or none"},
+                           "maxItems": MAX_BATCH},
+                "description": "several events; all are published or none (an id seen before is a duplicate, "
+                               "published once)"},
     }}},
 )
 async def publish(request: Request, scope: InGroup, platform: PlatformDep) -> JSONResponse:
