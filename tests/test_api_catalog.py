@@ -340,10 +340,11 @@ async def test_model_metrics_of_two_artifacts_can_be_compared(api, zeroserve, mo
     tagged = await api.get("/v2/lm/metrics", params={"executionIds": "iris-v1", "tagFilters": "stage!=dev"},
                            headers=DEFAULT)
     assert assert_conforms(tagged).json()["resources"] == []
+    every = assert_conforms(await api.get("/v2/lm/metrics", headers=DEFAULT)).json()
+    assert [r["executionId"] for r in every["resources"]] == ["iris-v1", "iris-v2"], "no ids: every artifact's"
 
 
 @pytest.mark.parametrize("params, field", [
-    ({}, "executionIds"),
     ({"$filter": "name eq 'x'"}, "$filter"),
     ({"executionIds": ",".join(f"artifact-{n}" for n in range(11))}, "executionIds"),
 ])

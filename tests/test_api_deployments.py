@@ -275,21 +275,16 @@ async def test_a_bulk_change_answers_for_each_deployment(zeroserve, api, iris):
         "/v2/lm/deployments", headers={"Content-Type": "application/merge-patch+json"},
         content=json.dumps({"deployments": [
             {"id": running, "targetStatus": "STOPPED"},
-            {"id": "dnosuchdeploymen", "targetStatus": "STOPPED"},
+            {"id": "dnosuchdeploymen", "targetStatus": "DELETED"},
             {"id": running, "targetStatus": "DELETED"},
         ]})))
-    assert response.status_code == 400, "an id may appear once"
-    response = assert_conforms(await api.patch(
-        "/v2/lm/deployments", headers={"Content-Type": "application/merge-patch+json"},
-        content=json.dumps({"deployments": [
-            {"id": running, "targetStatus": "STOPPED"},
-            {"id": "dnosuchdeploymen", "targetStatus": "DELETED"},
-        ]})))
     assert response.status_code == 202, response.text
-    first, second = response.json()["deployments"]
+    first, second, again = response.json()["deployments"]
     assert first == {"id": running, "message": "Deployment modification scheduled"}
     assert second["id"] == "dnosuchdeploymen" and second["error"]["code"] == "NotFound"
+    assert again["id"] == running and again["error"]["code"] == "Duplicate", "an id's first change only"
     await status_becomes(api, running, "STOPPED")
+    assert (await api.get(f"/v2/lm/deployments/{running}")).status_code == 200, "stopped, not deleted"
     empty = assert_conforms(await api.patch("/v2/lm/deployments", headers={
         "Content-Type": "application/merge-patch+json"}, content=json.dumps({"deployments": []})))
     assert empty.status_code == 400
@@ -323,7 +318,8 @@ async def test_logs_are_read_after_the_replicas_are_gone(zeroserve, api, iris):
     assert oldest.json()["data"]["result"] == logs[:1]
     future = datetime.now(UTC) + timedelta(hours=1)
     later = assert_conforms(await api.get(f"/v2/lm/deployments/{id}/logs", params={"start": future.isoformat()}))
-    assert later.status_code == 400, "start after the default end (now)"
+    assert later.status_code == 200, "start after the default end (now): a range that holds nothing"
+    assert later.json() == {"data": {"result": []}}
     window = assert_conforms(await api.get(f"/v2/lm/deployments/{id}/logs", params={
         "start": (future - timedelta(minutes=30)).isoformat(), "end": future.isoformat()}))
     assert window.json() == {"data": {"result": []}}

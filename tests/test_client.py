@@ -6,7 +6,10 @@ The blocking ``Client`` runs in a thread: the embedded gateway shares the test's
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 from time import monotonic
 
 import httpx
@@ -15,6 +18,7 @@ from cloudevents.http import CloudEvent
 from conftest import token_for
 
 from zeroserve.client import ApiError, AsyncClient, Client, Connection, NotConfigured, connection
+from zeroserve.client.transport import retry_after
 from zeroserve.events import ArtifactCreated, DeploymentStopped, new_event
 
 
@@ -177,3 +181,137 @@ async def test_an_explicit_token_is_used_as_is(zeroserve):
     with Client.local(connection=Connection(zeroserve.url, token=token)) as zs:
         assert await asyncio.to_thread(zs.token) == token
         assert await asyncio.to_thread(zs.deployments) == []
+
+
+class Cable:
+    """A loopback TCP relay to the gateway that can be cut, as a network drop cuts a long response."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.writers: list[asyncio.StreamWriter] = []
+        self.server: asyncio.Server | None = None
+
+    async def start(self) -> str:
+        self.server = await asyncio.start_server(self._relay, "127.0.0.1", 0)
+        return f"http://127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
+
+    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        upstream_reader, upstream_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+        self.writers += [writer, upstream_writer]
+
+        async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+            with contextlib.suppress(ConnectionError, OSError):
+                while data := await source.read(65536):
+                    sink.write(data)
+                    await sink.drain()
+            sink.close()
+
+        await asyncio.gather(pipe(reader, upstream_writer), pipe(upstream_reader, writer))
+
+    def cut(self) -> None:
+        for writer in self.writers:
+            writer.transport.abort()
+        self.writers.clear()
+
+    async def close(self) -> None:
+        self.cut()
+        assert self.server is not None
+        self.server.close()
+
+
+def same_events(got: list, expected: list) -> bool:
+    """The same events, each once, in the same order within each kind: status events and log records are
+    kept in two streams, and replayed ones of the two may interleave otherwise than they did live."""
+    def by_kind(events: list) -> dict[str, list]:
+        kinds: dict[str, list] = {}
+        for event in events:
+            kinds.setdefault(event.type, []).append(event.data)
+        return kinds
+
+    return by_kind(got) == by_kind(expected)
+
+
+async def followed_to_the_last_note(events) -> list:
+    seen = []
+    async for event in events:
+        seen.append(event)
+        if event.type == "io.zeroserve.deployment.log" and event.data["message"] == "note 3":
+            return seen
+    raise AssertionError(f"the stream ended before the last note: {seen}")
+
+
+async def test_a_reconnecting_event_stream_gets_the_events_it_missed_and_none_twice(zeroserve, zs):
+    artifact = await zs.create_artifact("iris", model_url(zeroserve, "not-there"))
+    configuration = await zs.create_configuration("iris", executable_id="sklearn", artifacts={"model": artifact.id})
+    created = await zs.create_deployment(configuration.id)
+    async with zs.deployment_events(created.id, timeout=30) as events:
+        everything = []  # its current status, then each event as it happened
+        async for event in events:
+            everything.append(event)
+            if event.type == "io.zeroserve.deployment.status" and event.data["status"] == "DEAD":
+                for n in (1, 2, 3):  # and three log records of the control plane's
+                    await zeroserve.platform.logs.control("default", created.id, f"note {n}")
+            if event.type == "io.zeroserve.deployment.log" and event.data["message"] == "note 3":
+                break
+    assert len(everything) >= 5 and len({event.id for event in everything}) == len(everything)
+
+    # A client that saw the first two events and gives the second's id back gets the rest, as they were.
+    async with zs.deployment_events(created.id, last_event_id=everything[1].id, timeout=30) as events:
+        assert same_events(await followed_to_the_last_note(events), everything[2:])
+
+    # A connection dropped after one event: the client opens it again with Last-Event-ID by itself.
+    found = connection(zeroserve.settings)
+    cable = Cable(int(zeroserve.url.rsplit(":", 1)[1]))
+    through = await cable.start()
+    async with AsyncClient(through, client_id=found.client_id, client_secret=found.client_secret) as dropping:
+        seen = []
+        async with dropping.deployment_events(created.id, last_event_id=everything[0].id, timeout=30) as events:
+            async for event in events:
+                seen.append(event)
+                if len(seen) == 1:
+                    cable.cut()
+                if event.type == "io.zeroserve.deployment.log" and event.data["message"] == "note 3":
+                    break
+    await cable.close()
+    assert same_events(seen, everything[1:]), "every event after the first, each once"
+
+
+async def test_wait_until_running_says_why_a_deployment_will_not_run(zeroserve, zs, sync_client):
+    artifact = await zs.create_artifact("iris", model_url(zeroserve, "not-there"))
+    configuration = await zs.create_configuration("iris", executable_id="sklearn", artifacts={"model": artifact.id})
+    created = await zs.create_deployment(configuration.id)
+    with pytest.raises(ApiError) as dead:
+        await zs.wait_until_running(created.id, timeout=60)
+    assert dead.value.code == "ArtifactNotFound" and "DEAD" in dead.value.message
+    with pytest.raises(ApiError, match="DEAD"):
+        await asyncio.to_thread(sync_client.wait_until_running, created.id, 60)
+
+
+@pytest.mark.parametrize("status, header, attempt, wait", [
+    (429, "2", 0, 2.0),
+    (503, "0", 2, 0.0),
+    (503, "3600", 0, 30.0),  # at most MAX_RETRY_WAIT_S
+    (429, "2", 3, None),  # RETRIES used up
+    (500, "2", 0, None),  # only 429 and 503 ask for a retry
+    (429, None, 0, None),
+])
+def test_a_429_or_503_with_retry_after_is_sent_again_after_the_wait_it_asks(status, header, attempt, wait):
+    headers = {"Retry-After": header} if header is not None else {}
+    response = httpx.Response(status, headers=headers)
+    assert retry_after(response, attempt) == wait
+
+
+def test_retry_after_as_an_http_date_is_a_wait_until_then():
+    then = datetime.now(UTC) + timedelta(seconds=20)
+    wait = retry_after(httpx.Response(429, headers={"Retry-After": format_datetime(then, usegmt=True)}), 0)
+    assert wait is not None and 15 < wait <= 20
+
+
+def test_the_client_takes_proxies_and_ca_certificates_from_the_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(tmp_path / "absent.pem"))
+    with pytest.raises(FileNotFoundError):
+        Client("https://gateway.example", token="t")  # the bundle named is the one read
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE")
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
+    with Client("https://gateway.example", token="t") as client:
+        assert client._http._transport_for_url(httpx.URL("https://gateway.example/v2")) is not client._http._transport

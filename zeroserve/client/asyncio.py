@@ -4,14 +4,16 @@ and awaited, its token got or renewed under an asyncio lock, and a 401 answered 
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any, TypeVar
 
 import httpx
 
 from zeroserve.client.calls import Call, StreamCall
 from zeroserve.client.errors import ApiError, error_of, unreachable
+from zeroserve.client.records import Deployment
 from zeroserve.client.streams import AsyncEventStream
-from zeroserve.client.transport import DEFAULT_GROUP, Transport
+from zeroserve.client.transport import DEFAULT_GROUP, POLL_S, Transport, http_options, retry_after, running
 
 T = TypeVar("T")
 
@@ -29,7 +31,7 @@ class AsyncClient(Transport):
     ) -> None:
         super().__init__(url, token=token, client_id=client_id, client_secret=client_secret, group=group,
                          timeout=timeout)
-        self._http = http or httpx.AsyncClient(timeout=timeout, trust_env=False)
+        self._http = http or httpx.AsyncClient(**http_options(timeout))
         self._lock: asyncio.Lock | None = None
 
     async def token(self) -> str:
@@ -44,10 +46,16 @@ class AsyncClient(Transport):
             return self._token.value
 
     async def _execute(self, call: Call[T], timeout: float | None = None) -> T:
-        try:
-            response = await self._http.send(self._request(self._http, call, timeout))
-        except httpx.TransportError as error:
-            raise unreachable(self.url, error) from None
+        attempt = 0
+        while True:
+            try:
+                response = await self._http.send(self._request(self._http, call, timeout))
+            except httpx.TransportError as error:
+                raise unreachable(self.url, error) from None
+            if (wait := retry_after(response, attempt)) is None:
+                break
+            await asyncio.sleep(wait)
+            attempt += 1
         if not response.is_success:
             raise error_of(response)
         return call.parse(response)
@@ -79,6 +87,16 @@ class AsyncClient(Transport):
 
     def _stream(self, call: StreamCall[T]) -> AsyncEventStream[T]:
         return AsyncEventStream(self, call)
+
+    async def wait_until_running(self, deployment_id: str, timeout: float = 300.0) -> Deployment:
+        """The deployment once RUNNING; ApiError when it settles otherwise (DEAD, STOPPED: its reason) or
+        ``timeout`` seconds pass first."""
+        deadline = time.monotonic() + timeout
+        while True:
+            deployment = await self.deployment(deployment_id)
+            if running(deployment, deadline, timeout):
+                return deployment
+            await asyncio.sleep(POLL_S)
 
     async def aclose(self) -> None:
         await self._http.aclose()

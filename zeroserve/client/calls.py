@@ -5,7 +5,7 @@ decorators turn a method that builds one into what a ``Client`` runs at once and
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, TypeVar, overload
 
 import httpx
@@ -46,6 +46,11 @@ class StreamCall(Generic[T]):
     parse: Callable[[Event], T | None]
     # How long to wait for the next event (None: for ever); a wait that long ends with ApiError Timeout.
     timeout: float | None = None
+
+    def resumed(self, last_event_id: str) -> StreamCall[T]:
+        """The same stream, asked to go on after the event ``last_event_id`` (SSE's ``Last-Event-ID``)."""
+        call = replace(self.call, headers={**self.call.headers, "Last-Event-ID": last_event_id})
+        return replace(self, call=call)
 
 
 

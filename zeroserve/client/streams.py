@@ -1,10 +1,14 @@
 """Server-sent event streams: ``SseDecoder`` reads events from lines as the HTML standard's event-stream
 parsing says, ``EventStream`` yields them from a blocking ``Client`` and ``AsyncEventStream`` from an
-``AsyncClient``; each opens its response on first use and is a context manager that closes it."""
+``AsyncClient``; each opens its response on first use and is a context manager that closes it. A stream
+the connection drops is opened again with ``Last-Event-ID``, the id of the last event it yielded, so
+the server goes on after it: no event missed, none twice (up to RECONNECTS times in a row)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -19,6 +23,14 @@ if TYPE_CHECKING:
     from zeroserve.client.sync import Client
 
 T = TypeVar("T")
+
+RECONNECTS = 5  # in a row, without an event in between
+RECONNECT_DELAY_S = 0.5  # before the first; doubled each time
+
+
+def _resumable(error: httpx.TransportError, decoder: SseDecoder, attempts: int) -> bool:
+    # A wait for the next event that ran out is the caller's timeout, not a dropped connection.
+    return not isinstance(error, httpx.TimeoutException) and decoder.last_id is not None and attempts < RECONNECTS
 
 
 class SseDecoder:
@@ -82,18 +94,28 @@ class EventStream(Generic[T]):
             self._response.close()
 
     def __iter__(self) -> Iterator[T]:
-        response = self.open()._response
-        assert response is not None
         decoder = SseDecoder()
-        try:
-            for line in response.iter_lines():
-                event = decoder.feed(line)
-                if event is not None:
-                    parsed = self._call.parse(event)
-                    if parsed is not None:
-                        yield parsed
-        except httpx.TransportError as error:
-            raise unreachable(self._client.url, error) from None
+        attempts = 0
+        while True:
+            response = self.open()._response
+            assert response is not None
+            try:
+                for line in response.iter_lines():
+                    event = decoder.feed(line)
+                    if event is not None:
+                        attempts = 0
+                        parsed = self._call.parse(event)
+                        if parsed is not None:
+                            yield parsed
+                return
+            except httpx.TransportError as error:
+                if not _resumable(error, decoder, attempts):
+                    raise unreachable(self._client.url, error) from None
+            assert decoder.last_id is not None
+            self.close()
+            time.sleep(RECONNECT_DELAY_S * 2**attempts)
+            attempts += 1
+            self._response, self._call = None, self._call.resumed(decoder.last_id)
 
 
 class AsyncEventStream(Generic[T]):
@@ -120,15 +142,25 @@ class AsyncEventStream(Generic[T]):
             await self._response.aclose()
 
     async def __aiter__(self) -> AsyncIterator[T]:
-        response = (await self.open())._response
-        assert response is not None
         decoder = SseDecoder()
-        try:
-            async for line in response.aiter_lines():
-                event = decoder.feed(line)
-                if event is not None:
-                    parsed = self._call.parse(event)
-                    if parsed is not None:
-                        yield parsed
-        except httpx.TransportError as error:
-            raise unreachable(self._client.url, error) from None
+        attempts = 0
+        while True:
+            response = (await self.open())._response
+            assert response is not None
+            try:
+                async for line in response.aiter_lines():
+                    event = decoder.feed(line)
+                    if event is not None:
+                        attempts = 0
+                        parsed = self._call.parse(event)
+                        if parsed is not None:
+                            yield parsed
+                return
+            except httpx.TransportError as error:
+                if not _resumable(error, decoder, attempts):
+                    raise unreachable(self._client.url, error) from None
+            assert decoder.last_id is not None
+            await self.close()
+            await asyncio.sleep(RECONNECT_DELAY_S * 2**attempts)
+            attempts += 1
+            self._response, self._call = None, self._call.resumed(decoder.last_id)

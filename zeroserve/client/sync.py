@@ -4,14 +4,16 @@ at once, its token got or renewed under a thread lock, and a 401 answered by ren
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any, TypeVar
 
 import httpx
 
 from zeroserve.client.calls import Call, StreamCall
 from zeroserve.client.errors import ApiError, error_of, unreachable
+from zeroserve.client.records import Deployment
 from zeroserve.client.streams import EventStream
-from zeroserve.client.transport import DEFAULT_GROUP, Transport
+from zeroserve.client.transport import DEFAULT_GROUP, POLL_S, Transport, http_options, retry_after, running
 
 T = TypeVar("T")
 
@@ -30,7 +32,7 @@ class Client(Transport):
     ) -> None:
         super().__init__(url, token=token, client_id=client_id, client_secret=client_secret, group=group,
                          timeout=timeout)
-        self._http = http or httpx.Client(timeout=timeout, trust_env=False)
+        self._http = http or httpx.Client(**http_options(timeout))
         self._lock = threading.Lock()
 
     def token(self) -> str:
@@ -42,10 +44,16 @@ class Client(Transport):
             return self._token.value
 
     def _execute(self, call: Call[T], timeout: float | None = None) -> T:
-        try:
-            response = self._http.send(self._request(self._http, call, timeout))
-        except httpx.TransportError as error:
-            raise unreachable(self.url, error) from None
+        attempt = 0
+        while True:
+            try:
+                response = self._http.send(self._request(self._http, call, timeout))
+            except httpx.TransportError as error:
+                raise unreachable(self.url, error) from None
+            if (wait := retry_after(response, attempt)) is None:
+                break
+            time.sleep(wait)
+            attempt += 1
         if not response.is_success:
             raise error_of(response)
         return call.parse(response)
@@ -77,6 +85,16 @@ class Client(Transport):
 
     def _stream(self, call: StreamCall[T]) -> EventStream[T]:
         return EventStream(self, call)
+
+    def wait_until_running(self, deployment_id: str, timeout: float = 300.0) -> Deployment:
+        """The deployment once RUNNING; ApiError when it settles otherwise (DEAD, STOPPED: its reason) or
+        ``timeout`` seconds pass first."""
+        deadline = time.monotonic() + timeout
+        while True:
+            deployment = self.deployment(deployment_id)
+            if running(deployment, deadline, timeout):
+                return deployment
+            time.sleep(POLL_S)
 
     def close(self) -> None:
         self._http.close()

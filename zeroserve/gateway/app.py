@@ -21,6 +21,7 @@ from fastapi import Depends, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.requests import ClientDisconnect
 
+from zeroserve.api.records import Health
 from zeroserve.gateway import (
     applications,
     artifacts,
@@ -49,6 +50,7 @@ from zeroserve.gateway import (
 from zeroserve.gateway.errors import ErrorAnswer, answers, error_response, install
 from zeroserve.gateway.inference import PREFIX, InferenceRoute
 from zeroserve.gateway.proxy import Connections
+from zeroserve.gateway.routing import operation_id, refuse_other_methods
 from zeroserve.gateway.security import authenticate, bearer
 from zeroserve.platform import Platform
 from zeroserve.webhooks.replays import SeenIds
@@ -104,7 +106,7 @@ def create_app(platform: Platform) -> Gateway:
         yield
         await connections.close()
 
-    app = Gateway(title="zeroserve", version="0.1.0", lifespan=lifespan,
+    app = Gateway(title="zeroserve", version="0.1.0", lifespan=lifespan, generate_unique_id_function=operation_id,
                   description="SAP AI API v2-compatible model serving, driven by CloudEvents.")
     app.state.platform = platform
     app.state.seen_webhook_ids = SeenIds(platform)
@@ -121,10 +123,19 @@ def create_app(platform: Platform) -> Gateway:
         return None
 
     install(app, first=token_first)
+    generate = app.openapi
 
-    @app.get("/healthz", summary="Is the gateway up and connected to NATS")
-    async def healthz() -> dict[str, object]:
-        return {"status": "ok", "nats": platform.bus.nc.is_connected}
+    def described() -> dict[str, Any]:
+        # The schemas of the events POST /v2/events takes are no route's models: FastAPI would leave them out.
+        schema = generate()
+        schema.setdefault("components", {}).setdefault("schemas", {}).update(ingress.event_schemas())
+        return schema
+
+    app.openapi = described  # type: ignore[method-assign]
+
+    @app.get("/healthz", summary="Is the gateway up and connected to NATS", response_model=Health)
+    async def healthz() -> Health:
+        return Health(status="ok", nats=platform.bus.nc.is_connected)
 
     @app.exception_handler(ClientDisconnect)
     async def gone(request: Request, error: ClientDisconnect) -> Response:
@@ -166,4 +177,5 @@ def create_app(platform: Platform) -> Gateway:
         instance_types.router, renderings.router, uploads.router,
     ):
         app.include_router(router, dependencies=protected, responses=answers(401))
+    refuse_other_methods(app)  # last: it lists the methods of every route included above
     return app

@@ -10,10 +10,11 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Path, Query
+from fastapi import Path, Query
 from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import Field, field_validator
 
+from zeroserve.api import records
 from zeroserve.artifacts.registration import API_SOURCE
 from zeroserve.artifacts.uris import unreadable
 from zeroserve.core.store import Artifact, Store
@@ -21,6 +22,8 @@ from zeroserve.errors import ZeroserveError
 from zeroserve.events import ArtifactCreated, Label, new_event, utc_text
 from zeroserve.gateway.errors import ErrorAnswer, answers
 from zeroserve.gateway.listing import (
+    SELECTOR_DESCRIPTION,
+    SELECTOR_PATTERN,
     CaseInsensitive,
     Expand,
     Search,
@@ -33,10 +36,11 @@ from zeroserve.gateway.listing import (
     search_matches,
 )
 from zeroserve.gateway.params import NAME, SAP_ID, ApiBody, ScenarioFilter, stored_or_404
+from zeroserve.gateway.routing import Router
 from zeroserve.gateway.scenarios import Catalog, CatalogDep
 from zeroserve.gateway.security import InGroup, PlatformDep
 
-router = APIRouter(prefix="/v2/lm")
+router = Router(prefix="/v2/lm")
 
 # The spec's patterns, so that bad input gets a 400 that names the field before anything is looked up.
 LABEL_KEY = r"^ext\.ai\.sap\.com\/[\w\.-]+$"
@@ -52,8 +56,7 @@ KindFilter = Annotated[Kind | None, Query(alias="kind")]
 # SAP allows 10 expressions of 5000 characters; 50000 percent-encoded is more than the HTTP server
 # reads in a request line (64 KiB: uvicorn refuses more with a plain-text 400 the gateway never sees).
 LabelSelector = Annotated[str | None, Query(
-    alias="artifactLabelSelector", max_length=5000,
-    description='"key=value" or "key!=value", comma-separated (a comma in a value: {comma})')]
+    alias="artifactLabelSelector", max_length=5000, pattern=SELECTOR_PATTERN, description=SELECTOR_DESCRIPTION)]
 
 
 class LabelData(ApiBody):
@@ -112,7 +115,8 @@ async def artifacts_matching(
     return sorted(found, key=lambda a: (a.created_at, a.id))
 
 
-@router.post("/artifacts", status_code=201, summary="Register an artifact: its URL is checked now, its files "
+@router.post("/artifacts", status_code=201, response_model=records.Created,
+             summary="Register an artifact: its URL is checked now, its files "
              "staged by the artifact.created function", responses=answers(404))
 async def create_artifact(
     scope: InGroup, body: ArtifactPostData, platform: PlatformDep, catalog: CatalogDep,
@@ -135,7 +139,8 @@ async def create_artifact(
                         status_code=201, headers={"Location": location})
 
 
-@router.get("/artifacts", summary="Artifacts of the resource group, filtered, searched and paged",
+@router.get("/artifacts", response_model=records.ArtifactList,
+            summary="Artifacts of the resource group, filtered, searched and paged",
             responses=answers(404))
 async def list_artifacts(
     scope: InGroup, platform: PlatformDep, catalog: CatalogDep, scenario_id: ScenarioFilter = None,
@@ -160,7 +165,7 @@ async def count_artifacts(
     return PlainTextResponse(str(len(found)))
 
 
-@router.get("/artifacts/{artifactId}", summary="One artifact", responses=answers(404))
+@router.get("/artifacts/{artifactId}", response_model=records.Artifact, summary="One artifact", responses=answers(404))
 async def get_artifact(
     scope: InGroup, artifact_id: Annotated[str, Path(alias="artifactId")], platform: PlatformDep,
     catalog: CatalogDep, expand: Expand = None,

@@ -8,24 +8,30 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Response
+from fastapi import Path, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from zeroserve.api import records
 from zeroserve.auth import Unauthorized
 from zeroserve.core.store import RegisteredClient, Store
 from zeroserve.events import ID_PATTERN, utc_text
 from zeroserve.gateway.errors import ErrorAnswer, answers, not_found
 from zeroserve.gateway.listing import listing
+from zeroserve.gateway.routing import Router
 from zeroserve.gateway.security import Admin, PlatformDep
 
-router = APIRouter(prefix="/v2/admin")
+router = Router(prefix="/v2/admin")
+
+# A resource group id (events.ID_PATTERN), or * for every group.
+GROUP_OR_ALL = r"^(\*|[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)$"
 
 
 class ClientPost(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    groups: list[str] = Field(min_length=1, description="Resource groups the client may use; * for all (admin)")
+    groups: list[Annotated[str, Field(pattern=GROUP_OR_ALL)]] = Field(
+        min_length=1, description="Resource groups the client may use; * for all (admin)")
     name: Annotated[str | None, Field(max_length=256)] = None
 
 
@@ -34,7 +40,8 @@ def client_view(client: RegisteredClient) -> dict[str, Any]:
             "createdAt": utc_text(client.created_at)}
 
 
-@router.post("/clients", status_code=201, summary="Create an API client for resource groups (admin token): "
+@router.post("/clients", status_code=201, response_model=records.ClientCredentials,
+             summary="Create an API client for resource groups (admin token): "
              "answers clientId and clientSecret, the secret only this once", responses=answers(403))
 async def create_client(claims: Admin, body: ClientPost, platform: PlatformDep) -> JSONResponse:
     try:
@@ -46,7 +53,8 @@ async def create_client(claims: Admin, body: ClientPost, platform: PlatformDep) 
                                  "Cache-Control": "no-store"})
 
 
-@router.get("/clients", summary="API clients: ids, names and groups (admin token; never secrets)",
+@router.get("/clients", response_model=records.ApiClientList,
+            summary="API clients: ids, names and groups (admin token; never secrets)",
             responses=answers(403))
 async def list_clients(claims: Admin, platform: PlatformDep) -> dict[str, Any]:
     clients = sorted(await platform.store.clients.list(Store.GLOBAL), key=lambda c: (c.created_at, c.id))

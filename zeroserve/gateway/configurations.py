@@ -11,10 +11,11 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path
+from fastapi import Path
 from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import Field
 
+from zeroserve.api import records
 from zeroserve.core.store import Configuration, Store
 from zeroserve.events import ArtifactBinding, ConfigurationCreated, ParameterBinding, new_event, utc_text
 from zeroserve.gateway.errors import answers, bad_request
@@ -30,11 +31,12 @@ from zeroserve.gateway.listing import (
     search_matches,
 )
 from zeroserve.gateway.params import NAME, SAP_ID, ApiBody, ExecutableIds, ScenarioFilter, stored, stored_or_404
+from zeroserve.gateway.routing import Router
 from zeroserve.gateway.scenarios import Catalog, CatalogDep
 from zeroserve.gateway.security import InGroup, PlatformDep
 from zeroserve.templates.serving import ServingTemplate
 
-router = APIRouter(prefix="/v2/lm")
+router = Router(prefix="/v2/lm")
 
 SOURCE = "/v2/lm/configurations"
 
@@ -136,7 +138,7 @@ async def configurations_matching(
     return sorted(found, key=lambda c: (c.created_at, c.id))
 
 
-@router.post("/configurations", status_code=201,
+@router.post("/configurations", status_code=201, response_model=records.Created,
              summary="Create a configuration: its bindings are checked against the executable's inputs",
              responses=answers(404))
 async def create_configuration(
@@ -160,7 +162,8 @@ async def create_configuration(
                         headers={"Location": location})
 
 
-@router.get("/configurations", summary="Configurations of the resource group, filtered, searched and paged",
+@router.get("/configurations", response_model=records.ConfigurationList,
+            summary="Configurations of the resource group, filtered, searched and paged",
             responses=answers(404))
 async def list_configurations(
     scope: InGroup, platform: PlatformDep, catalog: CatalogDep, scenario_id: ScenarioFilter = None,
@@ -183,7 +186,8 @@ async def count_configurations(
     return PlainTextResponse(str(len(found)))
 
 
-@router.get("/configurations/{configurationId}", summary="One configuration", responses=answers(404))
+@router.get("/configurations/{configurationId}", response_model=records.Configuration,
+            summary="One configuration", responses=answers(404))
 async def get_configuration(
     scope: InGroup, configuration_id: Annotated[str, Path(alias="configurationId")], platform: PlatformDep,
     catalog: CatalogDep, expand: Expand = None,

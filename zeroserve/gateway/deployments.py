@@ -14,10 +14,11 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Body, Path, Query
+from fastapi import Body, Path, Query
 from fastapi.responses import JSONResponse, PlainTextResponse
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validator
 
+from zeroserve.api import records
 from zeroserve.core.store import Configuration, Deployment, Registry
 from zeroserve.deployments.lifecycle import check_can_delete, check_can_reconfigure, check_can_stop
 from zeroserve.errors import DeploymentNotFound, InvalidTransition, ZeroserveError
@@ -33,17 +34,19 @@ from zeroserve.events import (
 )
 from zeroserve.gateway.errors import ErrorAnswer, answers, not_found
 from zeroserve.gateway.params import SAP_ID, ExecutableIds, ScenarioFilter, stored, stored_or_404
+from zeroserve.gateway.routing import Router
 from zeroserve.gateway.security import InGroup, PlatformDep
 from zeroserve.platform import Platform
 
 log = logging.getLogger(__name__)
 
-router = APIRouter(tags=["Deployment"])
+router = Router(tags=["Deployment"])
 
 SOURCE = "/zeroserve/gateway"
 # SAP's ttl: a number and a unit, minutes, hours or days, in either case (the spec's character
-# class also admits a comma, which means nothing: refused here).
-TTL_PATTERN = r"^[0-9]+[mMhHdD]$"
+# class also admits a comma, which means nothing: refused here). Up to 6 digits: 999999 days end
+# before the year 9999, after which no time can be told.
+TTL_PATTERN = r"^[0-9]{1,6}[mMhHdD]$"
 # Only the properties SAP requires, for $select=status.
 SELECTED = ("id", "configurationId", "status", "createdAt", "modifiedAt")
 STATUS_MESSAGE_LIMIT = 256  # SAP's maxLength of statusMessage
@@ -76,12 +79,23 @@ class CreationRequest(BaseModel):
 
 
 class ModificationRequest(BaseModel):
-    """SAP's AiDeploymentModificationRequest: a stop, or a new configuration."""
+    """SAP's AiDeploymentModificationRequest: a stop, or a new configuration, as the description says
+    (``oneOf``): either field, not both and not neither, and neither may be null."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", json_schema_extra={
+        "oneOf": [{"required": ["targetStatus"]}, {"required": ["configurationId"]}]})
 
-    targetStatus: Literal["STOPPED"] | None = None
-    configurationId: Annotated[str | None, Field(pattern=SAP_ID)] = None
+    targetStatus: Annotated[Literal["STOPPED"] | None, WithJsonSchema({"type": "string", "enum": ["STOPPED"]})] = None
+    configurationId: Annotated[str | None, Field(pattern=SAP_ID),
+                               WithJsonSchema({"type": "string", "pattern": SAP_ID})] = None
+
+    @field_validator("targetStatus", "configurationId", mode="before")
+    @classmethod
+    def _given(cls, value: object) -> object:
+        # Only a value given runs this: an absent field is None by default, a null one is refused.
+        if value is None:
+            raise ValueError("may be absent, not null")
+        return value
 
 
 class BulkItem(BaseModel):
@@ -242,7 +256,8 @@ async def matching(
     return sorted(found, key=lambda d: (-d.created_at.timestamp(), d.id))
 
 
-@router.post("/v2/lm/deployments", status_code=202, summary="Create deployment", responses=answers(404))
+@router.post("/v2/lm/deployments", status_code=202, response_model=records.Created,
+             summary="Create deployment", responses=answers(404))
 async def create(body: CreationRequest, scope: InGroup, platform: PlatformDep) -> JSONResponse:
     group = scope.group
     configuration = await usable_configuration(platform, group, body.configurationId)
@@ -270,7 +285,8 @@ async def count(
     return PlainTextResponse(str(len(found)))
 
 
-@router.get("/v2/lm/deployments", summary="Get list of deployments", responses=answers(404))
+@router.get("/v2/lm/deployments", response_model=records.DeploymentList,
+            summary="Get list of deployments", responses=answers(404))
 async def query(
     scope: InGroup, platform: PlatformDep, executable_ids: ExecutableIds = None,
     configuration_id: ConfigurationFilter = None, scenario_id: ScenarioFilter = None, status: StatusFilter = None,
@@ -284,15 +300,20 @@ async def query(
     return {"count": len(found), "resources": [await with_configuration(platform, d, select) for d in page]}
 
 
-@router.patch("/v2/lm/deployments", status_code=202, summary="Stop or delete several deployments",
+@router.patch("/v2/lm/deployments", status_code=202, response_model=records.BulkResults,
+              summary="Stop or delete several deployments",
               responses=answers(404))
 async def modify_many(scope: InGroup, body: BulkModificationRequest, platform: PlatformDep) -> dict[str, Any]:
     # SAP sends application/merge-patch+json; FastAPI reads any +json body as JSON.
-    ids = [item.id for item in body.deployments]
-    if len(set(ids)) != len(ids):
-        raise ErrorAnswer(400, "BadRequest", "body.deployments: each deployment may appear once")
     results: list[dict[str, Any]] = []
+    seen: set[str] = set()
     for item in body.deployments:
+        if item.id in seen:
+            # Answered, not acted on: the description cannot say "each id once", so the request is valid.
+            results.append({"id": item.id, "error": {"code": "Duplicate", "message": f"deployment {item.id} "
+                            "appears more than once in this request: only its first change is made"}})
+            continue
+        seen.add(item.id)
         try:
             deployment = await deployment_or_404(platform.store.deployments, scope.group, item.id)
             if item.targetStatus == "STOPPED":
@@ -307,7 +328,8 @@ async def modify_many(scope: InGroup, body: BulkModificationRequest, platform: P
     return {"deployments": results}
 
 
-@router.get("/v2/lm/deployments/{deploymentId}", summary="Get information about specific deployment",
+@router.get("/v2/lm/deployments/{deploymentId}", response_model=records.Deployment,
+            summary="Get information about specific deployment",
             responses=answers(404))
 async def get(
     deploymentId: DeploymentIdPath, scope: InGroup, platform: PlatformDep, select: Select = None,
@@ -316,7 +338,7 @@ async def get(
     return await with_configuration(platform, deployment, select)
 
 
-@router.patch("/v2/lm/deployments/{deploymentId}", status_code=202,
+@router.patch("/v2/lm/deployments/{deploymentId}", status_code=202, response_model=records.Created,
               summary="Stop a deployment or change its configuration", responses=answers(404, 412))
 async def modify(
     deploymentId: DeploymentIdPath, scope: InGroup, body: Annotated[ModificationRequest, Body()],
@@ -339,7 +361,8 @@ async def modify(
     return {"id": deployment_id, "message": "Deployment modification scheduled"}
 
 
-@router.delete("/v2/lm/deployments/{deploymentId}", status_code=202, summary="Mark deployment as deleted",
+@router.delete("/v2/lm/deployments/{deploymentId}", status_code=202, response_model=records.Created,
+               summary="Mark deployment as deleted",
                responses=answers(404, 412))
 async def remove(deploymentId: DeploymentIdPath, scope: InGroup, platform: PlatformDep) -> dict[str, Any]:
     await delete(platform, scope.group, await deployment_or_404(platform.store.deployments, scope.group, deploymentId))

@@ -279,6 +279,8 @@ async def _refuse(send: Send, refused: ErrorAnswer) -> None:
 
 
 router = APIRouter()
+# Whatever the model server answers: KServe V1's {"predictions": ...}, V2's {"outputs": ...}, OpenAI's objects.
+MODEL_ANSWER = {"description": "The model server's JSON answer (KServe V1, V2 or OpenAI protocol)"}
 
 
 async def infer(deployment_id: str, path: str, request: Request) -> Response:
@@ -289,6 +291,8 @@ async def infer(deployment_id: str, path: str, request: Request) -> Response:
 # One route per method, so that each has its own operation id in /openapi.json.
 for _method in METHODS:
     router.add_api_route(
-        PREFIX + "{deployment_id}/{path:path}", infer, methods=[_method], operation_id=f"infer_{_method.lower()}",
+        PREFIX + "{deployment_id}/{path:path}", infer, methods=[_method], operation_id=f"inference.{_method.lower()}",
         summary="Call a deployment's model server (KServe V1/V2 protocol), starting it from zero if needed",
+        responses={200: {"description": "The model server's answer, as it gave it", "content": {
+            "application/json": {"schema": MODEL_ANSWER}}}},
     )

@@ -14,14 +14,17 @@ twice has one effect.
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
 from cloudevents.http import CloudEvent
-from fastapi import APIRouter, Request
+from fastapi import Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
+from pydantic.json_schema import models_json_schema
 
+from zeroserve.api import records
 from zeroserve.core.binding import BATCH, STRUCTURED, BatchTooLarge, from_http, to_nats
 from zeroserve.errors import MalformedEvent
 from zeroserve.events import (
@@ -33,6 +36,7 @@ from zeroserve.events import (
     parse_data,
 )
 from zeroserve.gateway.errors import ErrorAnswer, answers
+from zeroserve.gateway.routing import Router
 from zeroserve.gateway.security import InGroup, PlatformDep
 
 # Events are small JSON documents; anything near this is a mistake or an attack, not a model.
@@ -71,6 +75,18 @@ async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
     return b"".join(chunks)
 
 
+def as_described(event: CloudEvent) -> None:
+    """Raise ``MalformedEvent`` unless the event's JSON data has the types the description gives it: JSON's
+    own, none coerced (``false`` is no number, ``"1"`` no integer), as a reader of the description expects."""
+    raw = event.get_data()
+    if isinstance(raw, dict):
+        try:
+            EVENT_TYPES[event["type"]].model_validate_json(json.dumps(raw), strict=True)
+        except ValidationError as error:
+            where = ".".join(["data", *(str(part) for part in error.errors()[0]["loc"])])
+            raise MalformedEvent(f"{event['type']}: {where}: {error.errors()[0]['msg']}") from None
+
+
 def check(event: CloudEvent) -> None:
     """Raise ``MalformedEvent`` unless users may send this event and its data is valid."""
     event_type = event["type"]
@@ -83,6 +99,7 @@ def check(event: CloudEvent) -> None:
         raise MalformedEvent(f"id {event['id'][:80]!r} must be 1-256 printable ASCII characters, "
                              "without spaces at either end")
     data = parse_data(event)
+    as_described(event)
     to_nats(event)  # attribute names and datacontenttype must fit NATS headers: refused now, not half-published
     # The function would dead-letter it later; the sender is here now and can fix it.
     if isinstance(data, ArtifactCreated) and data.id is None and not is_id(event["id"]):
@@ -90,30 +107,61 @@ def check(event: CloudEvent) -> None:
                              f"cannot serve as artifact id (ids must match {ID_PATTERN})")
 
 
-router = APIRouter(tags=["events"])
+
+router = Router(tags=["events"])
+
+COMPONENTS = "#/components/schemas/"
+EVENT_SCHEMA = "SentEvent"
+
+
+def event_schemas() -> dict[str, Any]:
+    """The description's schemas of an event a user may send (``SentEvent``), one branch per type with
+    that type's data, and the data's own schemas: what ``check`` accepts, as the description states it."""
+    models = [EVENT_TYPES[event_type] for event_type in IN_TYPES]
+    refs, top = models_json_schema([(model, "validation") for model in models],
+                                   ref_template=COMPONENTS + "Sent{model}")
+    schemas = {f"Sent{name}": schema for name, schema in top.get("$defs", {}).items()}
+    branches = []
+    for model in models:
+        branch: dict[str, Any] = {"type": "object", "required": ["specversion", "id", "source", "type", "data"],
+                                  # Extension attributes are accepted (lower-case letters and digits), not described.
+                                  "additionalProperties": False, "properties": {
+            "specversion": {"type": "string", "enum": ["1.0"]},
+            "id": {"type": "string", "pattern": _SAFE_ID.pattern, "description": "Printable ASCII, 1-256"},
+            "source": {"type": "string", "pattern": r"^[\x21-\x7e]{1,256}$"},
+            "type": {"type": "string", "enum": [model.event_type]},
+            "data": refs[(model, "validation")]}}
+        if model is ArtifactCreated:  # the event id serves as artifact id unless data.id is given
+            branch["anyOf"] = [{"properties": {"id": {"pattern": ID_PATTERN}}},
+                               {"properties": {"data": {"required": ["id"], "properties": {"id": {"type": "string"}}}}}]
+        branches.append(branch)
+    schemas[EVENT_SCHEMA] = {"oneOf": branches, "description": "A CloudEvent in structured mode"}
+    return schemas
 
 
 @router.post(
-    "/v2/events", status_code=202, response_model=Accepted,
-    summary="Publish CloudEvents (binary, structured or batch mode) to the caller's resource group",
+    "/v2/events", status_code=202, response_model=records.Accepted,
+    summary="Publish CloudEvents (structured or batch mode; binary mode too) to the caller's resource group",
+    description="One event (application/cloudevents+json) or several (application/cloudevents-batch+json, all "
+    "published or none). Binary mode is accepted too though not described here, since what it needs is in "
+    "headers: the data as the body, with ce-specversion, ce-id, ce-source and ce-type headers, percent-encoded.",
     responses=answers(400, 404, 413, meanings={
         400: "An event is not valid: the message names the field (and, in a batch, the event)",
-        413: "The body or the batch is too large"}),
+        413: "The body is too large"}),
     openapi_extra={"requestBody": {"required": True, "content": {
-        "application/json": {"schema": {"type": "object"},
-                             "description": "binary mode: the data, with ce-specversion, ce-id, ce-source, "
-                                            "ce-type (and other ce-*) headers, percent-encoded"},
-        STRUCTURED: {"schema": {"type": "object"}, "description": "one event in structured mode"},
-        BATCH: {"schema": {"type": "array", "items": {"type": "object"}, "maxItems": MAX_BATCH},
-                "description": "several events; all are published or none"},
+        STRUCTURED: {"schema": {"$ref": f"{COMPONENTS}{EVENT_SCHEMA}"}, "description": "one event"},
+        BATCH: {"schema": {"type": "array", "items": {"$ref": f"{COMPONENTS}{EVENT_SCHEMA}"}, "minItems": 1,
+                           "maxItems": MAX_BATCH},
+                "description": "several events; all are published or none (an id seen before is a duplicate, "
+                               "published once)"},
     }}},
 )
 async def publish(request: Request, scope: InGroup, platform: PlatformDep) -> JSONResponse:
     body = await read_body(request)
     try:
         events = from_http(request.headers, body, accept=check, max_batch=MAX_BATCH)
-    except BatchTooLarge as error:
-        raise ErrorAnswer(413, "PayloadTooLarge", error.message) from None
+    except BatchTooLarge as error:  # the description's maxItems: a request it calls invalid
+        raise ErrorAnswer(400, "InvalidEvent", error.message) from None
     except MalformedEvent as error:
         raise ErrorAnswer(400, "InvalidEvent", error.message) from None
     accepted: list[dict[str, Any]] = []

@@ -19,6 +19,12 @@ from zeroserve.gateway.errors import ErrorAnswer
 T = TypeVar("T")
 
 _SELECTOR = re.compile(r"^(ext\.ai\.sap\.com/[\w.-]+)(!?=)([^ =,]+)$")
+# The same, as the description states it: up to 10 expressions, comma-separated. ASCII word characters:
+# what the description's readers (and pydantic's regex engine) take for \w differs beyond ASCII.
+_EXPRESSION = r"ext\.ai\.sap\.com/[A-Za-z0-9_.-]+!?=[^ =,]+"
+SELECTOR_PATTERN = rf"^{_EXPRESSION}(,{_EXPRESSION}){{0,9}}$"
+SELECTOR_DESCRIPTION = ('"ext.ai.sap.com/<key>=<value>" or "ext.ai.sap.com/<key>!=<value>", up to 10, comma-separated '
+                        '(a comma in a value: {comma})')
 
 # /v2/lm's paging.
 Top = Annotated[int, Query(alias="$top", ge=0, le=100000, description="Number of results to display")]

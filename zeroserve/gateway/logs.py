@@ -10,36 +10,45 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import Query
 
+from zeroserve.api import records
 from zeroserve.deployments import logs as deployment_logs
 from zeroserve.events import is_id, utc_text
 from zeroserve.gateway.deployments import DeploymentIdPath
-from zeroserve.gateway.errors import ErrorAnswer, answers, not_found
+from zeroserve.gateway.errors import answers, not_found
 from zeroserve.gateway.params import stored
+from zeroserve.gateway.routing import Router
 from zeroserve.gateway.security import InGroup, PlatformDep
 
-router = APIRouter(tags=["Deployment"])
+router = Router(tags=["Deployment"])
+
+_EARLIEST = datetime.min.replace(tzinfo=UTC)
+_LATEST = datetime.max.replace(tzinfo=UTC)
 
 
 def _aware(moment: datetime) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def time_range(start: datetime | None, end: datetime | None) -> tuple[datetime, datetime]:
-    """(start, end) in UTC: ``end`` now and ``start`` an hour before it unless given; 400 when they cannot be."""
-    try:  # in UTC, where a time near year 1 or 9999 (or an hour before end) may not exist
-        end_at = _aware(end).astimezone(UTC) if end else datetime.now(UTC)
-        start_at = _aware(start).astimezone(UTC) if start else end_at - timedelta(hours=1)
+def _utc(moment: datetime) -> datetime:
+    # A time near the year 1 or 9999 may lie beyond them in UTC: it stands for the nearest one that does not.
+    try:
+        return _aware(moment).astimezone(UTC)
     except OverflowError:
-        raise ErrorAnswer(400, "BadRequest", "start and end (and the default start, an hour before end) must lie "
-                       "between the years 1 and 9999 in UTC") from None
-    if start_at > end_at:
-        raise ErrorAnswer(400, "BadRequest", "start is after end")
+        return _EARLIEST if moment.year < 5000 else _LATEST
+
+
+def time_range(start: datetime | None, end: datetime | None) -> tuple[datetime, datetime]:
+    """(start, end) in UTC: ``end`` now and ``start`` an hour before it unless given. Any two times the
+    description admits make a range; one whose start is after its end holds no lines."""
+    end_at = _utc(end) if end else datetime.now(UTC)
+    start_at = _utc(start) if start else max(end_at, _EARLIEST + timedelta(hours=1)) - timedelta(hours=1)
     return start_at, end_at
 
 
-@router.get("/v2/lm/deployments/{deploymentId}/logs", summary="Get logs of specific deployment",
+@router.get("/v2/lm/deployments/{deploymentId}/logs", response_model=records.Logs,
+            summary="Get logs of specific deployment",
             responses=answers(404))
 async def logs(
     deploymentId: DeploymentIdPath, scope: InGroup, platform: PlatformDep,
@@ -52,7 +61,7 @@ async def logs(
     group = scope.group
     start_at, end_at = time_range(start, end)
     records = (await deployment_logs.query(platform.bus, group, deployment_id, start_at, end_at, top, order)
-               if is_id(deployment_id) else [])
+               if is_id(deployment_id) and start_at <= end_at else [])
     # Logs outlive the deployment; an id that never had either is unknown.
     if not records and await stored(platform.store.deployments, group, deployment_id) is None:
         raise not_found(f"no deployment {deployment_id} in resource group {group}, and no logs of one "

@@ -8,15 +8,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
+from zeroserve.api import records
+from zeroserve.gateway.routing import Router
 
-router = APIRouter(prefix="/v2/lm")
+router = Router(prefix="/v2/lm")
 
 AI_API_VERSION = "2.42.0"
 ZEROSERVE_VERSION = "0.1.0"
 
 
-@router.get("/meta", summary="What this implementation of the AI API supports, and its limits")
+@router.get("/meta", response_model=records.Meta,
+            summary="What this implementation of the AI API supports, and its limits")
 async def meta() -> dict[str, Any]:
     return {
         "runtimeIdentifier": "zeroserve",

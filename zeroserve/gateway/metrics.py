@@ -3,11 +3,13 @@ every route: give Prometheus one with its ``oauth2`` client-credentials settings
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from fastapi import Response
 from fastapi.responses import PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-router = APIRouter(tags=["Metrics"])
+from zeroserve.gateway.routing import Router
+
+router = Router(tags=["Metrics"])
 
 
 @router.get("/metrics", summary="Prometheus metrics: requests, latency, cold starts, replicas, events",

@@ -13,24 +13,34 @@ from collections.abc import Callable
 from typing import Annotated, Any
 from urllib.parse import unquote
 
-from fastapi import APIRouter, Query
+from fastapi import Query
 
+from zeroserve.api import records
 from zeroserve.core.store import Artifact
 from zeroserve.events import Label, utc_text
 from zeroserve.gateway.errors import ErrorAnswer, answers
 from zeroserve.gateway.listing import Skip, comma_list, listing, page
 from zeroserve.gateway.params import SAP_ID, stored
+from zeroserve.gateway.routing import Router
 from zeroserve.gateway.security import InGroup, PlatformDep
 
-router = APIRouter(prefix="/v2/lm")
+router = Router(prefix="/v2/lm")
 
 # SAP's reserved metric label that ties a metric to the artifact it describes.
 ARTIFACT_NAME_LABEL = "metrics.ai.sap.com/Artifact.name"
 MAX_METRIC_IDS = 10
+# What the description states of the query, so that a query it admits is one this module can read.
+_ID = r"[A-Za-z0-9_.-]{4,64}"
+EXECUTION_IDS = rf"^{_ID}(,{_ID}){{0,{MAX_METRIC_IDS - 1}}}$"
+_QUOTED = rf"'{_ID}'"
+FILTER = (rf"^\s*executionId\s+(eq\s+{_QUOTED}|in\s*\(\s*{_QUOTED}(\s*,\s*{_QUOTED}){{0,{MAX_METRIC_IDS - 1}}}\s*\))"
+          r"\s*$")
+TAG_FILTERS = r"^[^,\n]*(,[^,\n]*){0,99}$"
 
 
-def metric_ids(execution_ids: str | None, filter_text: str | None) -> list[str]:
-    """The artifact ids a metrics query asks for, from executionIds or SAP's (deprecated) $filter."""
+def metric_ids(execution_ids: str | None, filter_text: str | None) -> list[str] | None:
+    """The artifact ids a metrics query asks for, from executionIds or SAP's (deprecated) $filter; None
+    when it names none: then it asks for every artifact's."""
     if execution_ids is not None:
         ids = comma_list(execution_ids) or []
         field = "query.executionIds"
@@ -46,7 +56,7 @@ def metric_ids(execution_ids: str | None, filter_text: str | None) -> list[str]:
             raise ErrorAnswer(400, "BadRequest", f"{field}: only executionId eq '<artifact id>' or "
                            "executionId in ('<artifact id>', ...) are understood")
     else:
-        raise ErrorAnswer(400, "BadRequest", "query.executionIds: give the artifact ids (executionIds=a,b) or $filter")
+        return None
     if not ids:
         raise ErrorAnswer(400, "BadRequest", f"{field}: no artifact id given")
     if len(ids) > MAX_METRIC_IDS:
@@ -111,22 +121,26 @@ def metric_resource(artifact: Artifact, wanted: set[str]) -> dict[str, Any]:
 
 
 @router.get(
-    "/metrics",
+    "/metrics", response_model=records.ArtifactMetricsList,
     summary="Model quality metrics of artifacts (SAP's metrics.find, with artifact ids where SAP has "
     "execution ids): executionIds=<artifact id>,... (up to 10) or $filter=executionId eq '<id>' / "
-    "executionId in ('<id>', ...); each resource's executionId is the artifact id, its metrics those the "
-    "artifact was registered with (timestamp: when it was registered), its tags the artifact's labels",
+    "executionId in ('<id>', ...), or neither for every artifact; each resource's executionId is the artifact "
+    "id, its metrics those the artifact was registered with (timestamp: when it was registered), its tags the "
+    "artifact's labels",
     responses=answers(404),
 )
 async def find_metrics(
     scope: InGroup,
     platform: PlatformDep,
-    execution_ids: Annotated[str | None, Query(alias="executionIds", description="Artifact ids, comma-separated")]
+    execution_ids: Annotated[str | None, Query(alias="executionIds", pattern=EXECUTION_IDS, description=(
+        f"Artifact ids, comma-separated, up to {MAX_METRIC_IDS}; without them and $filter, every artifact's"))]
     = None,
-    filter_text: Annotated[str | None, Query(alias="$filter", max_length=5000)] = None,
+    filter_text: Annotated[str | None, Query(alias="$filter", max_length=5000, pattern=FILTER, description=(
+        "executionId eq '<artifact id>' or executionId in ('<artifact id>', ...)"))] = None,
     select: Annotated[str | None, Query(alias="$select", pattern=r"^(\*|metrics|tags|customInfo)"
                                         r"(,(\*|metrics|tags|customInfo))*$")] = None,
-    tag_filters: Annotated[str | None, Query(alias="tagFilters", max_length=5000)] = None,
+    tag_filters: Annotated[str | None, Query(alias="tagFilters", max_length=5000, pattern=TAG_FILTERS, description=(
+        "name, name=value or name!=value, percent-encoded, up to 100, comma-separated"))] = None,
     top: Annotated[int, Query(alias="$top", ge=0, le=10000)] = 1000,
     skip: Skip = 0,
 ) -> dict[str, Any]:
@@ -134,10 +148,9 @@ async def find_metrics(
     selected = set((select or "*").split(","))
     wanted = {"metrics", "tags", "customInfo"} if "*" in selected else selected
     matches = tag_filter(tag_filters)
-    resources = []
-    for artifact_id in dict.fromkeys(ids):
-        artifact = await stored(platform.store.artifacts, scope.group, artifact_id)
-        if artifact is None or not matches(artifact.labels):
-            continue  # as for an execution without metrics: absent from the answer
-        resources.append(metric_resource(artifact, wanted))
+    if ids is None:
+        found = sorted(await platform.store.artifacts.list(scope.group), key=lambda a: (a.created_at, a.id))
+    else:  # an unknown id is as an execution without metrics: absent from the answer
+        found = [a for a in [await stored(platform.store.artifacts, scope.group, i) for i in dict.fromkeys(ids)] if a]
+    resources = [metric_resource(artifact, wanted) for artifact in found if matches(artifact.labels)]
     return listing(page(resources, top, skip), count=len(resources))

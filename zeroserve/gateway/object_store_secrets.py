@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path
+from fastapi import Path
 from pydantic import Field
 
+from zeroserve.api import records
 from zeroserve.artifacts.object_stores import (
     ACCESS_KEY_ID,
     LOCAL,
@@ -26,10 +27,11 @@ from zeroserve.errors import ZeroserveError
 from zeroserve.gateway.errors import ErrorAnswer, answers, not_found
 from zeroserve.gateway.listing import AdminCount, AdminSkip, AdminTop, listing, page
 from zeroserve.gateway.params import ApiBody
+from zeroserve.gateway.routing import Router
 from zeroserve.gateway.security import InGroup, PlatformDep
 from zeroserve.platform import Platform
 
-router = APIRouter(prefix="/v2/admin")
+router = Router(prefix="/v2/admin")
 
 SecretName = Annotated[str, Path(alias="objectStoreName", pattern=r"^[a-zA-Z0-9\.\-_]+$")]
 
@@ -37,8 +39,10 @@ SecretName = Annotated[str, Path(alias="objectStoreName", pattern=r"^[a-zA-Z0-9\
 class ObjectStoreSecretData(ApiBody):
     """SAP's BckndobjectStoreSecretWithSensitiveDataRequest; type ``local`` is zeroserve's own."""
 
-    name: Annotated[str, Field(max_length=233)]
-    type: str = Field(description="S3, or local (a directory on this machine: pathPrefix)")
+    name: Annotated[str, Field(max_length=233, pattern=OBJECT_STORE_NAME.pattern,
+                               description="An RFC 1123 subdomain: lower-case letters, digits, '-' and '.'")]
+    type: str = Field(pattern=r"^([sS]3|[lL][oO][cC][aA][lL])$",
+                      description="S3, or local (a directory on this machine: pathPrefix), in any case")
     bucket: str | None = None
     endpoint: str | None = None
     region: str | None = None
@@ -104,7 +108,7 @@ async def existing_secret(store: Store, group: str, name: str) -> ObjectStoreSec
     return secret
 
 
-@router.post("/objectStoreSecrets", status_code=202,
+@router.post("/objectStoreSecrets", status_code=202, response_model=records.Message,
              summary="Create an object store secret of the resource group: S3, or local (a directory here)",
              responses=answers(404, 409))
 async def create_secret(scope: InGroup, body: ObjectStoreSecretData, platform: PlatformDep) -> dict[str, Any]:
@@ -122,7 +126,8 @@ async def create_secret(scope: InGroup, body: ObjectStoreSecretData, platform: P
     return {"message": "Secret has been created"}
 
 
-@router.get("/objectStoreSecrets", summary="Object store secrets of the resource group (never their data)",
+@router.get("/objectStoreSecrets", response_model=records.ObjectStoreSecretList,
+            summary="Object store secrets of the resource group (never their data)",
             responses=answers(404))
 async def list_secrets(
     scope: InGroup, platform: PlatformDep, top: AdminTop = None, skip: AdminSkip = 0, count: AdminCount = False,
@@ -132,13 +137,14 @@ async def list_secrets(
     return listing([secret_view(s) for s in shown], count=len(secrets) if count else len(shown))
 
 
-@router.get("/objectStoreSecrets/{objectStoreName}", summary="One object store secret (never its data)",
+@router.get("/objectStoreSecrets/{objectStoreName}", response_model=records.ObjectStoreSecret,
+            summary="One object store secret (never its data)",
             responses=answers(404))
 async def get_secret(scope: InGroup, name: SecretName, platform: PlatformDep) -> dict[str, Any]:
     return secret_view(await existing_secret(platform.store, scope.group, name))
 
 
-@router.patch("/objectStoreSecrets/{objectStoreName}", status_code=202,
+@router.patch("/objectStoreSecrets/{objectStoreName}", status_code=202, response_model=records.Created,
               summary="Replace an object store secret (the body is the whole secret, data included)",
               responses=answers(404))
 async def update_secret(
@@ -157,7 +163,8 @@ async def update_secret(
     return {"id": name, "message": "Secret has been modified"}
 
 
-@router.delete("/objectStoreSecrets/{objectStoreName}", status_code=202, summary="Delete an object store secret",
+@router.delete("/objectStoreSecrets/{objectStoreName}", status_code=202, response_model=records.Created,
+               summary="Delete an object store secret",
                responses=answers(404))
 async def delete_secret(scope: InGroup, name: SecretName, platform: PlatformDep) -> dict[str, Any]:
     await existing_secret(platform.store, scope.group, name)

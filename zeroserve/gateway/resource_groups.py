@@ -12,24 +12,31 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path
+from fastapi import Path
 from pydantic import Field
 
+from zeroserve.api import records
 from zeroserve.auth import ALL_GROUPS, Claims
 from zeroserve.core.store import ObjectStoreSecret, ResourceGroup, Store
 from zeroserve.events import ID_PATTERN, Label, is_id, utc_text
 from zeroserve.gateway.errors import ErrorAnswer, answers, not_found
 from zeroserve.gateway.listing import AdminCount, AdminSkip, AdminTop, listing, page
 from zeroserve.gateway.params import ApiBody
+from zeroserve.gateway.routing import Router
 from zeroserve.gateway.security import DEFAULT_GROUP, Admin, Caller, PlatformDep
 
-router = APIRouter(prefix="/v2/admin")
+router = Router(prefix="/v2/admin")
 
 # SAP's resource group id (3 to 253 characters) must also be an RFC 1123 label here: it becomes a
 # NATS subject token and a Kubernetes label value.
 SAP_GROUP = r"^[a-zA-Z0-9][a-zA-Z0-9.-]{1,251}[a-zA-Z0-9]$"
 GROUP_LABEL_KEY = r"^ext.ai.sap.com/(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]){1,48}$"
+# A group zeroserve can hold: SAP's 3 characters at least, and an RFC 1123 label (ID_PATTERN).
+GROUP_ID = r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$"
 GroupIdPath = Annotated[str, Path(alias="resourceGroupId", min_length=3, max_length=253, pattern=SAP_GROUP)]
+# default always exists, so it is no group to delete: the description says so.
+DeletableGroupPath = Annotated[str, Path(alias="resourceGroupId", min_length=3, max_length=253, pattern=SAP_GROUP,
+                                         json_schema_extra={"not": {"enum": [DEFAULT_GROUP]}})]
 
 
 class GroupLabel(ApiBody):
@@ -40,7 +47,8 @@ class GroupLabel(ApiBody):
 class ResourceGroupPost(ApiBody):
     """SAP's BckndResourceGroupsPostRequest."""
 
-    resource_group_id: Annotated[str, Field(min_length=3, max_length=253, pattern=SAP_GROUP)]
+    resource_group_id: Annotated[str, Field(min_length=3, max_length=63, pattern=GROUP_ID, description=(
+        "Lower-case letters, digits and '-' (an RFC 1123 label): it names NATS subjects and Kubernetes labels"))]
     labels: list[GroupLabel] = []
 
 
@@ -73,7 +81,8 @@ def _record_id(record: Any) -> str:
     return str(record.name if isinstance(record, ObjectStoreSecret) else record.id)
 
 
-@router.post("/resourceGroups", status_code=202, summary="Create a resource group (admin token)",
+@router.post("/resourceGroups", status_code=202, response_model=records.ResourceGroup,
+             summary="Create a resource group (admin token)",
              responses=answers(403, 409))
 async def create_group(claims: Admin, body: ResourceGroupPost, platform: PlatformDep) -> dict[str, Any]:
     group_id = body.resource_group_id
@@ -93,7 +102,8 @@ async def create_group(claims: Admin, body: ResourceGroupPost, platform: Platfor
     return {"resourceGroupId": group_id, "tenantId": "zeroserve"}
 
 
-@router.get("/resourceGroups", summary="The resource groups this token may use")
+@router.get("/resourceGroups", response_model=records.ResourceGroupList,
+            summary="The resource groups this token may use")
 async def list_groups(
     claims: Caller, platform: PlatformDep, top: AdminTop = None, skip: AdminSkip = 0, count: AdminCount = False,
 ) -> dict[str, Any]:
@@ -102,7 +112,8 @@ async def list_groups(
     return listing([group_view(g) for g in shown], count=len(groups) if count else len(shown))
 
 
-@router.get("/resourceGroups/{resourceGroupId}", summary="One resource group (404 if this token does not cover it)",
+@router.get("/resourceGroups/{resourceGroupId}", response_model=records.ResourceGroup,
+            summary="One resource group (404 if this token does not cover it)",
             responses=answers(404))
 async def get_group(claims: Caller, group_id: GroupIdPath, platform: PlatformDep) -> dict[str, Any]:
     for group in await visible_groups(platform.store, claims):
@@ -111,10 +122,10 @@ async def get_group(claims: Caller, group_id: GroupIdPath, platform: PlatformDep
     raise not_found(f"resource group {group_id} not found")
 
 
-@router.delete("/resourceGroups/{resourceGroupId}", status_code=202,
+@router.delete("/resourceGroups/{resourceGroupId}", status_code=202, response_model=records.Created,
                summary="Delete a resource group with its artifacts, configurations and object store secrets "
                "(admin token; refused while it has deployments)", responses=answers(403, 404))
-async def delete_group(claims: Admin, group_id: GroupIdPath, platform: PlatformDep) -> dict[str, Any]:
+async def delete_group(claims: Admin, group_id: DeletableGroupPath, platform: PlatformDep) -> dict[str, Any]:
     store = platform.store
     if group_id == DEFAULT_GROUP:
         raise ErrorAnswer(400, "BadRequest", "resource group default cannot be deleted")

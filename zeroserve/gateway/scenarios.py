@@ -14,15 +14,23 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Query
+from fastapi import Depends, Path, Query
 
+from zeroserve.api import records
 from zeroserve.events import utc_text
 from zeroserve.gateway.errors import answers, bad_request, not_found
-from zeroserve.gateway.listing import label_selector, labels_match, listing
+from zeroserve.gateway.listing import (
+    SELECTOR_DESCRIPTION,
+    SELECTOR_PATTERN,
+    label_selector,
+    labels_match,
+    listing,
+)
+from zeroserve.gateway.routing import Router
 from zeroserve.gateway.security import InGroup, PlatformDep
 from zeroserve.templates.serving import ServingTemplate
 
-router = APIRouter(prefix="/v2/lm")
+router = Router(prefix="/v2/lm")
 
 ScenarioIdPath = Annotated[str, Path(alias="scenarioId")]
 
@@ -102,12 +110,13 @@ async def catalog_of(scope: InGroup, platform: PlatformDep) -> Catalog:
 CatalogDep = Annotated[Catalog, Depends(catalog_of)]
 
 
-@router.get("/scenarios", summary="Scenarios: those of the serving templates", responses=answers(404))
+@router.get("/scenarios", response_model=records.ScenarioList,
+            summary="Scenarios: those of the serving templates", responses=answers(404))
 async def list_scenarios(scope: InGroup, catalog: CatalogDep) -> dict[str, Any]:
     return listing([view for view in map(catalog.scenario_view, catalog.scenario_ids()) if view is not None])
 
 
-@router.get("/scenarios/{scenarioId}", summary="One scenario", responses=answers(404))
+@router.get("/scenarios/{scenarioId}", response_model=records.Scenario, summary="One scenario", responses=answers(404))
 async def get_scenario(scope: InGroup, scenario_id: ScenarioIdPath, catalog: CatalogDep) -> dict[str, Any]:
     view = catalog.scenario_view(scenario_id)
     if view is None:
@@ -115,12 +124,14 @@ async def get_scenario(scope: InGroup, scenario_id: ScenarioIdPath, catalog: Cat
     return view
 
 
-@router.get("/scenarios/{scenarioId}/versions",
+@router.get("/scenarios/{scenarioId}/versions", response_model=records.ScenarioVersionList,
             summary="Versions of a scenario: those of its serving templates (an unknown scenario has none)",
             responses=answers(404))
 async def list_versions(
     scope: InGroup, scenario_id: ScenarioIdPath, catalog: CatalogDep,
-    label_selector_text: Annotated[str | None, Query(alias="labelSelector")] = None,
+    label_selector_text: Annotated[str | None, Query(alias="labelSelector", max_length=5000,
+                                                     pattern=SELECTOR_PATTERN, description=SELECTOR_DESCRIPTION)]
+    = None,
 ) -> dict[str, Any]:
     selector = label_selector(label_selector_text, "labelSelector")
     versions = sorted({template.version for template in catalog.templates_of(scenario_id)})
@@ -132,7 +143,7 @@ async def list_versions(
     ])
 
 
-@router.get("/scenarios/{scenarioId}/executables",
+@router.get("/scenarios/{scenarioId}/executables", response_model=records.ExecutableList,
             summary="Executables of a scenario: its serving templates, all deployable", responses=answers(404))
 async def list_executables(
     scope: InGroup, scenario_id: ScenarioIdPath, catalog: CatalogDep,
@@ -142,7 +153,8 @@ async def list_executables(
                     if version_id is None or t.version == version_id])
 
 
-@router.get("/scenarios/{scenarioId}/executables/{executableId}", summary="One executable (serving template)",
+@router.get("/scenarios/{scenarioId}/executables/{executableId}", response_model=records.Executable,
+            summary="One executable (serving template)",
             responses=answers(404))
 async def get_executable(
     scope: InGroup, scenario_id: ScenarioIdPath, executable_id: Annotated[str, Path(alias="executableId")],

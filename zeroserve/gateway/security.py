@@ -13,7 +13,9 @@ from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Header, Request
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.openapi.models import OAuthFlowClientCredentials, OAuthFlows
+from fastapi.security import OAuth2
+from starlette.requests import HTTPConnection
 
 from zeroserve.auth import Claims, Unauthorized
 from zeroserve.events import ID_PATTERN, is_id
@@ -21,7 +23,25 @@ from zeroserve.gateway.errors import ErrorAnswer
 from zeroserve.platform import Platform
 
 DEFAULT_GROUP = "default"
-bearer = HTTPBearer(auto_error=False, description="A token from POST /oauth/token (client credentials).")
+TOKEN_URL = "/oauth/token"
+
+
+class ClientCredentials(OAuth2):
+    """SAP AI Core's OAuth2 client-credentials flow, as the description states it (so ``/docs`` can fetch a
+    token from ``/oauth/token``), read as a plain bearer token: the token, or None when there is none."""
+
+    def __init__(self) -> None:
+        super().__init__(flows=OAuthFlows(clientCredentials=OAuthFlowClientCredentials(tokenUrl=TOKEN_URL)),
+                         scheme_name="OAuth2ClientCredentials", auto_error=False,
+                         description="A client id and secret get a bearer token from POST /oauth/token; "
+                                     "send it as Authorization: Bearer <token>.")
+
+    async def __call__(self, request: HTTPConnection) -> str | None:
+        scheme, _, token = (request.headers.get("Authorization") or "").partition(" ")
+        return token.strip() or None if scheme.lower() == "bearer" else None
+
+
+bearer = ClientCredentials()
 
 
 def platform_of(request: Request) -> Platform:
@@ -34,10 +54,8 @@ async def current_platform(request: Request) -> Platform:
     return platform_of(request)
 
 
-async def authenticate(
-    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
-) -> Claims:
-    return claims_of(platform_of(request), None if credentials is None else credentials.credentials)
+async def authenticate(request: Request, token: Annotated[str | None, Depends(bearer)]) -> Claims:
+    return claims_of(platform_of(request), token)
 
 
 def claims_of(platform: Platform, token: str | None) -> Claims:

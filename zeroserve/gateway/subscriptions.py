@@ -9,25 +9,29 @@ resolves to an address that is not public is refused (400) unless the operator a
 from __future__ import annotations
 
 import secrets
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import urlsplit
 
-from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
 
+from zeroserve.api import records
 from zeroserve.artifacts.uris import unreadable
 from zeroserve.core.store import Subscription
 from zeroserve.events import EVENT_TYPES, OUT_TYPES, PREFIX, utc_text
 from zeroserve.gateway.errors import ErrorAnswer, answers
 from zeroserve.gateway.params import stored_or_404
+from zeroserve.gateway.routing import Router
 from zeroserve.gateway.security import InGroup, PlatformDep
 from zeroserve.platform import Platform
 from zeroserve.webhooks.signatures import new_secret
 from zeroserve.webhooks.targets import ForbiddenTarget, UnresolvableTarget, check_target
 
-router = APIRouter(tags=["subscriptions"])
+router = Router(tags=["subscriptions"])
+
+# The event types a subscription may name, in full or without io.zeroserve.
+SUBSCRIBABLE = [*OUT_TYPES, *(name.removeprefix(PREFIX) for name in OUT_TYPES)]
 
 
 def _full_type(name: str) -> str:
@@ -39,8 +43,10 @@ class SubscriptionRequest(BaseModel):
 
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
 
-    url: str = Field(max_length=2048, description="Where events are POSTed: an http or https URL.")
-    event_types: list[str] = Field(
+    url: str = Field(max_length=2048, pattern=r"^[hH][tT][tT][pP][sS]?://[^/?#@\s]+",
+                     description="Where events are POSTed: an http or https URL whose host resolves to a public "
+                                 "address (or one of webhook_allowed_networks)")
+    event_types: list[Annotated[str, Field(json_schema_extra={"enum": SUBSCRIBABLE})]] = Field(
         min_length=1, max_length=len(OUT_TYPES),
         description="Event types to deliver (io.zeroserve. may be left out): " + ", ".join(OUT_TYPES),
     )
@@ -78,14 +84,16 @@ def view(subscription: Subscription, *, secret: bool = False) -> dict[str, Any]:
     }
     if secret:
         shown["secret"] = subscription.secret
-    return shown
+    # Absent rather than null, as every answer of the API (routing.Router): the same at creation as after.
+    return {name: value for name, value in shown.items() if value is not None}
 
 
 async def find(platform: Platform, group: str, id: str) -> Subscription:
     return await stored_or_404(platform.store.subscriptions, group, id, f"subscription {id} not found")
 
 
-@router.post("/v2/subscriptions", status_code=201, summary="Deliver this group's events to a URL (webhooks out)",
+@router.post("/v2/subscriptions", status_code=201, response_model=records.Subscription,
+             summary="Deliver this group's events to a URL (webhooks out)",
              responses={201: {"description": "created; the signing secret is shown only here"},
                         **answers(400, 404, meanings={400: "A bad field, or a URL whose host is not a public "
                                                            "address (WebhookTargetNotAllowed) or does not resolve"})})
@@ -103,18 +111,21 @@ async def create(request: SubscriptionRequest, scope: InGroup, platform: Platfor
     return JSONResponse(view(subscription, secret=True), status_code=201)
 
 
-@router.get("/v2/subscriptions", summary="The group's subscriptions (without secrets)", responses=answers(404))
+@router.get("/v2/subscriptions", response_model=records.SubscriptionList,
+            summary="The group's subscriptions (without secrets)", responses=answers(404))
 async def list_(scope: InGroup, platform: PlatformDep) -> dict[str, Any]:
     found = sorted(await platform.store.subscriptions.list(scope.group), key=lambda s: s.created_at)
     return {"count": len(found), "resources": [view(s) for s in found]}
 
 
-@router.get("/v2/subscriptions/{id}", summary="One subscription (without its secret)", responses=answers(404))
+@router.get("/v2/subscriptions/{id}", response_model=records.Subscription,
+            summary="One subscription (without its secret)", responses=answers(404))
 async def get(id: str, scope: InGroup, platform: PlatformDep) -> dict[str, Any]:
     return view(await find(platform, scope.group, id))
 
 
-@router.delete("/v2/subscriptions/{id}", summary="Stop delivering to this subscription", responses=answers(404))
+@router.delete("/v2/subscriptions/{id}", response_model=records.Created,
+               summary="Stop delivering to this subscription", responses=answers(404))
 async def delete(id: str, scope: InGroup, platform: PlatformDep) -> dict[str, Any]:
     await find(platform, scope.group, id)
     await platform.store.subscriptions.delete(scope.group, id)

@@ -12,13 +12,15 @@ import json
 import logging
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import Depends, Request
 from fastapi.responses import JSONResponse
 
+from zeroserve.api import records
 from zeroserve.events import is_id, new_event
 from zeroserve.gateway import applications
 from zeroserve.gateway.errors import ErrorAnswer, answers, not_found
 from zeroserve.gateway.ingress import read_body
+from zeroserve.gateway.routing import Router
 from zeroserve.gateway.security import PlatformDep
 from zeroserve.settings import WebhookSource
 from zeroserve.webhooks.replays import SeenIds
@@ -27,7 +29,8 @@ from zeroserve.webhooks.sources import MAPPINGS, Mapped, Misconfigured, Unusable
 
 log = logging.getLogger(__name__)
 
-router = APIRouter(tags=["webhooks"])
+
+router = Router(tags=["webhooks"])
 
 # MLflow signs like Standard Webhooks (v1,<base64> over id.timestamp.body; mlflow/webhooks/delivery.py)
 # but under its own header names, and with the UTF-8 bytes of its secret as the key.
@@ -88,7 +91,9 @@ def mapped(name: str, source: WebhookSource, body: bytes) -> Mapped:
 
 @router.post(
     "/v2/webhooks/{name}", summary="Receive a signed webhook from a configured sender",
-    responses={202: {"description": "events published"}, 200: {"description": "nothing to do (see note)"},
+    response_model=records.WebhookReceipt,
+    responses={202: {"description": "events published", "model": records.WebhookReceipt},
+               200: {"description": "nothing to do (see note)", "model": records.WebhookReceipt},
                **answers(400, 401, 404, 413, 500, meanings={
                    400: "Signed, but the body cannot become events",
                    401: "Signature missing or wrong, timestamp stale, or a replay",
