@@ -50,7 +50,7 @@ def instance_type(plan: ResourcePlan) -> InstanceType:
 
 
 @router.get("/instanceTypes", response_model=InstanceTypes, response_model_by_alias=True,
-            response_model_exclude_none=True, operation_id="listInstanceTypes",
+            response_model_exclude_none=True,
             summary="The resource plans (instance types) and what each gives")
 async def instance_types(caller: Caller, platform: PlatformDep) -> InstanceTypes:
     return InstanceTypes(instance_types={name: instance_type(plan) for name, plan in sorted(platform.plans.items())})

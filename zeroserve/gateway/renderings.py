@@ -84,7 +84,7 @@ async def artifact_uri(platform: Platform, group: str, binding: InputArtifact) -
     return source.uri
 
 
-@router.post("/renderings", response_model=Rendering, response_model_by_alias=True, operation_id="renderDeployment",
+@router.post("/renderings", response_model=Rendering, response_model_by_alias=True,
              summary="Dry run: the InferenceService a deployment would get (nothing is created)",
              responses=answers(400, 404))
 async def render_deployment(body: RenderingRequest, scope: InGroup, platform: PlatformDep) -> Rendering:

@@ -51,6 +51,19 @@ SAP_OPERATIONS = {
     ("GET", "/v2/admin/objectStoreSecrets/{objectStoreName}"): "kubesubmit.v4.object_store_secrets.get",
     ("PATCH", "/v2/admin/objectStoreSecrets/{objectStoreName}"): "kubesubmit.v4.object_store_secrets.patch",
     ("DELETE", "/v2/admin/objectStoreSecrets/{objectStoreName}"): "kubesubmit.v4.object_store_secrets.delete",
+    ("GET", "/v2/admin/resources/instanceTypes"): "kubesubmit.v4.instance_types.get",
+    ("POST", "/v2/admin/repositories"): "kubesubmit.v4.repositories.create",
+    ("GET", "/v2/admin/repositories"): "kubesubmit.v4.repositories.get_all",
+    ("GET", "/v2/admin/repositories/{repositoryName}"): "kubesubmit.v4.repositories.get",
+    ("PATCH", "/v2/admin/repositories/{repositoryName}"): "kubesubmit.v4.repositories.update",
+    ("DELETE", "/v2/admin/repositories/{repositoryName}"): "kubesubmit.v4.repositories.delete",
+    ("POST", "/v2/admin/applications"): "kubesubmit.v4.applications.create",
+    ("GET", "/v2/admin/applications"): "kubesubmit.v4.applications.get_all",
+    ("GET", "/v2/admin/applications/{applicationName}"): "kubesubmit.v4.applications.get",
+    ("PATCH", "/v2/admin/applications/{applicationName}"): "kubesubmit.v4.applications.update",
+    ("DELETE", "/v2/admin/applications/{applicationName}"): "kubesubmit.v4.applications.delete",
+    ("GET", "/v2/admin/applications/{applicationName}/status"): "kubesubmit.v4.applications.get_status",
+    ("POST", "/v2/admin/applications/{applicationName}/refresh"): "kubesubmit.v4.applications.refresh",
 }
 # zeroserve's own operations whose id the path does not say well.
 OWN_OPERATIONS = {
@@ -60,6 +73,8 @@ OWN_OPERATIONS = {
     ("POST", "/oauth/token"): "oauth.token",
     ("GET", "/healthz"): "healthz.get",
     ("GET", "/metrics"): "metrics.prometheus",
+    ("POST", "/v2/renderings"): "deployment.render",
+    ("POST", "/v2/uploads"): "uploads.create",
 }
 _VERBS = {"POST": "create", "PUT": "replace", "PATCH": "modify", "DELETE": "delete"}
 _HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT")

@@ -97,7 +97,7 @@ def placed(partial: Path, target: Path) -> int:
         shutil.rmtree(unpacking, ignore_errors=True)
 
 
-@router.post("/uploads", response_model=Upload, response_model_by_alias=True, operation_id="uploadModel",
+@router.post("/uploads", response_model=Upload, response_model_by_alias=True,
              summary="Upload a model (a tar of its files) into the group's uploads; register its URL as an artifact",
              responses=answers(400, 404, 413), openapi_extra={"requestBody": {
                  "required": True, "description": f"A plain tar of the model's files ({TAR} or {OCTETS})",
