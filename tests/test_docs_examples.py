@@ -12,7 +12,8 @@ The convention, for whoever writes an example:
   (``zeroserve up``, ``--watch``, ``-f``), or one that starts the test suite itself.
 - The environment is the one ``make run`` leaves: the working directory holds the data directory
   ``.zeroserve/`` of a running ``zeroserve up --demo`` (the iris demo deployment ``iris`` RUNNING, its
-  model in ``.zeroserve/demo/iris``), ``.venv`` is the virtual environment zeroserve is installed in,
+  model in ``.zeroserve/demo/iris``) and the repository's ``schemathesis.toml``, as the repository's root
+  does; ``.venv`` is the virtual environment zeroserve is installed in,
   and its ``bin`` is first on ``PATH`` (``zeroserve`` and ``python`` are its own). The gateway answers
   at ``http://127.0.0.1:8700`` in the docs; the test's own address (a free port) replaces that text
   in each block before it runs.
@@ -160,6 +161,8 @@ def running() -> Iterator[Environment]:
         directory = Path(name)
         venv = Path(sys.prefix)
         (directory / ".venv").symlink_to(venv)
+        # What the docs run "from the repository's root" reads there: schemathesis' settings.
+        (directory / "schemathesis.toml").symlink_to(ROOT / "schemathesis.toml")
         env = {
             **os.environ,
             "PATH": f"{venv / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}",

@@ -156,7 +156,7 @@ def create_app(platform: Platform) -> Gateway:
     protected = [Depends(authenticate)]
     # The inference routes describe what InferenceRoute answers: the model server's answers, or the
     # gateway's when it cannot forward (inference.py says which).
-    app.include_router(inference.router, dependencies=protected, responses=answers(
+    gateway_answers = answers(
         400, 401, 404, 413, 429, 502, 503, 504, meanings={
             400: "The request body broke off, or was shorter than its Content-Length",
             413: "The request body is over the deployment's limit",
@@ -164,7 +164,14 @@ def create_app(platform: Platform) -> Gateway:
             429: "Too many requests already wait for this deployment: retry after Retry-After seconds",
             502: "The model server broke off",
             503: "The deployment is not running, or its model cannot be served",
-            504: "No replica was ready, or the model server did not answer, in time"}))
+            504: "No replica was ready, or the model server did not answer, in time"})
+    # A 4xx may also be the model server's own answer, in its own shape (KServe's {"detail": ...}, OpenAI's
+    # {"error": {...}}): passed on as it gave it, so any JSON body.
+    for status in (400, 404):
+        gateway_answers[status] = {
+            "description": f"{gateway_answers[status]['description']} (SAP's error body); or the model "
+                           "server's own answer, as it gave it", "content": {"application/json": {"schema": {}}}}
+    app.include_router(inference.router, dependencies=protected, responses=gateway_answers)
     # In this order in the API's description (and tried in this order).
     for router in (
         scenarios.router, artifacts.router, configurations.router, model_metrics.router, meta.router,

@@ -7,10 +7,12 @@ still be read, and only an id that never had either is unknown.
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import Query
+from pydantic import BeforeValidator
 
 from zeroserve.api import records
 from zeroserve.deployments import logs as deployment_logs
@@ -39,6 +41,19 @@ def _utc(moment: datetime) -> datetime:
         return _EARLIEST if moment.year < 5000 else _LATEST
 
 
+# RFC 3339 (the description's date-time): pydantic alone would also take a number as a Unix time.
+_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?([Zz]|[+-]\d{2}:?\d{2})?")
+
+
+def _rfc3339(value: object) -> object:
+    if isinstance(value, str) and not _RFC3339.fullmatch(value):
+        raise ValueError("must be an RFC 3339 date-time, e.g. 2026-12-05T10:00:00Z")
+    return value
+
+
+Rfc3339 = Annotated[datetime, BeforeValidator(_rfc3339)]
+
+
 def time_range(start: datetime | None, end: datetime | None) -> tuple[datetime, datetime]:
     """(start, end) in UTC: ``end`` now and ``start`` an hour before it unless given. Any two times the
     description admits make a range; one whose start is after its end holds no lines."""
@@ -53,8 +68,8 @@ def time_range(start: datetime | None, end: datetime | None) -> tuple[datetime, 
 async def logs(
     deploymentId: DeploymentIdPath, scope: InGroup, platform: PlatformDep,
     top: Annotated[int, Query(alias="$top", ge=1, le=5000)] = 1000,
-    start: Annotated[datetime | None, Query(description="RFC 3339; defaults to an hour ago")] = None,
-    end: Annotated[datetime | None, Query(description="RFC 3339; defaults to now")] = None,
+    start: Annotated[Rfc3339 | None, Query(description="RFC 3339; defaults to an hour ago")] = None,
+    end: Annotated[Rfc3339 | None, Query(description="RFC 3339; defaults to now")] = None,
     order: Annotated[Literal["asc", "desc"], Query(alias="$order")] = "asc",
 ) -> dict[str, Any]:
     deployment_id = deploymentId

@@ -18,6 +18,7 @@ from pydantic.alias_generators import to_camel
 from zeroserve.errors import ArtifactNotFound, InvalidConfiguration, ZeroserveError
 from zeroserve.events import DEPLOYMENT_ID_PATTERN
 from zeroserve.gateway.artifacts import ARTIFACT_URL
+from zeroserve.gateway.configurations import ParameterBindingData
 from zeroserve.gateway.errors import ErrorAnswer, answers
 from zeroserve.gateway.params import SAP_ID, ApiBody
 from zeroserve.gateway.security import InGroup, PlatformDep
@@ -30,11 +31,6 @@ router = APIRouter(prefix="/v2")
 
 # The name the InferenceService gets when the request names no deployment id.
 DRY_RUN_ID = "dry-run"
-
-
-class ParameterBinding(ApiBody):
-    key: Annotated[str, Field(max_length=256)]
-    value: Annotated[str, Field(max_length=5000)]
 
 
 class InputArtifact(ApiBody):
@@ -56,7 +52,7 @@ class RenderingRequest(ApiBody):
 
     executable_id: Annotated[str, Field(pattern=SAP_ID)]
     deployment_id: Annotated[str, Field(pattern=DEPLOYMENT_ID_PATTERN)] = DRY_RUN_ID
-    parameter_bindings: Annotated[list[ParameterBinding], Field(max_length=1000)] = []
+    parameter_bindings: Annotated[list[ParameterBindingData], Field(max_length=1000)] = []
     input_artifact_bindings: Annotated[list[InputArtifact], Field(max_length=1000)] = []
 
 

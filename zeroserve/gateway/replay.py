@@ -33,6 +33,11 @@ _POSITION = re.compile(POSITION_PATTERN)
 _STREAMS = ((EVENTS_STREAM, DeploymentStatus.event_type), (LOGS_STREAM, DeploymentLog.event_type))
 
 
+def is_position(text: str | None) -> bool:
+    """Whether ``text`` is a position of these streams (what SSE's ``id:`` carried)."""
+    return text is not None and bool(_POSITION.match(text))
+
+
 @dataclass(frozen=True)
 class Position:
     """The last sequence handed on of the events stream and of the logs stream."""

@@ -37,8 +37,11 @@ async def followed(deploymentId: DeploymentIdPath, scope: InGroup, platform: Pla
 
 
 Followed = Annotated[Deployment, Depends(followed)]
-LastEventId = Annotated[str | None, Header(alias="Last-Event-ID", pattern=replay.POSITION_PATTERN, description=(
-    "The id of the last event received: the stream goes on after it (replayed from JetStream)"))]
+# Any text: what a browser or proxy sends back is the last id it saw, but a value that is not one of this
+# stream's positions (another server's, a blank) starts a fresh stream rather than failing the reconnect.
+LastEventId = Annotated[str | None, Header(alias="Last-Event-ID", max_length=100, description=(
+    "The id of the last event received (<events sequence>.<logs sequence>): the stream goes on after it "
+    "(replayed from JetStream); any other value starts a fresh stream"))]
 
 
 @router.get("/v2/lm/deployments/{deploymentId}/events", response_class=EventSourceResponse,
@@ -47,7 +50,7 @@ LastEventId = Annotated[str | None, Header(alias="Last-Event-ID", pattern=replay
             responses={200: {"content": {"text/event-stream": {"schema": EVENT_STREAM}}}, **answers(404)})
 async def events(deployment: Followed, platform: PlatformDep, last_event_id: LastEventId = None,
                  ) -> AsyncIterator[ServerSentEvent]:
-    since = replay.Position.parse(last_event_id) if last_event_id else None
+    since = replay.Position.parse(last_event_id) if last_event_id and replay.is_position(last_event_id) else None
     updates = replay.follow(platform.bus, platform.store, deployment.group, deployment.id, since)
     async with contextlib.aclosing(updates):
         async for update, position in updates:
