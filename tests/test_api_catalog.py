@@ -341,7 +341,7 @@ async def test_model_metrics_of_two_artifacts_can_be_compared(api, zeroserve, mo
                            headers=DEFAULT)
     assert assert_conforms(tagged).json()["resources"] == []
     every = assert_conforms(await api.get("/v2/lm/metrics", headers=DEFAULT)).json()
-    assert [r["executionId"] for r in every["resources"]] == ["iris-v1", "iris-v2"], "no ids: every artifact's"
+    assert sorted(r["executionId"] for r in every["resources"]) == ["iris-v1", "iris-v2"], "no ids: every artifact's"
 
 
 @pytest.mark.parametrize("params, field", [

@@ -69,7 +69,8 @@ def ending(ttl: str) -> str:
     return ttl
 
 
-Duration = Annotated[str, StringConstraints(pattern=r"^\d+[mhd]$"), AfterValidator(ending)]
+# At most six digits, as the API's ttl (999999d ends in the 48th century, before the year 9999 the ttl check can say).
+Duration = Annotated[str, StringConstraints(pattern=r"^[0-9]{1,6}[mhd]$"), AfterValidator(ending)]
 
 PREFIX = "io.zeroserve."
 SPECVERSION = "1.0"
