@@ -44,6 +44,8 @@ MAX_BODY_BYTES = 1024 * 1024
 MAX_BATCH = 1000
 # The id becomes a NATS header (Nats-Msg-Id), which cannot carry spaces at its ends, CR/LF or non-ASCII.
 _SAFE_ID = re.compile(r"^[\x21-\x7e]([\x20-\x7e]{0,254}[\x21-\x7e])?$")
+# A source is a URI reference, any text (percent-encoded on its way to NATS), within a bound.
+MAX_SOURCE = 1024
 
 
 class AcceptedEvent(BaseModel):
@@ -98,6 +100,8 @@ def check(event: CloudEvent) -> None:
     if not _SAFE_ID.fullmatch(event["id"]):  # match() would let a trailing newline into Nats-Msg-Id
         raise MalformedEvent(f"id {event['id'][:80]!r} must be 1-256 printable ASCII characters, "
                              "without spaces at either end")
+    if not 0 < len(event["source"]) <= MAX_SOURCE:
+        raise MalformedEvent(f"source must be 1-{MAX_SOURCE} characters (a URI reference), not {len(event['source'])}")
     data = parse_data(event)
     as_described(event)
     to_nats(event)  # attribute names and datacontenttype must fit NATS headers: refused now, not half-published
@@ -128,7 +132,8 @@ def event_schemas() -> dict[str, Any]:
                                   "additionalProperties": False, "properties": {
             "specversion": {"type": "string", "enum": ["1.0"]},
             "id": {"type": "string", "pattern": _SAFE_ID.pattern, "description": "Printable ASCII, 1-256"},
-            "source": {"type": "string", "pattern": r"^[\x21-\x7e]{1,256}$"},
+            "source": {"type": "string", "minLength": 1, "maxLength": MAX_SOURCE,
+                       "description": "A URI reference; any text, percent-encoded on its way to NATS"},
             "type": {"type": "string", "enum": [model.event_type]},
             "data": refs[(model, "validation")]}}
         if model is ArtifactCreated:  # the event id serves as artifact id unless data.id is given
