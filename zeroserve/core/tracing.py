@@ -34,6 +34,8 @@ _provider: TracerProvider | None = None
 TRACE_ATTRIBUTES = ("traceparent", "tracestate")
 TRACE_HEADERS = frozenset(name.encode() for name in TRACE_ATTRIBUTES)
 SCOPE = "zeroserve"
+# A span started in this (empty) context has no parent: a new trace.
+_ROOT: Any = None
 
 
 def configure(settings: Settings) -> None:
@@ -66,9 +68,13 @@ def configure(settings: Settings) -> None:
 def use(provider: TracerProvider | None) -> None:
     """Make spans with ``provider`` from now on (None: tracing off). The test's in-memory exporter
     comes in here; ``configure`` for everyone else."""
-    global tracer, _provider
+    global tracer, _provider, _ROOT
     _provider = provider
     tracer = None if provider is None else provider.get_tracer(SCOPE)
+    if provider is not None and _ROOT is None:
+        from opentelemetry.context import Context
+
+        _ROOT = Context()
 
 
 def shutdown() -> None:
@@ -102,32 +108,33 @@ def record(name: str, started: float, ended: float, **attributes: Any) -> None:
 @contextlib.contextmanager
 def serving(scope: MutableMapping[str, Any], route: str | None = None, **attributes: Any) -> Iterator[Span]:
     """The server span of one ASGI request, continuing the caller's ``traceparent`` (or a new trace);
-    named by its route once routing has found it (``scope["route"]``) or by ``route``."""
+    named by ``route``, or by the route routing found (``scope["route"]``) once it has."""
     assert tracer is not None
     from opentelemetry.trace import SpanKind
 
-    parent = _extract({name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"]
-                       if name in TRACE_HEADERS})
+    carrier = {name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"]
+               if name in TRACE_HEADERS}
     method = scope["method"]
     attributes = {"http.request.method": method, "url.path": scope["path"], "url.scheme": scope.get("scheme", "http"),
-                  **attributes}
-    with tracer.start_as_current_span(f"{method} {route or scope['path']}", context=parent, kind=SpanKind.SERVER,
-                                      attributes=_kept(attributes)) as current:
+                  "http.route": route, **attributes}
+    with tracer.start_as_current_span(f"{method} {route or scope['path']}", context=_extract(carrier) if carrier
+                                      else _ROOT, kind=SpanKind.SERVER, attributes=_kept(attributes)) as current:
         try:
             yield current
         finally:
-            found = getattr(scope.get("route"), "path", None) or route
+            found = None if route else getattr(scope.get("route"), "path", None)
             if found:
                 current.update_name(f"{method} {found}")
                 current.set_attribute("http.route", found)
 
 
-def answered(current: Span, status: int) -> None:
-    """The status the request was answered with, on its server span; a 5xx marks it failed."""
-    from opentelemetry.trace import Status, StatusCode
-
-    current.set_attribute("http.response.status_code", status)
+def answered(current: Span, status: int, **attributes: Any) -> None:
+    """The status the request was answered with (and ``attributes``), on its server span; a 5xx marks
+    it failed."""
+    current.set_attributes({"http.response.status_code": status, **attributes})
     if status >= 500:
+        from opentelemetry.trace import Status, StatusCode
+
         current.set_status(Status(StatusCode.ERROR))
 
 

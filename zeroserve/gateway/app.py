@@ -101,10 +101,9 @@ async def _traced(app: Any, scope: MutableMapping[str, Any], receive: Any, send:
 
         async def sending(message: MutableMapping[str, Any]) -> None:
             if message["type"] == "http.response.start":
-                tracing.answered(span, message["status"])
-                for name, value in message.get("headers", ()):
-                    if name == b"x-cold-start":
-                        span.set_attribute("zeroserve.cold_start", value == b"true")
+                cold = next((value == b"true" for name, value in message.get("headers", ()) if name == b"x-cold-start"),
+                            None)
+                tracing.answered(span, message["status"], **{} if cold is None else {"zeroserve.cold_start": cold})
             await send(message)
 
         await app(scope, receive, sending)
