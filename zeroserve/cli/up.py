@@ -21,14 +21,16 @@ import typer
 from zeroserve.cli.options import chosen_flags, load_settings
 from zeroserve.cli.output import console, err, self_command
 from zeroserve.cli.profiles import LOCAL_PROFILE, remember
-from zeroserve.core.logcontext import ContextFilter
-from zeroserve.core.logformat import formatter
 from zeroserve.errors import ZeroserveError
 from zeroserve.events import Status
 from zeroserve.settings import Settings
 
 
 def _configure_logging(verbose: bool, log_format: str = "text") -> None:
+    # Here: the JSON formatter is the server extra's (python-json-logger), and the other commands need none of it.
+    from zeroserve.core.logcontext import ContextFilter
+    from zeroserve.core.logformat import formatter
+
     handler = logging.StreamHandler()
     handler.addFilter(ContextFilter())
     handler.setFormatter(formatter(log_format))
