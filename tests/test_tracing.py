@@ -228,3 +228,21 @@ def test_a_json_line_carries_the_exception_with_its_traceback():
     assert line["message"] == "could not do it" and line["level"] == "ERROR" and line["logger"] == "zeroserve.test"
     assert "Traceback" in line["exception"] and "ValueError: no such thing" in line["exception"]
     assert "deployment" not in line and "trace_id" not in line  # what a line is not about is left out
+
+
+@pytest.mark.parametrize(("environment", "exporters"), [
+    ({}, []),
+    ({"OTEL_TRACES_EXPORTER": "console"}, ["console"]),
+    ({"OTEL_TRACES_EXPORTER": "otlp, console"}, ["otlp", "console"]),
+    ({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318"}, ["otlp"]),
+    ({"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://collector:4318/v1/traces"}, ["otlp"]),
+    ({"OTEL_TRACES_EXPORTER": "none", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318"}, []),
+    ({"OTEL_TRACES_EXPORTER": "otlp", "OTEL_SDK_DISABLED": "true"}, []),
+])
+def test_tracing_is_on_only_when_the_standard_variables_ask(monkeypatch, environment, exporters):
+    for name in ("OTEL_TRACES_EXPORTER", "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+                 "OTEL_SDK_DISABLED"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    assert Settings().tracing_exporters == exporters
