@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib.util
 
 # The modules the platform itself imports (``zeroserve up``, ``--demo`` trains with scikit-learn).
-SERVER_MODULES = ("nats", "kserve", "fastapi", "uvicorn", "jwt", "sklearn")
+SERVER_MODULES = ("nats", "kserve", "fastapi", "uvicorn", "jwt", "sklearn", "pythonjsonlogger", "opentelemetry")
 
 
 def missing(modules: tuple[str, ...]) -> list[str]:

@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, BeforeValidator, Field, IPvAnyNetwork, SecretStr
+from pydantic import AliasChoices, BaseModel, BeforeValidator, Field, IPvAnyNetwork, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # The functions, serving templates and resource plans ship inside the package (pyproject.toml's
@@ -177,6 +177,18 @@ class Settings(BaseSettings):
     # How often deployments with a ttl are checked for expiry.
     ttl_check_interval_s: float = 10.0
 
+    # Log lines as plain text (the default) or one JSON object each (docs/observability.md).
+    log_format: Literal["text", "json"] = "text"
+    # Traces (core/tracing.py, docs/observability.md), read from OpenTelemetry's standard variables, not
+    # ZEROSERVE_*: off unless OTEL_TRACES_EXPORTER names an exporter (otlp, console; comma-separated)
+    # or an OTLP endpoint is set (then otlp); OTEL_SDK_DISABLED=true turns them off whatever else says.
+    # The OTLP exporter reads its own OTEL_EXPORTER_OTLP_* variables (headers, timeout, certificates).
+    otel_sdk_disabled: bool = Field(default=False, validation_alias="OTEL_SDK_DISABLED")
+    otel_traces_exporter: str | None = Field(default=None, validation_alias="OTEL_TRACES_EXPORTER")
+    otel_exporter_otlp_endpoint: str | None = Field(default=None, validation_alias=AliasChoices(
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT"))
+    otel_service_name: str = Field(default="zeroserve", validation_alias="OTEL_SERVICE_NAME")
+
     # The client side (the CLI and zeroserve.client): which gateway to call and as whom. Unset, they
     # use the gateway.url and credentials.json a local `zeroserve up` writes into data_dir.
     api_url: str | None = None
@@ -193,6 +205,24 @@ class Settings(BaseSettings):
     xdg_config_home: Path | None = Field(default=None, validation_alias="XDG_CONFIG_HOME")
     # The largest model one upload may bring (bytes, or "10Gi"): larger uploads are refused with 413.
     upload_max_bytes: Annotated[int, BeforeValidator(_bytes), Field(gt=0)] = 20 << 30
+
+    @field_validator("otel_traces_exporter")
+    @classmethod
+    def _known_exporters(cls, value: str | None) -> str | None:
+        unknown = set(_exporter_names(value)) - {"otlp", "console", "none"}
+        if unknown:
+            raise ValueError(f"unknown trace exporter {', '.join(sorted(unknown))}: otlp, console or none")
+        return value
+
+    @property
+    def tracing_exporters(self) -> list[str]:
+        """The span exporters tracing is on with; none: tracing is off."""
+        if self.otel_sdk_disabled:
+            return []
+        names = _exporter_names(self.otel_traces_exporter)
+        if not names and self.otel_exporter_otlp_endpoint:
+            return ["otlp"]
+        return [name for name in dict.fromkeys(names) if name != "none"] if "none" not in names else []
 
     @property
     def model_cache_dir(self) -> Path:
@@ -214,3 +244,7 @@ class Settings(BaseSettings):
     @property
     def gateway_url(self) -> str:
         return (self.public_url or f"http://{self.gateway_host}:{self.gateway_port}").rstrip("/")
+
+
+def _exporter_names(value: str | None) -> list[str]:
+    return [name.strip().lower() for name in (value or "").split(",") if name.strip()]

@@ -68,7 +68,7 @@ def problems(error: ValidationError, variables: bool = False) -> str:
     found = []
     for problem in error.errors(include_input=False, include_url=False):
         where = [str(part) for part in problem["loc"]] or ["(the whole)"]
-        if variables:
+        if variables and not where[0].isupper():  # an upper-case one is its variable already (OTEL_*, XDG_*)
             where[0] = f"ZEROSERVE_{where[0].upper()}"
         found.append(f"{'.'.join(where)}: {problem['msg']}")
     return "; ".join(found)

@@ -21,28 +21,19 @@ import typer
 from zeroserve.cli.options import chosen_flags, load_settings
 from zeroserve.cli.output import console, err, self_command
 from zeroserve.cli.profiles import LOCAL_PROFILE, remember
-from zeroserve.core.logcontext import ContextFilter
 from zeroserve.errors import ZeroserveError
 from zeroserve.events import Status
 from zeroserve.settings import Settings
 
 
-class _Formatter(logging.Formatter):
-    """Plain lines, with the deployment and event ids a record carries."""
+def _configure_logging(verbose: bool, log_format: str = "text") -> None:
+    # Here: the JSON formatter is the server extra's (python-json-logger), and the other commands need none of it.
+    from zeroserve.core.logcontext import ContextFilter
+    from zeroserve.core.logformat import formatter
 
-    def format(self, record: logging.LogRecord) -> str:
-        line = super().format(record)
-        for key in ("deployment", "event"):
-            value = getattr(record, key, None)
-            if value:
-                line += f" {key}={value}"
-        return line
-
-
-def _configure_logging(verbose: bool) -> None:
     handler = logging.StreamHandler()
     handler.addFilter(ContextFilter())
-    handler.setFormatter(_Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S"))
+    handler.setFormatter(formatter(log_format))
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, handlers=[handler])
     for noisy in ("nats", "httpx", "uvicorn.error", "kserve", "storage.initializer"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
@@ -61,21 +52,25 @@ def up(
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Start zeroserve on this machine: NATS, the functions, the gateway, the local backend."""
-    _configure_logging(verbose)
     roles = [r.value for r in role] if role else None
     if demo and roles:
         err.print("[red]--demo needs every role in this process[/red]")
         raise typer.Exit(2)
     _require_server()
+    from zeroserve.core import tracing
     from zeroserve.node import run  # here: the other commands need none of what it imports
 
     settings = load_settings()
+    _configure_logging(verbose, settings.log_format)
+    tracing.configure(settings)
     profile = chosen_flags().profile or settings.profile or LOCAL_PROFILE
     try:
         run(_up(settings, demo, roles, profile))
     except ZeroserveError as error:
         err.print(f"[red]zeroserve up failed:[/red] {error}")
         raise typer.Exit(1) from None
+    finally:
+        tracing.shutdown()  # what is still buffered is exported before the process ends
 
 
 def _require_server() -> None:

@@ -23,6 +23,7 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StorageType, StreamConfig
 from nats.js.errors import NotFoundError
 
+from zeroserve.core import tracing
 from zeroserve.core.binding import from_nats, to_nats
 from zeroserve.core.dead_letters import DEADLETTER_STREAM
 from zeroserve.errors import ZeroserveError
@@ -118,9 +119,12 @@ class Bus:
             await self.js.update_stream(config)
 
     async def publish(self, event: CloudEvent, group: str) -> Published:
-        headers, body = to_nats(event)
-        headers["Nats-Msg-Id"] = event["id"]
-        ack = await self.js.publish(subject_for(event["type"], group), body, headers=headers)
+        subject = subject_for(event["type"], group)
+        # With tracing on and a span current, the event carries its trace context (core/tracing.py).
+        with tracing.publishing(event, subject):
+            headers, body = to_nats(event)
+            headers["Nats-Msg-Id"] = event["id"]
+            ack = await self.js.publish(subject, body, headers=headers)
         return Published(sequence=ack.seq, duplicate=bool(ack.duplicate))
 
     async def consumer(

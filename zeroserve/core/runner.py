@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from cloudevents.http import CloudEvent
 from nats.aio.msg import Msg
 
-from zeroserve.core import dead_letters, logcontext, metrics
+from zeroserve.core import dead_letters, logcontext, metrics, tracing
 from zeroserve.core.binding import from_nats
 from zeroserve.core.consumer import Consumer, backoff, heartbeat
 from zeroserve.errors import MalformedEvent, Rejected, ZeroserveError, reason_of
@@ -277,7 +277,8 @@ class Runner:
                 # The lock first, then a slot: an event queued behind others of its deployment must
                 # not hold a slot that an event of another deployment could use meanwhile.
                 async with self._lock(group, about(data, event)), self._slots:
-                    await function.handle(data, context)
+                    with tracing.handling(event, function.name, msg.subject):  # continues the event's trace
+                        await function.handle(data, context)
         except asyncio.CancelledError:
             with contextlib.suppress(Exception):
                 await msg.nak()

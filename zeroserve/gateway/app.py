@@ -22,6 +22,7 @@ from fastapi.responses import JSONResponse
 from starlette.requests import ClientDisconnect
 
 from zeroserve.api.records import Health
+from zeroserve.core import tracing
 from zeroserve.gateway import (
     applications,
     artifacts,
@@ -74,9 +75,38 @@ class Gateway(FastAPI):
 
     async def __call__(self, scope: MutableMapping[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "http" and scope["path"].startswith(PREFIX):
-            await self.inference(scope, receive, send)
+            if tracing.tracer is None:  # tracing off: this comparison is all it costs
+                await self.inference(scope, receive, send)
+            else:
+                await _traced(self.inference, scope, receive, send, INFERENCE_ROUTE,
+                              deployment=scope["path"][len(PREFIX):].partition("/")[0])
+        elif tracing.tracer is not None and scope["type"] == "http" and scope["path"].startswith(TRACED):
+            await _traced(super().__call__, scope, receive, send)
         else:
             await super().__call__(scope, receive, send)
+
+
+# The API requests that get a server span when tracing is on (not /healthz, /metrics, /docs).
+TRACED = ("/v2/", "/oauth/")
+INFERENCE_ROUTE = PREFIX + "{deploymentId}/{path}"
+
+
+async def _traced(app: Any, scope: MutableMapping[str, Any], receive: Any, send: Any, route: str | None = None,
+                  deployment: str | None = None) -> None:
+    """``app`` answering ``scope`` inside the request's server span (core/tracing.py), which records the
+    status, the resource group, the deployment and, for an inference request, whether it was cold."""
+    group = next((value.decode("latin-1") for name, value in scope["headers"] if name == b"ai-resource-group"), None)
+    attributes = {"zeroserve.resource_group": group, "zeroserve.deployment": deployment}
+    with tracing.serving(scope, route, **attributes) as span:
+
+        async def sending(message: MutableMapping[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                cold = next((value == b"true" for name, value in message.get("headers", ()) if name == b"x-cold-start"),
+                            None)
+                tracing.answered(span, message["status"], **{} if cold is None else {"zeroserve.cold_start": cold})
+            await send(message)
+
+        await app(scope, receive, sending)
 
 
 async def _warm_up(app: FastAPI) -> None:

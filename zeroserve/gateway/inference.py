@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Request, Response
 
-from zeroserve.core import metrics
+from zeroserve.core import metrics, tracing
 from zeroserve.errors import NotReady, Overloaded, ZeroserveError
 from zeroserve.events import Status, is_id
 from zeroserve.gateway.errors import ErrorAnswer
@@ -145,7 +145,8 @@ class InferenceRoute:
         declared = _declared_length(scope, max_body, deployment_id)
         try:
             async with activator.assign(group, deployment_id) as assignment:
-                forwarded = await _forwarded(
+                forwarding = _forwarded if tracing.tracer is None else _traced_forward
+                forwarded = await forwarding(
                     self.connections, Upstream("http", "127.0.0.1", assignment.replica.port, _target(scope)),
                     scope, receive, send, timeout_s, max_body, declared, deployment_id,
                     decorate=lambda answer: cold_start_headers(assignment, answer))
@@ -173,7 +174,8 @@ class InferenceRoute:
         scheme = url.scheme or "http"
         upstream = Upstream(scheme, url.hostname or "", url.port or (443 if scheme == "https" else 80),
                             url.path.rstrip("/").encode() + _target(scope))
-        forwarded = await _forwarded(self.connections, upstream, scope, receive, send, timeout_s, max_body, declared,
+        forwarding = _forwarded if tracing.tracer is None else _traced_forward
+        forwarded = await forwarding(self.connections, upstream, scope, receive, send, timeout_s, max_body, declared,
                                      deployment_id, decorate=lambda answer: [
                                          (b"server-timing", b"forward;dur=%.1f" % (answer.head_s * 1000))])
         return self._finished(group, deployment_id, forwarded)
@@ -215,6 +217,17 @@ async def _forwarded(connections: Connections, upstream: Upstream, scope: Scope,
                           f"{timeout_s:g} s") from None
     except UpstreamFailed as error:
         raise ErrorAnswer(502, "ReplicaFailed", f"the model server of {deployment_id} broke off: {error}") from None
+
+
+async def _traced_forward(connections: Connections, upstream: Upstream, scope: Scope, receive: Receive,
+                          send: Send, timeout_s: float, max_body: int, declared: int | None, deployment_id: str,
+                          decorate: Callable[[Forwarded], Headers]) -> Forwarded:
+    """``_forwarded`` with tracing on: inside a client span, whose context the model server gets as
+    ``traceparent`` in place of the caller's."""
+    with tracing.calling(upstream.host, upstream.port) as trace:
+        scope = {**scope, "headers": tracing.forwarded_headers(scope["headers"], trace)}
+        return await _forwarded(connections, upstream, scope, receive, send, timeout_s, max_body, declared,
+                                deployment_id, decorate)
 
 
 def _target(scope: Scope) -> bytes:

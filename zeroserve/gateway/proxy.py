@@ -13,7 +13,8 @@ Headers follow RFC 9110 (section 7.6.1): hop-by-hop headers and those the ``Conn
 names are dropped both ways, the caller's bearer token is not forwarded (it is zeroserve's, checked
 by the gateway; a model server must not be able to replay it), and the model server's ``Date`` and
 ``Server`` give way to the gateway's own, so that an answer has one of each. ``traceparent`` and
-``tracestate`` pass as they are.
+``tracestate`` pass as they are, unless tracing is on: then the caller (``gateway/inference.py``)
+puts its forward span's context in their place, in the caller's trace.
 
 Failures before the answer starts raise (the caller answers them with SAP's error body):
 ``BodyTooLarge`` (413), ``BodyIncomplete`` (400), ``UpstreamTimeout`` (504), ``UpstreamFailed``

@@ -16,6 +16,7 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+from zeroserve.core import tracing
 from zeroserve.deployments.logs import DeploymentLogs
 from zeroserve.errors import NotReady, Overloaded, Unschedulable
 from zeroserve.serving.autoscaler import Autoscaler
@@ -51,6 +52,20 @@ class Assignment:
             "model-load": load,
             "ready": replica.ready_at - replica.spawned_at - load,
         }
+
+
+def _trace_phases(assignment: Assignment) -> None:
+    """A cold start's phases as spans of the request that waited (``Assignment.phases``, at their times)."""
+    replica = assignment.replica
+    phases = assignment.phases()
+    if not phases or replica.spawned_at is None or replica.ready_at is None:
+        return
+    loaded = replica.spawned_at + phases["model-load"]
+    attributes = {"zeroserve.replica": replica.name, "zeroserve.deployment": replica.spec.id}
+    for name, started, ended in (("queued", assignment.arrived_at, replica.asked_at),
+                                 ("replica-start", max(replica.asked_at, assignment.arrived_at), replica.spawned_at),
+                                 ("model-load", replica.spawned_at, loaded), ("ready", loaded, replica.ready_at)):
+        tracing.record(name, max(started, assignment.arrived_at), ended, **attributes)
 
 
 class Activator:
@@ -96,8 +111,11 @@ class Activator:
             # Wake on a change, or when a start may be tried again, or give up at the deadline.
             await self._wait(service, deadline if may_start else min(deadline, service.retry_at), deadline)
         replica.in_flight += 1
+        assignment = Assignment(replica=replica, cold=cold, waited_s=time.monotonic() - started, arrived_at=started)
+        if cold and tracing.tracer is not None:
+            _trace_phases(assignment)
         try:
-            yield Assignment(replica=replica, cold=cold, waited_s=time.monotonic() - started, arrived_at=started)
+            yield assignment
         finally:
             replica.in_flight -= 1
             replica.last_used = time.monotonic()
