@@ -1,7 +1,8 @@
 """The console's deployments, in a real browser against a real zeroserve: sign in, deploy the iris model
-through the deploy page (its InferenceService shown first), watch it reach RUNNING live on its page and on
-the list, call it and see its cold start in the chart's table, stop it after confirming; a wrong secret and
-an expired session each say so.
+through the deploy page (the API's refusal beside its field, then the InferenceService shown first), watch
+it reach RUNNING on its page and on the list (and another one, deployed while the list is open, reach
+RUNNING and then STOPPED there without a reload), call it and see its cold start in the chart's table, stop
+and delete it after confirming; a wrong secret and an expired session each say so.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ def test_a_wrong_secret_is_told_and_the_right_one_opens_the_deployments(page: An
     assert cookie["httpOnly"] and cookie["sameSite"] == "Strict" and cookie["name"] == "zeroserve_console"
 
 
-def test_deploy_watch_it_run_call_it_and_stop_it(page: Any, zeroserve_up: RunningZeroserve) -> None:
+def test_deploy_watch_it_run_call_it_then_stop_and_delete_it(page: Any, zeroserve_up: RunningZeroserve) -> None:
     sign_in(page, zeroserve_up)
     page.get_by_role("link", name="Deploy", exact=True).click()
     expect(page.get_by_label("Model artifact").locator("option:checked")).to_contain_text("iris")
@@ -69,11 +70,18 @@ def test_deploy_watch_it_run_call_it_and_stop_it(page: Any, zeroserve_up: Runnin
     expect(badge).to_have_text("RUNNING", timeout=30_000)
     expect(page.locator("#timeline")).to_contain_text("RUNNING")
 
-    # The list shows it RUNNING too, with its URL.
+    # The list shows it RUNNING too, with its URL; one deployed meanwhile (from the API) appears and
+    # reaches RUNNING on it while it is open.
     page.get_by_role("link", name="Deployments", exact=True).click()
     row = page.locator(f'tr[data-key="{deployment_id}"]')
     expect(row).to_contain_text("RUNNING")
     expect(row).to_contain_text(f"/v2/inference/deployments/{deployment_id}")
+    with zeroserve_up.api() as api:
+        configuration = api.get(f"/v2/lm/deployments/{deployment_id}").json()["configurationId"]
+        another = api.post("/v2/lm/deployments", json={"configurationId": configuration}).json()["id"]
+        expect(page.locator(f'tr[data-key="{another}"]')).to_contain_text("RUNNING", timeout=30_000)
+        api.patch(f"/v2/lm/deployments/{another}", json={"targetStatus": "STOPPED"}).raise_for_status()
+    expect(page.locator(f'tr[data-key="{another}"]')).to_contain_text("STOPPED", timeout=30_000)
     row.get_by_role("link", name=deployment_id).click()
 
     # Called from zero: a cold start, and its phases in the chart's table.
@@ -100,7 +108,13 @@ def test_deploy_watch_it_run_call_it_and_stop_it(page: Any, zeroserve_up: Runnin
     page.get_by_role("button", name="Stop").click()
     page.get_by_role("dialog").get_by_role("button", name="Stop").click()
     expect(badge).to_have_text("STOPPED", timeout=30_000)
-    expect(page.get_by_role("button", name="Delete")).to_be_visible()
+    expect(page.locator("#timeline")).to_contain_text("STOPPED")
+
+    # Delete, confirmed: back to the list, where it is gone.
+    page.get_by_role("button", name="Delete").click()
+    page.get_by_role("dialog").get_by_role("button", name="Delete").click()
+    page.wait_for_url("**/console/#/deployments")
+    expect(page.locator(f'tr[data-key="{deployment_id}"]')).to_have_count(0, timeout=30_000)
     assert page.evaluate("window.__sameDocument") is True, "the page reloaded"
 
 

@@ -79,6 +79,12 @@ async function route() {
   try {
     root.replaceChildren();
     await page.render(root, ctx);
+    // A screen reader hears where it landed; the keyboard starts from the page's heading.
+    const heading = root.querySelector("h1");
+    if (heading && !controller.signal.aborted && !main.contains(document.activeElement)) {
+      heading.tabIndex = -1;
+      heading.focus({ preventScroll: true });
+    }
   } catch (error) {
     if (controller.signal.aborted || error.name === "AbortError") return;
     if (error instanceof ApiError && error.status === 401) return; // the sign-in page takes over

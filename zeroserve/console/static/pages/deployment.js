@@ -304,12 +304,12 @@ export default {
       const result = h("div", { class: "try-result", id: "try-result", "aria-live": "polite" });
       let tab = "curl";
       const tabs = ["curl", "Python"].map((name) => {
-        const button = h("button", { type: "button", role: "tab", id: `tab-${name.toLowerCase()}`, "aria-selected": String(name === tab), "aria-controls": "call-code" }, name);
+        const button = h("button", { type: "button", class: "tab", id: `tab-${name.toLowerCase()}`, "aria-pressed": String(name === tab), "aria-controls": "call-code" }, name);
         button.addEventListener("click", () => { tab = name; drawCode(); });
         return button;
       });
       function drawCode() {
-        for (const button of tabs) button.setAttribute("aria-selected", String(button.textContent === tab));
+        for (const button of tabs) button.setAttribute("aria-pressed", String(button.textContent === tab));
         const text = tab === "curl" ? curlOf(call, group, bodyInput.value) : pythonOf(call, deployment, group, bodyInput.value);
         panels.replaceChildren(codeBlock(text, `the ${tab} call`));
       }
@@ -347,7 +347,7 @@ export default {
         field({ id: "try-body", label: "Request body (JSON)", control: bodyInput }),
         h("div", { class: "actions" }, send, h("span", { class: "hint" }, `POST ${call.url}`)),
         result,
-        h("div", { class: "tabs", role: "tablist", "aria-label": "Example call" }, tabs),
+        h("div", { class: "tabs", role: "group", "aria-label": "Example call in" }, tabs),
         panels);
     }
 

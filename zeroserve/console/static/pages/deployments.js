@@ -163,11 +163,11 @@ export default {
     executableSelect.addEventListener("change", () => { filters.executable = executableSelect.value; draw(); });
     textInput.addEventListener("input", () => { filters.text = textInput.value; draw(); });
 
+    groupStream = true; // until the group's stream says it is not there
     await load();
 
     // The group's stream, if this zeroserve has one; otherwise poll, and follow the settling ones.
     live.textContent = "Live: following the group's events.";
-    groupStream = true;
     api.stream("/v2/events/stream", (message) => {
       const status = statusOf(message);
       if (status) onStatus(status);
