@@ -9,6 +9,8 @@ export function h(tag, attrs, ...children) {
     else if (name === "class") element.className = value;
     else if (name === "text") element.textContent = value;
     else if (name === "dataset") Object.assign(element.dataset, value);
+    // Through the CSSOM: a style attribute in markup is what the console's CSP refuses.
+    else if (name === "style") typeof value === "string" ? (element.style.cssText = value) : Object.assign(element.style, value);
     else if (name === "value" && "value" in element) element.value = value;
     else if (name === "checked" || name === "selected" || name === "disabled") element[name] = Boolean(value);
     else element.setAttribute(name, value === true ? "" : String(value));

@@ -168,7 +168,7 @@ export default {
 
     // The group's stream, if this zeroserve has one; otherwise poll, and follow the settling ones.
     live.textContent = "Live: following the group's events.";
-    api.stream("/v2/events/stream", (message) => {
+    api.stream("/v2/events/stream?types=deployment.status", (message) => {
       const status = statusOf(message);
       if (status) onStatus(status);
     }, signal).catch(() => {
