@@ -7,6 +7,7 @@ API takes only with ``X-Zeroserve-Console: 1``, never over an Authorization head
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import time
 from pathlib import Path
@@ -63,8 +64,10 @@ async def test_signing_in_keeps_the_token_in_a_cookie_the_api_takes_only_with_th
     client, secret = await zeroserve.platform.auth.create_client(["team-a"])
     credentials = {"clientId": client.id, "clientSecret": secret}
     async with httpx.AsyncClient(base_url=zeroserve.url, timeout=10) as http:
-        # A form of another origin cannot send the header: without it, no session.
-        assert (await http.post("/console/session", json=credentials)).status_code == 403
+        # A form of another origin can post text that parses as JSON, not application/json: no session from it.
+        form = await http.post("/console/session", content=json.dumps(credentials),
+                               headers={"Content-Type": "text/plain"})
+        assert form.status_code == 415 and "set-cookie" not in form.headers
         wrong = await http.post("/console/session", json={**credentials, "clientSecret": "wrong"}, headers=CONSOLE)
         assert wrong.status_code == 401
         assert wrong.json() == {"error": {"code": "Unauthorized", "message": "wrong client id or secret"}}
@@ -77,7 +80,7 @@ async def test_signing_in_keeps_the_token_in_a_cookie_the_api_takes_only_with_th
             part.strip() for part in cookie.split(";")}
         assert "Secure" not in cookie  # plain http here; over https it is Secure
 
-        session = await http.get("/console/session", headers=CONSOLE)
+        session = await http.get("/console/session")
         assert session.status_code == 200
         body = session.json()
         assert body["clientId"] == client.id and body["admin"] is False and body["groups"] == ["team-a"]
@@ -98,16 +101,16 @@ async def test_signing_in_keeps_the_token_in_a_cookie_the_api_takes_only_with_th
         other_group = await http.get("/v2/lm/deployments", headers={**CONSOLE, "AI-Resource-Group": "team-b"})
         assert other_group.status_code == 404
 
-        signed_out = await http.delete("/console/session", headers=CONSOLE)
+        signed_out = await http.delete("/console/session")
         assert signed_out.status_code == 204 and 'zeroserve_console=""' in signed_out.headers["Set-Cookie"]
-        assert (await http.get("/console/session", headers=CONSOLE)).status_code == 401
+        assert (await http.get("/console/session")).status_code == 401
 
 
 async def test_an_expired_console_session_is_refused_as_an_expired_token_is(zeroserve):
     lapsed = jwt.encode({"iss": ISSUER, "sub": "zs-0123456789abcdef", "groups": ["*"], "exp": int(time.time()) - 1},
                         signing_key(zeroserve.settings), algorithm="HS256")
     async with httpx.AsyncClient(base_url=zeroserve.url, timeout=10, cookies={"zeroserve_console": lapsed}) as http:
-        session = await http.get("/console/session", headers=CONSOLE)
+        session = await http.get("/console/session")
         listing = await http.get("/v2/lm/deployments", headers=CONSOLE)
     for answer in (session, listing):
         assert answer.status_code == 401

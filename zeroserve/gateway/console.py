@@ -2,12 +2,13 @@
 
 The files (``zeroserve/console/static/``, package data) are public and served with a strict
 Content-Security-Policy: scripts only from this origin, none inline, and no page of another origin may
-frame them. Signing in trades a client id and secret for the same bearer token ``POST /oauth/token``
-gives (same throttling of failed logins), kept in an HttpOnly, SameSite=Strict cookie that page
-scripts never read; the API takes that cookie in place of ``Authorization: Bearer`` only from a request
-that also carries ``X-Zeroserve-Console: 1`` (``security.console_token``), a header a page of another
-origin cannot send without a CORS preflight, which the gateway never grants. None of these routes is
-part of the API's description: they are the console's, not the AI API's.
+frame them. Signing in (a JSON body, which no form of another origin can send) trades a client id and
+secret for the same bearer token ``POST /oauth/token`` gives (same throttling of failed logins), kept in
+an HttpOnly, SameSite=Strict cookie that page scripts never read; the API takes that cookie in place of
+``Authorization: Bearer`` only from a request that also carries ``X-Zeroserve-Console: 1``
+(``security.console_token``), a header a page of another origin cannot send without a CORS preflight,
+which the gateway never grants. None of these routes is part of the API's description: they are the
+console's, not the AI API's.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from starlette.staticfiles import StaticFiles
 
 from zeroserve.auth import Throttled, Unauthorized
 from zeroserve.gateway.errors import ErrorAnswer, error_response
-from zeroserve.gateway.security import CONSOLE_COOKIE, CONSOLE_HEADER, claims_of, console_token, platform_of
+from zeroserve.gateway.security import CONSOLE_COOKIE, claims_of, cookie_token, platform_of
 
 STATIC = Path(__file__).resolve().parent.parent / "console" / "static"
 PREFIX = "/console"
@@ -80,10 +81,13 @@ def _refusal(error: ErrorAnswer) -> Response:
     return _secured(error_response(error.status, error.code, error.message, error.headers), "no-store")
 
 
-def _from_the_console(request: Request) -> None:
-    # A form or a page of another origin cannot send this header without a preflight, which is never granted.
-    if request.headers.get(CONSOLE_HEADER) != "1":
-        raise ErrorAnswer(403, "Forbidden", f"the console's requests carry {CONSOLE_HEADER}: 1")
+def _json_body(request: Request) -> None:
+    # A form of another origin can post text/plain that parses as JSON, never application/json (that takes a
+    # preflight, which is never granted): so no page elsewhere can sign a browser in to someone else's session.
+    media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if media_type != "application/json":
+        raise ErrorAnswer(415, "UnsupportedMediaType", "sign in with a JSON body (Content-Type: application/json): "
+                          '{"clientId", "clientSecret"}')
 
 
 async def _credentials(request: Request) -> tuple[str, str]:
@@ -105,7 +109,7 @@ async def sign_in(request: Request) -> Response:
     platform = platform_of(request)
     address = request.client.host if request.client else None
     try:
-        _from_the_console(request)
+        _json_body(request)
         if (wait := platform.auth.throttled(None, address)) is not None:
             raise Throttled(f"too many failed sign-ins from this address: retry in {math.ceil(wait)} s", wait)
         client_id, secret = await _credentials(request)
@@ -126,8 +130,7 @@ async def sign_in(request: Request) -> Response:
 async def session(request: Request) -> Response:
     """Who is signed in: client id, admin or not, groups, and when the session ends."""
     try:
-        _from_the_console(request)
-        claims = claims_of(platform_of(request), console_token(request.headers))
+        claims = claims_of(platform_of(request), cookie_token(request.headers.get("cookie")))
     except ErrorAnswer as refused:
         return _refusal(refused)
     body = {"clientId": claims.client_id, "admin": claims.admin, "groups": list(claims.groups),
@@ -136,11 +139,8 @@ async def session(request: Request) -> Response:
 
 
 async def sign_out(request: Request) -> Response:
-    """The cookie dropped; the token itself stays valid until it expires (it is never shown anywhere)."""
-    try:
-        _from_the_console(request)
-    except ErrorAnswer as refused:
-        return _refusal(refused)
+    """The cookie dropped; the token itself stays valid until it expires (it is never shown anywhere). A page of
+    another origin cannot send a DELETE without a preflight."""
     response = _secured(Response(status_code=204), "no-store")
     response.delete_cookie(CONSOLE_COOKIE, path="/", httponly=True, samesite="strict",
                            secure=request.url.scheme == "https")

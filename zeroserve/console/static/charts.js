@@ -21,7 +21,7 @@ function common(yLabel, xLabel) {
     maintainAspectRatio: false,
     plugins: { legend: { position: "bottom", labels: { color: "#1f2933" } } },
     scales: {
-      x: { ticks: { color: "#3e4c59" }, title: { display: Boolean(xLabel), text: xLabel || "", color: "#1f2933" } },
+      x: { ticks: { color: "#3e4c59", maxRotation: 0, autoSkip: true, maxTicksLimit: 8 }, title: { display: Boolean(xLabel), text: xLabel || "", color: "#1f2933" } },
       y: { beginAtZero: true, ticks: { color: "#3e4c59" }, title: { display: Boolean(yLabel), text: yLabel || "", color: "#1f2933" } },
     },
   };
@@ -37,7 +37,7 @@ function datasets(series, options = {}) {
     label: s.label, data: s.data,
     borderColor: s.color || PALETTE[index % PALETTE.length],
     backgroundColor: s.color || PALETTE[index % PALETTE.length],
-    borderWidth: 2, pointRadius: options.points ?? 2, tension: 0.2,
+    borderWidth: 2, pointRadius: s.points ?? options.points ?? (s.data.length > 30 ? 0 : 2), tension: 0.2,
   }));
 }
 

@@ -292,7 +292,8 @@ export default {
       lineChart(trafficRequests, { labels, yLabel: `requests per ${traffic.stepSeconds || 10} s`, series: [
         { label: "requests", data: points.map((p) => p.requests) }, { label: "errors", data: points.map((p) => p.errors) }] });
       lineChart(trafficLatency, { labels, yLabel: "ms", series: [
-        { label: "p50", data: points.map((p) => p.p50Ms) }, { label: "p95", data: points.map((p) => p.p95Ms) }] });
+        // Steps without requests have no latency: each measured step is a dot, joined where they follow each other.
+        { label: "p50", data: points.map((p) => p.p50Ms), points: 3 }, { label: "p95", data: points.map((p) => p.p95Ms), points: 3 }] });
       return true;
     }
 
