@@ -28,7 +28,7 @@ const top = document.getElementById("top");
 function parseHash() {
   const raw = location.hash.replace(/^#/, "") || "/deployments";
   const [path, queryText = ""] = raw.split("?");
-  return { path, query: Object.fromEntries(new URLSearchParams(queryText)) };
+  return { path, query: new URLSearchParams(queryText) };
 }
 
 function navigate(hash) {

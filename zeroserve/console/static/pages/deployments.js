@@ -56,7 +56,7 @@ export default {
   title: "Deployments",
   async render(root, ctx) {
     const { api, signal, group } = ctx;
-    const filters = { status: ctx.query.status || "", executable: ctx.query.executable || "", text: ctx.query.q || "" };
+    const filters = { status: ctx.query.get("status") || "", executable: ctx.query.get("executable") || "", text: ctx.query.get("q") || "" };
     let deployments = [];
     let failure = null;
     let lastText = null;
