@@ -70,7 +70,10 @@ async def test_the_public_routes_are_only_those_that_must_be(zeroserve):
     # Every exemption names a route that exists: a renamed route cannot leave a stale hole.
     assert PUBLIC <= served, PUBLIC - served
     assert PUBLIC == {"/healthz", "/oauth/token", "/v2/webhooks/{name}", "/openapi.json", "/docs",
-                      "/docs/oauth2-redirect", "/redoc"}
+                      "/docs/oauth2-redirect", "/redoc",
+                      # The web console's files, and its sign-in, which checks its own cookie
+                      # (test_console_session.py).
+                      "/console", "/console/{path:path}", "/console/session"}
 
 
 async def test_the_api_describes_itself_without_a_token(zeroserve):

@@ -1,6 +1,6 @@
 """The package as a user installs it: the wheel carries everything `zeroserve up` reads (the functions,
-the serving templates, the resource plans), its metadata says what the extras install, and the wheel
-installed away from any repository serves the demo from an empty directory. A framework that an
+the serving templates, the resource plans, the web console's files), its metadata says what the extras
+install, and the wheel installed away from any repository serves the demo from an empty directory. A framework that an
 extra installs, when missing, is named with that extra (`zeroserve up`, a torch deployment).
 
 The wheel is built from the files the Dockerfile builds it from, copied out of the repository; the
@@ -65,7 +65,8 @@ def test_the_wheel_carries_the_functions_templates_plans_and_typing_marker(wheel
                         ("serving templates", shipped("templates/builtin/*.yaml")),
                         ("resource plans", {"zeroserve/templates/resource-plans.yaml"}),
                         ("CRD schemas", shipped("templates/schemas/*.json")),
-                        ("py.typed", {"zeroserve/py.typed"})):
+                        ("py.typed", {"zeroserve/py.typed"}),
+                        ("the web console", shipped("console/static/*.*", "console/static/*/*.*"))):
         assert files and files <= names, f"the wheel lacks {what}: {sorted(files - names)}"
 
 
@@ -130,6 +131,13 @@ def test_the_installed_wheel_serves_the_demo_from_an_empty_directory(wheel: Path
                             headers={"Authorization": f"Bearer {token.stdout.strip()}"})
         assert answer.status_code == 200, answer.text
         assert len(answer.json()["predictions"]) == 2
+        # The web console, from the installed package's own files, where `up` says it is.
+        console = re.search(r"console: (\S+)", output)
+        assert console, output
+        page = httpx.get(console.group(1), timeout=30)
+        module = httpx.get(console.group(1) + "app.js", timeout=30)
+        assert page.status_code == 200 and '<script type="module" src="app.js">' in page.text, page.text
+        assert module.status_code == 200 and module.headers["Content-Type"].startswith("text/javascript")
         # From another directory, with nothing but the profile `zeroserve up` wrote to say where it runs.
         profile_only = {k: v for k, v in env.items() if k != "ZEROSERVE_DATA_DIR"}
         listed = run_in(elsewhere, profile_only, "-m", "zeroserve.cli", "deployments", "-o", "json")

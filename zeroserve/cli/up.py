@@ -105,6 +105,8 @@ async def _up(settings: Settings, demo: bool, roles: list[str] | None = None, pr
             console.print(f"[green]zeroserve {' and '.join(sorted(embedded.roles))} is up[/green]")
         else:
             console.print(f"[green]zeroserve is up[/green]: gateway {embedded.url}  (Ctrl-C stops everything)")
+            console.print(f"web console: {embedded.url}/console/  (sign in with the client id and secret in "
+                          f"{embedded.settings.data_dir / 'credentials.json'})", highlight=False, soft_wrap=True)
             _remember(embedded.settings, profile, embedded.url)
         if demo:
             await _deploy_demo(embedded, stop)

@@ -28,6 +28,7 @@ from zeroserve.gateway import (
     artifacts,
     clients,
     configurations,
+    console,
     deployments,
     inference,
     ingress,
@@ -64,6 +65,8 @@ PUBLIC = {
     "/oauth/token",  # where a token comes from
     "/v2/webhooks/{name}",  # verified by its Standard Webhooks signature
     "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc",  # the API's description
+    "/console", "/console/{path:path}",  # the web console's files: they hold no data
+    "/console/session",  # the console's sign-in; it checks its own cookie (console.py)
 }
 
 
@@ -214,5 +217,6 @@ def create_app(platform: Platform) -> Gateway:
         instance_types.router, renderings.router, uploads.router,
     ):
         app.include_router(router, dependencies=protected, responses=answers(401))
+    app.router.routes.extend(console.routes())  # the web console: not in the API's description
     refuse_other_methods(app)  # last: it lists the methods of every route included above
     return app

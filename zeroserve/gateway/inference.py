@@ -45,7 +45,7 @@ from zeroserve.gateway.proxy import (
     UpstreamTimeout,
     forward,
 )
-from zeroserve.gateway.security import DEFAULT_GROUP, claims_of, group_of
+from zeroserve.gateway.security import DEFAULT_GROUP, claims_of, cookie_token, group_of
 from zeroserve.platform import Platform
 from zeroserve.serving.activator import Activator, Assignment
 from zeroserve.templates.limits import MAX_REQUEST_BODY, RequestLimits
@@ -100,13 +100,21 @@ class InferenceRoute:
 
     def _checked(self, scope: Scope) -> tuple[str, str]:
         """The group and deployment a request is for, once its token, group and path are checked."""
-        token = group = None
+        token = group = cookie = None
+        authorized = console = False
         for name, value in scope["headers"]:
             if name == b"authorization":
                 scheme, _, credentials = value.decode("latin-1").partition(" ")
                 token = credentials.strip() if scheme.lower() == "bearer" else None
+                authorized = True
             elif name == b"ai-resource-group":
                 group = value.decode("latin-1")
+            elif name == b"cookie":
+                cookie = value.decode("latin-1")
+            elif name == b"x-zeroserve-console":
+                console = value == b"1"
+        if console and not authorized:  # the web console's session cookie (security.py), never over the header
+            token = cookie_token(cookie)
         claims = claims_of(self.platform, token)
         if scope["method"] not in METHODS:
             raise ErrorAnswer(405, "MethodNotAllowed", "Method Not Allowed", headers={"Allow": _ALLOW})

@@ -43,9 +43,9 @@ HOP_BY_HOP = frozenset({
     b"connection", b"keep-alive", b"proxy-authenticate", b"proxy-authorization", b"proxy-connection", b"te",
     b"trailer", b"transfer-encoding", b"upgrade",
 })
-# Besides hop-by-hop ones: the caller's token, and what this hop writes itself (Host, the framing,
-# Expect: uvicorn answered any 100-continue already).
-NOT_FORWARDED = HOP_BY_HOP | {b"authorization", b"host", b"content-length", b"expect"}
+# Besides hop-by-hop ones: the caller's token (its header, or the console's cookie), and what this hop
+# writes itself (Host, the framing, Expect: uvicorn answered any 100-continue already).
+NOT_FORWARDED = HOP_BY_HOP | {b"authorization", b"cookie", b"host", b"content-length", b"expect"}
 NOT_RETURNED = HOP_BY_HOP | {b"date", b"server"}
 READ_SIZE = 64 * 1024
 # An idle connection is not used again after this: uvicorn (every model server here) closes one

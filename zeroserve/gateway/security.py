@@ -9,13 +9,14 @@ platform itself reaches a route the same way, as the ``PlatformDep`` parameter.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Header, Request
 from fastapi.openapi.models import OAuthFlowClientCredentials, OAuthFlows
 from fastapi.security import OAuth2
-from starlette.requests import HTTPConnection
+from starlette.requests import HTTPConnection, cookie_parser
 
 from zeroserve.auth import Claims, Unauthorized
 from zeroserve.events import ID_PATTERN, is_id
@@ -24,6 +25,20 @@ from zeroserve.platform import Platform
 
 DEFAULT_GROUP = "default"
 TOKEN_URL = "/oauth/token"
+# The web console's session (gateway/console.py): its token in an HttpOnly cookie, taken only from a request
+# that carries the header too, which a page of another origin cannot send without a preflight.
+CONSOLE_COOKIE = "zeroserve_console"
+CONSOLE_HEADER = "X-Zeroserve-Console"
+
+
+def console_token(headers: Mapping[str, str]) -> str | None:
+    """The console's token: its cookie, when the request also says ``X-Zeroserve-Console: 1``."""
+    return cookie_token(headers.get("cookie")) if headers.get(CONSOLE_HEADER) == "1" else None
+
+
+def cookie_token(cookie: str | None) -> str | None:
+    """The token in a Cookie header's console cookie, if it has one."""
+    return cookie_parser(cookie).get(CONSOLE_COOKIE) or None if cookie else None
 
 
 class ClientCredentials(OAuth2):
@@ -37,7 +52,10 @@ class ClientCredentials(OAuth2):
                                      "send it as Authorization: Bearer <token>.")
 
     async def __call__(self, request: HTTPConnection) -> str | None:
-        scheme, _, token = (request.headers.get("Authorization") or "").partition(" ")
+        authorization = request.headers.get("Authorization")
+        if authorization is None:  # the header wins; without it, the console's cookie may stand in
+            return console_token(request.headers)
+        scheme, _, token = authorization.partition(" ")
         return token.strip() or None if scheme.lower() == "bearer" else None
 
 
