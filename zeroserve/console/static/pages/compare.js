@@ -62,7 +62,7 @@ export default {
     if (!metricNames.length) {
       metricsSection.append(emptyState("None of these models has metrics yet."));
     } else {
-      const chart = h("div", { class: "chart" });
+      const chart = h("div", { class: "chart", style: "max-width: 56rem" });
       const tableHolder = h("div");
       metricsSection.append(chart, h("h3", {}, "Which gives the best results"), tableHolder);
       barChart(chart, {
@@ -100,7 +100,7 @@ export default {
         const perModel = artifacts.map((a) => ((metrics.get(a.id) || {}).metrics || []).filter((m) => m.name === name && m.step !== undefined && m.step !== null));
         if (!perModel.some((values) => values.length > 1)) continue;
         const steps = [...new Set(perModel.flat().map((m) => m.step))].sort((a, b) => a - b);
-        const holder = h("div", { class: "chart" });
+        const holder = h("div", { class: "chart", style: "max-width: 56rem" });
         metricsSection.append(h("h3", {}, `${name} by step`), holder);
         lineChart(holder, {
           labels: steps,

@@ -61,7 +61,7 @@ function metricsSection(resource) {
   const withSteps = [...stepped.entries()].filter(([, values]) => values.length > 1);
   if (withSteps.length && window.Chart) {
     const steps = [...new Set(withSteps.flatMap(([, values]) => values.map((m) => m.step)))].sort((a, b) => a - b);
-    const holder = h("div", { class: "chart" });
+    const holder = h("div", { class: "chart", style: "max-width: 56rem" });
     section.append(h("h3", {}, "Metrics by step"), holder);
     lineChart(holder, {
       labels: steps,
