@@ -19,7 +19,7 @@ import uvicorn
 from prometheus_client import REGISTRY
 from standardwebhooks import Webhook
 
-from tests.conftest import token_for
+from tests.conftest import token_for, until
 from zeroserve.events import DeploymentStatus, Status, new_event
 from zeroserve.node import Node
 from zeroserve.settings import Settings
@@ -179,6 +179,7 @@ async def test_the_secret_is_shown_only_when_the_subscription_is_created(api, re
     assert listed["count"] == 1
     assert "secret" not in listed["resources"][0] and "secret" not in one
     assert one == {k: v for k, v in created.items() if k != "secret"}
+    assert one["lastDeliveries"] == []
 
     deleted = await api.delete(f"/v2/subscriptions/{created['id']}")
     assert deleted.status_code == 200
@@ -200,6 +201,32 @@ async def test_a_failing_receiver_gets_retries_with_the_same_webhook_id(zeroserv
     for attempt in attempts:  # each attempt is signed anew, and each signature holds
         Webhook(subscription["secret"]).verify(attempt.body, attempt.headers)
     await receiver.wait_for(lambda: deliveries("default", subscription["id"], "delivered") == 1)
+
+
+async def test_a_subscription_shows_its_last_deliveries_newest_first(zeroserve, api, receiver):
+    receiver.fail_first["/shown"] = 1
+    subscription = await subscribe(api, f"{receiver.url}/shown", "deployment.status")
+    first = await announce(zeroserve, "iris")
+    await receiver.wait_for(lambda: deliveries("default", subscription["id"], "delivered") == 1)
+    receiver.always_fail.add("/shown")
+    second = await announce(zeroserve, "iris-2")
+
+    async def shown() -> list[dict[str, Any]]:
+        found = (await api.get(f"/v2/subscriptions/{subscription['id']}")).json()["lastDeliveries"]
+        return list(found) if len(found) == 2 else []
+
+    latest, earlier = await until(shown, what="both deliveries shown")
+    assert earlier["eventId"] == first and earlier["delivered"] and earlier["status"] == 200
+    assert earlier["attempts"] == 2 and earlier["eventType"] == "io.zeroserve.deployment.status"
+    assert latest["eventId"] == second and not latest["delivered"] and latest["status"] == 503
+    assert latest["attempts"] == zeroserve.settings.webhook_delivery_attempts and latest["durationMs"] >= 0
+    assert latest["at"] >= earlier["at"]
+    listed = (await api.get("/v2/subscriptions")).json()["resources"][0]["lastDeliveries"]
+    assert [d["eventId"] for d in listed] == [second, first]
+    # Deleted with its subscription.
+    assert (await api.delete(f"/v2/subscriptions/{subscription['id']}")).status_code == 200
+    assert zeroserve.platform is not None
+    assert await zeroserve.platform.store.deliveries.get("default", subscription["id"]) is None
 
 
 async def test_a_delivery_gives_up_after_the_limit_and_logs_the_subscription_not_the_secret(

@@ -274,6 +274,20 @@ class ClientCredentials(ApiClient):
     client_secret: str
 
 
+class Delivery(ApiModel):
+    """One event's delivery to a subscription, after its last attempt: delivered (a 2xx) or given up; the
+    receiver's last HTTP status, or the error when none came (a timeout, a refused address)."""
+
+    at: datetime
+    event_id: str
+    event_type: str
+    delivered: bool
+    status: int | None = None
+    error: str | None = None
+    attempts: int
+    duration_ms: int
+
+
 class Subscription(ApiModel):
     """Events of these types in this group go to ``url``, signed with ``secret`` (Standard Webhooks)."""
 
@@ -284,6 +298,8 @@ class Subscription(ApiModel):
     # Only in the answer to its creation.
     secret: str | None = None
     created_at: datetime | None = None
+    # Newest first, up to 20.
+    last_deliveries: list[Delivery] = []
 
 
 class ArtifactMetrics(ApiModel):

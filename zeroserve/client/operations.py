@@ -380,6 +380,19 @@ class Operations:
         content_type, body = to_http([_cloud_event(event) for event in events])
         return self._call("POST", "/v2/events", _published, content=body, headers={"Content-Type": content_type})
 
+    @stream
+    def events(
+        self, *, types: list[str] | None = None, last_event_id: str | None = None, timeout: float | None = None,
+    ) -> StreamCall[Event]:
+        """Every event of the group as it happens (server-sent events): each ``Event``'s data is the whole
+        CloudEvent (id, type, source, subject, time, data); ``types`` keeps only those (deployment logs only
+        when named)."""
+        headers = {"Accept": "text/event-stream"}
+        if last_event_id is not None:
+            headers["Last-Event-ID"] = last_event_id
+        call = self._call("GET", "/v2/events/stream", _ignore, headers=headers, params=_params(types=types))
+        return StreamCall(call, _event_data, timeout)
+
     @operation
     def create_subscription(
         self, url: str, event_types: list[str], *, description: str | None = None,

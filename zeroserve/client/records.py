@@ -1,6 +1,6 @@
 """What the API answers with: the records of ``zeroserve.api.records``, the very models the gateway declares
 in its ``/openapi.json`` (snake_case fields here, camelCase on the wire, extras kept), and ``Event``, one
-server-sent event of a deployment's stream."""
+server-sent event of a deployment's or a group's stream."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from zeroserve.api.records import (
     ClientCredentials,
     Configuration,
     Created,
+    Delivery,
     Deployment,
     Executable,
     ExecutableArtifact,
@@ -39,7 +40,8 @@ from zeroserve.api.records import (
 
 __all__ = [
     "Accepted", "ApiClient", "ApiModel", "Artifact", "ArtifactBinding", "ArtifactMetrics", "BulkResult",
-    "ClientCredentials", "Configuration", "Created", "Deployment", "Event", "Executable", "ExecutableArtifact",
+    "ClientCredentials", "Configuration", "Created", "Delivery", "Deployment", "Event", "Executable",
+    "ExecutableArtifact",
     "ExecutableParameter", "Listing", "LogRecord", "Message", "Meta", "Metric", "MetricLabel", "ObjectStoreSecret",
     "ParameterBinding", "Published", "ResourceGroup", "Scenario", "StatusDetails", "Subscription",
 ]

@@ -151,6 +151,29 @@ class Subscription(BaseModel):
     created_at: datetime = Field(default_factory=now)
 
 
+class Delivery(BaseModel):
+    """The outcome of one event's delivery to a subscription, after its last attempt."""
+
+    at: datetime
+    event_id: str
+    event_type: str
+    delivered: bool
+    # The receiver's last HTTP status, or why no answer came (a refused address, a timeout).
+    status: int | None = None
+    error: str | None = None
+    attempts: int
+    duration_ms: int
+
+
+class Deliveries(BaseModel):
+    """A subscription's latest deliveries, newest first, at most ``LAST_DELIVERIES``."""
+
+    deliveries: list[Delivery] = Field(default_factory=list)
+
+
+LAST_DELIVERIES = 20
+
+
 class Conflict(Exception):
     """Another writer changed the record between our read and our write."""
 
@@ -246,6 +269,7 @@ class Store:
         self.object_store_secrets = registry("object_store_secrets", ObjectStoreSecret)
         self.clients = registry("clients", RegisteredClient)
         self.subscriptions = registry("subscriptions", Subscription)
+        self.deliveries = registry("deliveries", Deliveries)
         self.js = js
 
     async def registry(self, name: str, model: type[R]) -> Registry[R]:
@@ -255,7 +279,7 @@ class Store:
     @classmethod
     async def open(cls, js: JetStreamContext) -> Store:
         names = ("artifacts", "deployments", "configurations", "resource_groups", "object_store_secrets",
-                 "clients", "subscriptions")
+                 "clients", "subscriptions", "deliveries")
         return cls(js, {name: await _bucket(js, bucket_name(name)) for name in names})
 
 

@@ -1,4 +1,4 @@
-"""A deployment's live status and log events, resumable: each carries its ``Position`` in the streams they
+"""A deployment's (or a whole group's) live events, resumable: each carries its ``Position`` in the streams they
 are kept in, and a follower that gives one back (SSE's ``Last-Event-ID``) is handed every event after it,
 replayed from JetStream, then the live ones, none twice and none missed.
 
@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import anyio
+from cloudevents.http import CloudEvent
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from zeroserve.core.binding import from_nats
@@ -109,6 +110,50 @@ async def follow(
                 return
     finally:
         # A follower that leaves (an HTTP client) is cancelled: shield the unsubscribe.
+        with anyio.CancelScope(shield=True):
+            for subscription in subscriptions:
+                with contextlib.suppress(Exception):
+                    await subscription.unsubscribe()
+
+
+async def follow_group(
+    bus: Bus, group: str, types: frozenset[str] | None, since: Position,
+) -> AsyncGenerator[tuple[CloudEvent, Position], None]:
+    """(event, position) for every event of ``group`` after ``since`` (``now``: from now on), of ``types``
+    when given. Everything the events stream keeps for the group is followed; the deployment logs, from the
+    logs stream, only when ``types`` names them. The filter is the group's own subjects (``zeroserve.<group>.>``),
+    so another group's events are never read."""
+    start = since
+    queue: asyncio.Queue[tuple[int, int, CloudEvent | None]] = asyncio.Queue(maxsize=FOLLOW_BACKLOG)
+
+    def arrived(stream: int) -> Any:
+        async def handle(message: Any) -> None:
+            event = None
+            with contextlib.suppress(MalformedEvent):
+                event = from_nats(message.headers, message.data)
+                if types is not None and event["type"] not in types:
+                    event = None
+            await queue.put((stream, message.metadata.sequence.stream, event))
+        return handle
+
+    wanted = [(0, EVENTS_STREAM, f"zeroserve.{group}.>")]
+    if types is not None and DeploymentLog.event_type in types:
+        wanted.append((1, LOGS_STREAM, subject_for(DeploymentLog.event_type, group)))
+    subscriptions = []
+    try:
+        for index, stream_name, subject in wanted:
+            config = ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
+                                    opt_start_seq=(start.events, start.logs)[index] + 1,
+                                    ack_policy=AckPolicy.NONE, mem_storage=True)
+            subscriptions.append(await bus.js.subscribe(subject, stream=stream_name, config=config,
+                                                        ordered_consumer=True, cb=arrived(index)))
+        position = start
+        while True:
+            stream, sequence, event = await queue.get()
+            position = position.after(stream, sequence)
+            if event is not None:
+                yield event, position
+    finally:
         with anyio.CancelScope(shield=True):
             for subscription in subscriptions:
                 with contextlib.suppress(Exception):

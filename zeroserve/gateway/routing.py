@@ -69,6 +69,7 @@ SAP_OPERATIONS = {
 OWN_OPERATIONS = {
     ("GET", "/v2/lm/deployments/{deploymentId}/events"): "deployment.events",
     ("POST", "/v2/events"): "events.publish",
+    ("GET", "/v2/events/stream"): "events.stream",
     ("POST", "/v2/webhooks/{name}"): "webhooks.receive",
     ("POST", "/oauth/token"): "oauth.token",
     ("GET", "/healthz"): "healthz.get",

@@ -1,25 +1,31 @@
-"""``GET /v2/lm/deployments/{id}/events``: a deployment's status and log events, live, as server-sent events (SSE).
+"""Live events as server-sent events (SSE): ``GET /v2/lm/deployments/{id}/events``, a deployment's status and
+log events, and ``GET /v2/events/stream``, every event of the caller's resource group.
 
-The CloudEvent type is the SSE event name, its data the SSE data, and the SSE id its position in the
-streams that keep it (``gateway/replay.py``): a client that reconnects with ``Last-Event-ID`` gets every
-event after that one, none twice. A fresh stream starts with the deployment's current status; it lasts
-until the client leaves or the deployment is deleted.
+The CloudEvent type is the SSE event name and the SSE id its position in the streams that keep it
+(``gateway/replay.py``): a client that reconnects with ``Last-Event-ID`` gets every event after that one,
+none twice. A deployment's stream carries each event's data and starts with the deployment's current
+status; it lasts until the client leaves or the deployment is deleted. A group's stream carries each whole
+CloudEvent (JSON: id, type, source, subject, time, data, ...) from the moment it is opened, until the client
+leaves.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import re
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import Depends, Header
+from fastapi import Depends, Header, Query
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
+from zeroserve.core.binding import to_structured
 from zeroserve.core.store import Deployment
+from zeroserve.events import EVENT_TYPES, PREFIX
 from zeroserve.gateway import replay
 from zeroserve.gateway.deployments import DeploymentIdPath, deployment_or_404
-from zeroserve.gateway.errors import answers
+from zeroserve.gateway.errors import ErrorAnswer, answers
 from zeroserve.gateway.routing import Router
 from zeroserve.gateway.security import InGroup, PlatformDep
 
@@ -57,3 +63,48 @@ async def events(deployment: Followed, platform: PlatformDep, last_event_id: Las
             yield ServerSentEvent(event=update.type, id=str(position),
                                   raw_data=json.dumps(update.data.model_dump(mode="json", by_alias=True,
                                                                              exclude_none=True)))
+
+
+GROUP_EVENT_STREAM = {"type": "string", "description": "text/event-stream: event: <CloudEvent type>, id: <stream "
+                      "sequence, for Last-Event-ID>, data: <the CloudEvent, JSON (structured mode)>"}
+# Each type in full or without io.zeroserve., as the description states it (so a fuzzer's "0" is a 400 it expects).
+_TYPE = "(" + re.escape(PREFIX) + ")?(" + "|".join(re.escape(t.removeprefix(PREFIX)) for t in EVENT_TYPES) + ")"
+EventTypes = Annotated[str | None, Query(
+    alias="types", max_length=2000, pattern=rf"^{_TYPE}(,{_TYPE})*$", description=(
+        "Only these event types, comma-separated (io.zeroserve. may be left out); deployment.log only when "
+        "named here. Without it: every event of the group but the deployment logs"))]
+
+
+def event_types(text: EventTypes = None) -> frozenset[str] | None:
+    """The event types a ``types`` query names, in full; 400 naming the first that is no event type (a dependency,
+    so that the 400 comes before streaming starts)."""
+    if text is None:
+        return None
+    named = [name if name.startswith(PREFIX) else PREFIX + name for name in text.split(",")]
+    unknown = [name for name in named if name not in EVENT_TYPES]
+    if unknown:
+        raise ErrorAnswer(400, "BadRequest", f"query.types: {unknown[0][:100]!r} is not an event type; the types "
+                          f"are {', '.join(EVENT_TYPES)}")
+    return frozenset(named)
+
+
+async def start(platform: PlatformDep, last_event_id: LastEventId = None) -> replay.Position:
+    """Where a group's stream starts: after Last-Event-ID, or where the streams end now. Fixed before the answer
+    starts, so that an event published once a client has the answer's head is always in its stream."""
+    if last_event_id and replay.is_position(last_event_id):
+        return replay.Position.parse(last_event_id)
+    return await replay.now(platform.bus)
+
+
+@router.get("/v2/events/stream", response_class=EventSourceResponse, tags=["events"],
+            summary="Follow every event of the resource group (server-sent events): artifacts, configurations, "
+            "deployment requests and statuses, and deployment logs when types names them; each message's data is "
+            "the whole CloudEvent; a reconnecting client gives the last id it saw as Last-Event-ID",
+            responses={200: {"content": {"text/event-stream": {"schema": GROUP_EVENT_STREAM}}}, **answers(400, 404)})
+async def group_events(scope: InGroup, platform: PlatformDep,
+                       wanted: Annotated[frozenset[str] | None, Depends(event_types)],
+                       since: Annotated[replay.Position, Depends(start)]) -> AsyncIterator[ServerSentEvent]:
+    events = replay.follow_group(platform.bus, scope.group, wanted, since)
+    async with contextlib.aclosing(events):
+        async for event, position in events:
+            yield ServerSentEvent(event=str(event["type"]), id=str(position), raw_data=to_structured(event).decode())

@@ -18,7 +18,7 @@ from pydantic.alias_generators import to_camel
 
 from zeroserve.api import records
 from zeroserve.artifacts.uris import unreadable
-from zeroserve.core.store import Subscription
+from zeroserve.core.store import LAST_DELIVERIES, Deliveries, Delivery, Subscription
 from zeroserve.events import EVENT_TYPES, OUT_TYPES, PREFIX, utc_text
 from zeroserve.gateway.errors import ErrorAnswer, answers
 from zeroserve.gateway.params import stored_or_404
@@ -77,15 +77,27 @@ class SubscriptionRequest(BaseModel):
         return types
 
 
-def view(subscription: Subscription, *, secret: bool = False) -> dict[str, Any]:
+def view(subscription: Subscription, *, secret: bool = False, deliveries: Deliveries | None = None) -> dict[str, Any]:
     shown: dict[str, Any] = {
         "id": subscription.id, "url": subscription.url, "eventTypes": subscription.event_types,
         "description": subscription.description, "createdAt": utc_text(subscription.created_at),
+        "lastDeliveries": [delivery_view(d) for d in deliveries.deliveries] if deliveries else [],
     }
     if secret:
         shown["secret"] = subscription.secret
     # Absent rather than null, as every answer of the API (routing.Router): the same at creation as after.
     return {name: value for name, value in shown.items() if value is not None}
+
+
+def delivery_view(delivery: Delivery) -> dict[str, Any]:
+    shown = {"at": utc_text(delivery.at), "eventId": delivery.event_id, "eventType": delivery.event_type,
+             "delivered": delivery.delivered, "status": delivery.status, "error": delivery.error,
+             "attempts": delivery.attempts, "durationMs": delivery.duration_ms}
+    return {name: value for name, value in shown.items() if value is not None}
+
+
+async def with_deliveries(platform: Platform, subscription: Subscription) -> dict[str, Any]:
+    return view(subscription, deliveries=await platform.store.deliveries.get(subscription.group, subscription.id))
 
 
 async def find(platform: Platform, group: str, id: str) -> Subscription:
@@ -112,16 +124,19 @@ async def create(request: SubscriptionRequest, scope: InGroup, platform: Platfor
 
 
 @router.get("/v2/subscriptions", response_model=records.SubscriptionList,
-            summary="The group's subscriptions (without secrets)", responses=answers(404))
+            summary="The group's subscriptions (without secrets), each with its last deliveries",
+            responses=answers(404))
 async def list_(scope: InGroup, platform: PlatformDep) -> dict[str, Any]:
     found = sorted(await platform.store.subscriptions.list(scope.group), key=lambda s: s.created_at)
-    return {"count": len(found), "resources": [view(s) for s in found]}
+    return {"count": len(found), "resources": [await with_deliveries(platform, s) for s in found]}
 
 
 @router.get("/v2/subscriptions/{id}", response_model=records.Subscription,
-            summary="One subscription (without its secret)", responses=answers(404))
+            summary="One subscription (without its secret), with its last deliveries (newest first, up to "
+            f"{LAST_DELIVERIES}: when, which event, delivered or not, the receiver's HTTP status or the error, "
+            "attempts, duration)", responses=answers(404))
 async def get(id: str, scope: InGroup, platform: PlatformDep) -> dict[str, Any]:
-    return view(await find(platform, scope.group, id))
+    return await with_deliveries(platform, await find(platform, scope.group, id))
 
 
 @router.delete("/v2/subscriptions/{id}", response_model=records.Created,
@@ -129,4 +144,5 @@ async def get(id: str, scope: InGroup, platform: PlatformDep) -> dict[str, Any]:
 async def delete(id: str, scope: InGroup, platform: PlatformDep) -> dict[str, Any]:
     await find(platform, scope.group, id)
     await platform.store.subscriptions.delete(scope.group, id)
+    await platform.store.deliveries.delete(scope.group, id)
     return {"id": id, "message": "Subscription deleted"}

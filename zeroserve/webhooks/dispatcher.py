@@ -31,6 +31,7 @@ from zeroserve.core.store import Subscription
 from zeroserve.errors import MalformedEvent
 from zeroserve.events import OUT_TYPES, DeploymentLog, content_id, group_of
 from zeroserve.platform import Platform
+from zeroserve.webhooks.deliveries import DeliveryLog
 from zeroserve.webhooks.signatures import sign
 from zeroserve.webhooks.targets import DeliveryTransport, ForbiddenTarget
 
@@ -85,6 +86,9 @@ class Subscriptions:
         self._sequence = -1
         self._lock = asyncio.Lock()
 
+    def exists(self, group: str, subscription_id: str) -> bool:
+        return any(subscription.id == subscription_id for subscription in self.by_group.get(group, []))
+
     async def refresh(self) -> None:
         # Done after each fetch returns, so a subscription written before its first event was published
         # is always seen; checking the bucket's last sequence is one request, a full read is many.
@@ -107,6 +111,7 @@ class Dispatcher:
         self.subscriptions = Subscriptions(platform)
         self._client = client
         self._consumer = Consumer("webhooks out", lambda inflight: MAX_INFLIGHT - inflight)
+        self.log = DeliveryLog(platform.store.deliveries, self.subscriptions.exists)
         # Counted here too (cheaply) for whoever holds the dispatcher; Prometheus has them by subscription.
         self.delivered = 0
         self.failed = 0
@@ -126,9 +131,14 @@ class Dispatcher:
                 (LOGS_DURABLE, await self._subscribe(LOGS_STREAM, LOGS_DURABLE, [DeploymentLog.event_type])),
             ]
             log.info("webhooks out: delivering %s", ", ".join(OUT_TYPES))
-            await asyncio.gather(*(self._consumer.pull(pull, self._dispatch, label=durable,
-                                                       before=self.subscriptions.refresh)
-                                   for durable, pull in pulls))
+            recording = asyncio.create_task(self.log.run())
+            try:
+                await asyncio.gather(*(self._consumer.pull(pull, self._dispatch, label=durable,
+                                                           before=self.subscriptions.refresh)
+                                       for durable, pull in pulls))
+            finally:
+                recording.cancel()
+                await asyncio.gather(recording, return_exceptions=True)
         finally:
             await self._consumer.cancel()  # _dispatch hands the message back: redelivered at the next start
             await client.aclose()
@@ -160,7 +170,8 @@ class Dispatcher:
                 ]
                 if targets:
                     body = to_structured(event)
-                    await asyncio.gather(*(self._deliver(s, str(event["id"]), body) for s in targets))
+                    await asyncio.gather(*(self._deliver(s, str(event["id"]), str(event["type"]), body)
+                                           for s in targets))
         except asyncio.CancelledError:
             with contextlib.suppress(Exception):
                 await msg.nak()
@@ -170,13 +181,20 @@ class Dispatcher:
         with contextlib.suppress(Exception):
             await msg.ack()
 
-    async def _deliver(self, subscription: Subscription, event_id: str, body: bytes) -> None:
+    async def _deliver(self, subscription: Subscription, event_id: str, event_type: str, body: bytes) -> None:
         """Deliver until the receiver answers 2xx or the attempts run out; never raises."""
         assert self._client is not None
         settings = self.settings
         webhook_id = delivery_id(event_id, subscription.id)
         problem = "no attempt made"
+        status: int | None = None
         attempts = max(1, settings.webhook_delivery_attempts)
+        started = time.monotonic()
+
+        def noted(delivered: bool, error: str | None, attempt: int) -> None:
+            self.log.note(subscription.group, subscription.id, event_id=event_id, event_type=event_type,
+                          delivered=delivered, status=status, error=error, attempts=attempt, started=started,
+                          ended=time.monotonic())
         _delivering.set(True)  # this task's own context: httpx's line of these requests is left out
         for attempt in range(1, attempts + 1):
             timestamp = int(time.time())
@@ -194,8 +212,11 @@ class Dispatcher:
                 break
             except httpx.HTTPError as error:
                 problem = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+                status = None
             else:
+                status = response.status_code
                 if response.is_success:
+                    noted(True, None, attempt)
                     self.delivered += 1
                     deliveries.labels(subscription.group, subscription.id, "delivered").inc()
                     log.debug("webhooks out: delivered event %s to subscription %s (HTTP %d)",
@@ -208,6 +229,7 @@ class Dispatcher:
                          "retry in %.1f s): %s", webhook_id, event_id, subscription.id, attempt, delay, problem)
                 await asyncio.sleep(delay)
         self.failed += 1
+        noted(False, problem, attempts)
         deliveries.labels(subscription.group, subscription.id, "failed").inc()
         # The URL may carry a token of the receiver's and the secret is never logged: the id says which.
         log.warning("webhooks out: gave up delivering event %s to subscription %s of group %s after %d "
