@@ -3,30 +3,22 @@
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from typing import Any
 
 import httpx
 import pytest
 
-# The fixtures (console_url, operator, browser, page), until tests/console/conftest.py has them.
-from tests.console._models_fixtures import *  # noqa: F403
-from tests.console._models_fixtures import Embedded, new_client, signed_in
+from harness import VIEWPORT, RunningZeroserve
 
 pytestmark = pytest.mark.slow
 PlaywrightTimeout = pytest.importorskip("playwright.sync_api").TimeoutError
 TIMEOUT_MS = 15_000
 
 
-def api_of(embedded: Embedded, client: tuple[str, str]) -> httpx.Client:
-    token = httpx.post(f"{embedded.node.url}/oauth/token", data={"grant_type": "client_credentials"}, auth=client)
-    token.raise_for_status()
-    return httpx.Client(base_url=embedded.node.url, timeout=30,
-                        headers={"Authorization": f"Bearer {token.json()['access_token']}"})
-
-
-def model_file(embedded: Embedded, name: str) -> str:
-    path = embedded.node.settings.file_roots[0] / name / "model.joblib"
+def model_file(zeroserve: RunningZeroserve, name: str) -> str:
+    path = zeroserve.data_dir / "sources" / name / "model.joblib"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(b"not really a model")
     return path.as_uri()
@@ -39,16 +31,27 @@ def publish(api: httpx.Client, data: dict[str, Any]) -> None:
     assert answer.status_code == 202, answer.text
 
 
-def test_two_models_compared_their_origin_shown_and_events_live(embedded, console_url, operator, page, browser):
-    api = api_of(embedded, operator)
+def signed_in(browser: Any, zeroserve: RunningZeroserve, client: tuple[str, str]) -> Any:
+    """A page of a new browser context, signed in as ``client`` (the console's session cookie)."""
+    context = browser.new_context(viewport=VIEWPORT, base_url=zeroserve.url)
+    answer = context.request.post("/console/session", data={"clientId": client[0], "clientSecret": client[1]})
+    assert answer.status == 204, answer.text()
+    return context.new_page()
+
+
+def test_two_models_compared_their_origin_shown_and_events_live(zeroserve_up: RunningZeroserve, page, browser):
+    console_url = zeroserve_up.console
+    api = zeroserve_up.api()
+    page.context.request.post("/console/session", data={"clientId": zeroserve_up.client_id,
+                                                         "clientSecret": zeroserve_up.client_secret})
     # One model by an artifact.created event, with its metrics and the settings of its run.
-    publish(api, {"id": "iris-lr-small", "name": "iris-small", "url": model_file(embedded, "small"),
+    publish(api, {"id": "iris-lr-small", "name": "iris-small", "url": model_file(zeroserve_up, "small"),
                   "scenarioId": "model-serving", "labels": [{"key": "learning_rate", "value": "0.01"}],
                   "metrics": [{"name": "accuracy", "value": 0.91}, {"name": "loss", "value": 0.30,
                                                                     "labels": [{"key": "epochs", "value": "10"}]}]})
     # One by the API, its metrics sent after with PATCH /v2/lm/metrics.
     created = api.post("/v2/lm/artifacts", json={"name": "iris-large", "kind": "model", "scenarioId": "model-serving",
-                                                  "url": model_file(embedded, "large"),
+                                                  "url": model_file(zeroserve_up, "large"),
                                                   "labels": [{"key": "ext.ai.sap.com/learning_rate", "value": "0.1"}]})
     assert created.status_code == 201, created.text
     large = created.json()["id"]
@@ -56,14 +59,7 @@ def test_two_models_compared_their_origin_shown_and_events_live(embedded, consol
                 "labels": [{"name": "epochs", "value": "50"}]},
                {"name": "loss", "value": 0.12, "timestamp": "2026-12-05T10:00:00Z", "step": 2, "labels": []}]
     patched = api.patch("/v2/lm/metrics", json={"executionId": large, "metrics": metrics})
-    assert patched.status_code in (204, 405), patched.text
-    if patched.status_code == 405:  # a build without PATCH /v2/lm/metrics: the same figures come by event
-        publish(api, {"id": large, "name": "iris-large", "url": model_file(embedded, "large"),
-                      "scenarioId": "model-serving",
-                      "labels": [{"key": "ext.ai.sap.com/learning_rate", "value": "0.1"}],
-                      "metrics": [{"name": m["name"], "value": m["value"],
-                                   "labels": [{"key": x["name"], "value": x["value"]} for x in m["labels"]]}
-                                  for m in metrics]})
+    assert patched.status_code == 204, patched.text
 
     page.set_default_timeout(TIMEOUT_MS)
     page.goto(f"{console_url}#/models")
@@ -84,7 +80,7 @@ def test_two_models_compared_their_origin_shown_and_events_live(embedded, consol
     chart.wait_for()  # one grouped bar chart of both models' metrics
     best = page.locator("table .best")
     best.nth(1).wait_for()
-    marked = sorted(text.split(" (")[0].strip() for text in best.all_inner_texts())
+    marked = sorted(re.match(r"★ [\d.]+", text.strip())[0] for text in best.all_inner_texts())
     assert marked == ["★ 0.12", "★ 0.97"], "the higher accuracy and the lower loss are marked best"
     row = page.get_by_role("row", name="accuracy")
     assert "0.91" in row.inner_text() and "0.97" in row.inner_text()
@@ -102,7 +98,7 @@ def test_two_models_compared_their_origin_shown_and_events_live(embedded, consol
     # The page cannot tell when its stream has reached the gateway: events are published until one arrives.
     arrived = page.locator("li.event", has_text="iris-live")
     for attempt in range(20):
-        publish(api, {"id": f"iris-live-{attempt}", "name": "iris-live", "url": model_file(embedded, "live")})
+        publish(api, {"id": f"iris-live-{attempt}", "name": "iris-live", "url": model_file(zeroserve_up, "live")})
         try:
             arrived.first.wait_for(timeout=1000)
             break
@@ -112,7 +108,8 @@ def test_two_models_compared_their_origin_shown_and_events_live(embedded, consol
     page.locator("li.event", has_text="iris-live").filter(has_text="artifact.created").first.wait_for()
 
     # A client of one group sees no Admin, and the page says why.
-    reader = signed_in(browser, console_url, new_client(embedded, ["default"]))
+    reader_client = api.post("/v2/admin/clients", json={"groups": ["default"]}).json()
+    reader = signed_in(browser, zeroserve_up, (reader_client["clientId"], reader_client["clientSecret"]))
     try:
         reader.set_default_timeout(TIMEOUT_MS)
         reader.goto(f"{console_url}#/models")
