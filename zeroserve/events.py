@@ -94,6 +94,9 @@ class Label(BaseModel):
     value: str
 
 
+ShortText = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+
+
 class Metric(BaseModel):
     """A quality figure of a model, e.g. accuracy 0.97 on a named test set."""
 
@@ -102,6 +105,8 @@ class Metric(BaseModel):
     name: str
     value: float
     labels: list[Label] = []
+    step: int | None = Field(default=None, ge=0, description="The training step or epoch it was measured at.")
+    timestamp: datetime | None = Field(default=None, description="When it was measured (RFC 3339).")
 
 
 class ArtifactCreated(EventData):
@@ -119,6 +124,11 @@ class ArtifactCreated(EventData):
     description: str | None = None
     labels: list[Label] = []
     metrics: list[Metric] = Field(default=[], description="Model quality metrics, shown by `zeroserve models compare`.")
+    run: ShortText | None = Field(
+        default=None, description="The run (training job, pipeline run, MLflow run) that produced it, where known.")
+    parameters: dict[ShortText, str | int | float | bool] = Field(
+        default={}, max_length=100, description="The parameters (hyperparameters, settings) that produced it, "
+        "where known: shown beside its metrics to compare models.")
 
 
 class ArtifactStatus(EventData):
