@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import Query
+from fastapi.responses import JSONResponse
 
 from zeroserve.api import records
 from zeroserve.core import metrics
@@ -57,9 +58,10 @@ async def cold_starts(deploymentId: DeploymentIdPath, scope: InGroup, platform: 
 async def traffic(
     deploymentId: DeploymentIdPath, scope: InGroup, platform: PlatformDep,
     minutes: Annotated[int, Query(ge=1, le=60, description="How far back, in minutes")] = 15,
-) -> dict[str, Any]:
+) -> JSONResponse:
     await _deployment(platform, scope.group, deploymentId)
     points = metrics.traffic.points(scope.group, deploymentId, minutes)
-    return {"stepSeconds": metrics.traffic.step_s, "points": [
+    # As it is: a step without requests has null latencies, which the Router's answers would leave out.
+    return JSONResponse({"stepSeconds": metrics.traffic.step_s, "points": [
         {"time": utc_text(point.time), "requests": point.requests, "errors": point.errors,
-         "p50Ms": point.p50_ms, "p95Ms": point.p95_ms} for point in points]}
+         "p50Ms": point.p50_ms, "p95Ms": point.p95_ms} for point in points]})
