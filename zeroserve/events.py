@@ -22,7 +22,16 @@ from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
 from cloudevents.http import CloudEvent
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+)
 from pydantic.alias_generators import to_camel
 
 from zeroserve.errors import MalformedEvent
@@ -97,6 +106,12 @@ class Label(BaseModel):
 ShortText = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 
 
+def _whole(value: Any) -> Any:
+    """2.0 as 2: JSON Schema's integer is any number without a fraction, as the strict check of the API's
+    events must take it."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
 class Metric(BaseModel):
     """A quality figure of a model, e.g. accuracy 0.97 on a named test set."""
 
@@ -105,8 +120,9 @@ class Metric(BaseModel):
     name: str
     value: float
     labels: list[Label] = []
-    step: int | None = Field(default=None, ge=0, description="The training step or epoch it was measured at.")
-    timestamp: datetime | None = Field(default=None, description="When it was measured (RFC 3339).")
+    step: Annotated[int, Field(ge=0), BeforeValidator(_whole)] | None = Field(
+        default=None, description="The training step or epoch it was measured at.")
+    timestamp: AwareDatetime | None = Field(default=None, description="When it was measured (RFC 3339).")
 
 
 class ArtifactCreated(EventData):

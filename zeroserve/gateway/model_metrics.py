@@ -18,7 +18,7 @@ from typing import Annotated, Any
 from urllib.parse import unquote
 
 from fastapi import Body, Query, Response
-from pydantic import Field, field_validator
+from pydantic import AwareDatetime, Field, field_validator
 
 from zeroserve.api import records
 from zeroserve.core.store import Artifact, Tracked, now
@@ -59,7 +59,7 @@ class MetricData(ApiBody):
 
     name: Annotated[str, Field(max_length=256, pattern=r"[\w-]{1,64}")]
     value: float
-    timestamp: datetime | None = None
+    timestamp: AwareDatetime | None = None
     step: Annotated[int, Field(ge=0)] | None = None
     labels: Annotated[list[MetricLabelData], Field(max_length=MAX_TRACKED)] = []
 
@@ -69,13 +69,6 @@ class MetricData(ApiBody):
         if not math.isfinite(value):  # JSON has no NaN nor infinity; Python's reader takes them
             raise ValueError("a metric's value is a finite number")
         return value
-
-    @field_validator("timestamp")
-    @classmethod
-    def _zoned(cls, moment: datetime | None) -> datetime | None:
-        if moment is not None and moment.tzinfo is None:
-            raise ValueError("an RFC 3339 time has a time zone offset (Z for UTC)")
-        return moment
 
 
 class TrackedData(ApiBody):
