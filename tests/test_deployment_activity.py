@@ -89,7 +89,7 @@ def test_traffic_counts_each_step_and_estimates_its_percentiles():
     for latency in [0.010] * 90 + [0.200] * 10:
         traffic.record("g", "d", 200, latency, step + 0.5)
     traffic.record("g", "d", 503, 0.002, step + 1.0)
-    traffic.record("g", "d", 200, 0.004, step - STEP_S)
+    traffic.record("g", "d", 200, 0.004, step - STEP_S + 5)
     points = traffic.points("g", "d", 1, now=step + 5)
     assert len(points) == 60 // STEP_S and points[-1].time.timestamp() == step
     last, before = points[-1], points[-2]

@@ -142,8 +142,8 @@ class ArtifactCreated(EventData):
     metrics: list[Metric] = Field(default=[], description="Model quality metrics, shown by `zeroserve models compare`.")
     run: ShortText | None = Field(
         default=None, description="The run (training job, pipeline run, MLflow run) that produced it, where known.")
-    parameters: dict[ShortText, str | int | float | bool] = Field(
-        default={}, max_length=100, description="The parameters (hyperparameters, settings) that produced it, "
+    parameters: dict[ShortText, str | int | float | bool] | None = Field(
+        default=None, max_length=100, description="The parameters (hyperparameters, settings) that produced it, "
         "where known: shown beside its metrics to compare models.")
 
 

@@ -33,7 +33,7 @@ def origin_of(event: CloudEvent, created: ArtifactCreated) -> Origin:
         via, webhook = "event", None
     subject = event.get("subject")
     return Origin(via=via, source=source, event_id=str(event["id"]), subject=subject and str(subject),
-                  webhook=webhook, run=created.run, parameters=created.parameters)
+                  webhook=webhook, run=created.run, parameters=created.parameters or {})
 
 
 async def register(artifacts: Registry[Artifact], group: str, artifact_id: str, created: ArtifactCreated,
