@@ -87,7 +87,7 @@ REFUSED = [
     ({"metrics": [{"name": "accuracy", "value": "high"}]}, "metrics.0.value"),
     ({"metrics": [{"name": "accuracy", "value": 1, "step": -1}]}, "metrics.0.step"),
     ({"metrics": [{"name": "accuracy", "value": 1, "timestamp": "yesterday"}]}, "metrics.0.timestamp"),
-    ({"tags": [{"name": "owner", "value": "x" * 257}]}, "tags"),
+    ({"tags": [{"name": "owner", "value": "x" * 257}]}, "tags.0.value"),
     ({"customInfo": [{"name": "empty", "value": ""}]}, "customInfo.0.value"),
     ({"executionId": "no"}, "executionId"),
     ({"unknown": 1}, "unknown"),

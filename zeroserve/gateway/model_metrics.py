@@ -71,8 +71,15 @@ class MetricData(ApiBody):
         return value
 
 
-class TrackedData(ApiBody):
-    """SAP's TrckTag (a value of up to 256 characters) and TrckCustomInfoObject (any text)."""
+class TagData(ApiBody):
+    """SAP's TrckTag."""
+
+    name: Text256
+    value: Text256
+
+
+class CustomInfoData(ApiBody):
+    """SAP's TrckCustomInfoObject: any text (a rendering hint, a complex metric as JSON)."""
 
     name: Text256
     value: Annotated[str, Field(min_length=1, max_length=MAX_RECORD_BYTES)]
@@ -85,16 +92,8 @@ class MetricResourceData(ApiBody):
     created_at: datetime | None = None  # SAP's resource has them; the server keeps its own
     modified_at: datetime | None = None
     metrics: Annotated[list[MetricData], Field(max_length=MAX_METRICS)] = []
-    tags: Annotated[list[TrackedData], Field(max_length=MAX_TRACKED)] = []
-    custom_info: Annotated[list[TrackedData], Field(max_length=MAX_TRACKED)] = []
-
-    @field_validator("tags")
-    @classmethod
-    def _short(cls, tags: list[TrackedData]) -> list[TrackedData]:
-        for tag in tags:
-            if len(tag.value) > 256:
-                raise ValueError(f"tag {tag.name[:80]!r}: a tag's value has at most 256 characters")
-        return tags
+    tags: Annotated[list[TagData], Field(max_length=MAX_TRACKED)] = []
+    custom_info: Annotated[list[CustomInfoData], Field(max_length=MAX_TRACKED)] = []
 
 
 def metric_ids(execution_ids: str | None, filter_text: str | None) -> list[str] | None:
@@ -206,7 +205,7 @@ def merged(artifact: Artifact, body: MetricResourceData, written_at: datetime) -
             name=given.name, value=given.value, step=given.step, timestamp=when,
             labels=[Label(key=label.name, value=label.value) for label in given.labels])
 
-    def by_name(current: list[Tracked], given: list[TrackedData]) -> list[Tracked]:
+    def by_name(current: list[Tracked], given: list[TagData] | list[CustomInfoData]) -> list[Tracked]:
         kept = {item.name: item for item in current}
         kept.update({item.name: Tracked(name=item.name, value=item.value) for item in given})
         return list(kept.values())
