@@ -7,13 +7,13 @@ import asyncio
 
 import pytest
 
-from zeroserve.artifacts.registration import register
+from zeroserve.artifacts.registration import API_SOURCE, origin_of, register
 from zeroserve.core.binding import from_nats
 from zeroserve.core.bus import EVENTS_STREAM, Bus
 from zeroserve.core.store import Artifact, Deployment, Store
 from zeroserve.deployments.lifecycle import Deployments, project
 from zeroserve.errors import InvalidTransition
-from zeroserve.events import ArtifactCreated, DeploymentRequested, DeploymentStatus, Status, parse_data
+from zeroserve.events import ArtifactCreated, DeploymentRequested, DeploymentStatus, Status, new_event, parse_data
 
 
 @pytest.fixture
@@ -94,8 +94,11 @@ async def test_an_api_registration_whose_record_was_deleted_meanwhile_stays_dele
     store = await Store.open(bus.js)
     created = ArtifactCreated(id="m", name="m", url="s3://bucket/m")
     # The API wrote the record, then its group was deleted before the function registered it.
-    assert await register(store.artifacts, "team-e", "m", created, by_api=True) is None
+    by_api = origin_of(new_event(created, source=API_SOURCE), created)
+    assert await register(store.artifacts, "team-e", "m", created, by_api) is None
     assert await store.artifacts.get("team-e", "m") is None
     # An artifact.created from elsewhere (a webhook, an event of the user's) creates the record.
-    registered = await register(store.artifacts, "team-e", "m", created)
+    elsewhere = origin_of(new_event(created, source="/ci"), created)
+    registered = await register(store.artifacts, "team-e", "m", created, elsewhere)
+    assert registered is not None and registered.origin == elsewhere
     assert registered is not None and (await store.artifacts.get("team-e", "m")) == registered

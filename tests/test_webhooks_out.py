@@ -238,6 +238,8 @@ async def test_a_delivery_gives_up_after_the_limit_and_logs_the_subscription_not
 
     await receiver.wait_for(lambda: deliveries("default", subscription["id"], "failed") == 1)
     assert len(receiver.at("/dead")) == zeroserve.settings.webhook_delivery_attempts
+    # Every attempt but the last is counted as retried (the dashboard's webhook panel shows both).
+    assert deliveries("default", subscription["id"], "retried") == zeroserve.settings.webhook_delivery_attempts - 1
     gave_up = [r.getMessage() for r in caplog.records if "gave up" in r.getMessage()]
     assert gave_up and subscription["id"] in gave_up[0] and event_id in gave_up[0] and "HTTP 503" in gave_up[0]
     assert subscription["secret"] not in caplog.text

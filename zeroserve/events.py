@@ -22,7 +22,16 @@ from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
 from cloudevents.http import CloudEvent
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+)
 from pydantic.alias_generators import to_camel
 
 from zeroserve.errors import MalformedEvent
@@ -94,6 +103,15 @@ class Label(BaseModel):
     value: str
 
 
+ShortText = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+
+
+def _whole(value: Any) -> Any:
+    """2.0 as 2: JSON Schema's integer is any number without a fraction, as the strict check of the API's
+    events must take it."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
 class Metric(BaseModel):
     """A quality figure of a model, e.g. accuracy 0.97 on a named test set."""
 
@@ -102,6 +120,9 @@ class Metric(BaseModel):
     name: str
     value: float
     labels: list[Label] = []
+    step: Annotated[int, Field(ge=0), BeforeValidator(_whole)] | None = Field(
+        default=None, description="The training step or epoch it was measured at.")
+    timestamp: AwareDatetime | None = Field(default=None, description="When it was measured (RFC 3339).")
 
 
 class ArtifactCreated(EventData):
@@ -119,6 +140,11 @@ class ArtifactCreated(EventData):
     description: str | None = None
     labels: list[Label] = []
     metrics: list[Metric] = Field(default=[], description="Model quality metrics, shown by `zeroserve models compare`.")
+    run: ShortText | None = Field(
+        default=None, description="The run (training job, pipeline run, MLflow run) that produced it, where known.")
+    parameters: dict[ShortText, str | int | float | bool] | None = Field(
+        default=None, max_length=100, description="The parameters (hyperparameters, settings) that produced it, "
+        "where known: shown beside its metrics to compare models.")
 
 
 class ArtifactStatus(EventData):

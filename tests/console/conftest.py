@@ -14,7 +14,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from harness import CHROMIUM, CHROMIUM_ARGS, VIEWPORT, RunningZeroserve, register_iris, start_zeroserve, stop_zeroserve
+
+from .harness import CHROMIUM, CHROMIUM_ARGS, VIEWPORT, RunningZeroserve, register_iris, start_zeroserve, stop_zeroserve
 
 
 @pytest.fixture(scope="module")

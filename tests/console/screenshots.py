@@ -16,7 +16,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness import (  # noqa: E402 (the folder above is not a package)
+from harness import (  # noqa: E402 (run as a script: its folder is on the path)
     CHROMIUM,
     CHROMIUM_ARGS,
     VIEWPORT,

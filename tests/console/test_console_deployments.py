@@ -12,10 +12,11 @@ from typing import Any
 
 import jwt
 import pytest
-from harness import RunningZeroserve, sign_in
 from playwright.sync_api import expect
 
 from zeroserve.auth import ISSUER
+
+from .harness import RunningZeroserve, sign_in
 
 pytestmark = pytest.mark.slow
 

@@ -82,6 +82,20 @@ class ScenarioVersion(ApiModel):
     modified_at: datetime | None = None
 
 
+class ArtifactOrigin(ApiModel):
+    """How an artifact was registered (zeroserve's own field): ``via`` the API, an event or a webhook, the
+    CloudEvent's ``source``, ``eventId`` and ``subject``, the ``webhook`` source's name, and the ``run`` and
+    ``parameters`` that produced the model where its registration named them."""
+
+    via: str
+    source: str
+    event_id: str | None = None
+    subject: str | None = None
+    webhook: str | None = None
+    run: str | None = None
+    parameters: dict[str, str | int | float | bool] = {}
+
+
 class Artifact(ApiModel):
     id: str
     name: str
@@ -96,6 +110,7 @@ class Artifact(ApiModel):
     modified_at: datetime | None = None
     # With $expand=scenario.
     scenario: Scenario | None = None
+    origin: ArtifactOrigin | None = None
 
 
 class ParameterBinding(ApiModel):
@@ -318,6 +333,34 @@ class ArtifactMetrics(ApiModel):
         return self.execution_id
 
 
+class ColdStart(ApiModel):
+    """One replica's cold start (zeroserve's own): when the request that waited for it arrived, the time until
+    its answer began, and where that went by phase (queued, replica-start, model-load, ready, forward), in ms."""
+
+    replica: str
+    started_at: datetime
+    total_ms: float
+    phases: dict[str, float] = {}
+
+
+class TrafficPoint(ApiModel):
+    """One step of a deployment's traffic: when it began, requests answered, errors among them (status 400 or
+    more), and the median and 95th percentile latency in ms (null: no request)."""
+
+    time: datetime
+    requests: int
+    errors: int
+    p50_ms: float | None = None
+    p95_ms: float | None = None
+
+
+class Traffic(ApiModel):
+    """The requests this gateway answered for a deployment, step by step, oldest first."""
+
+    step_seconds: int
+    points: list[TrafficPoint]
+
+
 class Published(ApiModel):
     """An event the gateway accepted; ``duplicate``: one with its id came before and it has no effect."""
 
@@ -370,6 +413,10 @@ class ExecutableList(Listing[Executable]):
 
 
 class ArtifactMetricsList(Listing[ArtifactMetrics]):
+    pass
+
+
+class ColdStartList(Listing[ColdStart]):
     pass
 
 

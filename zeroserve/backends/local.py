@@ -147,6 +147,7 @@ class LocalBackend:
     async def delete(self, group: str, id: str) -> None:
         await self.stop(group, id)
         self.services.pop((group, id), None)
+        self.activator.cold_starts.forget(group, id)
 
     async def watch(self) -> AsyncIterator[Change]:
         while True:

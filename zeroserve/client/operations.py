@@ -20,17 +20,20 @@ from zeroserve.client.records import (
     Artifact,
     ArtifactMetrics,
     ClientCredentials,
+    ColdStart,
     Configuration,
     Created,
     Deployment,
     Event,
     Executable,
     LogRecord,
+    Metric,
     ObjectStoreSecret,
     Published,
     ResourceGroup,
     Scenario,
     Subscription,
+    Traffic,
 )
 from zeroserve.core.binding import to_http
 from zeroserve.events import EventData, Label, new_event
@@ -271,6 +274,17 @@ class Operations:
         call = self._call("GET", f"/v2/lm/deployments/{deployment_id}/events", _ignore, headers=headers)
         return StreamCall(call, _event_data, timeout)
 
+    @operation
+    def deployment_cold_starts(self, deployment_id: str) -> Call[list[ColdStart]]:
+        """The deployment's last cold starts on this machine (up to 50, newest first), where each went by phase."""
+        return self._call("GET", f"/v2/lm/deployments/{deployment_id}/coldStarts", _resources(ColdStart))
+
+    @operation
+    def deployment_traffic(self, deployment_id: str, *, minutes: int = 15) -> Call[Traffic]:
+        """The requests the gateway answered for the deployment in its last ``minutes`` (1 to 60), step by step."""
+        return self._call("GET", f"/v2/lm/deployments/{deployment_id}/traffic", _model(Traffic),
+                          params={"minutes": minutes})
+
     # scenarios and executables
 
     @operation
@@ -302,6 +316,22 @@ class Operations:
         """The quality metrics recorded for these artifacts (``artifact.created``'s ``metrics``)."""
         return self._call("GET", "/v2/lm/metrics", _resources(ArtifactMetrics),
                           params=_params(executionIds=list(artifact_ids)))
+
+    @operation
+    def modify_metrics(
+        self, artifact_id: str, *, metrics: Iterable[Metric | Mapping[str, Any]] = (),
+        tags: Mapping[str, str] | None = None, custom_info: Mapping[str, str] | None = None,
+    ) -> Call[None]:
+        """Write an artifact's metrics, tags and custom info (SAP's ``metrics.patch``): a metric of the same
+        name, step and timestamp is replaced, any other added; a tag or custom info of the same name replaced."""
+        body: dict[str, Any] = {"executionId": artifact_id, "metrics": [
+            Metric.model_validate(metric).model_dump(mode="json", exclude_none=True) for metric in metrics]}
+        if tags:
+            body["tags"] = [{"name": name, "value": value} for name, value in tags.items()]
+        if custom_info:
+            body["customInfo"] = [{"name": name, "value": value} for name, value in custom_info.items()]
+        return self._call("PATCH", "/v2/lm/metrics", _ignore, json=body,
+                          headers={"Content-Type": "application/merge-patch+json"})
 
     # administration: resource groups, object store secrets, API clients
 

@@ -14,8 +14,10 @@ from zeroserve.api.records import (
     Artifact,
     ArtifactBinding,
     ArtifactMetrics,
+    ArtifactOrigin,
     BulkResult,
     ClientCredentials,
+    ColdStart,
     Configuration,
     Created,
     Delivery,
@@ -36,14 +38,16 @@ from zeroserve.api.records import (
     Scenario,
     StatusDetails,
     Subscription,
+    Traffic,
+    TrafficPoint,
 )
 
 __all__ = [
-    "Accepted", "ApiClient", "ApiModel", "Artifact", "ArtifactBinding", "ArtifactMetrics", "BulkResult",
-    "ClientCredentials", "Configuration", "Created", "Delivery", "Deployment", "Event", "Executable",
-    "ExecutableArtifact",
-    "ExecutableParameter", "Listing", "LogRecord", "Message", "Meta", "Metric", "MetricLabel", "ObjectStoreSecret",
-    "ParameterBinding", "Published", "ResourceGroup", "Scenario", "StatusDetails", "Subscription",
+    "Accepted", "ApiClient", "ApiModel", "Artifact", "ArtifactBinding", "ArtifactMetrics", "ArtifactOrigin",
+    "BulkResult", "ClientCredentials", "ColdStart", "Configuration", "Created", "Delivery", "Deployment", "Event",
+    "Executable", "ExecutableArtifact", "ExecutableParameter", "Listing", "LogRecord", "Message", "Meta", "Metric",
+    "MetricLabel", "ObjectStoreSecret", "ParameterBinding", "Published", "ResourceGroup", "Scenario",
+    "StatusDetails", "Subscription", "Traffic", "TrafficPoint",
 ]
 
 

@@ -23,7 +23,7 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StorageType, StreamConfig
 from nats.js.errors import NotFoundError
 
-from zeroserve.core import tracing
+from zeroserve.core import metrics, tracing
 from zeroserve.core.binding import from_nats, to_nats
 from zeroserve.core.dead_letters import DEADLETTER_STREAM
 from zeroserve.errors import ZeroserveError
@@ -125,6 +125,7 @@ class Bus:
             headers, body = to_nats(event)
             headers["Nats-Msg-Id"] = event["id"]
             ack = await self.js.publish(subject, body, headers=headers)
+        metrics.events_published.labels(event["type"]).inc()
         return Published(sequence=ack.seq, duplicate=bool(ack.duplicate))
 
     async def consumer(

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 from nats.js import JetStreamContext
 from nats.js.api import KeyValueConfig, StorageType
@@ -28,6 +28,26 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
+class Origin(BaseModel):
+    """How an artifact was registered: through the API, by an event, or by a webhook, with what the
+    registration said of where the model came from (the run and parameters that produced it)."""
+
+    via: Literal["api", "event", "webhook"]
+    source: str
+    event_id: str | None = None
+    subject: str | None = None
+    webhook: str | None = None
+    run: str | None = None
+    parameters: dict[str, str | int | float | bool] = Field(default_factory=dict)
+
+
+class Tracked(BaseModel):
+    """A name and a value of SAP's tracking API (a tag, a custom info), written with ``PATCH /v2/lm/metrics``."""
+
+    name: str
+    value: str
+
+
 class Artifact(BaseModel):
     id: str
     group: str
@@ -38,6 +58,10 @@ class Artifact(BaseModel):
     description: str | None = None
     labels: list[Label] = Field(default_factory=list)
     metrics: list[Metric] = Field(default_factory=list)
+    # What PATCH /v2/lm/metrics wrote beside the metrics.
+    tags: list[Tracked] = Field(default_factory=list)
+    custom_info: list[Tracked] = Field(default_factory=list)
+    origin: Origin | None = None
     # registered -> staged (the files are in the local model cache) or rejected.
     status: str = "registered"
     reason: str | None = None

@@ -5,11 +5,13 @@ cache makes room by evicting what no deployment uses, and refuses what cannot fi
 kserve backend nothing is staged: the artifact stays "registered" and KServe fetches it. An
 ``ai://<secret>/<path>`` URI is read through that object store secret of the artifact's group.
 The API writes the record before it publishes the event; registering keeps what that record
-holds and the event does not say (when it was created, its metrics and labels).
+holds and the event does not say (when it was created, its metrics and labels). The record says
+where the artifact came from (its origin: the API, a webhook or an event, with the run and
+parameters the event names).
 """
 
 from zeroserve import ArtifactCreated, ArtifactStatus, Context, MalformedEvent, ZeroserveError, on
-from zeroserve.artifacts.registration import API_SOURCE, record_staging, register
+from zeroserve.artifacts.registration import origin_of, record_staging, register
 from zeroserve.events import ID_PATTERN, is_id
 
 
@@ -27,8 +29,7 @@ async def artifact_created(created: ArtifactCreated, ctx: Context) -> None:
         ), subject=artifact_id)
         raise
 
-    artifact = await register(ctx.store.artifacts, ctx.group, artifact_id, created,
-                              by_api=ctx.event["source"] == API_SOURCE)
+    artifact = await register(ctx.store.artifacts, ctx.group, artifact_id, created, origin_of(ctx.event, created))
     if artifact is None:
         return  # registered through the API and deleted since, with its resource group: nothing to stage
     await ctx.emit(ArtifactStatus(id=artifact.id, status="registered", url=artifact.url), subject=artifact.id)

@@ -24,6 +24,7 @@ from starlette.requests import ClientDisconnect
 from zeroserve.api.records import Health
 from zeroserve.core import tracing
 from zeroserve.gateway import (
+    activity,
     applications,
     artifacts,
     clients,
@@ -208,7 +209,7 @@ def create_app(platform: Platform) -> Gateway:
     # In this order in the API's description (and tried in this order).
     for router in (
         scenarios.router, artifacts.router, configurations.router, model_metrics.router, meta.router,
-        deployments.router, logs.router, sse.router,
+        deployments.router, logs.router, sse.router, activity.router,
         resource_groups.router, object_store_secrets.router, clients.router,
         repositories.router, applications.router, templates.router,
         ingress.router,

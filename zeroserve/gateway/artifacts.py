@@ -15,9 +15,9 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import Field, field_validator
 
 from zeroserve.api import records
-from zeroserve.artifacts.registration import API_SOURCE
+from zeroserve.artifacts.registration import API_SOURCE, origin_of
 from zeroserve.artifacts.uris import unreadable
-from zeroserve.core.store import Artifact, Store
+from zeroserve.core.store import Artifact, Origin, Store
 from zeroserve.errors import ZeroserveError
 from zeroserve.events import ArtifactCreated, Label, new_event, utc_text
 from zeroserve.gateway.errors import ErrorAnswer, answers
@@ -83,6 +83,11 @@ class ArtifactPostData(ApiBody):
         return url
 
 
+def origin_view(origin: Origin) -> dict[str, Any]:
+    """How an artifact was registered, camelCase, without the parts nobody said."""
+    return records.ArtifactOrigin.model_validate(origin.model_dump()).model_dump(exclude_none=True)
+
+
 def artifact_view(artifact: Artifact, catalog: Catalog, expand: str | None = None) -> dict[str, Any]:
     body: dict[str, Any] = {
         "id": artifact.id, "name": artifact.name, "kind": artifact.kind, "url": artifact.url,
@@ -92,6 +97,8 @@ def artifact_view(artifact: Artifact, catalog: Catalog, expand: str | None = Non
     }
     if artifact.description is not None:
         body["description"] = artifact.description
+    if artifact.origin is not None:  # zeroserve's own field: SAP's clients read past it
+        body["origin"] = origin_view(artifact.origin)
     if expand == "scenario":
         body.update(catalog.expanded(artifact.scenario_id))
     return body
@@ -128,12 +135,15 @@ async def create_artifact(
     except ZeroserveError as refused:
         raise ErrorAnswer(400, refused.reason, f"body.url: {refused.message}") from None
     labels = [Label(key=label.key, value=label.value) for label in body.labels]
-    artifact = Artifact(id=str(uuid.uuid4()), group=scope.group, name=body.name, kind=body.kind, url=body.url,
-                        scenario_id=body.scenario_id, description=body.description, labels=labels)
+    artifact_id = str(uuid.uuid4())
+    created = ArtifactCreated(id=artifact_id, name=body.name, kind=body.kind, url=body.url,
+                              scenario_id=body.scenario_id, description=body.description, labels=labels)
+    event = new_event(created, source=API_SOURCE, subject=artifact_id)
+    artifact = Artifact(id=artifact_id, group=scope.group, name=body.name, kind=body.kind, url=body.url,
+                        scenario_id=body.scenario_id, description=body.description, labels=labels,
+                        origin=origin_of(event, created))
     await store.artifacts.put(scope.group, artifact.id, artifact)
-    created = ArtifactCreated(id=artifact.id, name=artifact.name, kind=body.kind, url=artifact.url,
-                              scenario_id=artifact.scenario_id, description=artifact.description, labels=labels)
-    await platform.bus.publish(new_event(created, source=API_SOURCE, subject=artifact.id), scope.group)
+    await platform.bus.publish(event, scope.group)
     location = f"{platform.settings.gateway_url}/v2/lm/artifacts/{artifact.id}"
     return JSONResponse({"id": artifact.id, "message": "Artifact acknowledged", "url": artifact.url},
                         status_code=201, headers={"Location": location})

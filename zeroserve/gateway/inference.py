@@ -85,9 +85,10 @@ class InferenceRoute:
                 await _refuse(send, ErrorAnswer(500, "InternalError", "the gateway could not answer"))
             return
         if status != 404:  # unknown ids would grow the labels
-            self._count(group, deployment_id, status, time.perf_counter() - started)
+            self._count(group, deployment_id, status, started, time.perf_counter())
 
-    def _count(self, group: str, deployment_id: str, status: int, seconds: float) -> None:
+    def _count(self, group: str, deployment_id: str, status: int, started: float, ended: float) -> None:
+        seconds = ended - started
         counter = self._counters.get((group, deployment_id, status))
         if counter is None:
             counter = self._counters[group, deployment_id, status] = metrics.inference_requests.labels(
@@ -97,6 +98,7 @@ class InferenceRoute:
             timer = self._timers[group, deployment_id] = metrics.inference_seconds.labels(group, deployment_id)
         counter.inc()
         timer.observe(seconds)
+        metrics.traffic.record(group, deployment_id, status, seconds, ended)  # the console's chart
 
     def _checked(self, scope: Scope) -> tuple[str, str]:
         """The group and deployment a request is for, once its token, group and path are checked."""

@@ -33,6 +33,7 @@ SAP_OPERATIONS = {
     ("GET", "/v2/lm/configurations/$count"): "configuration.count",
     ("GET", "/v2/lm/configurations/{configurationId}"): "configuration.get",
     ("GET", "/v2/lm/metrics"): "metrics.find",
+    ("PATCH", "/v2/lm/metrics"): "metrics.patch",
     ("GET", "/v2/lm/meta"): "meta.get",
     ("POST", "/v2/lm/deployments"): "deployment.create",
     ("GET", "/v2/lm/deployments"): "deployment.query",
@@ -68,6 +69,8 @@ SAP_OPERATIONS = {
 # zeroserve's own operations whose id the path does not say well.
 OWN_OPERATIONS = {
     ("GET", "/v2/lm/deployments/{deploymentId}/events"): "deployment.events",
+    ("GET", "/v2/lm/deployments/{deploymentId}/coldStarts"): "deployment.coldStarts",
+    ("GET", "/v2/lm/deployments/{deploymentId}/traffic"): "deployment.traffic",
     ("POST", "/v2/events"): "events.publish",
     ("GET", "/v2/events/stream"): "events.stream",
     ("POST", "/v2/webhooks/{name}"): "webhooks.receive",

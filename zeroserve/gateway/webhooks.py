@@ -16,6 +16,7 @@ from fastapi import Depends, Request
 from fastapi.responses import JSONResponse
 
 from zeroserve.api import records
+from zeroserve.artifacts.registration import WEBHOOK_SOURCE
 from zeroserve.events import is_id, new_event
 from zeroserve.gateway import applications
 from zeroserve.gateway.errors import ErrorAnswer, answers, not_found
@@ -126,7 +127,7 @@ async def receive(name: str, request: Request, platform: PlatformDep, seen: Seen
     events = mapped(name, source, body)
     accepted = []
     for index, data in enumerate(events.events):
-        event = new_event(data, source=f"/zeroserve/webhooks/{name}", subject=getattr(data, "id", None),
+        event = new_event(data, source=f"{WEBHOOK_SOURCE}{name}", subject=getattr(data, "id", None),
                           id=event_id(name, webhook_id, index, len(events.events)))
         published = await platform.bus.publish(event, source.group)
         accepted.append({"id": event["id"], "type": event["type"], "duplicate": published.duplicate})

@@ -5,7 +5,7 @@ target, and hands each request the least busy replica as an ``Assignment``, held
 ends. It bounds the wait: ``Overloaded`` (429) once ``activator_queue_limit`` requests already wait,
 ``NotReady`` (504) past ``replica_ready_timeout_s``, and a deployment that cannot be served fails at
 once. Where a cold start went, by phase, is told to the request (``phases``) and, once per replica,
-to the deployment's log.
+to the deployment's log and to ``cold_starts`` (the deployment's last cold starts).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from zeroserve.core import tracing
 from zeroserve.deployments.logs import DeploymentLogs
 from zeroserve.errors import NotReady, Overloaded, Unschedulable
 from zeroserve.serving.autoscaler import Autoscaler
+from zeroserve.serving.cold_starts import ColdStarts
 from zeroserve.serving.replica import Replica
 from zeroserve.serving.service import Service
 from zeroserve.settings import Settings
@@ -77,6 +78,7 @@ class Activator:
         self.services = services  # the live version of each deployment, shared with the backend
         self.autoscaler = autoscaler
         self.logs = logs
+        self.cold_starts = ColdStarts()
 
     def service(self, group: str, id: str) -> Service | None:
         return self.services.get((group, id))
@@ -143,5 +145,6 @@ class Activator:
         phases = {**assignment.phases(), "forward": forward_s}
         spent = ", ".join(f"{name} {seconds * 1000:.0f} ms" for name, seconds in phases.items())
         total = assignment.waited_s + forward_s
+        self.cold_starts.record(replica.spec.group, replica.spec.id, replica.name, phases, total)
         await self.logs.control(replica.spec.group, replica.spec.id,
                                 f"cold start of {replica.name} took {total * 1000:.0f} ms: {spent}")

@@ -22,8 +22,8 @@ import httpx
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import DeliverPolicy
-from prometheus_client import Counter
 
+from zeroserve.core import metrics
 from zeroserve.core.binding import STRUCTURED, from_nats, to_structured
 from zeroserve.core.bus import EVENTS_STREAM, LOGS_STREAM
 from zeroserve.core.consumer import Consumer, backoff, heartbeat
@@ -46,11 +46,6 @@ MAX_INFLIGHT = 10_000
 # The gateway's clock and the NATS server's may differ a little; an event stamped just before a
 # subscription was made is still one its creator expects to see.
 CLOCK_LEEWAY = timedelta(seconds=2)
-
-deliveries = Counter(
-    "zeroserve_webhook_deliveries", "Outbound webhook deliveries, by outcome (delivered, failed = gave up)",
-    ["group", "subscription", "outcome"],
-)
 
 
 # Set while a delivery is sent: httpx's own log line of that request is left out (see _QuietDeliveries).
@@ -218,19 +213,20 @@ class Dispatcher:
                 if response.is_success:
                     noted(True, None, attempt)
                     self.delivered += 1
-                    deliveries.labels(subscription.group, subscription.id, "delivered").inc()
+                    metrics.webhook_deliveries.labels(subscription.group, subscription.id, "delivered").inc()
                     log.debug("webhooks out: delivered event %s to subscription %s (HTTP %d)",
                               event_id, subscription.id, response.status_code)
                     return
                 problem = f"HTTP {response.status_code}"
             if attempt < attempts:
+                metrics.webhook_deliveries.labels(subscription.group, subscription.id, "retried").inc()
                 delay = backoff(settings.webhook_delivery_backoff_s, attempt)
                 log.info("webhooks out: delivery %s of event %s to subscription %s failed (attempt %d, "
                          "retry in %.1f s): %s", webhook_id, event_id, subscription.id, attempt, delay, problem)
                 await asyncio.sleep(delay)
         self.failed += 1
         noted(False, problem, attempts)
-        deliveries.labels(subscription.group, subscription.id, "failed").inc()
+        metrics.webhook_deliveries.labels(subscription.group, subscription.id, "failed").inc()
         # The URL may carry a token of the receiver's and the secret is never logged: the id says which.
         log.warning("webhooks out: gave up delivering event %s to subscription %s of group %s after %d "
                     "attempts: %s", event_id, subscription.id, subscription.group, attempts, problem)

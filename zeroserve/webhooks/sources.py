@@ -113,11 +113,12 @@ def mlflow_events(name: str, source: WebhookSource, body: Any) -> Mapped:
 
     if (entity, action) == ("model_version", "created"):
         model, version = text("name"), text("version")
-        description = data.get("description")
+        description, run = data.get("description"), data.get("run_id")  # the MLflow run that logged it
         return Mapped(events=[ArtifactCreated(
             id=mlflow_artifact_id(model, version), name=model, url=text("source"),
             description=description if isinstance(description, str) else None,
             labels=[Label(key="mlflow.model", value=model), Label(key="mlflow.version", value=version)],
+            run=run if isinstance(run, str) and 0 < len(run) <= 256 else None,
         )])
     if (entity, action) == ("model_version_alias", "created"):
         model, alias, version = text("name"), text("alias"), text("version")

@@ -59,7 +59,7 @@ async function route() {
   state.controller = controller;
   const root = h("div", { class: "page" });
   main.replaceChildren(root);
-  if (!found || (found.r.admin && !state.session.admin)) {
+  if (!found) {  // (Admin is routed for everyone: its page says why a client that is no operator cannot use it)
     root.append(h("h1", {}, "Not found"), emptyState("There is no such page here."), h("p", {}, h("a", { href: "#/deployments" }, "Go to the deployments")));
     document.title = "Not found · zeroserve";
     return;
