@@ -49,12 +49,36 @@ def deploy_iris(zeroserve: RunningZeroserve, artifact_id: str) -> str:
     return deployment
 
 
+def register_candidates(zeroserve: RunningZeroserve, artifact_id: str) -> list[str]:
+    """Two trained candidates of the iris model, registered by artifact.created events with the run and the
+    parameters that made them and their metrics (the same model file: the screenshots compare records)."""
+    candidates = [("iris-lr-c01", "train-41", {"C": 0.1, "max_iter": 100}, {"accuracy": 0.91, "log_loss": 0.31}),
+                  ("iris-lr-c10", "train-42", {"C": 10, "max_iter": 400}, {"accuracy": 0.97, "log_loss": 0.12})]
+    with zeroserve.api() as api:
+        url = api.get(f"/v2/lm/artifacts/{artifact_id}").json()["url"]
+        for name, run, parameters, metrics in candidates:
+            event = {"specversion": "1.0", "id": f"{name}-registered", "source": "/ci/iris-training",
+                     "type": "io.zeroserve.artifact.created",
+                     "data": {"id": name, "name": name, "url": url, "scenarioId": SCENARIO_ID, "run": run,
+                              "parameters": parameters,
+                              "metrics": [{"name": key, "value": value} for key, value in metrics.items()]}}
+            api.post("/v2/events", json=event, headers={"Content-Type": "application/cloudevents+json"}
+                     ).raise_for_status()
+        deadline = time.monotonic() + 30
+        while any(api.get(f"/v2/lm/artifacts/{name}").status_code != 200 for name, *_ in candidates):
+            if time.monotonic() > deadline:
+                raise SystemExit("the candidate models were not registered")
+            time.sleep(0.2)
+    return [name for name, *_ in candidates]
+
+
 def settle(page: Any, selector: str) -> None:
     page.wait_for_selector(selector)
     page.wait_for_timeout(700)  # charts drawn, live streams connected
 
 
-def photograph(zeroserve: RunningZeroserve, deployment: str, artifact_id: str, out: Path) -> list[Path]:
+def photograph(zeroserve: RunningZeroserve, deployment: str, artifact_id: str, candidates: list[str], out: Path,
+               ) -> list[Path]:
     from playwright.sync_api import sync_playwright
 
     written = []
@@ -72,14 +96,15 @@ def photograph(zeroserve: RunningZeroserve, deployment: str, artifact_id: str, o
             ("deployment", f"#/deployments/{deployment}", "#cold-starts", True),
             ("deploy", "#/deploy", "#preview", True),
             ("models", "#/models", "main h1", False),
-            ("model", f"#/models/{artifact_id}", "main h1", True),
-            ("compare", f"#/compare?ids={artifact_id}", "main h1", False),
+            ("model", f"#/models/{candidates[1]}", "main h1", True),
+            ("compare", f"#/compare?ids={','.join(candidates)}", "main canvas", True),
             ("events", "#/events", "main h1", False),
         ]
         for name, hash_, selector, full in shots:
             page.evaluate(f"location.hash = {hash_!r}")
             settle(page, selector)
             if name == "deploy":
+                page.get_by_label("Model artifact").select_option(artifact_id)
                 page.get_by_role("button", name="Preview the InferenceService").click()
                 settle(page, "#rendered-yaml")
             target = out / f"{name}.png"
@@ -98,7 +123,8 @@ def main(out: Path) -> None:
         try:
             artifact_id = register_iris(zeroserve)
             deployment = deploy_iris(zeroserve, artifact_id)
-            for path in photograph(zeroserve, deployment, artifact_id, out):
+            candidates = register_candidates(zeroserve, artifact_id)
+            for path in photograph(zeroserve, deployment, artifact_id, candidates, out):
                 print(path)
         finally:
             stop_zeroserve(process)
