@@ -40,7 +40,10 @@ def configuration(embedded: Node, token: str, seed: int) -> schemathesis.Config:
     templates = embedded.platform.templates.values()
     config: dict[str, Any] = tomllib.loads(PROJECT_CONFIG.read_text())
     config["operations"] = [*config.get("operations", []), {
-        "include-operation-id": "events.publish", "headers": {"AI-Resource-Group": EVENTS_GROUP}}]
+        "include-operation-id": "events.publish", "headers": {"AI-Resource-Group": EVENTS_GROUP}},
+        # A group's event stream lasts until its client leaves: every request the fuzzer sent would wait for its
+        # timeout. tests/test_group_events.py checks what it refuses and what it streams.
+        {"include-operation-id": "events.stream", "enabled": False}]
     config.update({
         # No cache: failures of earlier runs are not replayed, the seed alone says what is sent.
         "seed": seed, "workers": 1, "checks": {"enabled": True}, "request-timeout": 10, "cache": {"enabled": False},

@@ -101,9 +101,10 @@ function pause(ms, signal) {
 }
 
 // Reads an SSE endpoint with fetch (so that the console's headers go with it); calls onMessage per message and
-// reconnects with Last-Event-ID until `signal` aborts. Rejects with ApiError when the endpoint refuses (404,
-// 405, ...): a stream that is not there is not retried. Resolves once aborted.
-async function stream(path, onMessage, signal) {
+// reconnects with Last-Event-ID until `signal` aborts; `onOpen`, if given, is called each time the stream is
+// open (from then on no event is missed: a page reads what it shows again then). Rejects with ApiError when the
+// endpoint refuses (404, 405, ...): a stream that is not there is not retried. Resolves once aborted.
+async function stream(path, onMessage, signal, onOpen) {
   let lastId = null;
   let wait = 500;
   while (!signal?.aborted) {
@@ -124,6 +125,7 @@ async function stream(path, onMessage, signal) {
     }
     if (!response.ok) throw await errorOf(response);
     wait = 500;
+    if (onOpen) onOpen();
     const reader = response.body.getReader();
     const decoder = new TextDecoder();
     let buffer = "";

@@ -171,7 +171,7 @@ export default {
     api.stream("/v2/events/stream?types=deployment.status", (message) => {
       const status = statusOf(message);
       if (status) onStatus(status);
-    }, signal).catch(() => {
+    }, signal, reloadSoon).catch(() => {  // read again once open: a change made before then is in the list
       if (signal.aborted) return;
       groupStream = false;
       live.textContent = `Live: status changes as they happen; the list is read again every ${POLL_MS / 1000} s.`;
