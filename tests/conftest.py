@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import json
 import os
 import shutil
 import socket
+import tempfile
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -22,6 +24,11 @@ from zeroserve.settings import Settings
 
 # Nothing in the tests reaches a model hub: models are made here or shipped in a package.
 os.environ["HF_HUB_OFFLINE"] = "1"
+# No test writes the user's own CLI profiles (~/.config/zeroserve): every `zeroserve up` records one, and a
+# later `zeroserve` command would take another test's server for its own.
+_CONFIG_HOME = tempfile.mkdtemp(prefix="zeroserve-tests-config-")
+os.environ["XDG_CONFIG_HOME"] = _CONFIG_HOME
+atexit.register(shutil.rmtree, _CONFIG_HOME, True)
 
 
 async def until(condition: Callable[[], Any], timeout: float = 30, what: str = "the condition") -> Any:

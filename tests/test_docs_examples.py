@@ -169,6 +169,8 @@ def running() -> Iterator[Environment]:
             "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
             "ZEROSERVE_GATEWAY_PORT": "0",
             "HF_HUB_OFFLINE": "1",
+            # The profile `zeroserve up --demo` writes, and every `zeroserve` command of the docs reads: its own.
+            "XDG_CONFIG_HOME": str(directory / "config"),
         }
         for setting in ("ZEROSERVE_DATA_DIR", "ZEROSERVE_API_URL", "ZEROSERVE_TOKEN", "ZEROSERVE_CLIENT_ID",
                         "ZEROSERVE_CLIENT_SECRET", "ZEROSERVE_RESOURCE_GROUP", "ZEROSERVE_PROFILE"):
