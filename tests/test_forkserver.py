@@ -1,9 +1,10 @@
 """The fork server: replicas forked from a process that has imported kserve once.
 
-Each test starts a real fork server and forks real kserve model servers from it, and checks what
-the local backend relies on: the replica serves on the socket it was given (loopback only), its
-output comes through the pipes, its exit code and the reason of a failed load come back, signals
-reach it, and it does not outlive the fork server.
+The tests share a real fork server, as the local backend's deployments do (the test that kills one
+has its own), fork real kserve model servers from it, and check what the local backend relies on:
+the replica serves on the socket it was given (loopback only), its output comes through the pipes,
+its exit code and the reason of a failed load come back, signals reach it, and it does not outlive
+the fork server.
 """
 
 from __future__ import annotations
@@ -17,19 +18,37 @@ from pathlib import Path
 
 import httpx
 import pytest
+import pytest_asyncio
 from models import IRIS_ROWS, train_iris_sklearn, train_iris_torchscript
 from test_runtimes import listening_sockets
 
 from zeroserve.serving.forkserver import TORCH, ForkedProcess, ForkServer
 from zeroserve.serving.replica import OUTPUT_LINE_LIMIT, replica_environment
 
+# The tests that use the module's fork server run in the module's event loop, where it was started.
+in_module_loop = pytest.mark.asyncio(loop_scope="module")
 
-@pytest.fixture
-async def forks() -> AsyncIterator[ForkServer]:
+
+async def started_fork_server() -> ForkServer:
     server = ForkServer(replica_environment([]), OUTPUT_LINE_LIMIT)
     await server.start()
     async with asyncio.timeout(60):
         await server.wait_ready()
+    return server
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def forks() -> AsyncIterator[ForkServer]:
+    """One fork server for the module: each test forks its own replicas from it and ends them."""
+    server = await started_fork_server()
+    yield server
+    await server.close()
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def own_forks() -> AsyncIterator[ForkServer]:
+    """A fork server for one test alone (one it may kill)."""
+    server = await started_fork_server()
     yield server
     await server.close()
 
@@ -60,6 +79,7 @@ async def predict_when_ready(port: int, process: ForkedProcess, timeout: float =
                 await asyncio.sleep(0.01)
 
 
+@in_module_loop
 async def test_a_forked_replica_serves_on_loopback_and_stops_cleanly(forks: ForkServer, tmp_path: Path) -> None:
     process, port = await fork_replica(forks, train_iris_sklearn(tmp_path / "iris"))
 
@@ -76,6 +96,7 @@ async def test_a_forked_replica_serves_on_loopback_and_stops_cleanly(forks: Fork
         process.send_signal(signal.SIGTERM)  # gone: never a signal to a pid someone else may have now
 
 
+@in_module_loop
 async def test_a_model_that_cannot_load_exits_3_with_the_reason(forks: ForkServer, tmp_path: Path) -> None:
     empty = tmp_path / "empty"
     empty.mkdir()
@@ -85,15 +106,16 @@ async def test_a_model_that_cannot_load_exits_3_with_the_reason(forks: ForkServe
     assert (await process.stderr.read()).decode().startswith("ModelLoadFailed: no model.joblib")
 
 
-async def test_replicas_do_not_outlive_their_fork_server(forks: ForkServer, tmp_path: Path) -> None:
-    process, port = await fork_replica(forks, train_iris_sklearn(tmp_path / "iris"))
+@in_module_loop
+async def test_replicas_do_not_outlive_their_fork_server(own_forks: ForkServer, tmp_path: Path) -> None:
+    process, port = await fork_replica(own_forks, train_iris_sklearn(tmp_path / "iris"))
     await predict_when_ready(port, process)
 
-    assert forks._process is not None
-    os.kill(forks._process.pid, signal.SIGKILL)
+    assert own_forks._process is not None
+    os.kill(own_forks._process.pid, signal.SIGKILL)
     async with asyncio.timeout(15):
         await process.wait()  # the replica got its parent-death signal, and the backend hears of it
-    assert not forks.ready
+    assert not own_forks.ready
     with pytest.raises(ProcessLookupError):
         os.kill(process.pid, 0)
 
@@ -119,6 +141,7 @@ def _port_of(process: ForkedProcess) -> int:
     return port
 
 
+@in_module_loop
 async def test_a_forked_replica_says_ready_once_it_serves_and_answers_at_once(forks: ForkServer, tmp_path: Path):
     process, ready_r = await fork_with_ready_pipe(forks, train_iris_sklearn(tmp_path / "iris"))
     try:
@@ -137,6 +160,7 @@ async def test_a_forked_replica_says_ready_once_it_serves_and_answers_at_once(fo
         assert await process.wait() == 0
 
 
+@in_module_loop
 async def test_a_model_that_cannot_load_closes_the_ready_pipe_without_a_word(forks: ForkServer, tmp_path: Path) -> None:
     broken = tmp_path / "broken"
     broken.mkdir()
@@ -157,6 +181,7 @@ def _maps(pid: int) -> str:
 
 
 @pytest.mark.slow
+@in_module_loop
 async def test_torch_replicas_fork_from_a_torch_fork_server_and_the_cpu_one_never_loads_torch(
         forks: ForkServer, tmp_path: Path) -> None:
     torch_forks = ForkServer(replica_environment([]), OUTPUT_LINE_LIMIT, profile=TORCH)

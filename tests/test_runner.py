@@ -6,7 +6,9 @@ import asyncio
 import json
 
 import pytest
+from conftest import until
 
+from zeroserve.core import consumer
 from zeroserve.core.binding import to_nats
 from zeroserve.core.bus import EVENTS_STREAM
 from zeroserve.core.dead_letters import MESSAGE_HEADER, REASON_HEADER
@@ -161,6 +163,32 @@ async def test_events_cut_off_by_a_shutdown_come_back_to_the_next_runner(zeroser
         await asyncio.sleep(0.1)
     await again.stop()
     assert sorted(finished) == ["a0", "a1", "a2"], "every event is handled, none twice"
+
+
+async def test_an_idle_runner_stops_at_once_and_an_event_published_then_goes_to_the_next_runner(
+        zeroserve, monkeypatch):
+    # Fetches that would wait 30 s for an event: a stop that waited for them would show.
+    monkeypatch.setattr(consumer, "FETCH_WAIT_S", 30.0)
+    handled: list[str] = []
+
+    @on(ArtifactCreated)
+    async def note(data: ArtifactCreated, ctx: Context) -> None:
+        handled.append(data.name)
+
+    runner = Runner(zeroserve.platform, [Function("note", (ArtifactCreated,), note)])
+    await runner.start()
+    await asyncio.sleep(0.2)  # its fetch is waiting at the server now
+    async with asyncio.timeout(5):
+        await runner.stop()
+    await zeroserve.platform.bus.publish(
+        new_event(ArtifactCreated(id="a0", name="a0", url="s3://b/x"), source="/tests"), "default")
+    monkeypatch.setattr(consumer, "FETCH_WAIT_S", 1.0)
+    again = Runner(zeroserve.platform, [Function("note", (ArtifactCreated,), note)])
+    await again.start()
+    # Not held by the stopped runner's fetch until the ack wait (30 s) hands it out again.
+    await until(lambda: handled, timeout=5, what="the event at the next runner")
+    await again.stop()
+    assert handled == ["a0"]
 
 
 async def test_events_waiting_for_a_slot_or_a_lock_are_not_redelivered_meanwhile(zeroserve):

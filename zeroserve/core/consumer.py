@@ -3,8 +3,8 @@
 The runner (one durable per function) and the webhook dispatcher (one per stream) both read this
 way: a loop per durable fetches only as many messages as there is room for, each message is worked
 on in a task of its own (with a context of its own, so what one sets for its log lines does not
-leak into another), a failed fetch is tried again shortly, and a stop lets a fetch in progress
-finish, hands back what arrives meanwhile and gives in-flight work a grace period. While a message
+leak into another), a failed fetch is tried again shortly, and a stop ends the fetches in progress at
+once (``_withdraw``), hands back what they brought and gives in-flight work a grace period. While a message
 is worked on, ``heartbeat`` keeps JetStream from handing it to another consumer, and ``backoff``
 reads the one kind of retry schedule zeroserve has: a table of delays, the last one repeated.
 """
@@ -20,11 +20,12 @@ from typing import Any
 
 from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeout
-from nats.js import JetStreamContext
+from nats.js import JetStreamContext, api
 
 log = logging.getLogger(__name__)
 
-# How long one fetch waits for messages; also bounds how long a stop waits for the pull loops.
+# How long one fetch waits for messages; also bounds how long a stop waits for a pull loop that
+# could not be withdrawn.
 FETCH_WAIT_S = 1.0
 # The most messages one fetch asks for.
 MAX_FETCH = 64
@@ -72,6 +73,7 @@ class Consumer:
         self._freed = asyncio.Event()
         self._stopping = asyncio.Event()
         self._pullers: list[asyncio.Task[None]] = []
+        self._subscriptions: list[JetStreamContext.PullSubscription] = []
 
     def start(self, subscription: JetStreamContext.PullSubscription, handle: MessageHandler, *, name: str) -> None:
         """Pull from ``subscription`` in a task of its own until ``stop``."""
@@ -84,6 +86,7 @@ class Consumer:
         """Fetch and start ``handle`` on each message until stopped or cancelled; ``before`` runs after
         each fetch, and if it fails the messages fetched are handed back for a later redelivery."""
         label = label or self.name
+        self._subscriptions.append(subscription)
         while not self._stopping.is_set():
             room = self._room(len(self.inflight))
             if room <= 0:
@@ -138,20 +141,57 @@ class Consumer:
         its message back when cancelled: redelivered at once, not lost)."""
         self._stopping.set()
         self._freed.set()  # wake loops that wait for room
-        # A fetch in progress is let finish (it lasts at most FETCH_WAIT_S) so that what it brings is
-        # handed back at once; cancelling it would leave those messages to the ack-wait timeout.
+        for subscription in self._subscriptions:
+            await self._withdraw(subscription)
+        # A fetch in progress is let finish so that what it brings is handed back at once (cancelling
+        # it would leave those messages to the ack-wait timeout); withdrawn, it ends at once, else it
+        # lasts at most FETCH_WAIT_S.
         _, slow = await asyncio.wait(self._pullers, timeout=FETCH_WAIT_S + 2) if self._pullers else ((), ())
         for puller in slow:
             puller.cancel()
         await asyncio.gather(*self._pullers, return_exceptions=True)
+        for subscription in self._subscriptions:
+            await _hand_back_queued(subscription)
         if self.inflight:
             _, pending = await asyncio.wait(self.inflight, timeout=grace)
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
 
+    async def _withdraw(self, subscription: JetStreamContext.PullSubscription) -> None:
+        """End the fetch in progress on ``subscription`` now rather than when its pull request expires.
+
+        With the inbox's interest gone (and the server's answer to that seen), JetStream delivers no
+        more to the pull request: a message published later waits in the stream for the next reader.
+        Whatever it delivered before is queued here by then; the fetch is told that its requests ended
+        the way the server says so, once for each answer nats-py's fetch may still wait for (its first
+        request, its lingering one, the rest of a batch), and returns what it holds. nats-py has no
+        public call for either step; the answers no fetch read are dropped by ``_hand_back_queued``.
+        """
+        inbox = subscription._sub
+        try:
+            await inbox._conn._send_unsubscribe(inbox._id)
+            await inbox._conn.flush()
+        except Exception as error:  # the connection is going: the fetch ends at its expiry then
+            log.debug("%s: cannot withdraw a pull request: %s", self.name, error)
+            return
+        ended = {api.Header.STATUS.value: api.StatusCode.REQUEST_TIMEOUT.value,
+                 api.Header.DESCRIPTION.value: "Request Timeout"}
+        for _ in range(3):
+            inbox._pending_queue.put_nowait(Msg(_client=inbox._conn, subject=inbox.subject, headers=ended))
+
     async def cancel(self) -> None:
         """Cancel every task in flight now (their messages are handed back) and wait for them."""
         for task in list(self.inflight):
             task.cancel()
         await asyncio.gather(*self.inflight, return_exceptions=True)
+
+
+async def _hand_back_queued(subscription: JetStreamContext.PullSubscription) -> None:
+    """Hand back the messages delivered to ``subscription`` that no fetch took (a stop's leftovers)."""
+    queue = subscription._sub._pending_queue
+    while not queue.empty():
+        msg = queue.get_nowait()
+        if msg.headers is None or api.Header.STATUS.value not in msg.headers:
+            with contextlib.suppress(Exception):
+                await msg.nak()

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import json
 import logging
@@ -35,7 +36,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from zeroserve.children import die_with_parent
+from zeroserve.children import die_with_parent, leave
 
 if TYPE_CHECKING:
     from zeroserve.serving.runtimes.app import ReplicaApp
@@ -260,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    leave(main)
 
 
 # --- the backend's side ---------------------------------------------------------------------------
@@ -438,6 +439,11 @@ class ForkServer:
         return reader
 
     async def close(self) -> None:
+        if not self.ready and self._process is not None and self._process.returncode is None:
+            # Still importing (torch's take seconds): it would read the end of its socket only after.
+            # It has forked nothing yet; SIGTERM ends it at once.
+            with contextlib.suppress(ProcessLookupError):
+                self._process.terminate()
         self.ready = False
         if self._socket is not None:
             self._socket.close()  # the server reads end-of-file and exits

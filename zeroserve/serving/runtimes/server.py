@@ -23,7 +23,7 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from zeroserve.children import die_with_parent
+from zeroserve.children import die_with_parent, leave
 from zeroserve.serving.runtimes import faults
 
 if TYPE_CHECKING:  # kserve is imported when a replica starts, after its flags are in sys.argv
@@ -161,4 +161,4 @@ def main(argv: Sequence[str] | None = None, prepared: ReplicaApp | None = None) 
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    leave(main)
