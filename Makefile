@@ -11,7 +11,7 @@ CHART_JS := 4.6.2
 CHART_JS_SHA256 := 3f288f4f26882c26b58931fb586a9b4f30370b5de38d69dc005b0bd05b08e113
 CONSOLE_VENDOR := zeroserve/console/static/vendor
 
-.PHONY: run test test-fast bench gpu-wheels lint schemas manifests lock check-install clean browser console-vendor console-screenshots
+.PHONY: run test test-fast bench simulate gpu-wheels lint schemas manifests lock check-install clean browser console-vendor console-screenshots
 
 $(VENV)/.installed: pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
@@ -33,12 +33,15 @@ test-fast: .venv  ## everything but the slow end-to-end tests
 bench: .venv  ## benchmarks, each next to its baseline
 	$(BIN)/python -m bench
 
+simulate: .venv  ## the capacity simulation: fixed against learned idle window, plots and numbers into docs/capacity
+	$(BIN)/python -m simulation $(SIMULATE_FLAGS)
+
 gpu-wheels: .venv  ## the wheels bench/gpu.sh installs on a GPU machine without the package index (CPython 3.12)
 	rm -rf bench/gpu-wheels
 	$(BIN)/python -m bench.gpu --wheels bench/gpu-wheels
 
 lint: .venv  ## style, complexity (ruff), the layer contracts (import-linter) and types (mypy)
-	$(BIN)/ruff check zeroserve tests bench
+	$(BIN)/ruff check zeroserve tests bench simulation
 	$(BIN)/lint-imports
 	$(BIN)/mypy zeroserve
 

@@ -1,6 +1,6 @@
 """`make simulate`: run the fleet under the fixed idle windows and the learned one, print a table, draw the plots.
 
-    python -m simulation [--deployments 100000] [--days 3] [--seed 16] [--out docs/capacity]
+python -m simulation [--deployments 100000] [--days 3] [--seed 16] [--out docs/capacity]
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ def main() -> None:
     parser.add_argument("--days", type=float, default=Fleet.days)
     parser.add_argument("--requests-per-deployment-day", type=float, default=Fleet.requests_per_deployment_day)
     parser.add_argument("--gpu-fraction", type=float, default=Fleet.gpu_fraction)
+    parser.add_argument("--periodic-fraction", type=float, default=Fleet.periodic_fraction)
     parser.add_argument("--window", type=float, default=DEFAULT_WINDOW_S, help="the fixed idle window (s)")
     parser.add_argument("--seed", type=int, default=16)
     parser.add_argument("--out", type=Path, default=Path("docs/capacity"))
@@ -52,6 +53,7 @@ def main() -> None:
         days=args.days,
         requests_per_deployment_day=args.requests_per_deployment_day,
         gpu_fraction=args.gpu_fraction,
+        periodic_fraction=args.periodic_fraction,
     )
     started = time.monotonic()
     result = run(fleet, args.seed, args.window)
@@ -103,13 +105,20 @@ def plot(out: Path, result: dict) -> None:
     figure, axes = pyplot.subplots(figsize=(7, 4.5))
     axes.plot([share(o) for o in fixed_runs], [o.cold_start_rate for o in fixed_runs], "o-", label="fixed idle window")
     for o in fixed_runs:
-        axes.annotate(o.policy.removeprefix("fixed "), (share(o), o.cold_start_rate), fontsize=8,
-                      xytext=(4, 4), textcoords="offset points")
+        axes.annotate(
+            o.policy.removeprefix("fixed "),
+            (share(o), o.cold_start_rate),
+            fontsize=8,
+            xytext=(4, 4),
+            textcoords="offset points",
+        )
     axes.plot([share(learned_run)], [learned_run.cold_start_rate], "r*", markersize=14, label="learned (histogram)")
     axes.set_xscale("log")
     axes.set_xlabel("replica-seconds / always-on replica-seconds")
     axes.set_ylabel("cold starts / requests")
-    axes.set_title(f"{result['fleet']['deployments']} deployments, {result['fleet']['days']:g} days, seed {result['seed']}")
+    axes.set_title(
+        f"{result['fleet']['deployments']} deployments, {result['fleet']['days']:g} days, seed {result['seed']}"
+    )
     axes.grid(True, which="both", alpha=0.3)
     axes.legend()
     figure.tight_layout()

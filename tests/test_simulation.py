@@ -1,0 +1,38 @@
+"""The capacity simulation (simulation/, `make simulate`): reproducible, and its policies behave at their limits."""
+
+import pytest
+
+pytest.importorskip("simpy", reason="simpy is in the dev extra; requirements/lock.txt gains it at the next `make lock`")
+
+from simulation.__main__ import run  # noqa: E402
+from simulation.idle_window import Idle, fixed  # noqa: E402
+from simulation.workload import Fleet, draw  # noqa: E402
+
+FLEET = Fleet(deployments=300, days=1.0)
+
+
+def test_same_seed_gives_the_same_numbers():
+    first, again = run(FLEET, seed=7, sweep=(30,)), run(FLEET, seed=7, sweep=(30,))
+    assert [o.row() for o in first["fixed"]] == [o.row() for o in again["fixed"]]
+    assert first["learned"].row() == again["learned"].row()
+    assert run(FLEET, seed=8, sweep=(30,))["learned"].row() != first["learned"].row()
+
+
+def test_a_zero_window_makes_every_request_cold():
+    trace = draw(FLEET, seed=1)
+    zero = fixed(trace, Idle.of(trace), 0.0)
+    assert zero.cold_starts == zero.requests > 0
+
+
+def test_a_huge_window_makes_only_first_requests_cold():
+    trace = draw(FLEET, seed=1)
+    huge = fixed(trace, Idle.of(trace), 1e12)
+    assert huge.cold_starts == len(set(trace.deployment.tolist()))
+
+
+def test_the_learned_window_is_never_worse_than_always_cold_and_reports_its_fallbacks():
+    result = run(FLEET, seed=3, sweep=(0,))
+    always_cold, learned = result["fixed"][0], result["learned"]
+    assert learned.cold_starts <= always_cold.cold_starts
+    assert learned.fallbacks > 0  # the rarely called deployments never gather enough idle times
+    assert learned.replica_s <= learned.always_on_replica_s
