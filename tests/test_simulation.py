@@ -1,8 +1,14 @@
 """The capacity simulation (simulation/, `make simulate`): reproducible, and its policies behave at their limits."""
 
+import sys
+from pathlib import Path
+
 import pytest
 
 pytest.importorskip("simpy", reason="simpy is in the dev extra; requirements/lock.txt gains it at the next `make lock`")
+
+# simulation/ is a tool at the repository root, not in the wheel: importable from there, wherever pytest runs.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from simulation.__main__ import run  # noqa: E402
 from simulation.idle_window import Idle, fixed  # noqa: E402
