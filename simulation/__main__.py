@@ -14,25 +14,31 @@ from pathlib import Path
 
 from simulation.idle_window import Idle, Outcome, fixed
 from simulation.learned import Learning, learned
+from simulation.warm_pool import Pool
 from simulation.workload import Fleet, draw
 from zeroserve.settings import Settings
 
 # zeroserve's own default window (ZEROSERVE_IDLE_WINDOW_S), read from its settings class, not the environment.
 DEFAULT_WINDOW_S = float(Settings.model_fields["idle_window_s"].default)
 SWEEP_S = (10, 30, 60, 120, 300, 600, 1200, 1800)
+POOL_SIZES = (1, 4, 16, 64, 256)
 
 
-def run(fleet: Fleet, seed: int, window_s: float = DEFAULT_WINDOW_S, sweep=SWEEP_S) -> dict:
-    """Every policy on the same trace; the same seed gives the same numbers."""
+def run(fleet: Fleet, seed: int, window_s: float = DEFAULT_WINDOW_S, sweep=SWEEP_S, pool_sizes=POOL_SIZES) -> dict:
+    """Every policy on the same trace, without and with warm pools; the same seed gives the same numbers."""
     trace = draw(fleet, seed)
     idle = Idle.of(trace)
     windows = sorted({*sweep, window_s})
+    pools = tuple(Pool(size) for size in pool_sizes)
+    learned_runs = learned(trace, idle, Learning(fallback_window_s=window_s), (None, *pools))
     return {
         "seed": seed,
         "fleet": asdict(fleet),
         "default_window_s": window_s,
         "fixed": [fixed(trace, idle, w) for w in windows],
-        "learned": learned(trace, idle, Learning(fallback_window_s=window_s)),
+        "learned": learned_runs[0],
+        "fixed_pooled": [fixed(trace, idle, window_s, pool) for pool in pools],
+        "learned_pooled": learned_runs[1:],
     }
 
 
@@ -58,7 +64,7 @@ def main() -> None:
     started = time.monotonic()
     result = run(fleet, args.seed, args.window)
     wall_s = time.monotonic() - started
-    rows = [o.row() for o in (*result["fixed"], result["learned"])]
+    rows = [o.row() for o in (*result["fixed"], result["learned"], *result["fixed_pooled"], *result["learned_pooled"])]
     print_table(result, rows, wall_s)
     args.out.mkdir(parents=True, exist_ok=True)
     write(args.out, result, rows)
@@ -71,14 +77,18 @@ def print_table(result: dict, rows: list[dict], wall_s: float) -> None:
         f"seed {result['seed']}: {fleet['deployments']} deployments, {fleet['days']:g} days, "
         f"{rows[0]['requests']} requests, simulated in {wall_s:.1f} s"
     )
-    print(f"{'policy':<16}{'cold starts':>12}{'cold rate':>11}{'added ms':>10}{'replica-s / on':>16}{'GPU-h':>10}")
+    print(f"{'policy':<22}{'cold starts':>12}{'cold rate':>11}{'added ms':>10}{'replica-s / on':>16}{'GPU-h':>10}")
     for r in rows:
         print(
-            f"{r['policy']:<16}{r['cold_starts']:>12}{r['cold_start_rate']:>11.4f}"
+            f"{r['policy']:<22}{r['cold_starts']:>12}{r['cold_start_rate']:>11.4f}"
             f"{r['added_latency_mean_s'] * 1000:>10.1f}{r['replica_s'] / r['always_on_replica_s']:>16.4f}"
             f"{r['gpu_hours']:>10.0f}"
         )
-    print(f"always on: {rows[0]['always_on_gpu_hours']:.0f} GPU-h; learned policy fallbacks {rows[-1]['fallbacks']}")
+    print(
+        f"always on: {rows[0]['always_on_gpu_hours']:.0f} GPU-h; "
+        f"learned policy fallbacks {result['learned'].fallbacks}; pools: K replicas per class, cold starts "
+        "served by the pool take half as long"
+    )
 
 
 def write(out: Path, result: dict, rows: list[dict]) -> None:
@@ -136,6 +146,23 @@ def plot(out: Path, result: dict) -> None:
     axes.legend()
     figure.tight_layout()
     figure.savefig(out / "added-latency.png", dpi=120)
+
+    figure, axes = pyplot.subplots(figsize=(7, 4.5))
+    default = next(o for o in fixed_runs if float(o.policy.split()[1]) == result["default_window_s"])
+    for label, plain, pooled, style in (
+        (f"fixed {result['default_window_s']:g} s", default, result["fixed_pooled"], "o-"),
+        ("learned", learned_run, result["learned_pooled"], "r*-"),
+    ):
+        runs = [plain, *pooled]
+        axes.plot([o.pool_size for o in runs], [o.added_latency_mean_s * 1000 for o in runs], style, label=label)
+    axes.set_xscale("symlog", linthresh=1)
+    axes.set_xlabel("warm pool: replicas per class (CPU, GPU)")
+    axes.set_ylabel("mean added latency per request (ms)")
+    axes.set_title(f"warm pool, seed {result['seed']}")
+    axes.grid(True, which="both", alpha=0.3)
+    axes.legend()
+    figure.tight_layout()
+    figure.savefig(out / "warm-pool.png", dpi=120)
     pyplot.close("all")
 
 

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from simulation.warm_pool import Pool, served
 from simulation.workload import Trace
 
 
@@ -29,6 +30,8 @@ class Outcome:
     gpu_hours: float
     always_on_gpu_hours: float
     fallbacks: int = 0  # learned policy: hourly decisions that fell back to the fixed window
+    pool_size: int = 0  # warm replicas per class
+    pool_hits: int = 0  # cold starts served by the warm pool
 
     @property
     def cold_start_rate(self) -> float:
@@ -72,28 +75,48 @@ def outcome(
     tail_prewarm_s: np.ndarray | float,
     tail_keep_alive_s: np.ndarray | float,
     fallbacks: int = 0,
+    pool: Pool | None = None,
 ) -> Outcome:
     """Count a policy's cold starts and replica-seconds; the per-request arrays say the window in force then."""
     cold = (idle.gap_s <= prewarm_s) | (idle.gap_s > np.add(prewarm_s, keep_alive_s)) | idle.first
-    # A replica is up while it loads (the cold start), during its warm time between requests, and after the last.
-    up = np.where(idle.first, 0.0, warm_seconds(idle.gap_s, prewarm_s, keep_alive_s))
-    up = up + np.where(cold, trace.cold_start_s, 0.0)
-    tail = warm_seconds(idle.tail_s, tail_prewarm_s, tail_keep_alive_s)
     gpu_request = trace.gpu[trace.deployment]
+    wait = np.where(cold, trace.cold_start_s, 0.0)
+    pooled = np.zeros(len(cold), dtype=bool) if pool is None else _pooled(trace, cold, gpu_request, pool)
+    if pool is not None:
+        wait = np.where(pooled, wait * pool.load_fraction, wait)
+    # A replica is up while it loads (the cold start), during its warm time between requests, and after the last.
+    up = np.where(idle.first, 0.0, warm_seconds(idle.gap_s, prewarm_s, keep_alive_s)) + wait
+    tail = warm_seconds(idle.tail_s, tail_prewarm_s, tail_keep_alive_s)
     duration = trace.duration_s
+    size = 0 if pool is None else pool.size
     return Outcome(
-        policy=name,
+        policy=name if not size else f"{name} + pool {size}",
         requests=len(cold),
         cold_starts=int(cold.sum()),
-        added_latency_mean_s=float(np.where(cold, trace.cold_start_s, 0.0).sum() / max(len(cold), 1)),
-        replica_s=float(up.sum() + tail.sum()),
+        added_latency_mean_s=float(wait.sum() / max(len(cold), 1)),
+        replica_s=float(up.sum() + tail.sum() + 2 * size * duration),
         always_on_replica_s=trace.fleet.deployments * duration,
-        gpu_hours=float((up[gpu_request].sum() + tail[trace.gpu[trace.deployment[idle.last]]].sum()) / 3600),
+        gpu_hours=float(
+            (up[gpu_request].sum() + tail[trace.gpu[trace.deployment[idle.last]]].sum() + size * duration) / 3600
+        ),
         always_on_gpu_hours=float(trace.gpu.sum() * duration / 3600),
         fallbacks=fallbacks,
+        pool_size=size,
+        pool_hits=int(pooled.sum()),
     )
 
 
-def fixed(trace: Trace, idle: Idle, window_s: float) -> Outcome:
+def _pooled(trace: Trace, cold: np.ndarray, gpu_request: np.ndarray, pool: Pool) -> np.ndarray:
+    """Which cold starts a pool serves: each class its own pool, refilled in its median cold start."""
+    pooled = np.zeros(len(cold), dtype=bool)
+    fleet = trace.fleet
+    for gpu, refill_s in ((False, fleet.cpu_cold_start_median_s), (True, fleet.gpu_cold_start_median_s)):
+        index = np.flatnonzero(cold & (gpu_request == gpu))
+        index = index[np.argsort(trace.time_s[index], kind="stable")]
+        pooled[index] = served(trace.time_s[index], pool.size, refill_s)
+    return pooled
+
+
+def fixed(trace: Trace, idle: Idle, window_s: float, pool: Pool | None = None) -> Outcome:
     """Knative's and KServe's policy (and zeroserve's `idle_window_s`): the same window for every deployment."""
-    return outcome(trace, idle, f"fixed {window_s:g} s", 0.0, window_s, 0.0, window_s)
+    return outcome(trace, idle, f"fixed {window_s:g} s", 0.0, window_s, 0.0, window_s, pool=pool)

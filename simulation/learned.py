@@ -18,6 +18,7 @@ import numpy as np
 import simpy
 
 from simulation.idle_window import Idle, Outcome, outcome
+from simulation.warm_pool import Pool
 from simulation.workload import Trace
 
 HOUR_S = 3600.0
@@ -71,8 +72,8 @@ class Histograms:
         self.fallbacks += int(fallback.sum())
 
 
-def learned(trace: Trace, idle: Idle, learning: Learning) -> Outcome:
-    """Replay the trace hour by hour under the controller; return the policy's outcome."""
+def learned(trace: Trace, idle: Idle, learning: Learning, pools: tuple[Pool | None, ...] = (None,)) -> list[Outcome]:
+    """Replay the trace hour by hour under the controller; the policy's outcome with each warm pool."""
     histograms = Histograms(trace.fleet.deployments, learning)
     n = len(trace.time_s)
     prewarm = np.zeros(n)
@@ -96,16 +97,20 @@ def learned(trace: Trace, idle: Idle, learning: Learning) -> Outcome:
     env.run()
     # After a deployment's last request: the windows in force at the end (an upper bound on what was set then).
     last = trace.deployment[idle.last]
-    return outcome(
-        trace,
-        idle,
-        "learned",
-        prewarm,
-        keep_alive,
-        histograms.prewarm_s[last],
-        histograms.keep_alive_s[last],
-        fallbacks=histograms.fallbacks,
-    )
+    return [
+        outcome(
+            trace,
+            idle,
+            "learned",
+            prewarm,
+            keep_alive,
+            histograms.prewarm_s[last],
+            histograms.keep_alive_s[last],
+            fallbacks=histograms.fallbacks,
+            pool=pool,
+        )
+        for pool in pools
+    ]
 
 
 def _by_hour(time_s: np.ndarray, duration_s: float) -> list[np.ndarray]:

@@ -12,6 +12,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from simulation.__main__ import run  # noqa: E402
 from simulation.idle_window import Idle, fixed  # noqa: E402
+from simulation.warm_pool import Pool  # noqa: E402
 from simulation.workload import Fleet, draw  # noqa: E402
 
 FLEET = Fleet(deployments=300, days=1.0)
@@ -42,3 +43,12 @@ def test_the_learned_window_is_never_worse_than_always_cold_and_reports_its_fall
     assert learned.cold_starts <= always_cold.cold_starts
     assert learned.fallbacks > 0  # the rarely called deployments never gather enough idle times
     assert learned.replica_s <= learned.always_on_replica_s
+
+
+def test_a_warm_pool_shortens_cold_starts_and_costs_its_replicas():
+    trace = draw(FLEET, seed=2)
+    idle = Idle.of(trace)
+    plain, pooled = fixed(trace, idle, 60.0), fixed(trace, idle, 60.0, Pool(10**6, load_fraction=0.5))
+    assert pooled.cold_starts == pooled.pool_hits == plain.cold_starts
+    assert pooled.added_latency_mean_s == pytest.approx(plain.added_latency_mean_s / 2)
+    assert pooled.replica_s > plain.replica_s
