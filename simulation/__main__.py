@@ -11,6 +11,7 @@ import json
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
+from typing import Any
 
 from simulation.idle_window import Idle, Outcome, fixed
 from simulation.learned import Learning, learned
@@ -124,28 +125,17 @@ def plot(out: Path, result: dict) -> None:
         )
     axes.plot([share(learned_run)], [learned_run.cold_start_rate], "r*", markersize=14, label="learned (histogram)")
     axes.set_xscale("log")
-    axes.set_xlabel("replica-seconds / always-on replica-seconds")
-    axes.set_ylabel("cold starts / requests")
-    axes.set_title(
-        f"{result['fleet']['deployments']} deployments, {result['fleet']['days']:g} days, seed {result['seed']}"
-    )
-    axes.grid(True, which="both", alpha=0.3)
-    axes.legend()
-    figure.tight_layout()
-    figure.savefig(out / "idle-window.png", dpi=120)
+    fleet = f"{result['fleet']['deployments']} deployments, {result['fleet']['days']:g} days, seed {result['seed']}"
+    _finish(figure, axes, "replica-seconds / always-on replica-seconds", "cold starts / requests", fleet,
+            out / "idle-window.png")
 
     figure, axes = pyplot.subplots(figsize=(7, 4.5))
     windows = [float(o.policy.split()[1]) for o in fixed_runs]
     axes.plot(windows, [o.added_latency_mean_s * 1000 for o in fixed_runs], "o-", label="fixed idle window")
     axes.axhline(learned_run.added_latency_mean_s * 1000, color="r", linestyle="--", label="learned (histogram)")
     axes.set_xscale("log")
-    axes.set_xlabel("fixed idle window (s)")
-    axes.set_ylabel("mean added latency per request (ms)")
-    axes.set_title(f"cold-start latency, seed {result['seed']}")
-    axes.grid(True, which="both", alpha=0.3)
-    axes.legend()
-    figure.tight_layout()
-    figure.savefig(out / "added-latency.png", dpi=120)
+    _finish(figure, axes, "fixed idle window (s)", "mean added latency per request (ms)",
+            f"cold-start latency, seed {result['seed']}", out / "added-latency.png")
 
     figure, axes = pyplot.subplots(figsize=(7, 4.5))
     default = next(o for o in fixed_runs if float(o.policy.split()[1]) == result["default_window_s"])
@@ -156,14 +146,20 @@ def plot(out: Path, result: dict) -> None:
         runs = [plain, *pooled]
         axes.plot([o.pool_size for o in runs], [o.added_latency_mean_s * 1000 for o in runs], style, label=label)
     axes.set_xscale("symlog", linthresh=1)
-    axes.set_xlabel("warm pool: replicas per class (CPU, GPU)")
-    axes.set_ylabel("mean added latency per request (ms)")
-    axes.set_title(f"warm pool, seed {result['seed']}")
+    _finish(figure, axes, "warm pool: replicas per class (CPU, GPU)", "mean added latency per request (ms)",
+            f"warm pool, seed {result['seed']}", out / "warm-pool.png")
+    pyplot.close("all")
+
+
+def _finish(figure: Any, axes: Any, xlabel: str, ylabel: str, title: str, path: Path) -> None:
+    """The axes labelled, gridded and with their legend, the figure written to ``path``."""
+    axes.set_xlabel(xlabel)
+    axes.set_ylabel(ylabel)
+    axes.set_title(title)
     axes.grid(True, which="both", alpha=0.3)
     axes.legend()
     figure.tight_layout()
-    figure.savefig(out / "warm-pool.png", dpi=120)
-    pyplot.close("all")
+    figure.savefig(path, dpi=120)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -155,8 +155,7 @@ class InferenceRoute:
         declared = _declared_length(scope, max_body, deployment_id)
         try:
             async with activator.assign(group, deployment_id) as assignment:
-                forwarding = _forwarded if tracing.tracer is None else _traced_forward
-                forwarded = await forwarding(
+                forwarded = await _forwarding()(
                     self.connections, Upstream("http", "127.0.0.1", assignment.replica.port, _target(scope)),
                     scope, receive, send, timeout_s, max_body, declared, deployment_id,
                     decorate=lambda answer: cold_start_headers(assignment, answer))
@@ -184,10 +183,9 @@ class InferenceRoute:
         scheme = url.scheme or "http"
         upstream = Upstream(scheme, url.hostname or "", url.port or (443 if scheme == "https" else 80),
                             url.path.rstrip("/").encode() + _target(scope))
-        forwarding = _forwarded if tracing.tracer is None else _traced_forward
-        forwarded = await forwarding(self.connections, upstream, scope, receive, send, timeout_s, max_body, declared,
-                                     deployment_id, decorate=lambda answer: [
-                                         (b"server-timing", b"forward;dur=%.1f" % (answer.head_s * 1000))])
+        forwarded = await _forwarding()(
+            self.connections, upstream, scope, receive, send, timeout_s, max_body, declared, deployment_id,
+            decorate=lambda answer: [(b"server-timing", b"forward;dur=%.1f" % (answer.head_s * 1000))])
         return self._finished(group, deployment_id, forwarded)
 
     def _limits(self, limits: RequestLimits) -> tuple[float, int]:
@@ -227,6 +225,11 @@ async def _forwarded(connections: Connections, upstream: Upstream, scope: Scope,
                           f"{timeout_s:g} s") from None
     except UpstreamFailed as error:
         raise ErrorAnswer(502, "ReplicaFailed", f"the model server of {deployment_id} broke off: {error}") from None
+
+
+def _forwarding() -> Callable[..., Awaitable[Forwarded]]:
+    """How a request goes to its model server: plainly, or in a client span when tracing is on."""
+    return _forwarded if tracing.tracer is None else _traced_forward
 
 
 async def _traced_forward(connections: Connections, upstream: Upstream, scope: Scope, receive: Receive,
