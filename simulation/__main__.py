@@ -14,9 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from simulation.idle_window import Idle, Outcome, fixed
-from simulation.learned import Learning, learned
+from simulation.learned import learned
 from simulation.warm_pool import Pool
 from simulation.workload import Fleet, draw
+from zeroserve.serving.idle_window import Learning
 from zeroserve.settings import Settings
 
 # zeroserve's own default window (ZEROSERVE_IDLE_WINDOW_S), read from its settings class, not the environment.
@@ -31,7 +32,7 @@ def run(fleet: Fleet, seed: int, window_s: float = DEFAULT_WINDOW_S, sweep=SWEEP
     idle = Idle.of(trace)
     windows = sorted({*sweep, window_s})
     pools = tuple(Pool(size) for size in pool_sizes)
-    learned_runs = learned(trace, idle, Learning(fallback_window_s=window_s), (None, *pools))
+    learned_runs = learned(trace, idle, Learning(), window_s, (None, *pools))
     return {
         "seed": seed,
         "fleet": asdict(fleet),

@@ -2,17 +2,16 @@
 
 Each deployment keeps a histogram of its idle times in one-minute bins up to four hours. A controller
 wakes every simulated hour (a SimPy process: the natural clock of a periodic autoscaler) and sets each
-deployment's windows from its histogram: pre-warm = the 5th percentile's bin, 10% earlier; keep-alive =
-up to the 99th percentile's bin, 10% later. Too few idle times (< `min_samples`) or too many beyond the
-histogram (> `max_out_of_bounds`) fall back to the fixed window, as the paper does (it forecasts those
-with ARIMA; here they keep the fixed window). The requests of an hour are then scored as vectors under
-the windows in force when their idle time began: one SimPy event per hour, not per request, keeps
-100,000 deployments within minutes on two cores.
+deployment's windows from its histogram with the autoscaler's own policy, ``zeroserve.serving.idle_window``
+(``Learning.window``: pre-warm = the 5th percentile's bin, 10% earlier; keep-alive = up to the 99th
+percentile's bin, 10% later; too few idle times or too many beyond the histogram fall back to the fixed
+window, as the paper does: it forecasts those with ARIMA, here they keep the fixed window), so what is
+simulated is what runs. The requests of an hour are then scored as vectors under the windows in force
+when their idle time began: one SimPy event per hour, not per request, keeps 100,000 deployments within
+a minute on two cores.
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import numpy as np
 import simpy
@@ -20,33 +19,21 @@ import simpy
 from simulation.idle_window import Idle, Outcome, outcome
 from simulation.warm_pool import Pool
 from simulation.workload import Trace
+from zeroserve.serving.idle_window import Learning
 
 HOUR_S = 3600.0
-
-
-@dataclass(frozen=True)
-class Learning:
-    """The learned policy's knobs (the paper's values)."""
-
-    fallback_window_s: float = 60.0
-    bin_s: float = 60.0
-    bins: int = 240
-    head_percentile: float = 5.0
-    tail_percentile: float = 99.0
-    margin: float = 0.10
-    min_samples: int = 10
-    max_out_of_bounds: float = 0.5
 
 
 class Histograms:
     """Every deployment's idle-time histogram and the windows the controller last derived from it."""
 
-    def __init__(self, deployments: int, learning: Learning) -> None:
+    def __init__(self, deployments: int, learning: Learning, fallback_window_s: float) -> None:
         self.learning = learning
+        self.fallback_window_s = fallback_window_s
         self.counts = np.zeros((deployments, learning.bins), dtype=np.int32)
         self.out_of_bounds = np.zeros(deployments, dtype=np.int64)
         self.prewarm_s = np.zeros(deployments)
-        self.keep_alive_s = np.full(deployments, learning.fallback_window_s)
+        self.keep_alive_s = np.full(deployments, fallback_window_s)
         self.fallbacks = 0
 
     def observe(self, deployment: np.ndarray, idle_s: np.ndarray) -> None:
@@ -57,24 +44,29 @@ class Histograms:
 
     def decide(self, deployments: np.ndarray) -> None:
         """Derive the windows of the deployments that saw new idle times; count the fallbacks."""
-        learn = self.learning
-        counts = self.counts[deployments]
-        cumulative = np.cumsum(counts, axis=1)
-        inside = cumulative[:, -1]
-        out = self.out_of_bounds[deployments]
-        fallback = (inside < learn.min_samples) | (out > learn.max_out_of_bounds * (inside + out))
-        head = np.argmax(cumulative >= learn.head_percentile / 100 * inside[:, None], axis=1)
-        tail = np.argmax(cumulative >= learn.tail_percentile / 100 * inside[:, None], axis=1)
-        prewarm = head * learn.bin_s * (1 - learn.margin)
-        keep_alive = (tail + 1) * learn.bin_s * (1 + learn.margin) - prewarm
-        self.prewarm_s[deployments] = np.where(fallback, 0.0, prewarm)
-        self.keep_alive_s[deployments] = np.where(fallback, learn.fallback_window_s, keep_alive)
-        self.fallbacks += int(fallback.sum())
+        learn, fallback_s = self.learning, self.fallback_window_s
+        # Too few idle times to learn from is the policy's first test and most deployments' answer: settled
+        # for them at once (with the policy's own fallback window), the rest each through the policy.
+        few = self.counts[deployments].sum(axis=1) < learn.min_samples
+        fallback = learn.window((), 0, fallback_s)
+        self.prewarm_s[deployments[few]] = fallback.prewarm_s
+        self.keep_alive_s[deployments[few]] = fallback.keep_alive_s
+        self.fallbacks += int(few.sum())
+        rest = deployments[~few]
+        for deployment, counts, out in zip(
+            rest.tolist(), self.counts[rest].tolist(), self.out_of_bounds[rest].tolist(), strict=True
+        ):
+            window = learn.window(counts, out, fallback_s)
+            self.prewarm_s[deployment] = window.prewarm_s
+            self.keep_alive_s[deployment] = window.keep_alive_s
+            self.fallbacks += not window.learned
 
 
-def learned(trace: Trace, idle: Idle, learning: Learning, pools: tuple[Pool | None, ...] = (None,)) -> list[Outcome]:
+def learned(
+    trace: Trace, idle: Idle, learning: Learning, fallback_window_s: float, pools: tuple[Pool | None, ...] = (None,)
+) -> list[Outcome]:
     """Replay the trace hour by hour under the controller; the policy's outcome with each warm pool."""
-    histograms = Histograms(trace.fleet.deployments, learning)
+    histograms = Histograms(trace.fleet.deployments, learning, fallback_window_s)
     n = len(trace.time_s)
     prewarm = np.zeros(n)
     keep_alive = np.zeros(n)

@@ -202,7 +202,7 @@ def test_the_shipped_templates_are_sap_serving_templates_with_the_same_inputs(
         # custom's image has no default: only its user knows it.
         assert {p.name: p.default for p in template.parameters} == {
             "resourcePlan": "starter", "minReplicas": "0", "maxReplicas": "2", "scaleTarget": "4",
-            "canaryTrafficPercent": "100", "requestTimeout": "", "maxRequestBody": "",
+            "canaryTrafficPercent": "100", "requestTimeout": "", "maxRequestBody": "", "idleWindow": "fixed",
             **({"image": None} if template.name == "custom" else {}),
         }
         assert [a.name for a in template.artifacts] == ["model"]
@@ -454,7 +454,7 @@ def test_an_unknown_parameter_is_refused_naming_the_template_s_parameters(
     with pytest.raises(InvalidConfiguration, match="no parameter 'replicas'") as refused:
         deploy(templates["sklearn"], plans, settings, parameters={"replicas": "3"})
 
-    named = "maxReplicas, maxRequestBody, minReplicas, requestTimeout, resourcePlan, scaleTarget"
+    named = "idleWindow, maxReplicas, maxRequestBody, minReplicas, requestTimeout, resourcePlan, scaleTarget"
     assert named in refused.value.message
     assert refused.value.reason == "InvalidConfiguration"
 

@@ -148,6 +148,7 @@ class LocalBackend:
         await self.stop(group, id)
         self.services.pop((group, id), None)
         self.activator.cold_starts.forget(group, id)
+        self.autoscaler.forget(group, id)
 
     async def watch(self) -> AsyncIterator[Change]:
         while True:

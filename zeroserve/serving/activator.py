@@ -87,6 +87,7 @@ class Activator:
     async def assign(self, group: str, id: str) -> AsyncIterator[Assignment]:
         """Hold a replica for one request: scale from zero or up if needed, bounded in queue and time."""
         started = time.monotonic()
+        arrived = self.autoscaler.clock()
         deadline = started + self.settings.replica_ready_timeout_s
         cold = False
         while True:
@@ -113,6 +114,7 @@ class Activator:
             # Wake on a change, or when a start may be tried again, or give up at the deadline.
             await self._wait(service, deadline if may_start else min(deadline, service.retry_at), deadline)
         replica.in_flight += 1
+        self.autoscaler.request_began(service, arrived)
         assignment = Assignment(replica=replica, cold=cold, waited_s=time.monotonic() - started, arrived_at=started)
         if cold and tracing.tracer is not None:
             _trace_phases(assignment)
@@ -120,7 +122,8 @@ class Activator:
             yield assignment
         finally:
             replica.in_flight -= 1
-            replica.last_used = time.monotonic()
+            replica.last_used = self.autoscaler.clock()
+            self.autoscaler.request_ended(service)
 
     async def _wait(self, service: Service, wake_at: float, deadline: float) -> None:
         """Wait, counted among the service's waiting requests, for a change or until ``wake_at``."""

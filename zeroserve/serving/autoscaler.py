@@ -1,7 +1,9 @@
 """The autoscaler: how many replicas each deployment has on this machine, and their starts and
 stops. It scales as Knative's would: one more replica when every serving one is at the concurrency
 target (the activator asks for it, up to ``maxReplicas``), ``minReplicas`` always (kept when one
-exits on its own), and a replica idle for the idle window stopped, down to ``minReplicas``. It
+exits on its own), and a replica idle for the idle window stopped, down to ``minReplicas``; a
+deployment whose idle window is ``learned`` has its last replica kept, stopped and pre-warmed as its
+own idle times say (``idle_window.py``). It
 starts each replica (its GPUs taken from the inventory, forked from the fork server when it can be,
 held to its plan's CPU and memory: ``bounds.py``), follows it, and counts the starts that never get
 ready: after ``replica_start_attempts`` in a row the version is failed (``ReplicaNeverReady``), as
@@ -33,10 +35,12 @@ from zeroserve.errors import (
 from zeroserve.serving.bounds import memory_passed
 from zeroserve.serving.forkserver import TORCH, ForkServer
 from zeroserve.serving.gpus import GpuInventory
+from zeroserve.serving.idle_window import IdleTimes, Learning
 from zeroserve.serving.replica import OUTPUT_LINE_LIMIT, Replica, replica_environment
 from zeroserve.serving.runtimes import TORCH_FORMATS
 from zeroserve.serving.service import Service
 from zeroserve.settings import Settings
+from zeroserve.templates.scaling import LEARNED
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +77,11 @@ class Autoscaler:
         self._tasks: set[asyncio.Task[Any]] = set()
         # Called before each replica starts (the backend: the model back in the cache if it went).
         self.before_start: Callable[[Service], Awaitable[None]] | None = None
+        # The clock of idle times (a test may drive it), and the idle times of each deployment whose
+        # window is learned: only theirs, so a fleet of fixed ones pays nothing for the option.
+        self.clock: Callable[[], float] = time.monotonic
+        self.learning = Learning()
+        self.idle_times: dict[tuple[str, str], IdleTimes] = {}
 
     async def start(self, model_format: str = "") -> None:
         """Begin to stop idle replicas, and start the fork servers (settings.fork_server): the CPU one
@@ -288,20 +297,75 @@ class Autoscaler:
         interval = min(1.0, max(self.settings.idle_window_s / 4, 0.05))
         while True:
             await asyncio.sleep(interval)
-            now = time.monotonic()
-            for service in list(self.services.values()):
-                if service.stopped or service.waiting:
-                    continue
-                idle = [r for r in service.serving
-                        if r.in_flight == 0 and now - r.last_used >= self.settings.idle_window_s]
-                room = len(service.serving) - service.spec.min_replicas
-                chosen = idle[:max(room, 0)]
-                for replica in chosen:  # all marked before any await: no request may be assigned them now
-                    replica.draining = True
-                for replica in chosen:
-                    await self.logs.control(service.spec.group, service.spec.id,
-                                            f"{replica.name} idle for {self.settings.idle_window_s:g} s: stopping")
-                    await self.stop_replica(service, replica)
+            await self.reap()
+
+    async def reap(self, now: float | None = None) -> None:
+        """Stop what has been idle long enough, and pre-warm what a learned window expects soon."""
+        now = self.clock() if now is None else now
+        window_s = self.settings.idle_window_s
+        for service in list(self.services.values()):
+            if service.stopped or service.waiting:
+                continue
+            if service.spec.idle_window != LEARNED:
+                await self._stop_idle(service, now, window_s, service.spec.min_replicas)
+                continue
+            # Replicas beyond one go after the fixed window, as concurrency falls; the last one as learned.
+            await self._stop_idle(service, now, window_s, max(service.spec.min_replicas, 1))
+            await self._follow_learned(service, now)
+
+    async def _stop_idle(self, service: Service, now: float, window_s: float, floor: int, why: str = "") -> None:
+        """Stop the replicas idle for ``window_s``, down to ``floor``."""
+        idle = [r for r in service.serving if r.in_flight == 0 and now - r.last_used >= window_s]
+        chosen = idle[:max(len(service.serving) - floor, 0)]
+        for replica in chosen:  # all marked before any await: no request may be assigned them now
+            replica.draining = True
+        for replica in chosen:
+            await self.logs.control(service.spec.group, service.spec.id,
+                                    f"{replica.name} {why or f'idle for {window_s:g} s'}: stopping")
+            await self.stop_replica(service, replica)
+
+    async def _follow_learned(self, service: Service, now: float) -> None:
+        """The last replica of a deployment whose window is learned: kept while the window wants one,
+        stopped outside it, and started again (pre-warmed) when the window's pre-warm time comes."""
+        spec = service.spec
+        idle = self.idle_times.get((spec.group, spec.id))
+        if idle is None or idle.since is None:
+            return  # busy, or no request yet: nothing learned to act on
+        window = idle.window(self.learning, self.settings.idle_window_s)
+        idle_s = now - idle.since
+        if not window.wants_replica(idle_s):
+            why = (f"the next request is expected in {window.prewarm_s - idle_s:.0f} s (learned)"
+                   if idle_s <= window.prewarm_s else
+                   f"idle for {idle_s:.0f} s, past its {'learned' if window.learned else 'fixed'} window")
+            await self._stop_idle(service, now, 0.0, spec.min_replicas, why)
+            return
+        if (window.prewarm_s > 0 and idle.prewarmed_for != idle.since and not service.replicas
+                and now >= service.retry_at and self.has_room(service)):
+            idle.prewarmed_for = idle.since  # once per idle time: a start that fails is not retried in a loop
+            await self.logs.control(spec.group, spec.id, f"pre-warming a replica: the next request is expected "
+                                    f"within {window.keep_alive_s:.0f} s (learned idle window)")
+            self.scale_up(service)
+
+    def request_began(self, service: Service, at: float) -> None:
+        """A request arrived at ``at``: where the window is learned, the idle time it ends counts."""
+        spec = service.spec
+        if spec.idle_window != LEARNED:
+            return
+        idle = self.idle_times.get((spec.group, spec.id))
+        if idle is None:
+            idle = self.idle_times[spec.group, spec.id] = IdleTimes(self.learning)
+        idle.began(at, self.learning)
+
+    def request_ended(self, service: Service) -> None:
+        if service.spec.idle_window != LEARNED:
+            return
+        idle = self.idle_times.get((service.spec.group, service.spec.id))
+        if idle is not None:
+            idle.ended(self.clock())
+
+    def forget(self, group: str, id: str) -> None:
+        """A deleted deployment's idle times go with it."""
+        self.idle_times.pop((group, id), None)
 
     def stop_reaper(self) -> None:
         if self._reaper is not None:

@@ -14,6 +14,7 @@ from typing import Any
 from zeroserve.errors import InvalidConfiguration
 from zeroserve.serving.bounds import ReplicaBounds
 from zeroserve.templates.limits import RequestLimits
+from zeroserve.templates.scaling import FIXED, idle_window_of
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,8 @@ class ServiceSpec:
     limits: RequestLimits = field(default_factory=RequestLimits)
     # The plan's CPU and memory, which bound each replica here (serving/bounds.py).
     bounds: ReplicaBounds = field(default_factory=ReplicaBounds)
+    # How its last replica goes to zero: the platform's fixed window or one learned (serving/idle_window.py).
+    idle_window: str = FIXED
 
     @classmethod
     def from_inference_service(cls, isvc: dict[str, Any]) -> ServiceSpec:
@@ -51,6 +54,7 @@ class ServiceSpec:
                 gpus=int(limits.get("nvidia.com/gpu", 0)),
                 limits=RequestLimits.from_inference_service(isvc),
                 bounds=ReplicaBounds.from_limits(limits),
+                idle_window=idle_window_of(isvc),
             )
         except (KeyError, TypeError, ValueError) as error:
             raise InvalidConfiguration(f"the local backend cannot read this InferenceService: {error!r}") from error

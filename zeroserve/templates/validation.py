@@ -19,6 +19,7 @@ import jsonschema
 from zeroserve.errors import InvalidConfiguration
 from zeroserve.templates.fields import LABEL_VALUE_PATTERN
 from zeroserve.templates.limits import RequestLimits
+from zeroserve.templates.scaling import idle_window_of
 
 SCHEMA_FILE = "schemas/inferenceservice-v1beta1.json"
 _LABEL_VALUE = re.compile(LABEL_VALUE_PATTERN)
@@ -50,6 +51,7 @@ def validate_inference_service(isvc: dict[str, Any]) -> None:
         raise InvalidConfiguration("InferenceService has no metadata")
     _validate_metadata(metadata)
     RequestLimits.from_inference_service(isvc)  # the gateway's bounds read well, or say what is wrong
+    idle_window_of(isvc)  # fixed or learned
     spec = isvc.get("spec")
     if not isinstance(spec, dict) or "predictor" not in spec:
         raise InvalidConfiguration("InferenceService spec.predictor is required")
