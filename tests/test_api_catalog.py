@@ -234,6 +234,8 @@ async def test_a_configuration_is_stored_at_once_and_announced(api, zeroserve, l
     ({"scenarioId": "no-such-scenario"}, "scenarioId"),
     ({"name": None}, "name"),
     ({"parameterBindings": [{"key": "minReplicas"}]}, "parameterBindings"),
+    ({"parameterBindings": [{"key": "idleWindow", "value": "sometimes"}]}, "must be 'fixed' or 'learned'"),
+    ({"parameterBindings": [{"key": "requestTimeout", "value": "forever"}]}, "'requestTimeout'"),
 ])
 async def test_a_configuration_that_could_never_deploy_gets_400_naming_what_is_wrong(api, model_url, change, named):
     artifact_id = await register(api, model_url)

@@ -17,6 +17,7 @@ from pydantic import Field
 
 from zeroserve.api import records
 from zeroserve.core.store import Configuration, Store
+from zeroserve.errors import InvalidConfiguration
 from zeroserve.events import ArtifactBinding, ConfigurationCreated, ParameterBinding, new_event, utc_text
 from zeroserve.gateway.errors import answers, bad_request
 from zeroserve.gateway.listing import (
@@ -34,6 +35,7 @@ from zeroserve.gateway.params import NAME, SAP_ID, ApiBody, ExecutableIds, Scena
 from zeroserve.gateway.routing import Router
 from zeroserve.gateway.scenarios import Catalog, CatalogDep
 from zeroserve.gateway.security import InGroup, PlatformDep
+from zeroserve.templates import validation
 from zeroserve.templates.serving import ServingTemplate
 
 router = Router(prefix="/v2/lm")
@@ -101,6 +103,11 @@ def check_parameters(template: ServingTemplate, body: ConfigurationBaseData) -> 
     if unset:
         raise bad_request("body.parameterBindings", f"executable {template.name} needs a value for parameter "
                           f"{', '.join(map(repr, unset))}, which has no default")
+    values = {name: p.default for name, p in parameters.items()} | {b.key: b.value for b in body.parameter_bindings}
+    try:
+        validation.check_parameter_values(template, values)
+    except InvalidConfiguration as refused:
+        raise bad_request("body.parameterBindings", refused.message, refused.reason) from None
 
 
 async def check_inputs(store: Store, group: str, template: ServingTemplate, body: ConfigurationBaseData) -> None:

@@ -21,7 +21,10 @@ IDLE_WINDOWS = (FIXED, LEARNED)
 def idle_window_of(isvc: dict[str, Any] | None) -> str:
     """``fixed`` or ``learned``; anything else is refused, naming both."""
     annotations = ((isvc or {}).get("metadata") or {}).get("annotations") or {}
-    text = annotations.get(IDLE_WINDOW)
+    return idle_window_value(annotations.get(IDLE_WINDOW))
+
+
+def idle_window_value(text: object) -> str:
     if text is None or (isinstance(text, str) and not text.strip()):
         return FIXED
     value = str(text).strip().lower()

@@ -11,15 +11,19 @@ from __future__ import annotations
 import functools
 import json
 import re
+from collections.abc import Callable, Mapping
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jsonschema
 
 from zeroserve.errors import InvalidConfiguration
 from zeroserve.templates.fields import LABEL_VALUE_PATTERN
-from zeroserve.templates.limits import RequestLimits
-from zeroserve.templates.scaling import idle_window_of
+from zeroserve.templates.limits import MAX_REQUEST_BODY, REQUEST_TIMEOUT, RequestLimits, size_of, timeout_of
+from zeroserve.templates.scaling import IDLE_WINDOW, idle_window_of, idle_window_value
+
+if TYPE_CHECKING:
+    from zeroserve.templates.serving import ServingTemplate
 
 SCHEMA_FILE = "schemas/inferenceservice-v1beta1.json"
 _LABEL_VALUE = re.compile(LABEL_VALUE_PATTERN)
@@ -28,6 +32,11 @@ _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 # KServe's admission webhook is stricter than RFC 1123: an InferenceService name starts with a letter.
 _ISVC_NAME = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+# zeroserve's own annotations, each with what reads it, and a template line that fills one from a parameter.
+_OWN_ANNOTATIONS: dict[str, Callable[[object], object]] = {
+    REQUEST_TIMEOUT: timeout_of, MAX_REQUEST_BODY: size_of, IDLE_WINDOW: idle_window_value}
+_FILLED_BY_PARAMETER = re.compile(
+    r"^\s*([\w./-]+)\s*:\s*[\"']?\{\{\s*inputs\.parameters\.([A-Za-z0-9_-]+)\s*\}\}[\"']?\s*$", re.MULTILINE)
 
 
 def validate_inference_service(isvc: dict[str, Any]) -> None:
@@ -58,6 +67,19 @@ def validate_inference_service(isvc: dict[str, Any]) -> None:
     for component in ("predictor", "transformer", "explainer"):
         if component in spec:
             _validate_replicas(component, spec[component])
+
+
+def check_parameter_values(template: ServingTemplate, values: Mapping[str, str | None]) -> None:
+    """The values of the parameters that fill zeroserve's own annotations (request timeout, body limit,
+    idle window), read as those annotations will be: a configuration that could never deploy is refused
+    when it is made, not when its deployment renders."""
+    for line in _FILLED_BY_PARAMETER.finditer(template.template.annotations):
+        read = _OWN_ANNOTATIONS.get(line[1])
+        if read is not None:
+            try:
+                read(values.get(line[2]))
+            except InvalidConfiguration as refused:
+                raise InvalidConfiguration(f"parameter {line[2]!r}: {refused.message}") from None
 
 
 def prepare() -> None:
