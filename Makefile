@@ -11,7 +11,7 @@ CHART_JS := 4.6.2
 CHART_JS_SHA256 := 3f288f4f26882c26b58931fb586a9b4f30370b5de38d69dc005b0bd05b08e113
 CONSOLE_VENDOR := zeroserve/console/static/vendor
 
-.PHONY: run test test-fast bench simulate gpu-wheels lint schemas manifests lock check-install clean browser console-vendor console-screenshots
+.PHONY: run test test-fast bench units simulate gpu-wheels lint schemas manifests lock check-install clean browser console-vendor console-screenshots
 
 $(VENV)/.installed: pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,9 @@ test-fast: .venv  ## everything but the slow end-to-end tests
 
 bench: .venv  ## benchmarks, each next to its baseline
 	$(BIN)/python -m bench
+
+units: .venv  ## the capacity model's per-unit costs (bench/units.py), into docs/capacity/units.json
+	$(BIN)/python -m bench.units $(UNITS_FLAGS)
 
 simulate: .venv  ## the capacity simulation: fixed against learned idle window, plots and numbers into docs/capacity
 	$(BIN)/python -m simulation $(SIMULATE_FLAGS)
