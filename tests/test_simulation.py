@@ -52,3 +52,19 @@ def test_a_warm_pool_shortens_cold_starts_and_costs_its_replicas():
     assert pooled.cold_starts == pooled.pool_hits == plain.cold_starts
     assert pooled.added_latency_mean_s == pytest.approx(plain.added_latency_mean_s / 2)
     assert pooled.replica_s > plain.replica_s
+
+
+def test_the_simulation_decides_with_the_autoscaler_s_own_policy():
+    import numpy as np
+
+    from simulation.learned import Histograms
+    from zeroserve.serving.idle_window import Learning
+
+    histograms = Histograms(2, Learning(), fallback_window_s=60.0)
+    # Deployment 0: twelve idle times of ten minutes (learned); deployment 1: three (too few: the fixed window).
+    histograms.observe(np.array([0] * 12 + [1] * 3), np.array([610.0] * 12 + [30.0] * 3))
+    histograms.decide(np.array([0, 1]))
+    autoscaler = Learning().window(histograms.counts[0].tolist(), 0, 60.0)
+    assert (histograms.prewarm_s[0], histograms.keep_alive_s[0]) == (autoscaler.prewarm_s, autoscaler.keep_alive_s)
+    assert histograms.prewarm_s[0] == pytest.approx(540.0)
+    assert (histograms.prewarm_s[1], histograms.keep_alive_s[1], histograms.fallbacks) == (0.0, 60.0, 1)
