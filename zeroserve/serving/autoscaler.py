@@ -329,8 +329,11 @@ class Autoscaler:
         stopped outside it, and started again (pre-warmed) when the window's pre-warm time comes."""
         spec = service.spec
         idle = self.idle_times.get((spec.group, spec.id))
-        if idle is None or idle.since is None:
-            return  # busy, or no request yet: nothing learned to act on
+        if idle is None:  # no request yet (a replica an update started, say): nothing learned, the fixed window
+            await self._stop_idle(service, now, self.settings.idle_window_s, spec.min_replicas)
+            return
+        if idle.since is None:
+            return  # a request in flight
         window = idle.window(self.learning, self.settings.idle_window_s)
         idle_s = now - idle.since
         if not window.wants_replica(idle_s):
@@ -340,7 +343,7 @@ class Autoscaler:
             await self._stop_idle(service, now, 0.0, spec.min_replicas, why)
             return
         if (window.prewarm_s > 0 and idle.prewarmed_for != idle.since and not service.replicas
-                and now >= service.retry_at and self.has_room(service)):
+                and time.monotonic() >= service.retry_at and self.has_room(service)):
             idle.prewarmed_for = idle.since  # once per idle time: a start that fails is not retried in a loop
             await self.logs.control(spec.group, spec.id, f"pre-warming a replica: the next request is expected "
                                     f"within {window.keep_alive_s:.0f} s (learned idle window)")
