@@ -5,8 +5,10 @@ histogram of the deployment's idle times in one-minute bins up to four hours; it
 percentile's bin, 10% earlier (the replica is stopped at once and started again that long after the
 last request), and its keep-alive runs to the end of the 99th percentile's bin, 10% later. With fewer
 than ``min_samples`` idle times, or more than ``max_out_of_bounds`` of them past the histogram, it falls
-back to the fixed window, as the paper does. ``make simulate`` (``simulation/learned.py``) decides with
-this same ``Learning.window``, so what docs/capacity.md measures is what the autoscaler runs.
+back to the fixed window, as the paper does (its ARIMA forecast for the second case, and its check that
+a histogram is representative by the coefficient of variation of its bin counts, are not made here).
+``make simulate`` (``simulation/learned.py``) decides with this same ``Learning.window``, so what
+docs/capacity.md measures is what the autoscaler runs.
 """
 
 from __future__ import annotations
