@@ -3,8 +3,9 @@
 ``apply`` creates the rendered InferenceService in the resource group's namespace, or replaces
 its spec in place (the object, its name and so its URL stay; KServe rolls out a new revision and
 the old one serves until it is ready), in either of KServe's modes (Knative or Standard; the same
-status, conditions and address come back from both, so the watch reads them alike). ``stop`` sets ``serving.kserve.io/stop: "true"`` and waits
-for KServe's ``Stopped`` condition; ``delete`` deletes the object. Readiness arrives later,
+status, conditions and address come back from both, so the watch reads them alike). ``stop``
+sets ``serving.kserve.io/stop: "true"`` and waits for KServe's ``Stopped`` condition (KServe
+honours it in both modes); ``delete`` deletes the object. Readiness arrives later,
 through ``watch``: it lists and watches the InferenceServices zeroserve made and their predictor
 pods, maps each object to a SAP status (``assess``), and reports a change only when that status
 differs from the last one reported, so that a watch resumed after a disconnect (a fresh list,
