@@ -37,6 +37,7 @@ from zeroserve.gateway.params import SAP_ID, ExecutableIds, ScenarioFilter, stor
 from zeroserve.gateway.routing import Router
 from zeroserve.gateway.security import InGroup, PlatformDep
 from zeroserve.platform import Platform
+from zeroserve.templates.render import check_values
 
 log = logging.getLogger(__name__)
 
@@ -178,10 +179,16 @@ async def usable_configuration(platform: Platform, group: str, configuration_id:
     if configuration is None:
         raise ErrorAnswer(400, "ConfigurationNotFound",
                        f"no configuration {configuration_id} in resource group {group}")
-    if await platform.executables.get(group, configuration.executable_id) is None:
+    template = await platform.executables.get(group, configuration.executable_id)
+    if template is None:
         known = ", ".join(sorted(await platform.executables.templates(group))) or "none"
         raise ErrorAnswer(400, "ExecutableNotFound", f"configuration {configuration_id} uses executable "
                        f"{configuration.executable_id!r}, which is not a serving template here (known: {known})")
+    try:  # checked when it was created, but the template or the settings may have changed since
+        check_values(template, {b.key: b.value for b in configuration.parameter_bindings},
+                     settings=platform.settings)
+    except ZeroserveError as refused:
+        raise ErrorAnswer(400, refused.reason, f"configuration {configuration_id}: {refused.message}") from None
     await servable_artifacts(platform, group, configuration)
     return configuration
 
