@@ -59,8 +59,6 @@ def apply_mode(
     annotations[DEPLOYMENT_MODE_ANNOTATION] = mode
     if mode == STANDARD:
         _standard(template, annotations, predictor, group=group, deployment_id=deployment_id, settings=settings)
-    else:
-        annotations.pop(AUTOSCALER_CLASS_ANNOTATION, None)  # Knative's own autoscaler
     return mode
 
 
