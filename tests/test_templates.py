@@ -465,6 +465,17 @@ def test_a_deployment_mode_kserve_does_not_have_or_a_canary_in_standard_mode_is_
         deploy(templates["sklearn"], plans, settings,
                parameters={"deploymentMode": "Standard", "canaryTrafficPercent": "10"})
 
+    cpu_spec = SKLEARN_SPEC.replace(
+        "predictor:", "predictor:\n      scaleMetric: cpu\n      minReplicas: {{inputs.parameters.minReplicas}}")
+    fields = sap_template(cpu_spec, inputs="- name: minReplicas\n  default: '0'\n").model_dump()
+    fields["template"]["annotations"] = "serving.kserve.io/deploymentMode: Standard\n"
+    cpu = ServingTemplate.model_validate(fields)
+    with pytest.raises(InvalidConfiguration, match="means KServe's HPA, which keeps at least one replica"):
+        deploy(cpu, plans, settings)
+    kept = deploy(cpu, plans, settings, parameters={"minReplicas": "2"})
+    assert kept["metadata"]["annotations"]["serving.kserve.io/autoscalerClass"] == "hpa"
+    assert (kept["spec"]["predictor"]["scaleMetric"], kept["spec"]["predictor"]["minReplicas"]) == ("cpu", 2)
+
 
 @pytest.mark.parametrize(("annotations", "predictor", "refusal"), [
     ({"serving.kserve.io/deploymentMode": "Standard", "serving.kserve.io/autoscalerClass": "hpa"},

@@ -75,6 +75,11 @@ def _standard(
     predictor.pop("canaryTrafficPercent", None)
     low = predictor.get("minReplicas", 0)
     metric = predictor.get("scaleMetric")
+    if metric in _HPA_METRICS and low == 0:
+        raise InvalidConfiguration(
+            f"serving template {template!r}: scaleMetric {metric} in Standard mode means KServe's HPA, which keeps "
+            "at least one replica; set minReplicas to 1 or more, or leave scaleMetric out to scale on requests"
+        )
     if metric in _HPA_METRICS or settings.kserve_prometheus_url is None:
         if low == 0:
             raise InvalidConfiguration(
