@@ -435,6 +435,20 @@ def test_standard_mode_scales_to_zero_through_keda_on_the_gateways_metrics_of_th
     assert recent["external"]["target"] == {"type": "Value", "value": "1"}
 
 
+def test_standard_mode_reads_an_rps_target_as_requests_per_second_at_the_gateway(
+    plans: dict[str, ResourcePlan],
+) -> None:
+    spec = SKLEARN_SPEC.replace("predictor:", "predictor:\n      scaleMetric: rps\n      scaleTarget: 20")
+    fields = sap_template(spec).model_dump()
+    fields["template"]["annotations"] = "serving.kserve.io/deploymentMode: Standard\n"
+    isvc = deploy(ServingTemplate.model_validate(fields), plans, Settings(kserve_prometheus_url=PROMETHEUS))
+
+    load = isvc["spec"]["predictor"]["autoScaling"]["metrics"][0]["external"]
+    assert load["metric"]["query"] == (
+        'sum(rate(zeroserve_inference_requests_total{group="team-a",deployment="d0a1b2c3"}[60s]))')
+    assert load["target"]["value"] == "20"
+
+
 def test_standard_mode_without_a_metric_source_keeps_a_replica_and_refuses_to_promise_zero(
     templates: dict[str, ServingTemplate], plans: dict[str, ResourcePlan], settings: Settings,
     crd_schema: dict[str, Any],

@@ -100,17 +100,22 @@ def _standard(
     predictor.pop("scaleMetric", None)  # KServe refuses scaleMetric with KEDA
     predictor.pop("scaleMetricType", None)
     target = predictor.get("scaleTarget", 1)
-    predictor["autoScaling"] = {"metrics": _keda_metrics(group, deployment_id, target, settings)}
+    # A template that writes its own KEDA metrics keeps them (and what they can or cannot do).
+    predictor.setdefault("autoScaling", {"metrics": _keda_metrics(group, deployment_id, metric, target, settings)})
 
 
-def _keda_metrics(group: str, deployment_id: str, target: Any, settings: Settings) -> list[dict[str, Any]]:
+def _keda_metrics(
+    group: str, deployment_id: str, metric: str | None, target: Any, settings: Settings,
+) -> list[dict[str, Any]]:
     """Two Prometheus triggers on the gateway's metrics of this one deployment."""
     assert settings.kserve_prometheus_url is not None
     selector = f'{{group="{group}",deployment="{deployment_id}"}}'
     window = max(int(settings.idle_window_s), _SHORTEST_WINDOW_S)
+    load = (f"sum(rate({REQUESTS_METRIC}{selector}[{_SHORTEST_WINDOW_S}s]))" if metric == "rps"
+            else f"sum({IN_FLIGHT_METRIC}{selector})")
     queries = (
-        # Replicas = ceil(requests in flight / target): Knative's concurrency target.
-        (f"sum({IN_FLIGHT_METRIC}{selector})", str(target)),
+        # Replicas = ceil(load / target), as Knative reads its concurrency (or rps) target.
+        (load, str(target)),
         # One replica while any request came within the idle window (answered or refused while at
         # zero): the trigger that makes KEDA start a replica from zero, and stop it once idle.
         (f"clamp_max(sum(increase({REQUESTS_METRIC}{selector}[{window}s])), 1)", "1"),
