@@ -185,6 +185,17 @@ async def test_a_deployment_in_kserve_standard_mode_runs_scales_from_zero_throug
             metrics = await http.get(f"{zeroserve.url}/metrics")
             assert sample(metrics, "zeroserve_inference_requests_in_flight") == 0
 
+            # An update into Knative mode: KServe cannot make it in place, and the API says so now.
+            knative = await http.post(f"{zeroserve.url}/v2/lm/configurations", json={
+                "name": "iris-knative", "executableId": "sklearn", "scenarioId": "model-serving",
+                "parameterBindings": [{"key": "deploymentMode", "value": "Knative"}],
+                "inputArtifactBindings": [{"key": "model", "artifactId": "iris-model"}]})
+            assert knative.status_code == 201, knative.text
+            update = await http.patch(f"{zeroserve.url}/v2/lm/deployments/iris",
+                                      json={"configurationId": knative.json()["id"]})
+            assert update.status_code == 412 and update.json()["error"]["code"] == "DeploymentModeChanged"
+            assert "runs in KServe's Standard mode" in update.json()["error"]["message"]
+
         async def kserve_confirms_the_stop() -> None:
             await until(lambda: (cluster.isvc(GROUP, "iris") or {})["metadata"]["annotations"].get(
                 "serving.kserve.io/stop") == "true", what="the stop annotation")

@@ -37,6 +37,7 @@ from zeroserve.gateway.params import SAP_ID, ExecutableIds, ScenarioFilter, stor
 from zeroserve.gateway.routing import Router
 from zeroserve.gateway.security import InGroup, PlatformDep
 from zeroserve.platform import Platform
+from zeroserve.templates.modes import mode_of
 from zeroserve.templates.render import check_values
 
 log = logging.getLogger(__name__)
@@ -205,6 +206,23 @@ async def servable_artifacts(platform: Platform, group: str, configuration: Conf
                               f"{binding.key!r}: {refused.message}") from None
 
 
+async def same_mode(platform: Platform, deployment: Deployment, configuration: Configuration) -> None:
+    """On a cluster, a 412 now for an update into KServe's other mode, which KServe cannot make in place
+    (the backend would refuse it later, and the previous version would keep serving)."""
+    if platform.settings.backend != "kserve" or deployment.inference_service is None:
+        return
+    template = await platform.executables.get(deployment.group, configuration.executable_id)
+    assert template is not None  # usable_configuration checked it
+    wanted = check_values(template, {b.key: b.value for b in configuration.parameter_bindings},
+                          settings=platform.settings)
+    annotations = (deployment.inference_service.get("metadata") or {}).get("annotations") or {}
+    running = mode_of(annotations, template.name)
+    if running != wanted:
+        raise ErrorAnswer(412, "DeploymentModeChanged", f"deployment {deployment.id} runs in KServe's {running} "
+                          f"mode and configuration {configuration.id} asks for {wanted}, which KServe cannot change "
+                          "in place: stop and delete the deployment, then create it again")
+
+
 def requested(deployment_id: str, configuration: Configuration, ttl: str | None) -> DeploymentRequested:
     return DeploymentRequested(
         id=deployment_id, executable_id=configuration.executable_id, configuration_id=configuration.id,
@@ -363,6 +381,7 @@ async def modify(
     assert body.configurationId is not None
     refused_now(check_can_reconfigure, deployment)
     configuration = await usable_configuration(platform, group, body.configurationId)
+    await same_mode(platform, deployment, configuration)
     # Same id, same URL: the functions update it in place and the old version serves meanwhile.
     await publish(platform, requested(deployment_id, configuration, deployment.ttl), group)
     return {"id": deployment_id, "message": "Deployment modification scheduled"}
