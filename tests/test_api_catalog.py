@@ -236,6 +236,8 @@ async def test_a_configuration_is_stored_at_once_and_announced(api, zeroserve, l
     ({"parameterBindings": [{"key": "minReplicas"}]}, "parameterBindings"),
     ({"parameterBindings": [{"key": "idleWindow", "value": "sometimes"}]}, "must be 'fixed' or 'learned'"),
     ({"parameterBindings": [{"key": "requestTimeout", "value": "forever"}]}, "'requestTimeout'"),
+    ({"parameterBindings": [{"key": "deploymentMode", "value": "Raw"}]}, "'Raw' is not a KServe deployment mode"),
+    ({"parameterBindings": [{"key": "deploymentMode", "value": "Standard"}]}, "ZEROSERVE_KSERVE_PROMETHEUS_URL"),
 ])
 async def test_a_configuration_that_could_never_deploy_gets_400_naming_what_is_wrong(api, model_url, change, named):
     artifact_id = await register(api, model_url)
@@ -252,6 +254,31 @@ async def test_a_configuration_that_could_never_deploy_gets_400_naming_what_is_w
     assert response.status_code == 400, response.text
     assert named in response.json()["error"]["message"]
     assert (await api.get("/v2/lm/configurations/$count", headers=DEFAULT)).text == "0"
+
+
+async def test_a_configuration_may_choose_kserve_standard_mode_and_the_dry_run_shows_what_kserve_gets(api, model_url):
+    artifact_id = await register(api, model_url)
+    standard = [{"key": "deploymentMode", "value": "Standard"}, {"key": "minReplicas", "value": "1"}]
+    created = await api.post("/v2/lm/configurations", headers=DEFAULT,
+                             json=configuration(artifact_id, parameterBindings=standard))
+    assert created.status_code == 201, created.text
+
+    rendered = await api.post("/v2/renderings", headers=DEFAULT, json={
+        "executableId": "sklearn", "deploymentId": "iris", "parameterBindings": standard,
+        "inputArtifactBindings": [{"key": "model", "artifactId": artifact_id}]})
+    assert rendered.status_code == 200, rendered.text
+    isvc = rendered.json()["inferenceService"]
+    assert isvc["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == "Standard"
+    # No Prometheus named in the settings: an HPA, which keeps at least the one replica asked for.
+    assert isvc["metadata"]["annotations"]["serving.kserve.io/autoscalerClass"] == "hpa"
+    assert (isvc["spec"]["predictor"]["minReplicas"], isvc["spec"]["predictor"]["scaleMetric"]) == (1, "cpu")
+
+    at_zero = await api.post("/v2/renderings", headers=DEFAULT, json={
+        "executableId": "sklearn", "parameterBindings": [{"key": "deploymentMode", "value": "Standard"}],
+        "inputArtifactBindings": [{"key": "model", "artifactId": artifact_id}]})
+    assert at_zero.status_code == 400
+    assert at_zero.json()["error"]["code"] == "InvalidConfiguration"
+    assert "scales to zero only through KEDA" in at_zero.json()["error"]["message"]
 
 
 async def test_configurations_are_filtered_searched_paged_and_counted(api, model_url):

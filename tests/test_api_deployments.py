@@ -116,10 +116,15 @@ async def test_a_created_deployment_is_found_at_once_and_runs_with_its_details(z
     ({"configurationId": "no-template"}, "ExecutableNotFound", "'tensorflow'"),
     ({"configurationId": "iris-config", "ttl": "2 weeks"}, "BadRequest", "ttl"),
     ({"ttl": "2h"}, "BadRequest", "configurationId"),
+    ({"configurationId": "raw-mode"}, "InvalidConfiguration", "'Raw' is not a KServe deployment mode; use Knative"),
+    ({"configurationId": "standard-at-zero"}, "InvalidConfiguration", "scales to zero only through KEDA"),
 ])
 async def test_a_deployment_that_cannot_be_made_is_refused_with_400_saying_why(zeroserve, api, iris, body, code,
                                                                                  words):
     await put_configuration(zeroserve, "no-template", executable="tensorflow")
+    # Stored as they would have been before the deployment mode was checked, or under other settings.
+    await put_configuration(zeroserve, "raw-mode", deploymentMode="Raw")
+    await put_configuration(zeroserve, "standard-at-zero", deploymentMode="Standard")
     response = assert_conforms(await api.post("/v2/lm/deployments", json=body))
     assert response.status_code == 400
     assert response.json()["error"]["code"] == code

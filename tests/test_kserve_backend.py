@@ -13,10 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import until
 from kube import Cluster, Controller, G, P, V, condition
 
 from zeroserve.backends.base import Change
 from zeroserve.backends.kserve.backend import KserveBackend, assess
+from zeroserve.errors import InvalidConfiguration
 from zeroserve.events import Status
 from zeroserve.node import cancel
 from zeroserve.platform import Platform
@@ -32,6 +34,7 @@ def kserve_settings(settings: Settings, cluster: Cluster, tmp_path: Path) -> Set
     return settings.model_copy(update=dict(
         backend="kserve", kubeconfig=cluster.kubeconfig(tmp_path / "kubeconfig"),
         kserve_stop_timeout_s=10.0, kserve_log_poll_s=0.1, kserve_pending_deadline_s=60.0,
+        kserve_prometheus_url="http://prometheus-operated.monitoring:9090",
     ))
 
 
@@ -227,6 +230,90 @@ async def test_delete_removes_the_object_and_deleting_what_is_gone_is_fine(
     await platform.backend.delete(GROUP, "iris")
     assert cluster.isvc(GROUP, "iris") is None
     await platform.backend.delete(GROUP, "iris")  # a retried delete: nothing left, no error
+
+
+# --- Standard mode ------------------------------------------------------------------------------
+
+
+def raw_status(name: str, *, url: str | None = None) -> dict[str, Any]:
+    """What KServe writes for a ready Standard-mode InferenceService: no Knative route, the predictor's
+    Service as its address, Ready as the Deployment's Available condition says (a Deployment at zero
+    replicas is available)."""
+    return {
+        "deploymentMode": "Standard",
+        "url": f"http://{name}-{GROUP}.example.com",
+        "address": {"url": url or f"http://{name}-predictor.{GROUP}.svc.cluster.local"},
+        "conditions": [condition("IngressReady", "True"), condition("PredictorReady", "True"),
+                       condition("Ready", "True")],
+        "modelStatus": {"states": {"activeModelState": "Loaded", "targetModelState": "Loaded"},
+                        "transitionStatus": "UpToDate"},
+    }
+
+
+async def test_a_standard_mode_deployment_scales_to_zero_with_keda_and_is_read_back_as_knatives_is(
+    platform: Platform, cluster: Cluster, controller: Controller, backend: KserveBackend,
+) -> None:
+    async with watching(backend, cluster) as changes:
+        await backend.apply(isvc_for(platform, deploymentMode="Standard", scaleTarget="5"))
+        created = cluster.isvc(GROUP, "iris")
+        assert created is not None
+        validate_inference_service(created)
+        annotations = created["metadata"]["annotations"]
+        assert (annotations["serving.kserve.io/deploymentMode"], annotations["serving.kserve.io/autoscalerClass"]) \
+            == ("Standard", "keda")
+        predictor = created["spec"]["predictor"]
+        assert predictor["minReplicas"] == 0 and "scaleMetric" not in predictor
+        assert [m["external"]["target"]["value"] for m in predictor["autoScaling"]["metrics"]] == ["5", "1"]
+        await changes.wait_for(1)
+
+        controller.status(GROUP, "iris", raw_status("iris"))  # ready, no pod: KEDA keeps it at zero
+        await changes.wait_for(2)
+        controller.pod(GROUP, "iris", "iris-predictor-7d9f8b6c5-x2x7q")  # KEDA saw a request: one replica
+        await changes.wait_for(3)
+        controller.delete_pod(GROUP, "iris-predictor-7d9f8b6c5-x2x7q")  # idle again: back to zero
+        await changes.wait_for(4)
+        await changes.quiet()
+
+    assert statuses(changes.seen) == [
+        (Status.PENDING, None, 0), (Status.RUNNING, None, 0), (Status.RUNNING, None, 1), (Status.RUNNING, None, 0),
+    ]
+    # The gateway forwards to the predictor's Service inside the cluster, as it does to Knative's address.
+    assert {c.backend_url for c in changes.seen[1:]} == {"http://iris-predictor.default.svc.cluster.local"}
+
+
+async def test_a_standard_mode_deployment_stops_as_a_knative_one_does(
+    platform: Platform, cluster: Cluster, controller: Controller, backend: KserveBackend,
+) -> None:
+    await backend.apply(isvc_for(platform, deploymentMode="Standard"))
+    controller.status(GROUP, "iris", raw_status("iris"))
+
+    async def kserve_stops_it() -> None:  # KServe deletes the Deployment, its HPA or ScaledObject
+        await until(lambda: (cluster.isvc(GROUP, "iris") or {})["metadata"]["annotations"].get(
+            "serving.kserve.io/stop") == "true", what="the stop annotation")
+        controller.status(GROUP, "iris", {"conditions": [condition("Stopped", "True"),
+                                                         condition("Ready", "False", "Stopped")]})
+
+    confirming = asyncio.create_task(kserve_stops_it())
+    await asyncio.wait_for(backend.stop(GROUP, "iris"), 10)
+    await confirming
+    stopped = cluster.isvc(GROUP, "iris")
+    assert stopped is not None and assess(stopped).status == Status.STOPPED
+    assert stopped["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == "Standard"
+
+
+async def test_an_update_cannot_move_a_deployment_to_the_other_mode_in_place(
+    platform: Platform, cluster: Cluster,
+) -> None:
+    await platform.backend.apply(isvc_for(platform))
+
+    with pytest.raises(InvalidConfiguration, match="runs in Knative mode, and KServe cannot change that in place: "
+                                                   "stop and delete the deployment") as refused:
+        await platform.backend.apply(isvc_for(platform, deploymentMode="Standard"))
+
+    assert refused.value.reason == "DeploymentModeChanged"
+    kept = cluster.isvc(GROUP, "iris")
+    assert kept is not None and kept["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == "Knative"
+    assert len(cluster.requests("patch")) == 0  # KServe's webhook would have refused the patch
 
 
 # --- the watch ---------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from aiohttp import web
 from conftest import operator, until
 from kube import Cluster, Controller, condition
 from models import train_iris_sklearn
+from prometheus_client.parser import text_string_to_metric_families
 from typer.testing import CliRunner
 
 from zeroserve.backends.kserve.backend import assess
@@ -115,6 +116,108 @@ async def test_the_same_events_drive_a_deployment_to_running_and_stopped_on_the_
         # Nothing reported after the stop turned the deployment back: the watcher left it alone.
         after_stop = [e["status"] for e in statuses.json() if e["id"] == "iris"]
         assert after_stop[after_stop.index("STOPPED"):] == ["STOPPED", "STOPPED"]  # stopped, then deleted
+
+
+async def test_a_deployment_in_kserve_standard_mode_runs_scales_from_zero_through_the_gateways_metrics_and_stops(
+    settings: Settings, cluster: Cluster, tmp_path: Path, listen: Any,
+) -> None:
+    settings = settings.model_copy(update=dict(
+        backend="kserve", kubeconfig=cluster.kubeconfig(tmp_path / "kubeconfig"), kserve_log_poll_s=0.2,
+        lease_namespace="zeroserve", pod_name="watcher-0", kserve_prometheus_url="http://prometheus:9090",
+    ))
+    controller = Controller(cluster)
+    async with Node(settings) as zeroserve, knative_route() as service:
+        assert zeroserve.platform is not None
+        bus = zeroserve.platform.bus
+        statuses = await listen(zeroserve, "zeroserve.default.deployment.status")
+        model = train_iris_sklearn(settings.data_dir / "sources" / "iris")
+        await bus.publish(new_event(ArtifactCreated(id="iris-model", name="iris", url=model.as_uri()),
+                                    source="/tests"), GROUP)
+        await bus.publish(new_event(DeploymentRequested(
+            id="iris", executable_id="sklearn", input_artifacts={"model": "iris-model"},
+            parameters={"deploymentMode": "Standard"}), source="/tests"), GROUP)
+
+        isvc = await until(lambda: cluster.isvc(GROUP, "iris"), what="the InferenceService")
+        annotations = isvc["metadata"]["annotations"]
+        assert annotations["serving.kserve.io/deploymentMode"] == "Standard"
+        assert annotations["serving.kserve.io/autoscalerClass"] == "keda"
+        await statuses.wait_for(lambda e: e["id"] == "iris" and e["status"] == "PENDING")
+
+        # KServe's part: a Deployment and a Service (here a loopback stand-in), no Knative route; KEDA
+        # keeps it at zero replicas, which KServe reports as ready.
+        controller.status(GROUP, "iris", {
+            "deploymentMode": "Standard", "url": "http://iris-default.example.com", "address": {"url": service.url},
+            "conditions": [condition("PredictorReady", "True"), condition("Ready", "True")],
+            "modelStatus": {"states": {"activeModelState": "Loaded", "targetModelState": "Loaded"},
+                            "transitionStatus": "UpToDate"}})
+        running = await statuses.wait_for(lambda e: e["id"] == "iris" and e["status"] == "RUNNING")
+        assert running["deploymentUrl"] == f"{zeroserve.url}/v2/inference/deployments/iris"
+        assert running["backendUrl"] == service.url
+
+        async with operator(zeroserve) as http:
+            infer = f"{running['deploymentUrl']}/v1/models/iris:predict"
+            body = {"instances": [[6.8, 2.8, 4.8, 1.4]]}
+            # At zero nothing in the cluster would take the request (no activator in Standard mode): the
+            # gateway says so, and counts it where KEDA's trigger reads it.
+            before = sample(await http.get(f"{zeroserve.url}/metrics"), "zeroserve_inference_requests_total",
+                            code="503")
+            refused = await http.post(infer, json=body)
+            assert refused.status_code == 503 and refused.headers["retry-after"] == "15"
+            assert refused.json()["error"]["code"] == "ScaledToZero"
+            assert service.requests == []
+            metrics = await http.get(f"{zeroserve.url}/metrics")
+            assert sample(metrics, "zeroserve_inference_requests_total", code="503") == before + 1
+
+            # KEDA scales the Deployment to one replica; once its pod is ready the request goes through.
+            controller.pod(GROUP, "iris", "iris-predictor-7d9f8b6c5-x2x7q")
+
+            async def one_replica() -> Any:
+                assert zeroserve.platform is not None
+                record = await zeroserve.platform.store.deployments.get(GROUP, "iris")
+                return record if record is not None and record.running_replicas == 1 else None
+
+            await until(one_replica, timeout=10, what="RUNNING with 1 running replica")
+            answer = await http.post(infer, json=body)
+            assert answer.status_code == 200 and answer.json() == {"predictions": [1]}
+            (seen,) = service.requests
+            assert seen["path"] == "/v1/models/iris:predict"
+            # Answered: none in flight now (the trigger that scales past one replica reads this).
+            metrics = await http.get(f"{zeroserve.url}/metrics")
+            assert sample(metrics, "zeroserve_inference_requests_in_flight") == 0
+
+            # An update into Knative mode: KServe cannot make it in place, and the API says so now.
+            knative = await http.post(f"{zeroserve.url}/v2/lm/configurations", json={
+                "name": "iris-knative", "executableId": "sklearn", "scenarioId": "model-serving",
+                "parameterBindings": [{"key": "deploymentMode", "value": "Knative"}],
+                "inputArtifactBindings": [{"key": "model", "artifactId": "iris-model"}]})
+            assert knative.status_code == 201, knative.text
+            update = await http.patch(f"{zeroserve.url}/v2/lm/deployments/iris",
+                                      json={"configurationId": knative.json()["id"]})
+            assert update.status_code == 412 and update.json()["error"]["code"] == "DeploymentModeChanged"
+            assert "runs in KServe's Standard mode" in update.json()["error"]["message"]
+
+        async def kserve_confirms_the_stop() -> None:
+            await until(lambda: (cluster.isvc(GROUP, "iris") or {})["metadata"]["annotations"].get(
+                "serving.kserve.io/stop") == "true", what="the stop annotation")
+            controller.delete_pod(GROUP, "iris-predictor-7d9f8b6c5-x2x7q")
+            controller.status(GROUP, "iris", {"conditions": [condition("Stopped", "True"),
+                                                             condition("Ready", "False", "Stopped")]})
+
+        confirming = asyncio.create_task(kserve_confirms_the_stop())
+        await bus.publish(new_event(DeploymentStopped(id="iris"), source="/tests"), GROUP)
+        await statuses.wait_for(lambda e: e["id"] == "iris" and e["status"] == "STOPPED")
+        await confirming
+
+
+def sample(answer: Any, name: str, **labels: str) -> float:
+    """One sample of iris's in the gateway's /metrics (0 when there is none yet)."""
+    assert answer.status_code == 200
+    wanted = {"group": GROUP, "deployment": "iris", **labels}
+    for family in text_string_to_metric_families(answer.text):
+        for found in family.samples:
+            if found.name == name and found.labels == wanted:
+                return float(found.value)
+    return 0.0
 
 
 class Route:

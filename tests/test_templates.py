@@ -201,7 +201,8 @@ def test_the_shipped_templates_are_sap_serving_templates_with_the_same_inputs(
         assert template.version == "1.0.0"
         # custom's image has no default: only its user knows it.
         assert {p.name: p.default for p in template.parameters} == {
-            "resourcePlan": "starter", "minReplicas": "0", "maxReplicas": "2", "scaleTarget": "4",
+            "resourcePlan": "starter", "deploymentMode": "Knative", "minReplicas": "0", "maxReplicas": "2",
+            "scaleTarget": "4",
             "canaryTrafficPercent": "100", "requestTimeout": "", "maxRequestBody": "", "idleWindow": "fixed",
             **({"image": None} if template.name == "custom" else {}),
         }
@@ -384,12 +385,137 @@ def test_a_template_without_replica_bounds_scales_between_zero_and_one(
     assert (predictor["minReplicas"], predictor["maxReplicas"]) == (0, 1)
 
 
-def test_a_template_cannot_leave_knative_mode(plans: dict[str, ResourcePlan], settings: Settings) -> None:
-    fields = sap_template(SKLEARN_SPEC).model_dump()
+def test_a_template_may_choose_standard_mode_under_its_old_name_too(
+    plans: dict[str, ResourcePlan], settings: Settings,
+) -> None:
+    fields = sap_template(SKLEARN_SPEC.replace("predictor:", "predictor:\n      minReplicas: 1")).model_dump()
     fields["template"]["annotations"] = "serving.kserve.io/deploymentMode: RawDeployment\nteam: ml\n"
     isvc = deploy(ServingTemplate.model_validate(fields), plans, settings)
 
-    assert isvc["metadata"]["annotations"] == {"serving.kserve.io/deploymentMode": "Knative", "team": "ml"}
+    # KServe reads RawDeployment as Standard; zeroserve writes the name KServe uses now.
+    assert isvc["metadata"]["annotations"] == {"serving.kserve.io/deploymentMode": "Standard",
+                                               "serving.kserve.io/autoscalerClass": "hpa", "team": "ml"}
+
+    fields["template"]["annotations"] = "serving.kserve.io/deploymentMode: Serverless\n"
+    assert deploy(ServingTemplate.model_validate(fields), plans, settings)["metadata"]["annotations"] == {
+        "serving.kserve.io/deploymentMode": "Knative"}
+
+
+# --- KServe's two modes, chosen per deployment ---------------------------------------------------
+
+
+PROMETHEUS = "http://prometheus-operated.monitoring:9090"
+
+
+@pytest.mark.parametrize("name", ["sklearn", "onnx", "huggingface", "custom"])
+def test_standard_mode_scales_to_zero_through_keda_on_the_gateways_metrics_of_that_deployment(
+    name: str, templates: dict[str, ServingTemplate], plans: dict[str, ResourcePlan], crd_schema: dict[str, Any],
+) -> None:
+    settings = Settings(kserve_prometheus_url=PROMETHEUS, idle_window_s=120)
+    parameters = {"deploymentMode": "Standard", "scaleTarget": "3"}
+    if name == "custom":
+        parameters["image"] = "registry.example.com/team/model:1.0"
+    isvc = deploy(templates[name], plans, settings, parameters=parameters)
+
+    jsonschema.Draft7Validator(crd_schema).validate(isvc)
+    assert isvc["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == "Standard"
+    assert isvc["metadata"]["annotations"]["serving.kserve.io/autoscalerClass"] == "keda"
+    predictor = isvc["spec"]["predictor"]
+    assert predictor["minReplicas"] == 0
+    # KServe refuses scaleMetric with KEDA, and a canary share is Knative's.
+    assert "scaleMetric" not in predictor and "canaryTrafficPercent" not in predictor
+    in_flight, recent = predictor["autoScaling"]["metrics"]
+    selector = '{group="team-a",deployment="d0a1b2c3"}'
+    assert in_flight == {"type": "External", "external": {
+        "metric": {"backend": "prometheus", "serverAddress": PROMETHEUS,
+                   "query": f"sum(zeroserve_inference_requests_in_flight{selector})"},
+        "target": {"type": "Value", "value": "3"}}}
+    assert recent["external"]["metric"]["query"] == (
+        f"clamp_max(sum(increase(zeroserve_inference_requests_total{selector}[120s])), 1)")
+    assert recent["external"]["target"] == {"type": "Value", "value": "1"}
+
+
+def test_standard_mode_reads_an_rps_target_as_requests_per_second_at_the_gateway(
+    plans: dict[str, ResourcePlan],
+) -> None:
+    spec = SKLEARN_SPEC.replace("predictor:", "predictor:\n      scaleMetric: rps\n      scaleTarget: 20")
+    fields = sap_template(spec).model_dump()
+    fields["template"]["annotations"] = "serving.kserve.io/deploymentMode: Standard\n"
+    isvc = deploy(ServingTemplate.model_validate(fields), plans, Settings(kserve_prometheus_url=PROMETHEUS))
+
+    load = isvc["spec"]["predictor"]["autoScaling"]["metrics"][0]["external"]
+    assert load["metric"]["query"] == (
+        'sum(rate(zeroserve_inference_requests_total{group="team-a",deployment="d0a1b2c3"}[60s]))')
+    assert load["target"]["value"] == "20"
+
+
+def test_standard_mode_without_a_metric_source_keeps_a_replica_and_refuses_to_promise_zero(
+    templates: dict[str, ServingTemplate], plans: dict[str, ResourcePlan], settings: Settings,
+    crd_schema: dict[str, Any],
+) -> None:
+    assert settings.kserve_prometheus_url is None
+    with pytest.raises(InvalidConfiguration, match="scales to zero only through KEDA with a metric source") as no:
+        deploy(templates["sklearn"], plans, settings, parameters={"deploymentMode": "Standard"})
+    assert "ZEROSERVE_KSERVE_PROMETHEUS_URL" in no.value.message
+
+    isvc = deploy(templates["sklearn"], plans, settings,
+                  parameters={"deploymentMode": "Standard", "minReplicas": "1", "maxReplicas": "3"})
+
+    jsonschema.Draft7Validator(crd_schema).validate(isvc)
+    assert isvc["metadata"]["annotations"]["serving.kserve.io/autoscalerClass"] == "hpa"
+    predictor = isvc["spec"]["predictor"]
+    # A concurrency target means nothing to an HPA: KServe's default, CPU at 80%.
+    assert (predictor["minReplicas"], predictor["maxReplicas"], predictor["scaleMetric"]) == (1, 3, "cpu")
+    assert "scaleTarget" not in predictor and "autoScaling" not in predictor
+
+
+def test_a_deployment_mode_kserve_does_not_have_or_a_canary_in_standard_mode_is_refused(
+    templates: dict[str, ServingTemplate], plans: dict[str, ResourcePlan],
+) -> None:
+    settings = Settings(kserve_prometheus_url=PROMETHEUS)
+    with pytest.raises(InvalidConfiguration, match="'Raw' is not a KServe deployment mode; use Knative .* or Standard"):
+        deploy(templates["sklearn"], plans, settings, parameters={"deploymentMode": "Raw"})
+    with pytest.raises(InvalidConfiguration, match="canaryTrafficPercent 10 needs Knative mode"):
+        deploy(templates["sklearn"], plans, settings,
+               parameters={"deploymentMode": "Standard", "canaryTrafficPercent": "10"})
+
+    cpu_spec = SKLEARN_SPEC.replace(
+        "predictor:", "predictor:\n      scaleMetric: cpu\n      minReplicas: {{inputs.parameters.minReplicas}}")
+    fields = sap_template(cpu_spec, inputs="- name: minReplicas\n  default: '0'\n").model_dump()
+    fields["template"]["annotations"] = "serving.kserve.io/deploymentMode: Standard\n"
+    cpu = ServingTemplate.model_validate(fields)
+    with pytest.raises(InvalidConfiguration, match="means KServe's HPA, which keeps at least one replica"):
+        deploy(cpu, plans, settings)
+    kept = deploy(cpu, plans, settings, parameters={"minReplicas": "2"})
+    assert kept["metadata"]["annotations"]["serving.kserve.io/autoscalerClass"] == "hpa"
+    assert (kept["spec"]["predictor"]["scaleMetric"], kept["spec"]["predictor"]["minReplicas"]) == ("cpu", 2)
+
+
+@pytest.mark.parametrize(("annotations", "predictor", "refusal"), [
+    ({"serving.kserve.io/deploymentMode": "Standard", "serving.kserve.io/autoscalerClass": "hpa"},
+     {"scaleMetric": "concurrency"}, "an HPA .* scales on cpu or memory"),
+    ({"serving.kserve.io/deploymentMode": "Standard", "serving.kserve.io/autoscalerClass": "hpa"},
+     {"scaleMetric": "cpu", "scaleTarget": 400}, "a CPU utilization is 1 to 100"),
+    ({"serving.kserve.io/deploymentMode": "Standard", "serving.kserve.io/autoscalerClass": "keda"},
+     {"scaleMetric": "cpu"}, "does not take scaleMetric with KEDA"),
+    ({"serving.kserve.io/deploymentMode": "Standard", "serving.kserve.io/autoscalerClass": "keda"},
+     {"autoScaling": {"metrics": [{"type": "External", "external": {
+         "metric": {"backend": "prometheus", "query": ""}, "target": {"type": "Value", "value": "1"}}}]}},
+     "needs a query and a target value"),
+    ({"serving.kserve.io/deploymentMode": "Knative"}, {"scaleMetric": "cpu"}, "scales on concurrency or rps"),
+    ({"serving.kserve.io/deploymentMode": "Knative"}, {"deploymentStrategy": {"type": "Recreate"}},
+     "deploymentStrategy is for Standard mode only"),
+    ({"serving.kserve.io/autoscalerClass": "kpa"}, {}, "'kpa' is not one of hpa, external, keda, none"),
+])
+def test_the_autoscaler_rules_of_kserves_webhook_are_checked_before_kserve_sees_the_object(
+    annotations: dict[str, str], predictor: dict[str, Any], refusal: str,
+) -> None:
+    isvc = {"apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService",
+            "metadata": {"name": "iris", "namespace": "team-a", "annotations": annotations},
+            "spec": {"predictor": {"minReplicas": 1, "model": {"modelFormat": {"name": "sklearn"}}, **predictor}}}
+
+    with pytest.raises(InvalidConfiguration, match=refusal):
+        validate_inference_service(isvc)
 
 
 def test_placeholders_may_have_spaces_inside_their_braces(

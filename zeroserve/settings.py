@@ -107,6 +107,10 @@ class Settings(BaseSettings):
     kserve_stop_timeout_s: float = 60.0
     # How often the predictor pods' logs are read into deployment.log events.
     kserve_log_poll_s: float = 5.0
+    # The Prometheus that scrapes zeroserve's gateway (e.g. http://prometheus-operated.monitoring:9090):
+    # KEDA reads a deployment's requests there to scale a KServe Standard-mode deployment from and to
+    # zero. Unset, a Standard deployment keeps at least one replica (docs/cluster.md).
+    kserve_prometheus_url: str | None = Field(default=None, pattern=r"^https?://[^\s\"'{}]+$")
     # The watcher of a cluster: only the holder of this Lease watches, so statuses are written once.
     lease_name: str = "zeroserve-watcher"
     lease_namespace: str = "zeroserve"

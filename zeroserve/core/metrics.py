@@ -25,6 +25,11 @@ inference_seconds = Histogram(
     "zeroserve_inference_request_seconds", "Time to answer an inference request, cold starts included",
     ["group", "deployment"], buckets=_SECONDS,
 )
+# On a cluster: what KEDA scales a KServe Standard-mode deployment on (templates/modes.py).
+requests_in_flight = Gauge(
+    "zeroserve_inference_requests_in_flight", "Inference requests forwarded and not yet answered, by deployment",
+    ["group", "deployment"],
+)
 broken_answers = Counter(
     "zeroserve_inference_broken_answers", "Answers a model server broke off after they had started",
     ["group", "deployment"],

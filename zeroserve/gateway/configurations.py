@@ -17,7 +17,7 @@ from pydantic import Field
 
 from zeroserve.api import records
 from zeroserve.core.store import Configuration, Store
-from zeroserve.errors import InvalidConfiguration
+from zeroserve.errors import InvalidConfiguration, ZeroserveError
 from zeroserve.events import ArtifactBinding, ConfigurationCreated, ParameterBinding, new_event, utc_text
 from zeroserve.gateway.errors import answers, bad_request
 from zeroserve.gateway.listing import (
@@ -35,7 +35,9 @@ from zeroserve.gateway.params import NAME, SAP_ID, ApiBody, ExecutableIds, Scena
 from zeroserve.gateway.routing import Router
 from zeroserve.gateway.scenarios import Catalog, CatalogDep
 from zeroserve.gateway.security import InGroup, PlatformDep
+from zeroserve.settings import Settings
 from zeroserve.templates import validation
+from zeroserve.templates.render import check_values
 from zeroserve.templates.serving import ServingTemplate
 
 router = Router(prefix="/v2/lm")
@@ -76,7 +78,8 @@ def configuration_view(configuration: Configuration, catalog: Catalog, expand: s
     return body
 
 
-async def check_bindings(store: Store, catalog: Catalog, group: str, body: ConfigurationBaseData) -> None:
+async def check_bindings(store: Store, catalog: Catalog, group: str, body: ConfigurationBaseData,
+                         settings: Settings) -> None:
     """A configuration that could never deploy is refused now, naming what is wrong."""
     catalog.known_scenario(body.scenario_id)
     template = catalog.templates.get(body.executable_id)
@@ -85,6 +88,10 @@ async def check_bindings(store: Store, catalog: Catalog, group: str, body: Confi
         raise bad_request("body.executableId", f"no executable {body.executable_id!r} in scenario "
                           f"{body.scenario_id} (known: {known})", "ExecutableNotFound")
     check_parameters(template, body)
+    try:  # the values too, as far as they choose how it runs (the deployment mode)
+        check_values(template, {b.key: b.value for b in body.parameter_bindings}, settings=settings)
+    except ZeroserveError as refused:
+        raise bad_request("body.parameterBindings", refused.message, refused.reason) from None
     await check_inputs(store, group, template, body)
 
 
@@ -151,7 +158,7 @@ async def configurations_matching(
 async def create_configuration(
     scope: InGroup, body: ConfigurationBaseData, platform: PlatformDep, catalog: CatalogDep,
 ) -> JSONResponse:
-    await check_bindings(platform.store, catalog, scope.group, body)
+    await check_bindings(platform.store, catalog, scope.group, body, platform.settings)
     parameters = [ParameterBinding(key=b.key, value=b.value) for b in body.parameter_bindings]
     artifacts = [ArtifactBinding(key=b.key, artifact_id=b.artifact_id) for b in body.input_artifact_bindings]
     configuration = Configuration(

@@ -37,6 +37,8 @@ from zeroserve.gateway.params import SAP_ID, ExecutableIds, ScenarioFilter, stor
 from zeroserve.gateway.routing import Router
 from zeroserve.gateway.security import InGroup, PlatformDep
 from zeroserve.platform import Platform
+from zeroserve.templates.modes import mode_of
+from zeroserve.templates.render import check_values
 
 log = logging.getLogger(__name__)
 
@@ -178,10 +180,16 @@ async def usable_configuration(platform: Platform, group: str, configuration_id:
     if configuration is None:
         raise ErrorAnswer(400, "ConfigurationNotFound",
                        f"no configuration {configuration_id} in resource group {group}")
-    if await platform.executables.get(group, configuration.executable_id) is None:
+    template = await platform.executables.get(group, configuration.executable_id)
+    if template is None:
         known = ", ".join(sorted(await platform.executables.templates(group))) or "none"
         raise ErrorAnswer(400, "ExecutableNotFound", f"configuration {configuration_id} uses executable "
                        f"{configuration.executable_id!r}, which is not a serving template here (known: {known})")
+    try:  # checked when it was created, but the template or the settings may have changed since
+        check_values(template, {b.key: b.value for b in configuration.parameter_bindings},
+                     settings=platform.settings)
+    except ZeroserveError as refused:
+        raise ErrorAnswer(400, refused.reason, f"configuration {configuration_id}: {refused.message}") from None
     await servable_artifacts(platform, group, configuration)
     return configuration
 
@@ -196,6 +204,23 @@ async def servable_artifacts(platform: Platform, group: str, configuration: Conf
         except ZeroserveError as refused:
             raise ErrorAnswer(400, refused.reason, f"configuration {configuration.id}, input artifact "
                               f"{binding.key!r}: {refused.message}") from None
+
+
+async def same_mode(platform: Platform, deployment: Deployment, configuration: Configuration) -> None:
+    """On a cluster, a 412 now for an update into KServe's other mode, which KServe cannot make in place
+    (the backend would refuse it later, and the previous version would keep serving)."""
+    if platform.settings.backend != "kserve" or deployment.inference_service is None:
+        return
+    template = await platform.executables.get(deployment.group, configuration.executable_id)
+    assert template is not None  # usable_configuration checked it
+    wanted = check_values(template, {b.key: b.value for b in configuration.parameter_bindings},
+                          settings=platform.settings)
+    annotations = (deployment.inference_service.get("metadata") or {}).get("annotations") or {}
+    running = mode_of(annotations, template.name)
+    if running != wanted:
+        raise ErrorAnswer(412, "DeploymentModeChanged", f"deployment {deployment.id} runs in KServe's {running} "
+                          f"mode and configuration {configuration.id} asks for {wanted}, which KServe cannot change "
+                          "in place: stop and delete the deployment, then create it again")
 
 
 def requested(deployment_id: str, configuration: Configuration, ttl: str | None) -> DeploymentRequested:
@@ -356,6 +381,7 @@ async def modify(
     assert body.configurationId is not None
     refused_now(check_can_reconfigure, deployment)
     configuration = await usable_configuration(platform, group, body.configurationId)
+    await same_mode(platform, deployment, configuration)
     # Same id, same URL: the functions update it in place and the old version serves meanwhile.
     await publish(platform, requested(deployment_id, configuration, deployment.ttl), group)
     return {"id": deployment_id, "message": "Deployment modification scheduled"}

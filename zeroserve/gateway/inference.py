@@ -49,6 +49,7 @@ from zeroserve.gateway.security import DEFAULT_GROUP, claims_of, cookie_token, g
 from zeroserve.platform import Platform
 from zeroserve.serving.activator import Activator, Assignment
 from zeroserve.templates.limits import MAX_REQUEST_BODY, RequestLimits
+from zeroserve.templates.modes import AUTOSCALER_CLASS_ANNOTATION
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +57,9 @@ PREFIX = "/v2/inference/deployments/"
 METHODS = ("GET", "POST", "PUT", "DELETE", "PATCH")
 _PREFIX = PREFIX.encode()
 _ALLOW = ", ".join(METHODS)
+# Prometheus' scrape and KEDA's poll (30 s by default) and a pod's start lie between the first request
+# to a Standard deployment at zero and a replica that answers.
+SCALED_TO_ZERO_RETRY_S = 15
 CLIENT_LEFT = 499  # as nginx logs it: the caller left before its answer
 
 
@@ -68,6 +72,7 @@ class InferenceRoute:
         # prometheus-client's children per label set, found once: ``labels()`` costs more than this path should
         self._counters: dict[tuple[str, str, int], Any] = {}
         self._timers: dict[tuple[str, str], Any] = {}
+        self._in_flight: dict[tuple[str, str], Any] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
@@ -177,15 +182,29 @@ class InferenceRoute:
         deployment = await self.platform.store.deployments.get(group, deployment_id)
         if deployment is None or deployment.status != Status.RUNNING or not deployment.backend_url:
             raise await self._not_serving(group, deployment_id)
-        timeout_s, max_body = self._limits(RequestLimits.from_inference_service(deployment.inference_service))
+        isvc = deployment.inference_service
+        if deployment.running_replicas == 0 and _scaled_by_keda(isvc):
+            # KServe's Standard mode has no activator: nothing would take the request. This answer is
+            # counted, and the count is what makes KEDA start a replica (templates/modes.py).
+            raise ErrorAnswer(503, "ScaledToZero", f"deployment {deployment_id} is scaled to zero; a replica "
+                              "starts once KEDA sees this request (KServe Standard mode): try again shortly",
+                              headers={"Retry-After": str(SCALED_TO_ZERO_RETRY_S)})
+        timeout_s, max_body = self._limits(RequestLimits.from_inference_service(isvc))
         declared = _declared_length(scope, max_body, deployment_id)
         url = urlsplit(deployment.backend_url)
         scheme = url.scheme or "http"
         upstream = Upstream(scheme, url.hostname or "", url.port or (443 if scheme == "https" else 80),
                             url.path.rstrip("/").encode() + _target(scope))
-        forwarded = await _forwarding()(
-            self.connections, upstream, scope, receive, send, timeout_s, max_body, declared, deployment_id,
-            decorate=lambda answer: [(b"server-timing", b"forward;dur=%.1f" % (answer.head_s * 1000))])
+        in_flight = self._in_flight.get((group, deployment_id))
+        if in_flight is None:
+            in_flight = self._in_flight[group, deployment_id] = metrics.requests_in_flight.labels(group, deployment_id)
+        in_flight.inc()
+        try:
+            forwarded = await _forwarding()(
+                self.connections, upstream, scope, receive, send, timeout_s, max_body, declared, deployment_id,
+                decorate=lambda answer: [(b"server-timing", b"forward;dur=%.1f" % (answer.head_s * 1000))])
+        finally:
+            in_flight.dec()
         return self._finished(group, deployment_id, forwarded)
 
     def _limits(self, limits: RequestLimits) -> tuple[float, int]:
@@ -241,6 +260,11 @@ async def _traced_forward(connections: Connections, upstream: Upstream, scope: S
         scope = {**scope, "headers": tracing.forwarded_headers(scope["headers"], trace)}
         return await _forwarded(connections, upstream, scope, receive, send, timeout_s, max_body, declared,
                                 deployment_id, decorate)
+
+
+def _scaled_by_keda(isvc: dict[str, Any] | None) -> bool:
+    annotations = ((isvc or {}).get("metadata") or {}).get("annotations") or {}
+    return annotations.get(AUTOSCALER_CLASS_ANNOTATION) == "keda"  # type: ignore[no-any-return]
 
 
 def _target(scope: Scope) -> bytes:

@@ -1,8 +1,9 @@
 """A serving template rendered into the KServe InferenceService of one deployment: the
 configuration's values bound to the template's inputs and filled into its placeholders, the
 resource plan its ``ai.sap.com/resourcePlan`` label names applied (CPU, memory, GPUs, GPU node
-selector and toleration), Knative mode forced (KServe's default, Standard, cannot scale to zero),
-and the result validated, so that both backends receive the same valid object as a plain dict.
+selector and toleration), the deployment mode the annotations choose (Knative unless they say
+Standard, ``modes.py``), and the result validated, so that both backends receive the same valid
+object as a plain dict.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import yaml
 
 from zeroserve.errors import InvalidConfiguration
 from zeroserve.settings import Settings
+from zeroserve.templates.modes import apply_mode
 from zeroserve.templates.placeholders import Filling, Marked, compose
 from zeroserve.templates.plans import DEFAULT_PLAN, PLAN_LABEL, ResourcePlan
 from zeroserve.templates.serving import ServingTemplate
@@ -21,7 +23,6 @@ from zeroserve.templates.validation import validate_inference_service
 
 DEPLOYMENT_LABEL = "zeroserve.io/deployment-id"
 GROUP_LABEL = "zeroserve.io/resource-group"
-DEPLOYMENT_MODE_ANNOTATION = "serving.kserve.io/deploymentMode"
 GPU_RESOURCE = "nvidia.com/gpu"
 _FRAMEWORKS = (
     "sklearn", "xgboost", "lightgbm", "tensorflow", "pytorch",
@@ -81,10 +82,10 @@ def render(
         raise InvalidConfiguration(f"serving template {template.name!r} has no spec.predictor mapping")
 
     labels.update({PLAN_LABEL: plan.name, DEPLOYMENT_LABEL: deployment_id, GROUP_LABEL: group})
-    annotations[DEPLOYMENT_MODE_ANNOTATION] = "Knative"
     low = predictor.setdefault("minReplicas", 0)
     # One replica at most unless the template keeps more than one running anyway.
     predictor.setdefault("maxReplicas", max(low, 1) if isinstance(low, int) else 1)
+    apply_mode(template.name, annotations, predictor, group=group, deployment_id=deployment_id, settings=settings)
     _apply_plan(template, predictor, plan, settings)
 
     isvc: dict[str, Any] = {
@@ -95,6 +96,21 @@ def render(
     }
     validate_inference_service(isvc)
     return isvc
+
+
+def check_values(template: ServingTemplate, parameters: dict[str, str], *, settings: Settings) -> str:
+    """The deployment mode these parameter values choose, refused now if it could never deploy
+    (an unknown mode, Standard scale to zero without a metric source): for a configuration, before
+    any artifact or deployment exists. Returns the mode."""
+    values = _bind(template, parameters, {a.name: "s3://configuration/check" for a in template.artifacts})
+    annotations = _fill(template, "annotations", values, typed=False)
+    spec = _fill(template, "spec", values, typed=True)
+    predictor = spec.get("predictor")
+    if not isinstance(predictor, dict):
+        raise InvalidConfiguration(f"serving template {template.name!r} has no spec.predictor mapping")
+    predictor.setdefault("minReplicas", 0)
+    return apply_mode(template.name, annotations, predictor, group="check", deployment_id="check",
+                      settings=settings)
 
 
 def _bind(

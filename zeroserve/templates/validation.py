@@ -20,6 +20,7 @@ import jsonschema
 from zeroserve.errors import InvalidConfiguration
 from zeroserve.templates.fields import LABEL_VALUE_PATTERN
 from zeroserve.templates.limits import MAX_REQUEST_BODY, REQUEST_TIMEOUT, RequestLimits, size_of, timeout_of
+from zeroserve.templates.modes import AUTOSCALER_CLASS_ANNOTATION, DEPLOYMENT_MODE_ANNOTATION, STANDARD
 from zeroserve.templates.scaling import IDLE_WINDOW, idle_window_of, idle_window_value
 
 if TYPE_CHECKING:
@@ -31,6 +32,7 @@ _LABEL_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 # KServe's admission webhook is stricter than RFC 1123: an InferenceService name starts with a letter.
+_AUTOSCALER_CLASSES = ("hpa", "external", "keda", "none")
 _ISVC_NAME = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 # zeroserve's own annotations, each with what reads it, and a template line that fills one from a parameter.
 _OWN_ANNOTATIONS: dict[str, Callable[[object], object]] = {
@@ -45,7 +47,7 @@ def validate_inference_service(isvc: dict[str, Any]) -> None:
     The object is checked against the CRD schema, strictly: a field the schema does not know is an
     error here, where the API server would drop it with at most a warning. Then come the checks the
     schema cannot express: names and labels as Kubernetes and KServe require them, and KServe's
-    replica rules.
+    replica and autoscaler rules.
     """
     error = jsonschema.exceptions.best_match(_validator().iter_errors(isvc))
     if error is not None:
@@ -64,9 +66,12 @@ def validate_inference_service(isvc: dict[str, Any]) -> None:
     spec = isvc.get("spec")
     if not isinstance(spec, dict) or "predictor" not in spec:
         raise InvalidConfiguration("InferenceService spec.predictor is required")
+    annotations = metadata.get("annotations") or {}
+    _validate_autoscaler_class(annotations)
     for component in ("predictor", "transformer", "explainer"):
         if component in spec:
             _validate_replicas(component, spec[component])
+            _validate_scaling(annotations, component, spec[component])
 
 
 def check_parameter_values(template: ServingTemplate, values: Mapping[str, str | None]) -> None:
@@ -166,6 +171,50 @@ def _validate_replicas(component: str, spec: dict[str, Any]) -> None:
             f"InferenceService spec.{component}.minReplicas ({low}) "
             f"cannot be greater than maxReplicas ({high})"
         )
+
+
+def _validate_autoscaler_class(annotations: dict[str, Any]) -> None:
+    # KServe's webhook (validateInferenceServiceAutoscaler): "kpa" is Knative's, never named here.
+    value = annotations.get(AUTOSCALER_CLASS_ANNOTATION)
+    if value is not None and value not in _AUTOSCALER_CLASSES:
+        raise InvalidConfiguration(
+            f"InferenceService annotation {AUTOSCALER_CLASS_ANNOTATION}: {value!r} is not one of "
+            f"{', '.join(_AUTOSCALER_CLASSES)}"
+        )
+
+
+def _validate_scaling(annotations: dict[str, Any], component: str, spec: dict[str, Any]) -> None:
+    """KServe's webhook (validateAutoScalingCompExtension): each autoscaler takes its own metrics."""
+    where = f"InferenceService spec.{component}"
+    metric = spec.get("scaleMetric")
+    if annotations.get(DEPLOYMENT_MODE_ANNOTATION) != STANDARD:  # Knative's autoscaler
+        if spec.get("deploymentStrategy") is not None:
+            raise InvalidConfiguration(f"{where}.deploymentStrategy is for Standard mode only")
+        knative_hpa = annotations.get("autoscaling.knative.dev/class") == "hpa.autoscaling.knative.dev"
+        allowed = ("cpu", "memory") if knative_hpa else ("concurrency", "rps")
+        if (metric or allowed[0]) not in allowed:
+            raise InvalidConfiguration(
+                f"{where}.scaleMetric {metric!r}: this autoscaler of Knative mode scales on {' or '.join(allowed)}")
+        return
+    autoscaler = annotations.get(AUTOSCALER_CLASS_ANNOTATION, "hpa")
+    metrics = (spec.get("autoScaling") or {}).get("metrics") or []
+    if autoscaler == "hpa":
+        if (metric or "cpu") not in ("cpu", "memory"):
+            raise InvalidConfiguration(
+                f"{where}.scaleMetric {metric!r}: an HPA (Standard mode) scales on cpu or memory")
+        target = spec.get("scaleTarget")
+        if (metric or "cpu") == "cpu" and target is not None and not 1 <= target <= 100:
+            raise InvalidConfiguration(f"{where}.scaleTarget {target}: a CPU utilization is 1 to 100 (%)")
+        if any(m.get("type") != "Resource" for m in metrics):
+            raise InvalidConfiguration(f"{where}.autoScaling: an HPA takes Resource metrics only")
+    elif autoscaler == "keda":
+        if metric is not None:
+            raise InvalidConfiguration(f"{where}.scaleMetric: KServe does not take scaleMetric with KEDA")
+        for found in metrics:
+            external = found.get("external") if found.get("type") == "External" else None
+            if external is not None and (not (external.get("metric") or {}).get("query")
+                                         or (external.get("target") or {}).get("value") is None):
+                raise InvalidConfiguration(f"{where}.autoScaling: an External metric needs a query and a target value")
 
 
 def _path(parts: Any) -> str:

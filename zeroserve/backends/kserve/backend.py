@@ -2,8 +2,10 @@
 
 ``apply`` creates the rendered InferenceService in the resource group's namespace, or replaces
 its spec in place (the object, its name and so its URL stay; KServe rolls out a new revision and
-the old one serves until it is ready). ``stop`` sets ``serving.kserve.io/stop: "true"`` and waits
-for KServe's ``Stopped`` condition; ``delete`` deletes the object. Readiness arrives later,
+the old one serves until it is ready), in either of KServe's modes (Knative or Standard; the same
+status, conditions and address come back from both, so the watch reads them alike). ``stop``
+sets ``serving.kserve.io/stop: "true"`` and waits for KServe's ``Stopped`` condition (KServe
+honours it in both modes); ``delete`` deletes the object. Readiness arrives later,
 through ``watch``: it lists and watches the InferenceServices zeroserve made and their predictor
 pods, maps each object to a SAP status (``assess``), and reports a change only when that status
 differs from the last one reported, so that a watch resumed after a disconnect (a fresh list,
@@ -29,9 +31,10 @@ from kubernetes.config.config_exception import ConfigException
 from zeroserve.backends.base import Change
 from zeroserve.backends.kserve.leader_election import micro_time
 from zeroserve.deployments.logs import DeploymentLogs
-from zeroserve.errors import ZeroserveError
+from zeroserve.errors import InvalidConfiguration, ZeroserveError
 from zeroserve.events import Status, content_id
 from zeroserve.settings import Settings
+from zeroserve.templates.modes import DEPLOYMENT_MODE_ANNOTATION, MODES, STANDARD
 from zeroserve.templates.render import DEPLOYMENT_LABEL, GROUP_LABEL
 
 # The official ``kubernetes`` client blocks: every call runs in a worker thread, and each watch has
@@ -239,6 +242,7 @@ class KserveBackend:
         if (current.get("metadata") or {}).get("deletionTimestamp"):
             raise KubernetesError(f"InferenceService {namespace}/{name} is being deleted; trying again later",
                                   reason="Terminating")
+        _check_same_mode(current, isvc)
         # In place: the spec is replaced as a whole (a JSON patch, so that what the new version no
         # longer has goes too); labels and annotations are merged, and a stopped one starts again.
         patch = [
@@ -485,6 +489,19 @@ class KserveBackend:
             return response.data.decode("utf-8", "replace")  # type: ignore[no-any-return]
         finally:
             response.release_conn()
+
+
+def _check_same_mode(current: dict[str, Any], isvc: dict[str, Any]) -> None:
+    """KServe's webhook refuses to change an InferenceService's deployment mode in place: say so first."""
+    def mode(obj: dict[str, Any]) -> str:
+        given = ((obj.get("metadata") or {}).get("annotations") or {}).get(DEPLOYMENT_MODE_ANNOTATION)
+        return MODES.get(given, STANDARD) if isinstance(given, str) else STANDARD  # KServe's own default
+    was, wanted = mode(current), mode(isvc)
+    if was != wanted:
+        namespace, name = isvc["metadata"]["namespace"], isvc["metadata"]["name"]
+        raise InvalidConfiguration(
+            f"InferenceService {namespace}/{name} runs in {was} mode, and KServe cannot change that in place: "
+            f"stop and delete the deployment, then deploy it in {wanted} mode", reason="DeploymentModeChanged")
 
 
 def _pointer(key: str) -> str:
