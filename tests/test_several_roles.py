@@ -29,8 +29,10 @@ from aiohttp import web
 from conftest import free_port, until
 from kube import Cluster, Controller, condition
 from kubernetes import client
+from typer.testing import CliRunner
 
 import zeroserve
+from zeroserve.cli import app
 from zeroserve.core.nats_server import NatsServer
 from zeroserve.core.store import LAST_DELIVERIES
 from zeroserve.gateway.security import CONSOLE_COOKIE, CONSOLE_HEADER
@@ -357,10 +359,14 @@ async def test_a_token_or_console_session_from_one_gateway_is_taken_by_the_other
 
 
 def test_a_gateway_of_a_cluster_does_not_start_without_the_key_every_gateway_shares(tmp_path: Path) -> None:
-    settings = Settings(data_dir=tmp_path, backend="kserve", nats_url="nats://nats:4222", public_url=PUBLIC_URL)
-    with pytest.raises(SystemExit, match="set ZEROSERVE_TOKEN_SIGNING_KEY"):
-        checked_roles(["gateway"], settings)
-    assert checked_roles(["functions"], settings) == {"functions"}  # no tokens there
+    env = {"ZEROSERVE_DATA_DIR": str(tmp_path), "ZEROSERVE_BACKEND": "kserve", "ZEROSERVE_NATS_URL": "nats://127.0.0.1:1",
+           "ZEROSERVE_PUBLIC_URL": PUBLIC_URL}
+    refused = CliRunner().invoke(app, ["up", "--role", "gateway"], env=env)
+    assert refused.exit_code == 1
+    assert "set ZEROSERVE_TOKEN_SIGNING_KEY" in str(refused.exception or refused.output)
+    assert not (tmp_path / "token.key").exists()  # no key of its own made meanwhile
+    settings = Settings(**{k.removeprefix("ZEROSERVE_").lower(): v for k, v in env.items()})
+    assert checked_roles(["functions"], settings) == {"functions"}  # tokens are the gateway's business
     keyed = settings.model_copy(update={"token_signing_key": secrets.token_hex(32)})
     assert checked_roles(["gateway"], keyed) == {"gateway"}
 
