@@ -38,4 +38,9 @@ def checked_roles(roles: Iterable[str], settings: Settings) -> set[str]:
         if not settings.public_url:
             raise SystemExit("deployment URLs start with the URL users reach the gateway at, which a pod cannot "
                              "know: set ZEROSERVE_PUBLIC_URL (e.g. https://zeroserve.example.com)")
+        if "gateway" in chosen and settings.token_signing_key is None:
+            # Without it each gateway would sign with a key of its own, made in its own data directory: a
+            # token one gateway issued would be refused by the next one a load balancer picks.
+            raise SystemExit("every gateway of a cluster must sign and check tokens with the same key: set "
+                             "ZEROSERVE_TOKEN_SIGNING_KEY (e.g. from `openssl rand -hex 32`) the same in each")
     return chosen

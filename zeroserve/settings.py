@@ -145,8 +145,9 @@ class Settings(BaseSettings):
     # GPUs the local backend may hand out, as CUDA indices; None = detect with NVML / nvidia-smi.
     gpus: list[int] | None = None
 
-    # The API's bearer tokens: HS256-signed with this key (every gateway of a cluster needs the
-    # same one); None = a key generated once and kept in data_dir/token.key.
+    # The API's bearer tokens: HS256-signed with this key, at least 32 characters. Every gateway of a
+    # cluster needs the same one (`zeroserve up --role gateway` refuses to start without it); None, on
+    # one machine: a key generated once and kept in data_dir/token.key.
     token_signing_key: SecretStr | None = None
     token_ttl_s: float = 12 * 3600
     # Tokens verified once are remembered until they expire, up to this many (least recently used go).

@@ -71,6 +71,7 @@ class Lease:
                 if conflict.status == 409:
                     return False  # another replica created it first
                 raise
+            log.info("took lease %s/%s (from nobody)", self.namespace, self.name)
             return True
 
         holder = current.get("holderIdentity")
