@@ -32,6 +32,7 @@ from models import train_iris_sklearn
 from nats.errors import Error as NatsError
 from pydantic import SecretStr
 
+from zeroserve.core.bus import Bus
 from zeroserve.core.nats_auth import EmbeddedCredentials
 from zeroserve.core.nats_permissions import PERMISSIONS
 from zeroserve.core.nats_server import nats_server_binary
@@ -210,6 +211,24 @@ async def test_the_shipped_nats_refuses_a_connection_without_a_role_s_password(s
     assert "Authorization Violation" in await refused(shipped_nats.url("gateway", password="guessed"))
     # One role's password is not another's.
     assert "Authorization Violation" in await refused(shipped_nats.url("gateway", password=PASSWORDS["watcher"]))
+
+
+async def test_a_role_whose_password_nats_refuses_does_not_start_and_says_so(
+    shipped_nats: ShippedNats, settings: Settings,
+) -> None:
+    wrong = "wrong-" + secrets.token_hex(8)
+    settings = settings.model_copy(update=dict(nats_url=shipped_nats.url(), nats_user="gateway",
+                                               nats_password=SecretStr(wrong)))
+    with pytest.raises(ZeroserveError) as refusal:
+        await asyncio.wait_for(Bus.connect(shipped_nats.url(), settings), 10)
+    assert refusal.value.reason == "NatsRefused" and "authorization violation" in refusal.value.message.lower()
+    assert wrong not in refusal.value.message
+
+
+def test_a_nats_password_without_its_user_is_a_bad_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ZEROSERVE_NATS_PASSWORD", "a-password")
+    with pytest.raises(ValueError, match="set ZEROSERVE_NATS_USER too"):
+        Settings()
 
 
 @pytest.mark.parametrize(("role", "subject", "what"), [

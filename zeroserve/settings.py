@@ -11,7 +11,16 @@ import re
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AliasChoices, BaseModel, BeforeValidator, Field, IPvAnyNetwork, SecretStr, field_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    BeforeValidator,
+    Field,
+    IPvAnyNetwork,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # The functions, serving templates and resource plans ship inside the package (pyproject.toml's
@@ -215,6 +224,13 @@ class Settings(BaseSettings):
     xdg_config_home: Path | None = Field(default=None, validation_alias="XDG_CONFIG_HOME")
     # The largest model one upload may bring (bytes, or "10Gi"): larger uploads are refused with 413.
     upload_max_bytes: Annotated[int, BeforeValidator(_bytes), Field(gt=0)] = 20 << 30
+
+    @field_validator("nats_password")
+    @classmethod
+    def _password_of_a_user(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        if value is not None and info.data.get("nats_user") is None:
+            raise ValueError("a NATS password needs its user: set ZEROSERVE_NATS_USER too")
+        return value
 
     @field_validator("nats_inbox_prefix")
     @classmethod
