@@ -64,7 +64,9 @@ async def refused(url: str, **options: Any) -> str:
 async def test_zeroserve_up_lets_nobody_into_its_nats_without_the_credentials_it_keeps_private(
     settings: Settings,
 ) -> None:
-    settings = settings.model_copy(update={"fork_server": False})
+    # A user and password meant for an external NATS do not stand in for the embedded server's own.
+    settings = settings.model_copy(update={"fork_server": False, "nats_user": "gateway",
+                                           "nats_password": SecretStr("for-another-nats")})
     credentials_file = settings.nats_dir / EmbeddedCredentials.FILE
     async with Node(settings) as zeroserve:
         assert zeroserve.nats_url is not None and zeroserve.nats is not None

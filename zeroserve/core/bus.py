@@ -78,8 +78,8 @@ class Bus:
             await _connection_error(problem)
 
         connecting = asyncio.ensure_future(nats.connect(
-            url, name="zeroserve", max_reconnect_attempts=-1, reconnect_time_wait=0.5,
-            error_cb=error, disconnected_cb=disconnected, reconnected_cb=_reconnected, **connect_options(settings)))
+            url, name="zeroserve", max_reconnect_attempts=-1, reconnect_time_wait=0.5, error_cb=error,
+            disconnected_cb=disconnected, reconnected_cb=_reconnected, **connect_options(url, settings)))
         await asyncio.wait([connecting, refused], return_when=asyncio.FIRST_COMPLETED)  # type: ignore[type-var]
         if not connecting.done():
             connecting.cancel()

@@ -138,11 +138,12 @@ class EmbeddedCredentials:
         return urlunsplit(parts._replace(netloc=f"{self.user}:{self.password}@{parts.hostname}:{parts.port}"))
 
 
-def connect_options(settings: Settings) -> dict[str, Any]:
-    """What ``nats.connect`` needs, besides the URL, to connect as the settings say: a user and
-    password (from a Secret, on a cluster) and the inbox prefix the role's permissions allow."""
+def connect_options(url: str, settings: Settings) -> dict[str, Any]:
+    """What ``nats.connect`` needs, besides ``url``, to connect as the settings say: a user and
+    password (from a Secret, on a cluster) unless the URL carries its own (the embedded server's
+    always does), and the inbox prefix the role's permissions allow."""
     options: dict[str, Any] = {}
-    if settings.nats_user is not None:
+    if settings.nats_user is not None and urlsplit(url).username is None:
         options["user"] = settings.nats_user
         options["password"] = settings.nats_password.get_secret_value() if settings.nats_password else ""
     if settings.nats_inbox_prefix:
