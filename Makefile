@@ -51,10 +51,11 @@ lint: .venv  ## style, complexity (ruff), the layer contracts (import-linter) an
 schemas: .venv  ## regenerate events/*.json from the event models
 	$(BIN)/python -m zeroserve.events events
 
-manifests:  ## copy the serving templates and resource plans the package ships into manifests/base (kustomize reads only below it)
+manifests: .venv  ## copy the serving templates and resource plans the package ships into manifests/base (kustomize reads only below it), and write NATS's users and permissions there
 	rm -f manifests/base/templates/*.yaml
 	cp zeroserve/templates/builtin/*.yaml manifests/base/templates/
 	cp zeroserve/templates/resource-plans.yaml manifests/base/resource-plans.yaml
+	$(BIN)/python -m zeroserve.core.nats_permissions > manifests/base/nats.conf
 
 # Every extra (dev included), for this Python, resolved from pyproject.toml; pip and setuptools are
 # locked too, zeroserve itself is not (dev names it for its extras: it is the "unsafe" package left out).

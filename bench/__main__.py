@@ -59,6 +59,7 @@ from rich.table import Table
 
 from bench.relay import start_relay
 from zeroserve.backends.local import LocalBackend
+from zeroserve.core.nats_auth import EmbeddedCredentials, render_authorization
 from zeroserve.core.nats_server import NatsServer
 from zeroserve.core.runner import Runner, load_functions
 from zeroserve.core.store import Deployment
@@ -521,8 +522,10 @@ async def raw_drain_rate(nc: Any, count: int) -> float:
 
 
 async def bench_events(settings: Settings, rounds: int = 300, count: int = 10_000) -> list[dict[str, Any]]:
-    server = NatsServer(settings.nats_dir)
-    url = await server.start()
+    # As `zeroserve up` runs it: only its user may log in (the raw baseline and zeroserve alike).
+    credentials = EmbeddedCredentials.load_or_create(settings.nats_dir)
+    server = NatsServer(settings.nats_dir, config=render_authorization([credentials.user_of()]))
+    url = credentials.in_url(await server.start())
     platform = await Platform.open(settings, url)
     nc = await nats.connect(url)
     try:

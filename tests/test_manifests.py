@@ -26,6 +26,7 @@ import yaml
 
 from zeroserve.auth import signing_key
 from zeroserve.core.bus import EVENTS_STREAM
+from zeroserve.core.nats_permissions import PERMISSIONS, cluster_config
 from zeroserve.core.runner import load_functions
 from zeroserve.settings import Settings
 
@@ -164,6 +165,7 @@ def test_every_setting_the_cluster_gives_is_one_zeroserve_reads(overlay: str) ->
         assert settings.backend == "kserve"
         assert settings.kserve_namespaces == ["default"]
         assert settings.nats_url == "nats://nats.zeroserve.svc.cluster.local:4222"
+        assert settings.nats_user == role and settings.nats_password is not None
         assert len(signing_key(settings)) >= 32
         if role == "watcher":
             assert settings.lease_namespace == "zeroserve"
@@ -224,7 +226,7 @@ def test_nats_keeps_jetstream_on_its_volume_and_serves_clients_and_monitoring(ov
     objects = build(overlay)
     nats = named(objects, "StatefulSet", "nats", "zeroserve")
     (server,) = nats["spec"]["template"]["spec"]["containers"]
-    assert server["args"] == ["-js", "-sd", "/data", "-m", "8222"]
+    assert server["args"] == ["-c", "/etc/nats/nats.conf", "-js", "-sd", "/data", "-m", "8222"]
     claims = {claim["metadata"]["name"] for claim in nats["spec"]["volumeClaimTemplates"]}
     assert {m["name"] for m in server["volumeMounts"] if m["mountPath"] == "/data"} <= claims
     assert any(m["mountPath"] == "/data" for m in server["volumeMounts"])
@@ -506,3 +508,82 @@ async def test_a_role_without_http_serves_its_metrics_on_the_metrics_port(
         answer = await http.get(f"http://127.0.0.1:{port}/metrics")
     assert answer.status_code == 200
     assert "zeroserve_" in answer.text
+
+
+# --- NATS: who may reach it, who may log in, and what each role may do ---------------------------------
+
+
+def secret_ref(var: dict[str, Any]) -> tuple[str, str]:
+    ref = var["valueFrom"]["secretKeyRef"]
+    return ref["name"], ref["key"]
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_nats_lets_in_one_user_per_role_with_the_permissions_the_code_renders(overlay: str) -> None:
+    objects = build(overlay)
+    nats = named(objects, "StatefulSet", "nats", "zeroserve")["spec"]["template"]["spec"]
+    (server,) = nats["containers"]
+    # The configuration: the very text zeroserve/core/nats_permissions.py renders (`make manifests`).
+    volumes = {v["name"]: v for v in nats["volumes"]}
+    (mount,) = [m for m in server["volumeMounts"] if m["mountPath"] == "/etc/nats"]
+    config_map = named(objects, "ConfigMap", "nats-config", "zeroserve")
+    assert volumes[mount["name"]]["configMap"]["name"] == config_map["metadata"]["name"]
+    assert server["args"][:2] == ["-c", "/etc/nats/nats.conf"]
+    assert config_map["data"] == {"nats.conf": cluster_config()}, (
+        "run `make manifests`: manifests/base/nats.conf is written from zeroserve/core/nats_permissions.py")
+    # Its passwords: one key of one Secret per role, in the environment the configuration reads them from.
+    passwords = {var["name"]: secret_ref(var) for var in server["env"] if "valueFrom" in var}
+    secret_names = set()
+    for role in ROLES:
+        name, key = passwords[f"NATS_{role.upper()}_PASSWORD"]
+        assert key == role and f"$NATS_{role.upper()}_PASSWORD" in config_map["data"]["nats.conf"]
+        secret_names.add(name)
+    assert len(secret_names) == 1
+    # Each role logs in as itself, with the password NATS checks for it, and reads replies under its own inbox.
+    for role in ROLES:
+        env = {var["name"]: var for var in container(control_plane(objects, role)).get("env", [])}
+        assert env["ZEROSERVE_NATS_USER"]["value"] == role
+        assert secret_ref(env["ZEROSERVE_NATS_PASSWORD"]) == passwords[f"NATS_{role.upper()}_PASSWORD"]
+        assert env["ZEROSERVE_NATS_INBOX_PREFIX"]["value"] == PERMISSIONS[role].inbox_prefix
+    secrets = [o for o in objects if o["kind"] == "Secret" and o["metadata"]["name"] in secret_names]
+    if overlay == "dev":  # generated, dev-only; elsewhere the user creates it (base/kustomization.yaml)
+        (secret,) = secrets
+        assert set(secret["data"]) == set(ROLES)
+        assert len({secret["data"][role] for role in ROLES}) == len(ROLES), "one password per role"
+    else:
+        assert not secrets, "a Secret in the manifests would be the same, public password on every cluster"
+
+
+def matches(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    return all(labels.get(k) == v for k, v in selector.get("matchLabels", {}).items()) and not selector.get(
+        "matchExpressions")
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_only_zeroserve_s_pods_reach_nats_and_keda_only_its_monitoring_port(overlay: str) -> None:
+    objects = build(overlay)
+    policies = [o for o in objects if o["kind"] == "NetworkPolicy"]
+    nats_labels = named(objects, "StatefulSet", "nats", "zeroserve")["spec"]["template"]["metadata"]["labels"]
+    (policy,) = [p for p in policies if matches(p["spec"]["podSelector"], nats_labels)]
+    assert policy["metadata"]["namespace"] == "zeroserve" and "Ingress" in policy["spec"]["policyTypes"]
+    rules = policy["spec"]["ingress"]
+    by_port = {port["port"]: rule["from"] for rule in rules for port in rule["ports"]}
+    assert set(by_port) == {4222, 8222}, "every rule names its port: no port is open to all"
+    # The client port: the pods of the gateway, the functions and the watcher, and no other pod of the build.
+    (clients,) = by_port[4222]
+    assert set(clients) == {"podSelector"}, "pods of the namespace zeroserve only"
+    allowed = {where for where, pod in pod_templates_with_labels(objects).items()
+               if matches(clients["podSelector"], pod)}
+    assert allowed == {f"Deployment/{role}" for role in ROLES}
+    # The monitoring port (consumer lag, no login) for KEDA's scaler, in KEDA's namespace.
+    (keda,) = by_port[8222]
+    assert keda == {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "keda"}}}
+    scaled = named(objects, "ScaledObject", "functions", "zeroserve")
+    assert {t["metadata"]["natsServerMonitoringEndpoint"] for t in scaled["spec"]["triggers"]} == {
+        "nats.zeroserve.svc.cluster.local:8222"}
+
+
+def pod_templates_with_labels(objects: tuple[dict[str, Any], ...]) -> dict[str, dict[str, str]]:
+    return {f"{o['kind']}/{o['metadata']['name']}": o["spec"]["template"]["metadata"].get("labels", {})
+            for o in objects if o["kind"] in ("Deployment", "StatefulSet")}
+

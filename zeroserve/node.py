@@ -24,6 +24,7 @@ import uvloop
 from prometheus_client import start_http_server
 
 from zeroserve.auth import ALL_GROUPS
+from zeroserve.core.nats_auth import EmbeddedCredentials, render_authorization, write_private
 from zeroserve.core.nats_server import NatsServer
 from zeroserve.core.runner import Runner, load_functions
 from zeroserve.core.store import Store
@@ -78,13 +79,13 @@ class Node:
         if settings.nats_url:
             self.nats_url = settings.nats_url
         else:
-            self.nats = NatsServer(settings.nats_dir)
-            self.nats_url = await self.nats.start()
-        # Only for this user: an external NATS URL may carry credentials.
-        url_file = settings.data_dir / "nats.url"
-        url_file.touch(mode=0o600)
-        url_file.chmod(0o600)
-        url_file.write_text(self.nats_url)
+            # Only zeroserve may use its NATS: another local process could otherwise publish status
+            # events, or requests of any group, past every token and group the gateway checks.
+            credentials = EmbeddedCredentials.load_or_create(settings.nats_dir)
+            self.nats = NatsServer(settings.nats_dir, config=render_authorization([credentials.user_of()]))
+            self.nats_url = credentials.in_url(await self.nats.start())
+        # Only for this user: the URL carries the credentials.
+        write_private(settings.data_dir / "nats.url", self.nats_url)
 
         self.platform = platform = await Platform.open(settings, self.nats_url)
         if settings.metrics_port is not None:

@@ -11,7 +11,16 @@ import re
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AliasChoices, BaseModel, BeforeValidator, Field, IPvAnyNetwork, SecretStr, field_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    BeforeValidator,
+    Field,
+    IPvAnyNetwork,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # The functions, serving templates and resource plans ship inside the package (pyproject.toml's
@@ -54,8 +63,18 @@ class Settings(BaseSettings):
 
     # Where the embedded nats-server keeps JetStream, the model cache and the demo model live.
     data_dir: Path = Path(".zeroserve")
-    # An external NATS (cluster) to use instead of starting the embedded nats-server.
+    # An external NATS (cluster) to use instead of starting the embedded nats-server. It may carry a user
+    # and password (nats://user:password@host:4222); logs show it redacted. Unset, `zeroserve up` starts
+    # its own nats-server, which lets in only the user and password it made at its first start
+    # (data_dir/nats/credentials.json, mode 0600; docs/cluster.md).
     nats_url: str | None = None
+    # The user and password zeroserve connects to an external NATS with (on a cluster, one user per role,
+    # the password from a Secret); None: the URL's, or none.
+    nats_user: str | None = None
+    nats_password: SecretStr | None = None
+    # Where NATS sends this process its replies (request answers, consumers' deliveries): a prefix of its
+    # own lets a role's NATS user read its own replies only (manifests/base/nats.conf). None: "_INBOX".
+    nats_inbox_prefix: str | None = None
 
     gateway_host: str = "127.0.0.1"
     gateway_port: int = 8700
@@ -210,6 +229,20 @@ class Settings(BaseSettings):
     xdg_config_home: Path | None = Field(default=None, validation_alias="XDG_CONFIG_HOME")
     # The largest model one upload may bring (bytes, or "10Gi"): larger uploads are refused with 413.
     upload_max_bytes: Annotated[int, BeforeValidator(_bytes), Field(gt=0)] = 20 << 30
+
+    @field_validator("nats_password")
+    @classmethod
+    def _password_of_a_user(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        if value is not None and info.data.get("nats_user") is None:
+            raise ValueError("a NATS password needs its user: set ZEROSERVE_NATS_USER too")
+        return value
+
+    @field_validator("nats_inbox_prefix")
+    @classmethod
+    def _one_subject_prefix(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*", value):
+            raise ValueError("must be subject tokens (letters, digits, - and _) joined by dots, without wildcards")
+        return value
 
     @field_validator("otel_traces_exporter")
     @classmethod

@@ -26,6 +26,7 @@ from nats.js.errors import NotFoundError
 from zeroserve.core import metrics, tracing
 from zeroserve.core.binding import from_nats, to_nats
 from zeroserve.core.dead_letters import DEADLETTER_STREAM
+from zeroserve.core.nats_auth import connect_options
 from zeroserve.errors import ZeroserveError
 from zeroserve.events import EVENT_TYPES, DeploymentLog, deadletter_subject, subject_for
 from zeroserve.redaction import redact
@@ -77,8 +78,8 @@ class Bus:
             await _connection_error(problem)
 
         connecting = asyncio.ensure_future(nats.connect(
-            url, name="zeroserve", max_reconnect_attempts=-1, reconnect_time_wait=0.5,
-            error_cb=error, disconnected_cb=disconnected, reconnected_cb=_reconnected))
+            url, name="zeroserve", max_reconnect_attempts=-1, reconnect_time_wait=0.5, error_cb=error,
+            disconnected_cb=disconnected, reconnected_cb=_reconnected, **connect_options(url, settings)))
         await asyncio.wait([connecting, refused], return_when=asyncio.FIRST_COMPLETED)  # type: ignore[type-var]
         if not connecting.done():
             connecting.cancel()

