@@ -277,6 +277,8 @@ async def test_three_roles_with_their_own_users_take_a_deployment_through_its_li
     model = train_iris_sklearn(tmp_path / "sources" / "iris")
     log_start = shipped_nats.log.stat().st_size
 
+    signing_key = SecretStr(secrets.token_hex(32))  # as the manifests' Secret gives every gateway
+
     def role_settings(role: str) -> Settings:
         # As the manifests give each Deployment: the shared config, and its own user, password and inbox.
         return settings.model_copy(update=dict(
@@ -284,7 +286,7 @@ async def test_three_roles_with_their_own_users_take_a_deployment_through_its_li
             nats_url=shipped_nats.url(), nats_user=role, nats_password=SecretStr(PASSWORDS[role]),
             nats_inbox_prefix=PERMISSIONS[role].inbox_prefix, public_url="https://zeroserve.example.com",
             file_roots=[tmp_path / "sources"], lease_namespace="zeroserve", pod_name=f"{role}-0",
-            kserve_log_poll_s=0.2, gateway_port=0, gateway_host="127.0.0.1"))
+            kserve_log_poll_s=0.2, gateway_port=0, gateway_host="127.0.0.1", token_signing_key=signing_key))
 
     controller = Controller(cluster)
     async with (Node(role_settings("watcher"), ["watcher"]), Node(role_settings("functions"), ["functions"]),
