@@ -37,7 +37,7 @@ import zeroserve
 from zeroserve.cli import app
 from zeroserve.core.nats_server import NatsServer
 from zeroserve.core.store import LAST_DELIVERIES
-from zeroserve.events import ArtifactCreated, DeploymentRequested, DeploymentStopped, new_event
+from zeroserve.events import ArtifactCreated, DeploymentDeleted, DeploymentRequested, DeploymentStopped, new_event
 from zeroserve.gateway.security import CONSOLE_COOKIE, CONSOLE_HEADER
 from zeroserve.node import Node
 from zeroserve.roles import checked_roles
@@ -490,13 +490,12 @@ async def test_one_watcher_holds_the_lease_and_the_other_takes_over_when_it_dies
 # --- what two runners do with two commands about one deployment at once ---------------------------------------
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "events about one deployment run in turn within one runner only: an update applied by one runner after "
-    "another runner's stop leaves the InferenceService serving while the record says STOPPED (docs/cluster.md, "
-    "Limits)"))
-async def test_a_stop_handled_by_one_runner_while_another_applies_an_update_leaves_the_deployment_stopped(
-    settings: Settings, cluster: Cluster, tmp_path: Path, nats_server: NatsServer,
+@pytest.mark.parametrize("commands", ["update, stop", "request, stop", "update, stop, delete"])
+async def test_a_stop_or_delete_handled_by_one_runner_while_another_applies_a_request_stays_done(
+    commands: str, settings: Settings, cluster: Cluster, tmp_path: Path, nats_server: NatsServer,
 ) -> None:
+    """One runner writes the InferenceService of a request (a new deployment, or an update of a running one)
+    only after another runner has stopped the deployment (and deleted it): the stop (the delete) stands."""
     common = dict(backend="kserve", kubeconfig=cluster.kubeconfig(tmp_path / "kubeconfig"), nats_url=nats_server.url,
                   public_url=PUBLIC_URL, token_signing_key=SecretStr(secrets.token_hex(32)), kserve_stop_timeout_s=0.5,
                   lease_namespace="zeroserve", pod_name="watcher-0")
@@ -510,22 +509,27 @@ async def test_a_stop_handled_by_one_runner_while_another_applies_an_update_leav
         return settings.model_copy(update={**common, "functions_dir": directory,
                                            "data_dir": tmp_path / directory.name})
 
-    requests, stops = runner_of("artifact_created", "deployment_requested"), runner_of("deployment_stopped")
+    requests = runner_of("artifact_created", "deployment_requested")
+    others = runner_of("deployment_stopped", "deployment_deleted")
     watcher = settings.model_copy(update={**common, "data_dir": tmp_path / "watcher"})
-    async with Node(requests, ["functions"]) as first, Node(stops, ["functions"]), Node(watcher, ["watcher"]):
+    async with Node(requests, ["functions"]) as first, Node(others, ["functions"]), Node(watcher, ["watcher"]):
         platform = first.platform
         assert platform is not None
         original = platform.backend.apply
-        applying_an_update, update_applied = asyncio.Event(), asyncio.Event()
+        held = not commands.startswith("update")  # the request's own apply, or (after it) the update's
+        holding, release, applied = asyncio.Event(), asyncio.Event(), asyncio.Event()
 
         async def apply(isvc: dict[str, Any]) -> bool:
-            if cluster.isvc(GROUP, "iris") is not None:  # an update: held until the other runner's stop is out
-                applying_an_update.set()
-                await until(lambda: stop_annotation_is("true"), timeout=10, what="the other runner's stop")
+            nonlocal held
+            if held:  # held until the other runner has done its part
+                held = False
+                holding.set()
+                await asyncio.wait_for(release.wait(), 30)
                 try:
                     return await original(isvc)
                 finally:
-                    update_applied.set()
+                    applied.set()
+            held = True
             return await original(isvc)
 
         def stop_annotation_is(value: str) -> bool:
@@ -537,23 +541,41 @@ async def test_a_stop_handled_by_one_runner_while_another_applies_an_update_leav
         async def publish(data: Any) -> None:
             await platform.bus.publish(new_event(data, source="/tests"), GROUP)
 
-        await publish(ArtifactCreated(id="iris-model", name="iris", url="pvc://models/iris"))
-        request = DeploymentRequested(id="iris", executable_id="sklearn", input_artifacts={"model": "iris-model"})
-        await publish(request)
-        await until(lambda: cluster.isvc(GROUP, "iris"), what="the InferenceService")
-        await asyncio.to_thread(Controller(cluster).ready, GROUP, "iris")
-
         async def status() -> str | None:
             record = await platform.store.deployments.get(GROUP, "iris")
             return record.status.value if record else None
 
-        await until(lambda: _is(status, "RUNNING"), what="RUNNING")
-        await publish(request.model_copy(update={"parameters": {"maxReplicas": "3"}}))  # an update ...
-        await asyncio.wait_for(applying_an_update.wait(), 30)
-        await publish(DeploymentStopped(id="iris"))  # ... and a stop while the first runner applies it
+        await publish(ArtifactCreated(id="iris-model", name="iris", url="pvc://models/iris"))
+        request = DeploymentRequested(id="iris", executable_id="sklearn", input_artifacts={"model": "iris-model"})
+        await publish(request)
+        if commands.startswith("update"):
+            await until(lambda: cluster.isvc(GROUP, "iris"), what="the InferenceService")
+            await asyncio.to_thread(Controller(cluster).ready, GROUP, "iris")
+            await until(lambda: _is(status, "RUNNING"), what="RUNNING")
+            await publish(request.model_copy(update={"parameters": {"maxReplicas": "3"}}))
+        await asyncio.wait_for(holding.wait(), 30)
+        await publish(DeploymentStopped(id="iris"))  # while the first runner applies the request
         await until(lambda: _is(status, "STOPPED"), what="STOPPED")
-        await asyncio.wait_for(update_applied.wait(), 30)
-        assert stop_annotation_is("true"), "the deployment is STOPPED but its InferenceService serves"
+        if commands.endswith("delete"):
+            await publish(DeploymentDeleted(id="iris"))
+
+            async def deleted() -> bool:
+                return await status() is None and cluster.isvc(GROUP, "iris") is None
+
+            await until(deleted, what="the deployment and its InferenceService deleted")
+        release.set()
+        await asyncio.wait_for(applied.wait(), 30)
+        nc = await nats.connect(str(nats_server.url))
+        try:
+            await _drained(nc)  # every command handled to the end
+        finally:
+            await nc.close()
+        if commands.endswith("delete"):
+            assert await status() is None
+            assert cluster.isvc(GROUP, "iris") is None, "the deployment is deleted but its InferenceService is there"
+        else:
+            assert await status() == "STOPPED"
+            assert stop_annotation_is("true"), "the deployment is STOPPED but its InferenceService serves"
 
 
 async def _is(status: Any, wanted: str) -> bool:

@@ -164,6 +164,34 @@ async def applying(ctx: Context) -> AsyncIterator[None]:
         raise
 
 
+async def record_applied(ctx: Context, request: DeploymentRequested, isvc: dict[str, Any]) -> None:
+    """Record the spec just applied (a restart re-applies it); then keep a stop or delete that overtook it.
+
+    Events about one deployment run in turn within one runner, not across runners: another runner
+    may have claimed a stop (or a stop and a delete) of this deployment since this request was
+    claimed, and its annotation (or deletion) may have reached the InferenceService before this
+    write did, which would leave it serving under a STOPPED record. The stop records its target
+    (STOPPED) before it annotates, and this check is a compare-and-set write made after the
+    InferenceService was written: if the stop's annotation came first, the check sees its target,
+    and the stop is done again here; if it came after, it stands. A deployment deleted meanwhile
+    loses the InferenceService this request (re)made.
+    """
+    id = request.id
+    try:
+        saved = await ctx.deployments.save_spec(ctx.group, request, isvc)
+    except DeploymentNotFound:
+        # Claimed for this request, so gone since: deleted by a later command (read from the history,
+        # not a possibly stale copy), whose deletion this apply may have undone.
+        if await ctx.deployments._deleted_later(ctx.group, id, ctx.sequence) is None:
+            raise
+        await ctx.backend.delete(ctx.group, id)
+        await ctx.log(id, "deleted while this request was applied: its InferenceService removed again")
+        return
+    if saved.sequence > ctx.sequence and saved.target_status == "STOPPED":
+        await ctx.backend.stop(ctx.group, id)
+        await ctx.log(id, "stopped while this request was applied: stopped again")
+
+
 class Deployments:
     """Status changes of deployments, recorded in the store and announced on the bus."""
 

@@ -18,7 +18,7 @@ from zeroserve import (
     Status,
     on,
 )
-from zeroserve.deployments.lifecycle import applying
+from zeroserve.deployments.lifecycle import applying, record_applied
 from zeroserve.templates import validation
 from zeroserve.templates.render import render
 
@@ -40,8 +40,8 @@ async def deployment_requested(request: DeploymentRequested, ctx: Context) -> No
     if ready:
         await ctx.set_status(request.id, Status.RUNNING, applied=(request, isvc), **details)
         await ctx.log(request.id, f"serving {request.executable_id} at {details['deployment_url']}")
-    else:
-        await ctx.deployments.save_spec(ctx.group, request, isvc)
+    else:  # and a stop or delete another runner handled meanwhile stays done
+        await record_applied(ctx, request, isvc)
 
 
 def status_details(request: DeploymentRequested, isvc: dict, ctx: Context) -> dict:
