@@ -54,8 +54,14 @@ class Settings(BaseSettings):
 
     # Where the embedded nats-server keeps JetStream, the model cache and the demo model live.
     data_dir: Path = Path(".zeroserve")
-    # An external NATS (cluster) to use instead of starting the embedded nats-server.
+    # An external NATS (cluster) to use instead of starting the embedded nats-server: one URL, or the
+    # servers of a cluster comma-separated (nats://nats-0:4222,nats://nats-1:4222,...), so that zeroserve
+    # reconnects to another when the one it uses goes (docs/cluster.md).
     nats_url: str | None = None
+    # How many copies of each stream and KV bucket JetStream keeps: 1 on one server; 3 on a cluster of
+    # three or more (the ha overlay), so that one server may fail with nothing lost. Streams and buckets
+    # made with another count are changed to this one at start.
+    nats_replicas: int = Field(default=1, ge=1, le=5)
 
     gateway_host: str = "127.0.0.1"
     gateway_port: int = 8700
