@@ -84,6 +84,7 @@ async def test_a_node_killed_and_a_rolling_restart_of_an_r3_cluster_lose_nothing
     # An install from before the cluster: streams and buckets of one replica, an event waiting in one.
     single = await Bus.connect(nats_cluster.url, settings.model_copy(update={"nats_replicas": 1}))
     await Store.open(single.js, replicas=1)
+    await single.consumer("deployment_requested", [DeploymentRequested.event_type])  # as the runner made it
     assert (await single.js.stream_info(EVENTS_STREAM)).config.num_replicas == 1
     await single.close()
     await publisher.publish("default", ArtifactCreated(id="iris-model", name="iris", url=model_dir.as_uri()))
@@ -131,6 +132,11 @@ async def test_a_node_killed_and_a_rolling_restart_of_an_r3_cluster_lose_nothing
             await until(all_handled, timeout=30, what="every event handled")
             assert await dead_letters(js) == []
             history = await status_history(js)
+            # The functions' consumers follow their stream: three replicas, the one made with one included.
+            consumers = {c.name: 1 + len(c.cluster.replicas or []) for c in await js.consumers_info(EVENTS_STREAM)
+                         if c.cluster is not None and c.config.durable_name}
+            assert consumers["deployment_requested"] == 3
+            assert set(consumers.values()) == {3}, consumers
     finally:
         await publisher.close()
         await nc.close()
