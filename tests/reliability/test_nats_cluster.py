@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
+import httpx
 import nats
 import pytest
 from conftest import free_port, operator, until
@@ -54,10 +54,14 @@ def on_the_cluster(settings: Settings, cluster: NatsCluster) -> Settings:
         ack_wait_s=3))
 
 
+async def quietly(error: Exception) -> None:
+    """nats-py logs a traceback for every refused reconnection otherwise."""
+
+
 class User:
     """Lists the deployments through the API, as a user does; a 503 (NATS electing a leader) is tried again."""
 
-    def __init__(self, http: Any, url: str) -> None:
+    def __init__(self, http: httpx.AsyncClient, url: str) -> None:
         self.http = http
         self.url = url
         self.unavailable = 0
@@ -89,7 +93,7 @@ async def test_a_node_killed_and_a_rolling_restart_of_an_r3_cluster_lose_nothing
     await single.close()
     await publisher.publish("default", ArtifactCreated(id="iris-model", name="iris", url=model_dir.as_uri()))
 
-    nc = await nats.connect(nats_cluster.urls)
+    nc = await nats.connect(nats_cluster.urls, error_cb=quietly)  # it reconnects when its server goes
     js = nc.jetstream()
     try:
         async with Node(settings) as zeroserve, operator(zeroserve) as http:
