@@ -7,6 +7,7 @@ test_nats_restart.py and test_crashes.py, on reliability/stream.py).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -201,3 +202,24 @@ async def test_a_listing_while_nats_does_not_answer_is_a_503_to_try_again_not_a_
             await until(listed, what="a listing again")
     finally:
         await server.stop()
+
+
+async def test_zeroserve_started_before_the_cluster_is_up_waits_for_it(
+        settings: Settings, tmp_path: Path) -> None:
+    # The ha overlay's pods start together: zeroserve's may come up while one NATS pod runs alone.
+    # (A fresh cluster of two of its three servers did not elect a meta leader within 30 s here.)
+    cluster = NatsCluster(tmp_path / "cluster")
+    try:
+        await cluster.nodes[0].start()
+        connecting = asyncio.ensure_future(Bus.connect(cluster.url, settings.model_copy(update={"nats_replicas": 3})))
+        await asyncio.sleep(1)  # connected to the one server, whose JetStream cannot answer without its peers
+        assert not connecting.done()
+        for node in cluster.nodes[1:]:
+            await node.start()
+        bus = await asyncio.wait_for(connecting, 30)
+        try:
+            assert (await bus.js.stream_info(EVENTS_STREAM)).config.num_replicas == 3
+        finally:
+            await bus.close()
+    finally:
+        await cluster.close()

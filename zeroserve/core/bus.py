@@ -20,9 +20,10 @@ import nats
 from cloudevents.http import CloudEvent
 from nats.aio.client import Client as NATS
 from nats.errors import AuthorizationError
+from nats.errors import TimeoutError as NatsTimeout
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StorageType, StreamConfig
-from nats.js.errors import APIError, NotFoundError
+from nats.js.errors import APIError, NotFoundError, ServiceUnavailableError
 
 from zeroserve.core import metrics, tracing
 from zeroserve.core.binding import from_nats, to_nats
@@ -36,6 +37,8 @@ log = logging.getLogger(__name__)
 
 EVENTS_STREAM = "ZEROSERVE_EVENTS"
 LOGS_STREAM = "ZEROSERVE_LOGS"
+# JetStream's "system temporarily unavailable": a cluster electing its meta leader.
+JETSTREAM_UNAVAILABLE_FOR_NOW = 10008
 
 
 def servers(url: str) -> list[str]:
@@ -94,8 +97,28 @@ class Bus:
             raise ZeroserveError(f"NATS at {redact(url)} refused zeroserve: {refused.result()}", reason="NatsRefused")
         nc = connecting.result()
         bus = cls(nc, settings)
+        await bus.wait_for_jetstream()
         await bus.ensure_streams()
         return bus
+
+    async def wait_for_jetstream(self) -> None:
+        """Return once JetStream answers. A NATS cluster's JetStream answers once a majority of its servers
+        run and have elected a meta leader; zeroserve may start before that (on Kubernetes the pods of the
+        ha overlay start together), as it may start before NATS is up at all."""
+        said = False
+        probe = self.nc.jetstream(timeout=1)
+        while True:
+            try:
+                await probe.account_info()
+                return
+            except (NatsTimeout, ServiceUnavailableError) as error:
+                # 503 without a code: no JetStream on this server at all, which waiting does not change.
+                if isinstance(error, ServiceUnavailableError) and error.err_code != JETSTREAM_UNAVAILABLE_FOR_NOW:
+                    raise
+                if not said:
+                    log.warning("JetStream does not answer yet (a NATS cluster without a majority up?): waiting")
+                    said = True
+                await asyncio.sleep(0.2)
 
     async def close(self) -> None:
         # Callers have stopped their consumers and flushed their logs: close, no drain needed.
