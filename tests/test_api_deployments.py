@@ -412,3 +412,4 @@ async def test_a_client_that_leaves_the_event_stream_leaves_no_subscription_behi
     await until(released, what="the stream's subscriptions being released")
     missing = await api.get("/v2/lm/deployments/dneverexisted00/events")
     assert missing.status_code == 404 and missing.json()["error"]["code"] == "NotFound"
+

@@ -25,14 +25,17 @@ import pytest
 import yaml
 
 from zeroserve.auth import signing_key
-from zeroserve.core.bus import EVENTS_STREAM
+from zeroserve.core.bus import EVENTS_STREAM, servers
 from zeroserve.core.nats_permissions import PERMISSIONS, cluster_config
 from zeroserve.core.runner import load_functions
 from zeroserve.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 MANIFESTS = ROOT / "manifests"
-OVERLAYS = ("dev", "gpu")
+OVERLAYS = ("dev", "gpu", "ha")
+# The NATS the control plane reaches: one server, or (ha) the three pods of the JetStream cluster.
+SINGLE_NATS = "nats://nats.zeroserve.svc.cluster.local:4222"
+NATS_PODS = [f"nats://nats-{n}.nats-headless.zeroserve.svc.cluster.local:4222" for n in range(3)]
 ROLES = ("gateway", "functions", "watcher")
 # Custom resources: kubernetes-validate knows only the core API.
 CRD_KINDS = {"ScaledObject"}
@@ -164,7 +167,9 @@ def test_every_setting_the_cluster_gives_is_one_zeroserve_reads(overlay: str) ->
             settings = Settings()
         assert settings.backend == "kserve"
         assert settings.kserve_namespaces == ["default"]
-        assert settings.nats_url == "nats://nats.zeroserve.svc.cluster.local:4222"
+        assert settings.nats_url is not None
+        assert servers(settings.nats_url) == (NATS_PODS if overlay == "ha" else [SINGLE_NATS])
+        assert settings.nats_replicas == (3 if overlay == "ha" else 1)
         assert settings.nats_user == role and settings.nats_password is not None
         assert len(signing_key(settings)) >= 32
         if role == "watcher":
@@ -226,13 +231,13 @@ def test_nats_keeps_jetstream_on_its_volume_and_serves_clients_and_monitoring(ov
     objects = build(overlay)
     nats = named(objects, "StatefulSet", "nats", "zeroserve")
     (server,) = nats["spec"]["template"]["spec"]["containers"]
-    assert server["args"] == ["-c", "/etc/nats/nats.conf", "-js", "-sd", "/data", "-m", "8222"]
+    assert server["args"][:7] == ["-c", "/etc/nats/nats.conf", "-js", "-sd", "/data", "-m", "8222"]
     claims = {claim["metadata"]["name"] for claim in nats["spec"]["volumeClaimTemplates"]}
     assert {m["name"] for m in server["volumeMounts"] if m["mountPath"] == "/data"} <= claims
     assert any(m["mountPath"] == "/data" for m in server["volumeMounts"])
     ports = {p["port"] for p in named(objects, "Service", "nats", "zeroserve")["spec"]["ports"]}
     assert ports == {4222, 8222}
-    assert config(objects)["ZEROSERVE_NATS_URL"] == "nats://nats.zeroserve.svc.cluster.local:4222"
+    assert servers(config(objects)["ZEROSERVE_NATS_URL"]) == (NATS_PODS if overlay == "ha" else [SINGLE_NATS])
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -326,6 +331,47 @@ def test_gpu_overlay_turns_on_the_knative_features_gpu_placement_needs() -> None
     assert data["ZEROSERVE_GPU_TAINT_KEY"] == "nvidia.com/gpu"
 
 
+def test_ha_overlay_runs_three_nats_routed_to_each_other_and_every_role_asks_for_three_replicas() -> None:
+    objects = build("ha")
+    nats = named(objects, "StatefulSet", "nats", "zeroserve")
+    assert nats["spec"]["replicas"] == 3
+    # Started together: the meta leader needs two of them, so OrderedReady would wait forever on nats-0.
+    assert nats["spec"]["podManagementPolicy"] == "Parallel"
+    pod = nats["spec"]["template"]["spec"]
+    (server,) = pod["containers"]
+    flags = dict(arg.removeprefix("--").split("=", 1) for arg in server["args"] if arg.startswith("--"))
+    # Each server is named after its pod (what KEDA's scaler and `nats server ls` show).
+    assert flags["server_name"] == "$(POD_NAME)"
+    assert {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}} in server["env"]
+    ports = {p["name"]: p["containerPort"] for p in server["ports"]}
+    assert flags["cluster"] == f"nats://0.0.0.0:{ports['cluster']}"
+    assert flags["cluster_name"]
+    # A route to every peer, by its stable name through the headless Service, which publishes pods that are
+    # not Ready yet (they must find each other to become Ready).
+    headless = named(objects, "Service", nats["spec"]["serviceName"], "zeroserve")
+    assert headless["spec"]["clusterIP"] == "None" and headless["spec"]["publishNotReadyAddresses"] is True
+    assert {"name": "cluster", "port": ports["cluster"], "targetPort": "cluster"} in headless["spec"]["ports"]
+    peers = {f"nats://nats-{n}.{headless['metadata']['name']}.zeroserve.svc.cluster.local:{ports['cluster']}"
+             for n in range(nats["spec"]["replicas"])}
+    assert set(flags["routes"].split(",")) == peers
+    # A restarted pod is Ready (and a rolling update moves on) only once its streams have caught up.
+    assert server["startupProbe"]["httpGet"] == {"path": "/healthz", "port": "monitoring"}
+    budget = named(objects, "PodDisruptionBudget", "nats", "zeroserve")
+    assert budget["spec"]["maxUnavailable"] == 1
+    assert budget["spec"]["selector"]["matchLabels"] == nats["spec"]["selector"]["matchLabels"]
+    # Every zeroserve pod asks for three replicas and knows every server, reached on the client port.
+    for role in ROLES:
+        env = container_env(objects, role)
+        with pytest.MonkeyPatch.context() as patch:
+            for name, value in env.items():
+                patch.setenv(name, value)
+            settings = Settings()
+        assert settings.nats_replicas == nats["spec"]["replicas"], role
+        assert settings.nats_url is not None
+        assert servers(settings.nats_url) == [f"nats://nats-{n}.{headless['metadata']['name']}.zeroserve.svc."
+                                              f"cluster.local:{ports['client']}" for n in range(3)], role
+
+
 def test_dev_overlay_leaves_knative_alone() -> None:
     # skaffold dev deletes what it deployed when it stops: Knative's ConfigMaps must not be among them.
     assert not [o for o in build("dev") if o["metadata"].get("namespace") == "knative-serving"]
@@ -354,7 +400,8 @@ def test_skaffold_builds_the_image_the_overlays_run() -> None:
     assert "kubectl" in skaffold["deploy"]
     paths = {"default": skaffold["manifests"]["kustomize"]["paths"]}
     paths |= {p["name"]: p["manifests"]["kustomize"]["paths"] for p in skaffold.get("profiles", [])}
-    assert paths == {"default": ["manifests/overlays/dev"], "gpu": ["manifests/overlays/gpu"]}
+    assert paths == {"default": ["manifests/overlays/dev"], "gpu": ["manifests/overlays/gpu"],
+                     "ha": ["manifests/overlays/ha"]}
     for overlay in OVERLAYS:
         # skaffold swaps in the image it built for every image with the artifact's name, whatever its tag.
         for role in ROLES:
@@ -532,7 +579,7 @@ def test_nats_lets_in_one_user_per_role_with_the_permissions_the_code_renders(ov
     assert config_map["data"] == {"nats.conf": cluster_config()}, (
         "run `make manifests`: manifests/base/nats.conf is written from zeroserve/core/nats_permissions.py")
     # Its passwords: one key of one Secret per role, in the environment the configuration reads them from.
-    passwords = {var["name"]: secret_ref(var) for var in server["env"] if "valueFrom" in var}
+    passwords = {var["name"]: secret_ref(var) for var in server["env"] if "secretKeyRef" in var.get("valueFrom", {})}
     secret_names = set()
     for role in ROLES:
         name, key = passwords[f"NATS_{role.upper()}_PASSWORD"]
@@ -568,7 +615,13 @@ def test_only_zeroserve_s_pods_reach_nats_and_keda_only_its_monitoring_port(over
     assert policy["metadata"]["namespace"] == "zeroserve" and "Ingress" in policy["spec"]["policyTypes"]
     rules = policy["spec"]["ingress"]
     by_port = {port["port"]: rule["from"] for rule in rules for port in rule["ports"]}
-    assert set(by_port) == {4222, 8222}, "every rule names its port: no port is open to all"
+    assert set(by_port) == ({4222, 8222, 6222} if overlay == "ha" else {4222, 8222}), \
+        "every rule names its port: no port is open to all"
+    if overlay == "ha":  # the cluster's routes: from its own pods only
+        (peers,) = by_port[6222]
+        assert set(peers) == {"podSelector"}
+        assert {where for where, pod in pod_templates_with_labels(objects).items()
+                if matches(peers["podSelector"], pod)} == {"StatefulSet/nats"}
     # The client port: the pods of the gateway, the functions and the watcher, and no other pod of the build.
     (clients,) = by_port[4222]
     assert set(clients) == {"podSelector"}, "pods of the namespace zeroserve only"

@@ -92,6 +92,8 @@ def test_secrets_in_uris_are_redacted_for_logs_and_messages():
     assert redact("https://user:s3cret@host/model.tgz?X-Amz-Signature=abc") == "https://user:***@host/model.tgz?***"
     assert redact("nats://zs:pw@127.0.0.1:4222") == "nats://zs:***@127.0.0.1:4222"
     assert redact("s3://bucket/model") == "s3://bucket/model"
+    # A NATS cluster's servers (ZEROSERVE_NATS_URL): each one's password, not only the first.
+    assert redact("nats://zs:pw@nats-0:4222,nats://zs:pw@nats-1:4222") == "nats://zs:***@nats-0:4222,nats://zs:***@nats-1:4222"
 
 
 @pytest.mark.parametrize("uri", ["http://[unclosed/model", "https://host:99999/model", "s3://user:pw@[x/model"])

@@ -59,7 +59,7 @@ class Platform:
         plans = load_resource_plans(settings)
         bus = await Bus.connect(nats_url, settings)
         try:
-            store = await Store.open(bus.js)
+            store = await Store.open(bus.js, settings.nats_replicas)
             executables = await Executables.open(store, templates)
             applications = await Applications.open(store, executables, plans, settings)
         except BaseException:

@@ -8,7 +8,11 @@ from urllib.parse import urlparse
 
 
 def redact(url: str) -> str:
-    """``url`` without what may be a secret: a password in it, a (pre-signed) query string."""
+    """``url`` without what may be a secret: a password in it, a (pre-signed) query string. A NATS
+    cluster's servers, comma-separated, each lose theirs."""
+    servers = url.split(",")
+    if len(servers) > 1 and all("://" in server for server in servers):
+        return ",".join(redact(server.strip()) for server in servers)
     try:
         parsed = urlparse(url)
     except ValueError:  # unreadable: nothing of it past the scheme is shown

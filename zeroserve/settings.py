@@ -63,7 +63,9 @@ class Settings(BaseSettings):
 
     # Where the embedded nats-server keeps JetStream, the model cache and the demo model live.
     data_dir: Path = Path(".zeroserve")
-    # An external NATS (cluster) to use instead of starting the embedded nats-server. It may carry a user
+    # An external NATS (cluster) to use instead of starting the embedded nats-server: one URL, or the
+    # servers of a cluster comma-separated (nats://nats-0:4222,nats://nats-1:4222,...), so that zeroserve
+    # reconnects to another when the one it uses goes (docs/cluster.md). It may carry a user
     # and password (nats://user:password@host:4222); logs show it redacted. Unset, `zeroserve up` starts
     # its own nats-server, which lets in only the user and password it made at its first start
     # (data_dir/nats/credentials.json, mode 0600; docs/cluster.md).
@@ -75,6 +77,10 @@ class Settings(BaseSettings):
     # Where NATS sends this process its replies (request answers, consumers' deliveries): a prefix of its
     # own lets a role's NATS user read its own replies only (manifests/base/nats.conf). None: "_INBOX".
     nats_inbox_prefix: str | None = None
+    # How many copies of each stream and KV bucket JetStream keeps: 1 on one server; 3 on a cluster of
+    # three or more (the ha overlay), so that one server may fail with nothing lost. Streams and buckets
+    # made with another count are changed to this one at start.
+    nats_replicas: int = Field(default=1, ge=1, le=5)
 
     gateway_host: str = "127.0.0.1"
     gateway_port: int = 8700

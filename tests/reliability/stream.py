@@ -11,7 +11,7 @@ import nats
 from nats.js import JetStreamContext
 
 from zeroserve.core.binding import to_nats
-from zeroserve.core.bus import EVENTS_STREAM
+from zeroserve.core.bus import EVENTS_STREAM, servers
 from zeroserve.core.dead_letters import DEADLETTER_STREAM
 from zeroserve.events import DeploymentStatus, EventData, Status, new_event, subject_for
 
@@ -21,7 +21,7 @@ class Publisher:
     always under its own id (so a repeat of one that did arrive is dropped as a duplicate)."""
 
     def __init__(self, url: Callable[[], str | None]) -> None:
-        self.url = url  # where NATS is now (None: down)
+        self.url = url  # where NATS is now (None: down); a cluster's servers comma-separated
         self.nc: nats.NATS | None = None
         self.sent = 0
         self.resent = 0
@@ -38,7 +38,7 @@ class Publisher:
                     url = self.url()
                     if url is None:
                         raise ConnectionError("NATS is down")
-                    self.nc = await nats.connect(url, allow_reconnect=False, connect_timeout=1)
+                    self.nc = await nats.connect(servers(url), allow_reconnect=False, connect_timeout=1)
                 await self.nc.jetstream().publish(subject_for(event["type"], group), body, headers=headers,
                                                   timeout=2)
                 break

@@ -13,15 +13,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import nats
 from cloudevents.http import CloudEvent
 from nats.aio.client import Client as NATS
 from nats.errors import AuthorizationError
+from nats.errors import TimeoutError as NatsTimeout
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StorageType, StreamConfig
-from nats.js.errors import NotFoundError
+from nats.js.errors import APIError, NotFoundError, ServiceUnavailableError
 
 from zeroserve.core import metrics, tracing
 from zeroserve.core.binding import from_nats, to_nats
@@ -36,6 +38,13 @@ log = logging.getLogger(__name__)
 
 EVENTS_STREAM = "ZEROSERVE_EVENTS"
 LOGS_STREAM = "ZEROSERVE_LOGS"
+# JetStream's "system temporarily unavailable": a cluster electing its meta leader.
+JETSTREAM_UNAVAILABLE_FOR_NOW = 10008
+
+
+def servers(url: str) -> list[str]:
+    """The NATS servers of ``ZEROSERVE_NATS_URL``: one URL, or a cluster's comma-separated."""
+    return [server.strip() for server in url.split(",") if server.strip()]
 
 
 def event_subjects(group: str = "*") -> list[str]:
@@ -77,8 +86,10 @@ class Bus:
                 refused.set_result(problem)
             await _connection_error(problem)
 
+        # With a cluster's servers nats-py holds them all (and those the cluster tells it of) and
+        # reconnects to another when the one it uses goes.
         connecting = asyncio.ensure_future(nats.connect(
-            url, name="zeroserve", max_reconnect_attempts=-1, reconnect_time_wait=0.5, error_cb=error,
+            servers(url), name="zeroserve", max_reconnect_attempts=-1, reconnect_time_wait=0.5, error_cb=error,
             disconnected_cb=disconnected, reconnected_cb=_reconnected, **connect_options(url, settings)))
         await asyncio.wait([connecting, refused], return_when=asyncio.FIRST_COMPLETED)  # type: ignore[type-var]
         if not connecting.done():
@@ -87,8 +98,28 @@ class Bus:
             raise ZeroserveError(f"NATS at {redact(url)} refused zeroserve: {refused.result()}", reason="NatsRefused")
         nc = connecting.result()
         bus = cls(nc, settings)
+        await bus.wait_for_jetstream()
         await bus.ensure_streams()
         return bus
+
+    async def wait_for_jetstream(self) -> None:
+        """Return once JetStream answers. A NATS cluster's JetStream answers once a majority of its servers
+        run and have elected a meta leader; zeroserve may start before that (on Kubernetes the pods of the
+        ha overlay start together), as it may start before NATS is up at all."""
+        said = False
+        probe = self.nc.jetstream(timeout=1)
+        while True:
+            try:
+                await probe.account_info()
+                return
+            except (NatsTimeout, ServiceUnavailableError) as error:
+                # 503 without a code: no JetStream on this server at all, which waiting does not change.
+                if isinstance(error, ServiceUnavailableError) and error.err_code != JETSTREAM_UNAVAILABLE_FOR_NOW:
+                    raise
+                if not said:
+                    log.warning("JetStream does not answer yet (a NATS cluster without a majority up?): waiting")
+                    said = True
+                await asyncio.sleep(0.2)
 
     async def close(self) -> None:
         # Callers have stopped their consumers and flushed their logs: close, no drain needed.
@@ -98,26 +129,31 @@ class Bus:
 
     async def ensure_streams(self) -> None:
         window = self.settings.dedupe_window_s
+        replicas = self.settings.nats_replicas
         await self._ensure(StreamConfig(
             name=EVENTS_STREAM, subjects=event_subjects(), storage=StorageType.FILE, duplicate_window=window,
+            num_replicas=replicas,
         ))
         await self._ensure(StreamConfig(
             name=LOGS_STREAM, subjects=[subject_for(DeploymentLog.event_type, "*")], storage=StorageType.FILE,
             duplicate_window=window, max_age=self.settings.log_max_age_s, max_bytes=self.settings.log_max_bytes,
+            num_replicas=replicas,
         ))
         await self._ensure(StreamConfig(
             name=DEADLETTER_STREAM, subjects=[deadletter_subject("*", "*")], storage=StorageType.FILE,
-            duplicate_window=window,
+            duplicate_window=window, num_replicas=replicas,
         ))
 
     async def _ensure(self, config: StreamConfig) -> None:
-        try:
-            await self.js.stream_info(config.name)  # type: ignore[arg-type]
-        except NotFoundError:
-            await self.js.add_stream(config)
-        else:
-            # Limits may have changed in settings since the stream was made.
-            await self.js.update_stream(config)
+        with stream_refusal(config.name or "", config.num_replicas or 1):
+            try:
+                await self.js.stream_info(config.name)  # type: ignore[arg-type]
+            except NotFoundError:
+                await self.js.add_stream(config)
+            else:
+                # Limits, and the number of replicas, may have changed in settings since the stream was
+                # made: JetStream adds (or removes) copies of a stream in place, keeping its messages.
+                await self.js.update_stream(config)
 
     async def publish(self, event: CloudEvent, group: str) -> Published:
         subject = subject_for(event["type"], group)
@@ -180,6 +216,19 @@ class Bus:
             with contextlib.suppress(Exception):  # a malformed one: its consumer dead-letters it
                 events.append(from_nats(msg.headers or {}, msg.data or b""))
         return events
+
+@contextlib.contextmanager
+def stream_refusal(stream: str, replicas: int) -> Iterator[None]:
+    """NATS refusing a stream (or a KV bucket's) as configured, said as a ZeroserveError: most often
+    ``ZEROSERVE_NATS_REPLICAS`` above 1 against a server that is no cluster, or above its size."""
+    try:
+        yield
+    except APIError as error:
+        raise ZeroserveError(
+            f"NATS refused stream {stream} with {replicas} replica(s): {error.description} (code {error.err_code}); "
+            "ZEROSERVE_NATS_REPLICAS must be 1 on a single server and at most the cluster's size",
+            reason="NatsStreamRefused") from error
+
 
 # nats-py logs each connection error with its traceback unless told otherwise; while NATS is away
 # (a restart) that is a traceback every half second. One line each says what happens (and

@@ -143,7 +143,7 @@ def connect_options(url: str, settings: Settings) -> dict[str, Any]:
     password (from a Secret, on a cluster) unless the URL carries its own (the embedded server's
     always does), and the inbox prefix the role's permissions allow."""
     options: dict[str, Any] = {}
-    if settings.nats_user is not None and urlsplit(url).username is None:
+    if settings.nats_user is not None and not any(urlsplit(server.strip()).username for server in url.split(",")):
         options["user"] = settings.nats_user
         options["password"] = settings.nats_password.get_secret_value() if settings.nats_password else ""
     if settings.nats_inbox_prefix:

@@ -19,6 +19,7 @@ from nats.js.errors import BucketNotFoundError, KeyNotFoundError, KeyWrongLastSe
 from nats.js.kv import KeyValue
 from pydantic import BaseModel, Field
 
+from zeroserve.core.bus import stream_refusal
 from zeroserve.events import ArtifactBinding, DeploymentStatus, Label, Metric, ParameterBinding, Status
 
 R = TypeVar("R", bound=BaseModel)
@@ -282,7 +283,7 @@ class Store:
     # Records that belong to no resource group (clients, resource groups) are kept under this one.
     GLOBAL = "global"
 
-    def __init__(self, js: JetStreamContext, buckets: dict[str, KeyValue]) -> None:
+    def __init__(self, js: JetStreamContext, buckets: dict[str, KeyValue], replicas: int = 1) -> None:
         def registry(name: str, model: type[R]) -> Registry[R]:
             return Registry(js, bucket_name(name), buckets[name], model)
 
@@ -295,24 +296,39 @@ class Store:
         self.subscriptions = registry("subscriptions", Subscription)
         self.deliveries = registry("deliveries", Deliveries)
         self.js = js
+        self.replicas = replicas
 
     async def registry(self, name: str, model: type[R]) -> Registry[R]:
         """A registry whose records are defined beside their domain (``templates/``), its bucket made if new."""
-        return Registry(self.js, bucket_name(name), await _bucket(self.js, bucket_name(name)), model)
+        config = KeyValueConfig(bucket=bucket_name(name), history=5, storage=StorageType.FILE, replicas=self.replicas)
+        return Registry(self.js, bucket_name(name), await open_bucket(self.js, config), model)
 
     @classmethod
-    async def open(cls, js: JetStreamContext) -> Store:
+    async def open(cls, js: JetStreamContext, replicas: int = 1) -> Store:
+        """The registries, their buckets made if new, with ``replicas`` copies each (``ZEROSERVE_NATS_REPLICAS``)."""
         names = ("artifacts", "deployments", "configurations", "resource_groups", "object_store_secrets",
                  "clients", "subscriptions", "deliveries")
-        return cls(js, {name: await _bucket(js, bucket_name(name)) for name in names})
+        buckets = {name: await open_bucket(js, KeyValueConfig(bucket=bucket_name(name), history=5,
+                                                              storage=StorageType.FILE, replicas=replicas))
+                   for name in names}
+        return cls(js, buckets, replicas)
 
 
 def bucket_name(registry: str) -> str:
     return f"zeroserve_{registry}"
 
 
-async def _bucket(js: JetStreamContext, name: str) -> KeyValue:
-    try:
-        return await js.key_value(name)
-    except BucketNotFoundError:
-        return await js.create_key_value(KeyValueConfig(bucket=name, history=5, storage=StorageType.FILE))
+async def open_bucket(js: JetStreamContext, config: KeyValueConfig) -> KeyValue:
+    """The KV bucket of ``config``, made if new. One that exists keeps its settings but takes the
+    config's number of replicas: a bucket is the stream ``KV_<bucket>``, and JetStream adds (or
+    removes) copies of a stream in place, keeping its records."""
+    with stream_refusal(f"KV_{config.bucket}", config.replicas):
+        try:
+            kv = await js.key_value(config.bucket)
+        except BucketNotFoundError:
+            return await js.create_key_value(config)
+        stream = (await kv.status()).stream_info.config
+        if (stream.num_replicas or 1) != config.replicas:
+            stream.num_replicas = config.replicas
+            await js.update_stream(stream)
+        return kv

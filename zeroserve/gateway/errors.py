@@ -9,13 +9,18 @@ body's schema (``ErrorBody``), and 400 where FastAPI would document a 422 that i
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from nats import errors as nats_errors
+from nats.js import errors as jetstream_errors
 from starlette.exceptions import HTTPException
+
+log = logging.getLogger(__name__)
 
 ERROR_BODY = "ErrorBody"
 _ERROR_BODY_SCHEMA = {
@@ -35,7 +40,13 @@ MEANINGS = {
     409: "It exists already",
     412: "Not allowed in its current status: the message says which status it is in and what is allowed",
     413: "The body is too large",
+    503: "NATS did not answer in time (a server of the cluster may be restarting): try again after Retry-After",
 }
+# NATS not answering, for a moment: no server reachable, or a stream or KV bucket whose leader is being
+# elected (a node of a cluster went). The request may be tried again; it is no fault of the gateway.
+NATS_UNAVAILABLE = (nats_errors.TimeoutError, nats_errors.NoRespondersError, nats_errors.ConnectionClosedError,
+                    nats_errors.ConnectionReconnectingError, nats_errors.StaleConnectionError,
+                    jetstream_errors.ServiceUnavailableError, jetstream_errors.NoStreamResponseError)
 
 
 def answers(*statuses: int, meanings: dict[int, str] | None = None) -> dict[int | str, dict[str, Any]]:
@@ -123,5 +134,13 @@ def install(app: FastAPI, first: Callable[[Request], Awaitable[JSONResponse | No
     async def http_error(request: Request, error: HTTPException) -> JSONResponse:
         code = {404: "NotFound", 405: "MethodNotAllowed"}.get(error.status_code, "HTTPError")
         return await refused(request, error.status_code, code, str(error.detail), dict(error.headers or {}) or None)
+
+    async def nats_unavailable(request: Request, error: Exception) -> JSONResponse:
+        log.warning("%s %s: NATS did not answer: %s", request.method, request.url.path, type(error).__name__)
+        return error_response(503, "NatsUnavailable", f"NATS did not answer in time, try again: "
+                              f"{type(error).__name__}", {"Retry-After": "1"})
+
+    for unavailable in NATS_UNAVAILABLE:
+        app.add_exception_handler(unavailable, nats_unavailable)
 
     app.openapi = described(app.openapi)  # type: ignore[method-assign]

@@ -11,9 +11,10 @@ import asyncio
 from typing import TYPE_CHECKING
 
 from nats.js.api import KeyValueConfig, StorageType
-from nats.js.errors import BucketNotFoundError, KeyNotFoundError
+from nats.js.errors import KeyNotFoundError
 from nats.js.kv import KeyValue
 
+from zeroserve.core.store import open_bucket
 from zeroserve.events import content_id
 
 if TYPE_CHECKING:
@@ -36,17 +37,14 @@ class SeenIds:
         async with self._lock:
             if self._kv is None:
                 js = self.platform.bus.js
-                try:
-                    kv = await js.key_value(SEEN_BUCKET)
-                except BucketNotFoundError:
-                    kv = await js.create_key_value(KeyValueConfig(bucket=SEEN_BUCKET, ttl=self.ttl_s, history=1,
-                                                                  storage=StorageType.FILE))
-                else:
-                    status = await kv.status()
-                    if status.ttl is None or status.ttl < self.ttl_s:  # the tolerance was raised since
-                        config = status.stream_info.config
-                        config.max_age = self.ttl_s
-                        await js.update_stream(config)
+                kv = await open_bucket(js, KeyValueConfig(bucket=SEEN_BUCKET, ttl=self.ttl_s, history=1,
+                                                          storage=StorageType.FILE,
+                                                          replicas=self.platform.settings.nats_replicas))
+                status = await kv.status()
+                if status.ttl is None or status.ttl < self.ttl_s:  # the tolerance was raised since
+                    config = status.stream_info.config
+                    config.max_age = self.ttl_s
+                    await js.update_stream(config)
                 self._kv = kv
             return self._kv
 
