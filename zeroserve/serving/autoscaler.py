@@ -70,6 +70,8 @@ class Autoscaler:
         self.torch_forks: ForkServer | None = None
         self._numbers = 0
         self._reaper: asyncio.Task[None] | None = None
+        # The services that have a replica (starting, serving or on its way out): what the reaper looks at.
+        self._replicated: set[Service] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
         # Called before each replica starts (the backend: the model back in the cache if it went).
         self.before_start: Callable[[Service], Awaitable[None]] | None = None
@@ -140,6 +142,7 @@ class Autoscaler:
             self.spawn(self.logs.control(spec.group, spec.id, f"cannot start a replica: {error.message}"))
             return None
         service.replicas.append(replica)
+        self._replicated.add(service)
         return replica
 
     async def _start_replica(self, service: Service) -> Replica | None:
@@ -261,6 +264,8 @@ class Autoscaler:
         self.gpus.release(replica.owner)
         if replica in service.replicas:
             service.replicas.remove(replica)
+            if not service.replicas:
+                self._replicated.discard(service)
             return True
         return False
 
@@ -289,8 +294,10 @@ class Autoscaler:
         while True:
             await asyncio.sleep(interval)
             now = time.monotonic()
-            for service in list(self.services.values()):
-                if service.stopped or service.waiting:
+            # Only the services with a replica: a fleet of deployments at zero costs the reaper nothing.
+            for service in list(self._replicated):
+                live = self.services.get((service.spec.group, service.spec.id)) is service
+                if not live or service.stopped or service.waiting:
                     continue
                 idle = [r for r in service.serving
                         if r.in_flight == 0 and now - r.last_used >= self.settings.idle_window_s]

@@ -8,6 +8,7 @@ fails if the two drift apart.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import re
@@ -37,7 +38,7 @@ def validate_inference_service(isvc: dict[str, Any]) -> None:
     schema cannot express: names and labels as Kubernetes and KServe require them, and KServe's
     replica rules.
     """
-    error = jsonschema.exceptions.best_match(_validator().iter_errors(isvc))
+    error = _schema_error(isvc)
     if error is not None:
         where = _path(error.absolute_path)
         raise InvalidConfiguration(f"InferenceService {where}: {_shorten(error.message)}")
@@ -56,6 +57,29 @@ def validate_inference_service(isvc: dict[str, Any]) -> None:
     for component in ("predictor", "transformer", "explainer"):
         if component in spec:
             _validate_replicas(component, spec[component])
+
+
+def _schema_error(isvc: dict[str, Any]) -> jsonschema.ValidationError | None:
+    """The CRD schema's verdict on ``isvc``. The schema takes any object as metadata, so objects that
+    differ only there (deployments of one template and configuration: their names and labels) share
+    one verdict; a pass is remembered (a schema check costs about a millisecond, a burst has thousands)."""
+    key = None
+    if isinstance(isvc.get("metadata"), dict):
+        with contextlib.suppress(TypeError, ValueError):  # not JSON (a date from YAML, say): checked each time
+            key = json.dumps({name: value for name, value in isvc.items() if name != "metadata"}, sort_keys=True)
+        if key is not None and key in _passed:
+            return None
+    error = jsonschema.exceptions.best_match(_validator().iter_errors(isvc))
+    if error is None and key is not None:
+        if len(_passed) >= PASSED:
+            _passed.clear()
+        _passed.add(key)
+    return error
+
+
+# The schema's passes remembered (each the JSON of an object without its metadata).
+PASSED = 1024
+_passed: set[str] = set()
 
 
 def prepare() -> None:
