@@ -217,7 +217,7 @@ class Deployments:
     async def reserve_deletion(self, group: str, id: str) -> None:
         """Before a delete of an UNKNOWN deployment is accepted: its request, not handled yet, must
         then never deploy it, whichever of the two events is handled first. InvalidTransition if it
-        has left UNKNOWN meanwhile."""
+        has left UNKNOWN meanwhile, or if its request has been picked up (claimed) already."""
 
         def change(record: Deployment | None) -> Deployment:
             if record is None:
@@ -227,6 +227,10 @@ class Deployments:
                 # STOPPED or DEAD already: its request was handled, a delete asked now is no race.
                 raise InvalidTransition(f"deployment {id} became {record.status.value} meanwhile: ask again to "
                                         "delete it")
+            if record.sequence not in (0, DELETING):
+                # Its request has been claimed (picked up): it is being deployed and will leave UNKNOWN.
+                raise InvalidTransition(f"deployment {id} is being deployed: stop it once it is PENDING or "
+                                        "RUNNING, or delete it once it is DEAD")
             return record.model_copy(update={"sequence": DELETING})
 
         await self.store.deployments.update(group, id, change)
