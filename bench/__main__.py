@@ -563,6 +563,13 @@ def rss_mb(pid: int | str = "self") -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def cpu_s(pid: int | str = "self") -> float:
+    """CPU seconds (user and system) a process has used: on a shared machine, what a burst cost
+    whatever else ran meanwhile."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def model_servers() -> int:
     """Model-server processes under this one (spawned, or forked by the fork server)."""
     me, found, parents = os.getpid(), 0, {}
@@ -629,6 +636,8 @@ async def bench_burst(settings: Settings, trials: int, count: int = 10_000, few:
             for i in range(count)]
         announced, everyone = await running_watch(platform, "burst-", count)
         before = rss_mb()
+        nats = zeroserve.nats._process.pid if zeroserve.nats and zeroserve.nats._process else None
+        cpu_before = (cpu_s(), cpu_s(nats) if nats else 0.0)
         console.log(f"{count} deployment.requested at once")
         started = time.perf_counter()
         await asyncio.gather(*(platform.bus.publish(event, "default") for event in requests))
@@ -636,6 +645,9 @@ async def bench_burst(settings: Settings, trials: int, count: int = 10_000, few:
             await asyncio.wait_for(everyone.wait(), 150)
         elapsed = time.perf_counter() - started
         grown, servers, running = rss_mb() - before, model_servers(), len(announced)
+        cpu = {"zeroserve": round(cpu_s() - cpu_before[0], 1),
+               "nats_server": round(cpu_s(nats) - cpu_before[1], 1) if nats else None,
+               "load_average": round(os.getloadavg()[0], 1)}
         if running < count:
             console.log(f"[red]only {running} of {count} RUNNING after {elapsed:.0f} s[/red]")
         gateway = zeroserve.url
@@ -648,7 +660,7 @@ async def bench_burst(settings: Settings, trials: int, count: int = 10_000, few:
     drift = p(cold_many, 99) / p(cold_few, 99)
     return [
         result(f"burst_{count}_running_s", elapsed, "s", None, "<= 30", running == count and elapsed <= 30,
-               running=running),
+               running=running, cpu_s=cpu),
         result(f"burst_{count}_rss_mb", grown, "MB", None, "<= 200 MB, no model server",
                grown <= 200 and servers == 0, rss_before_mb=round(before, 1), model_servers=servers),
         result(f"list_{count}_p50_ms", p(listed, 50), "ms", None, "<= 50", p(listed, 50) <= 50,
