@@ -121,6 +121,7 @@ class DeploymentIndex:
         if self._task is not None:
             self._task.cancel()
         self._task = None
+        self._waiters = [(target, waiter) for target, waiter in self._waiters if not waiter.done()]
 
     async def _watch(self) -> None:
         # Started afresh: what it had may miss deletions made while it was away.
