@@ -139,3 +139,18 @@ async def test_the_deployment_index_lists_what_any_writer_wrote_a_moment_ago(bus
         assert {d.id for d in await index.deployments()} == {"older", "x"}
     finally:
         await index.close()
+
+
+async def test_a_delete_of_an_unknown_deployment_is_refused_once_its_request_is_picked_up(bus):
+    store = await Store.open(bus.js)
+    deployments = Deployments(store, bus, "http://gw")
+    request = DeploymentRequested(id="early", executable_id="sklearn")
+    await deployments.request("g", request)  # as the API writes it, before the event is handled
+    await deployments.reserve_deletion("g", "early")  # the delete came first: accepted
+    assert await deployments.claim_for("g", request, 7) is None, "its request, handled after, does nothing"
+
+    request = DeploymentRequested(id="late", executable_id="sklearn")
+    await deployments.request("g", request)
+    assert await deployments.claim_for("g", request, 8), "the request was picked up first"
+    with pytest.raises(InvalidTransition, match="is being deployed"):
+        await deployments.reserve_deletion("g", "late")
