@@ -1,8 +1,8 @@
 """Deployments with a ttl: stopped, then deleted, once the ttl has passed since they were created.
-``enforce_ttl`` looks at every deployment with a ttl each ``settings.ttl_check_interval_s`` (in the
-deployment index: memory, not the store). An expired one
-that can be stopped (PENDING or RUNNING) gets a ``deployment.stopped``; once it can be deleted
-(STOPPED, or UNKNOWN or DEAD) a ``deployment.deleted``. It acts only through those events, as a
+``enforce_ttl`` looks at every deployment with a ttl each ``settings.ttl_check_interval_s``, in the
+deployment index (memory, not 10,000 reads of the store). An expired one that can be stopped
+(PENDING or RUNNING) gets a ``deployment.stopped``; once it can be deleted (STOPPED, or UNKNOWN or
+DEAD) a ``deployment.deleted``. It acts only through those events, as a
 user would, so the functions stay the only ones that change a deployment. The event ids are
 derived from the deployment and its creation time, so when several gateways run this loop, or one
 looks again before the stop has finished, JetStream keeps one stop and one delete.
