@@ -17,8 +17,10 @@ trials alternate between the two, and the table shows medians (p50) and ratios:
 - event path: publish an event, a function answers it with an output event, the publisher sees
   it; baseline: the same round trip through JetStream with a bare consumer. And how many no-op
   events per second the runner handles, next to a bare pull consumer draining the same backlog.
-- burst: 1,000 deployment.requested at once until all are RUNNING at zero replicas, and what the
-  zeroserve process grows by meanwhile (no model server may start).
+- burst: a fleet of 10,000 deployments on one machine. 10,000 deployment.requested at once until all
+  are RUNNING at zero replicas, and what the zeroserve process grows by meanwhile (no model server may
+  start); then a page of 100 of them listed (p50); and a cold start's p99 with the fleet registered,
+  next to the same with 10 registered, earlier in the same run.
 - flood: warm inference through the gateway, one at a time, while 4 loops in another process post
   wrong secrets to /oauth/token; baseline: the same requests with no flood, rounds alternating.
 - torch: a TorchScript deployment at zero, through the gateway, until its answer (its replica a
@@ -38,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import resource
@@ -59,6 +62,7 @@ from rich.table import Table
 
 from bench.relay import start_relay
 from zeroserve.backends.local import LocalBackend
+from zeroserve.core.bus import EVENTS_STREAM, LOGS_STREAM
 from zeroserve.core.nats_auth import EmbeddedCredentials, render_authorization
 from zeroserve.core.nats_server import NatsServer
 from zeroserve.core.runner import Runner, load_functions
@@ -563,6 +567,13 @@ def rss_mb(pid: int | str = "self") -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def cpu_s(pid: int | str = "self") -> float:
+    """CPU seconds (user and system) a process has used: on a shared machine, what a burst cost
+    whatever else ran meanwhile."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def model_servers() -> int:
     """Model-server processes under this one (spawned, or forked by the fork server)."""
     me, found, parents = os.getpid(), 0, {}
@@ -581,38 +592,105 @@ def model_servers() -> int:
     return found
 
 
-async def bench_burst(settings: Settings, count: int = 1000) -> list[dict[str, Any]]:
-    zeroserve, client, _, _ = await demo(settings)  # one deployment RUNNING: every part warm
+async def running_watch(platform: Platform, prefix: str, count: int) -> tuple[set[str], asyncio.Event]:
+    """The ids (starting with ``prefix``) that the group's status events have announced RUNNING, and an
+    event set once there are ``count``: read from the events, not by listing the store, which would
+    cost the process under test O(n) per look."""
+    announced: set[str] = set()
+    everyone = asyncio.Event()
+
+    async def status(msg: Any) -> None:
+        id = (msg.headers or {}).get("ce-subject", "")
+        if id.startswith(prefix) and b'"status":"RUNNING"' in msg.data:
+            announced.add(id)
+            if len(announced) >= count:
+                everyone.set()
+
+    await platform.bus.nc.subscribe("zeroserve.default.deployment.status", cb=status)
+    return announced, everyone
+
+
+async def settled(platform: Platform, limit: float = 60) -> float:
+    """Seconds until every durable consumer of the events and logs streams has handled all it was
+    given (the functions, webhooks out, the watchers): what a burst leaves behind, done."""
+    started = time.perf_counter()
+    while time.perf_counter() - started < limit:
+        busy = [info for stream in (EVENTS_STREAM, LOGS_STREAM)
+                for info in await platform.bus.js.consumers_info(stream)
+                if info.config.durable_name and (info.num_pending or info.num_ack_pending)]
+        if not busy:
+            break
+        await asyncio.sleep(0.2)
+    return time.perf_counter() - started
+
+
+async def listing_ms(client: httpx.AsyncClient, gateway: str, rounds: int) -> tuple[list[float], int]:
+    """``GET /v2/lm/deployments?$top=100``, ``rounds`` times: each one's time, and the count it said."""
+    times, count = [], 0
+    for _ in range(rounds):
+        asked = time.perf_counter()
+        response = await client.get(f"{gateway}/v2/lm/deployments", params={"$top": "100"},
+                                    headers={"AI-Resource-Group": "default"})
+        times.append((time.perf_counter() - asked) * 1000)
+        assert response.status_code == 200 and len(response.json()["resources"]) == 100, response.text[:300]
+        count = response.json()["count"]
+    return times, count
+
+
+async def bench_burst(settings: Settings, trials: int, count: int = 10_000, few: int = 10) -> list[dict[str, Any]]:
+    """A fleet of ``count`` deployments on one machine: how fast a burst of requests reaches RUNNING (at
+    zero replicas), what the control plane grows by, listing a page of them, and a cold start's p99
+    with the fleet registered next to the same with ``few`` registered, in one run."""
+    zeroserve, client, url, _ = await demo(settings)  # one deployment RUNNING: every part warm
+    platform = zeroserve.platform
+    assert platform is not None and isinstance(platform.backend, LocalBackend)
     try:
-        platform = zeroserve.platform
-        assert platform is not None
-        before = rss_mb()
+        await demo_copies(zeroserve, few - 1)
+        console.log(f"cold starts with {few} deployments registered")
+        cold_few = [await cold_start(client, zeroserve, url) for _ in range(trials)]
+        await platform.backend.scale_to_zero("default", DEPLOYMENT_ID)
         requests = [new_event(DeploymentRequested(
-            id=f"burst-{i:04d}", executable_id="sklearn", input_artifacts={"model": ARTIFACT_ID}), source="/bench")
+            id=f"burst-{i:05d}", executable_id="sklearn", input_artifacts={"model": ARTIFACT_ID}), source="/bench")
             for i in range(count)]
+        announced, everyone = await running_watch(platform, "burst-", count)
+        before = rss_mb()
+        nats = zeroserve.nats._process.pid if zeroserve.nats and zeroserve.nats._process else None
+        cpu_before = (cpu_s(), cpu_s(nats) if nats else 0.0)
         console.log(f"{count} deployment.requested at once")
         started = time.perf_counter()
         await asyncio.gather(*(platform.bus.publish(event, "default") for event in requests))
-        while True:
-            running = sum(1 for d in await platform.store.deployments.list()
-                          if d.id.startswith("burst-") and d.status == Status.RUNNING)
-            if running == count:
-                break
-            if time.perf_counter() - started > 60:
-                console.log(f"[red]only {running} of {count} RUNNING after 60 s[/red]")
-                break
-            await asyncio.sleep(0.1)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(everyone.wait(), 150)
         elapsed = time.perf_counter() - started
-        grown = rss_mb() - before
-        all_running = running == count
-        servers = model_servers()
+        grown, servers, running = rss_mb() - before, model_servers(), len(announced)
+        cpu = {"zeroserve": round(cpu_s() - cpu_before[0], 1),
+               "nats_server": round(cpu_s(nats) - cpu_before[1], 1) if nats else None,
+               "load_average": round(os.getloadavg()[0], 1)}
+        if running < count:
+            console.log(f"[red]only {running} of {count} RUNNING after {elapsed:.0f} s[/red]")
+        gateway = zeroserve.url
+        listed, listed_count = await listing_ms(client, gateway, 50)
+        # The fleet registered, not being registered: cold starts once the burst's last events are handled.
+        quiet_after = await settled(platform)
+        console.log(f"cold starts with {few + count} deployments registered")
+        cold_many = [await cold_start(client, zeroserve, url) for _ in range(trials)]
     finally:
         await client.aclose()
         await zeroserve.stop()
+    drift = p(cold_many, 99) / p(cold_few, 99)
     return [
-        result("burst_1000_running_s", elapsed, "s", None, "<= 10", all_running and elapsed <= 10, running=running),
-        result("burst_1000_rss_mb", grown, "MB", None, "<= 50 MB, no model server", grown <= 50 and servers == 0,
-               rss_before_mb=round(before, 1), model_servers=servers),
+        result(f"burst_{count}_running_s", elapsed, "s", None, "<= 30", running == count and elapsed <= 30,
+               running=running, cpu_s=cpu),
+        result(f"burst_{count}_rss_mb", grown, "MB", None, "<= 200 MB, no model server",
+               grown <= 200 and servers == 0, rss_before_mb=round(before, 1), model_servers=servers),
+        result(f"list_{count}_p50_ms", p(listed, 50), "ms", None, "<= 50", p(listed, 50) <= 50,
+               p99_ms=round(p(listed, 99), 1), count=listed_count),
+        # Baseline: the same cold start with only ``few`` deployments registered, earlier in this run.
+        result(f"cold_start_p99_drift_{count}", p(cold_many, 99), "ms", p(cold_few, 99), "ratio <= 1.1",
+               drift <= 1.1, ratio=drift,
+               p50_ms={"few": round(p(cold_few, 50), 1), "fleet": round(p(cold_many, 50), 1)},
+               settled_s=round(quiet_after, 1),
+               samples_ms={"few": [round(c, 1) for c in cold_few], "fleet": [round(c, 1) for c in cold_many]}),
     ]
 
 
@@ -694,7 +772,7 @@ async def main(sections: list[str], trials: int) -> int:
             elif section == "events":
                 results += await bench_events(settings)
             elif section == "burst":
-                results += await bench_burst(settings)
+                results += await bench_burst(settings, min(trials, 20))
             elif section == "flood":
                 results += await bench_flood(settings)
             elif section == "torch":

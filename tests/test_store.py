@@ -102,3 +102,55 @@ async def test_an_api_registration_whose_record_was_deleted_meanwhile_stays_dele
     registered = await register(store.artifacts, "team-e", "m", created, elsewhere)
     assert registered is not None and registered.origin == elsewhere
     assert registered is not None and (await store.artifacts.get("team-e", "m")) == registered
+
+
+async def test_a_record_changed_by_another_writer_is_not_overwritten_from_memory(bus):
+    # Two processes' stores on one bucket: the first remembers what it wrote last, the second writes
+    # in between; the first's next change must build on the second's, not on its own copy.
+    first, second = await Store.open(bus.js), await Store.open(bus.js)
+    await first.artifacts.put("g", "a", Artifact(id="a", group="g", name="start", url="s3://b/a"))
+
+    def add(word):
+        return lambda record: record.model_copy(update={"name": f"{record.name}+{word}"})
+
+    await first.artifacts.update("g", "a", add("one"))
+    await second.artifacts.update("g", "a", add("two"))
+    await first.artifacts.update("g", "a", add("three"))
+    assert (await second.artifacts.get("g", "a")).name == "start+one+two+three"
+
+
+async def test_the_deployment_index_lists_what_any_writer_wrote_a_moment_ago(bus):
+    from zeroserve.deployments.index import DeploymentIndex
+
+    reader, writer = await Store.open(bus.js), await Store.open(bus.js)
+    index = DeploymentIndex(reader.deployments)
+    try:
+        assert await index.summaries("g") == []
+        for id in ("older", "newer"):
+            await writer.deployments.put("g", id, Deployment(id=id, group="g", executable_id="sklearn"))
+        await writer.deployments.put("other", "x", Deployment(id="x", group="other", executable_id="sklearn"))
+        # No wait: a list asks where the store is and catches up with it first.
+        assert [s.id for s in await index.summaries("g")] == ["newer", "older"]
+        await writer.deployments.update("g", "older", lambda d: d.model_copy(update={"status": Status.RUNNING}))
+        await writer.deployments.delete("g", "newer")
+        [summary] = await index.summaries("g")
+        assert (summary.id, summary.status) == ("older", "RUNNING")
+        assert index.record(summary).status == Status.RUNNING
+        assert {d.id for d in await index.deployments()} == {"older", "x"}
+    finally:
+        await index.close()
+
+
+async def test_a_delete_of_an_unknown_deployment_is_refused_once_its_request_is_picked_up(bus):
+    store = await Store.open(bus.js)
+    deployments = Deployments(store, bus, "http://gw")
+    request = DeploymentRequested(id="early", executable_id="sklearn")
+    await deployments.request("g", request)  # as the API writes it, before the event is handled
+    await deployments.reserve_deletion("g", "early")  # the delete came first: accepted
+    assert await deployments.claim_for("g", request, 7) is None, "its request, handled after, does nothing"
+
+    request = DeploymentRequested(id="late", executable_id="sklearn")
+    await deployments.request("g", request)
+    assert await deployments.claim_for("g", request, 8), "the request was picked up first"
+    with pytest.raises(InvalidTransition, match="is being deployed"):
+        await deployments.reserve_deletion("g", "late")

@@ -16,6 +16,7 @@ from zeroserve.backends.local import LocalBackend
 from zeroserve.core.bus import Bus
 from zeroserve.core.store import Store
 from zeroserve.deployments import watcher
+from zeroserve.deployments.index import DeploymentIndex
 from zeroserve.deployments.lifecycle import Deployments
 from zeroserve.deployments.logs import DeploymentLogs
 from zeroserve.deployments.restore import restore_deployments
@@ -51,6 +52,8 @@ class Platform:
     # What each group may deploy: the operator's templates and those added from git or applied.
     executables: Executables
     applications: Applications
+    # Every deployment, followed in memory: what the API's lists and the ttl check read (started on first use).
+    fleet: DeploymentIndex
 
     @classmethod
     async def open(cls, settings: Settings, nats_url: str, backend: Backend | None = None) -> Platform:
@@ -81,9 +84,11 @@ class Platform:
             auth=Auth.open(settings, store),
             executables=executables,
             applications=applications,
+            fleet=DeploymentIndex(store.deployments),
         )
 
     async def close(self) -> None:
+        await self.fleet.close()
         await self.applications.close()
         await self.backend.close()
         await self.logs.stop()

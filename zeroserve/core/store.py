@@ -9,6 +9,7 @@ created it, so it can be rebuilt from the events stream.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Generic, Literal, TypeVar
@@ -206,11 +207,22 @@ class Conflict(Exception):
 class Registry(Generic[R]):
     """One KV bucket of records of one kind."""
 
+    # How many records this process wrote last it remembers (key -> JSON and revision): the next change
+    # of one of them is written without reading it first. About 3 kB each, deployments included.
+    WRITTEN = 1024
+
     def __init__(self, js: JetStreamContext, bucket: str, kv: KeyValue, model: type[R]) -> None:
         self.js = js
         self.bucket = bucket
         self.kv = kv
         self.model = model
+        self._written: OrderedDict[str, tuple[bytes, int]] = OrderedDict()
+
+    def _remember(self, key: str, data: bytes, revision: int) -> None:
+        self._written[key] = (data, revision)
+        self._written.move_to_end(key)
+        if len(self._written) > self.WRITTEN:
+            self._written.popitem(last=False)
 
     @staticmethod
     def key(group: str, id: str) -> str:
@@ -230,14 +242,49 @@ class Registry(Generic[R]):
         return self.model.model_validate_json(entry.value), entry.revision
 
     async def put(self, group: str, id: str, record: R) -> None:
+        self._written.pop(self.key(group, id), None)
         await self.kv.put(self.key(group, id), record.model_dump_json().encode())
+
+    async def create(self, group: str, id: str, record: R) -> tuple[R, bool]:
+        """``record`` stored under a key that holds none (a deleted key counts as none): (it, True); else
+        the record that is there, untouched: (that, False)."""
+        key, data = self.key(group, id), record.model_dump_json().encode()
+        for _ in range(20):
+            try:
+                revision = await self.kv.create(key, data)  # also over a deleted key
+            except KeyWrongLastSequenceError:
+                found = await self._get(group, id)
+                if found is None:  # deleted in between: try again
+                    continue
+                return found[0], False
+            self._remember(key, data, revision)
+            return record, True
+        raise Conflict(f"{group}/{id} kept changing under 20 attempts")
 
     async def update(self, group: str, id: str, change: Callable[[R | None], R | None], attempts: int = 20) -> R | None:
         """Compare-and-set: apply ``change`` to the current record until no one else wrote in between.
 
         ``change`` gets ``None`` when there is no record; it returns the new record, or ``None``
         to leave things as they are. Exceptions from ``change`` propagate untouched.
+
+        A record this process wrote last is changed without a read first: the compare-and-set proves
+        it current. Only a written change counts as that proof: a refusal or "nothing to change"
+        computed from it is computed again from a fresh read.
         """
+        key = self.key(group, id)
+        remembered = self._written.pop(key, None)
+        if remembered is not None:
+            try:
+                updated = change(self.model.model_validate_json(remembered[0]))
+            except Exception:  # noqa: BLE001 (judged on a copy that may be old: judged again below, on a read)
+                updated = None
+            if updated is not None:
+                data = updated.model_dump_json().encode()
+                try:
+                    self._remember(key, data, await self.kv.update(key, data, last=remembered[1]))
+                    return updated
+                except KeyWrongLastSequenceError:
+                    pass  # someone else wrote since: read it
         for _ in range(attempts):
             found = await self._get(group, id)
             current, revision = found if found else (None, 0)
@@ -247,16 +294,18 @@ class Registry(Generic[R]):
             data = updated.model_dump_json().encode()
             try:
                 if revision:
-                    await self.kv.update(self.key(group, id), data, last=revision)
+                    written = await self.kv.update(key, data, last=revision)
                 else:
                     # create() also succeeds over a deleted key, as a re-created deployment needs.
-                    await self.kv.create(self.key(group, id), data)
+                    written = await self.kv.create(key, data)
             except KeyWrongLastSequenceError:
                 continue
+            self._remember(key, data, written)
             return updated
         raise Conflict(f"{group}/{id} kept changing under {attempts} attempts")
 
     async def delete(self, group: str, id: str) -> None:
+        self._written.pop(self.key(group, id), None)
         await self.kv.delete(self.key(group, id))
 
     async def list(self, group: str | None = None) -> list[R]:

@@ -1,7 +1,8 @@
 """Deployments with a ttl: stopped, then deleted, once the ttl has passed since they were created.
-``enforce_ttl`` looks at every deployment each ``settings.ttl_check_interval_s``. An expired one
-that can be stopped (PENDING or RUNNING) gets a ``deployment.stopped``; once it can be deleted
-(STOPPED, or UNKNOWN or DEAD) a ``deployment.deleted``. It acts only through those events, as a
+``enforce_ttl`` looks at every deployment with a ttl each ``settings.ttl_check_interval_s``, in the
+deployment index (memory, not 10,000 reads of the store). An expired one that can be stopped
+(PENDING or RUNNING) gets a ``deployment.stopped``; once it can be deleted (STOPPED, or UNKNOWN or
+DEAD) a ``deployment.deleted``. It acts only through those events, as a
 user would, so the functions stay the only ones that change a deployment. The event ids are
 derived from the deployment and its creation time, so when several gateways run this loop, or one
 looks again before the stop has finished, JetStream keeps one stop and one delete.
@@ -54,12 +55,21 @@ async def expire(platform: Platform, deployment: Deployment) -> None:
         await platform.logs.control(deployment.group, deployment.id, f"ttl {deployment.ttl} has passed: {step}")
 
 
+async def with_ttl(platform: Platform) -> list[Deployment]:
+    """The deployments that have a ttl: only their records are read (from the index, in memory)."""
+    summaries = await platform.fleet.summaries()
+    if summaries is None:  # the index lags: the store, as it is
+        return [d for d in await platform.store.deployments.list() if d.ttl is not None]
+    return [record for summary in summaries if summary.ttl is not None
+            and (record := platform.fleet.record(summary)) is not None]
+
+
 async def enforce_ttl(platform: Platform, *, clock: Callable[[], datetime] = _now) -> None:
     """Run until cancelled. ``clock`` is what "now" is (tests move it forward instead of waiting minutes)."""
     while True:
         try:
             at = clock()
-            for deployment in await platform.store.deployments.list():
+            for deployment in await with_ttl(platform):
                 try:
                     if expired(deployment, at):
                         await expire(platform, deployment)

@@ -212,8 +212,6 @@ class Deployments:
         is a redelivery that arrives too late and must change nothing. ``deleting``: the claim of a
         ``deployment.deleted``, which may take a deployment reserved for deletion.
         """
-        if await self.store.deployments.get(group, id) is None and await self._deleted_later(group, id, sequence):
-            return None
         stale = False
 
         def change(record: Deployment | None) -> Deployment | None:
@@ -223,24 +221,31 @@ class Deployments:
             stale = record.sequence > sequence and not (deleting and record.sequence == DELETING)
             return None if stale or record.sequence == sequence else record.model_copy(update={"sequence": sequence})
 
-        claimed = await self.store.deployments.update(group, id, change)
+        try:
+            claimed = await self.store.deployments.update(group, id, change)
+        except DeploymentNotFound:
+            if await self._deleted_later(group, id, sequence):
+                return None
+            raise
         return None if stale else claimed
 
     async def claim_for(self, group: str, command: DeploymentCommand, sequence: int) -> Deployment | None:
         """The deployment a command at stream ``sequence`` is about, claimed for it (see ``claim``).
 
-        A request records a new deployment (UNKNOWN, announced) first. A delete is claimed before
-        the deployment goes, so that a request handled after it (the API deletes UNKNOWN
-        deployments, whose request may still be queued) is out of date and creates nothing.
+        A request records a new deployment (UNKNOWN, announced) first, claimed as it is made. A delete
+        is claimed before the deployment goes, so that a request handled after it (the API deletes
+        UNKNOWN deployments, whose request may still be queued) is out of date and creates nothing.
         """
         if isinstance(command, DeploymentRequested):
-            await self.request(group, command, sequence)
+            deployment, created = await self._request(group, command, sequence)
+            if created:  # written with this sequence just now: that write is the claim
+                return deployment
         return await self.claim(group, command.id, sequence, deleting=isinstance(command, DeploymentDeleted))
 
     async def reserve_deletion(self, group: str, id: str) -> None:
         """Before a delete of an UNKNOWN deployment is accepted: its request, not handled yet, must
         then never deploy it, whichever of the two events is handled first. InvalidTransition if it
-        has left UNKNOWN meanwhile."""
+        has left UNKNOWN meanwhile, or if its request has been picked up (claimed) already."""
 
         def change(record: Deployment | None) -> Deployment:
             if record is None:
@@ -250,24 +255,33 @@ class Deployments:
                 # STOPPED or DEAD already: its request was handled, a delete asked now is no race.
                 raise InvalidTransition(f"deployment {id} became {record.status.value} meanwhile: ask again to "
                                         "delete it")
+            if record.sequence not in (0, DELETING):
+                # Its request has been claimed (picked up): it is being deployed and will leave UNKNOWN.
+                raise InvalidTransition(f"deployment {id} is being deployed: stop it once it is PENDING or "
+                                        "RUNNING, or delete it once it is DEAD")
             return record.model_copy(update={"sequence": DELETING})
 
         await self.store.deployments.update(group, id, change)
 
     async def request(self, group: str, request: DeploymentRequested, sequence: int = 0) -> Deployment:
         """The deployment a request is about: created (UNKNOWN, announced) if it is new."""
-        existing = await self.store.deployments.get(group, request.id)
+        return (await self._request(group, request, sequence))[0]
+
+    async def _request(self, group: str, request: DeploymentRequested, sequence: int) -> tuple[Deployment, bool]:
+        """``request``'s deployment, and whether this call created it."""
+        existing, deleted = await self._lookup(group, request.id)
         if existing is not None:
             if existing.status == Status.UNKNOWN and existing.sequence == sequence:
                 # Made by this request, which runs again: the record was written, the announcement
                 # may not have been (NATS went away between the two). Same id: dropped if it was.
                 await self._announce_created(group, existing)
-            return existing
+            return existing, False
         # Deleted by a later event (the API allows deleting an UNKNOWN deployment, so a delete can be
         # handled before the request that created it): not created again; claim() then says stale.
-        deleted = await self._deleted_later(group, request.id, sequence)
-        if deleted is not None:
-            return deleted
+        if deleted:
+            gone = await self._deleted_later(group, request.id, sequence)
+            if gone is not None:
+                return gone, False
         # What the API shows at once (configurationId is required there, the URL never changes).
         if request.configuration_id is None:
             request = await self.configured(group, request)
@@ -277,16 +291,33 @@ class Deployments:
             parameters=request.parameters, input_artifacts=request.input_artifacts,
             deployment_url=self.url(request.id), last_operation="CREATE",
         )
-        created = await self.store.deployments.update(group, request.id, lambda current: None if current else fresh)
-        assert created is not None
-        if created is fresh:
+        stored, created = await self.store.deployments.create(group, request.id, fresh)
+        if created:
             await self._announce_created(group, fresh)
-        return created
+        return stored, created
 
-    async def configured(self, group: str, request: DeploymentRequested) -> DeploymentRequested:
+    async def _lookup(self, group: str, id: str) -> tuple[Deployment | None, bool]:
+        """The record, and whether its key's last entry is a deletion: one read."""
+        try:
+            entry = await self.store.deployments.kv.get(Registry.key(group, id))
+        except KeyNotFoundError as missing:
+            return None, getattr(missing, "entry", None) is not None
+        if entry.value is None:
+            return None, False
+        return Deployment.model_validate_json(entry.value), False
+
+    async def configured(self, group: str, request: DeploymentRequested,
+                         made: Deployment | None = None) -> DeploymentRequested:
         """A request made by an event names no configuration, but SAP's clients read one on every
         deployment (configurationId is required): record the configuration the request amounts to. The
-        same executable, parameters and artifacts give the same configuration, whoever asks again."""
+        same executable, parameters and artifacts give the same configuration, whoever asks again.
+        ``made``: the deployment this request created (UNKNOWN still), which records it already."""
+        if (made is not None and made.status == Status.UNKNOWN and made.configuration_id is not None
+                and request.scenario_id in (None, made.scenario_id)
+                and (made.executable_id, made.parameters, made.input_artifacts)
+                == (request.executable_id, request.parameters, request.input_artifacts)):
+            return request.model_copy(update={"configuration_id": made.configuration_id,
+                                              "scenario_id": made.scenario_id})
         scenario = request.scenario_id
         if scenario is None and self.scenario_of is not None:
             scenario = await self.scenario_of(group, request.executable_id)

@@ -27,7 +27,7 @@ from zeroserve.templates.render import render
 async def deployment_requested(request: DeploymentRequested, ctx: Context) -> None:
     serving = ctx.deployment.status == Status.RUNNING
     if request.configuration_id is None:  # made by an event: the configuration it amounts to, recorded
-        request = await ctx.deployments.configured(ctx.group, request)
+        request = await ctx.deployments.configured(ctx.group, request, made=ctx.deployment)
     # A failure in here: a new deployment ends DEAD, an update leaves the previous version serving.
     async with applying(ctx):
         isvc = await inference_service(request, ctx)

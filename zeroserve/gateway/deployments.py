@@ -8,6 +8,7 @@ are ``gateway/logs.py``'s, its live status and log events ``gateway/sse.py``'s.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 from collections.abc import Callable
@@ -20,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validat
 
 from zeroserve.api import records
 from zeroserve.core.store import Configuration, Deployment, Registry
+from zeroserve.deployments.index import Summary
 from zeroserve.deployments.lifecycle import check_can_delete, check_can_reconfigure, check_can_stop
 from zeroserve.errors import DeploymentNotFound, InvalidTransition, ZeroserveError
 from zeroserve.events import (
@@ -268,17 +270,31 @@ async def delete(platform: Platform, group: str, deployment: Deployment) -> None
 async def matching(
     platform: Platform, group: str, executable_ids: str | None, configuration_id: str | None,
     scenario_id: str | None, status: str | None,
-) -> list[Deployment]:
+) -> list[Summary | Deployment]:
+    """The group's deployments that pass the filters, newest first, ties by id (a stable order for
+    paging): summaries from the deployment index, or whole records when the index lags the store."""
     executables = {part for part in executable_ids.split(",") if part} if executable_ids else None
-    found = [
-        deployment for deployment in await platform.store.deployments.list(group)
+    found: list[Summary] | list[Deployment] | None = await platform.fleet.summaries(group)
+    if found is None:
+        found = await platform.fleet.deployments(group)
+    return [
+        deployment for deployment in found
         if (executables is None or deployment.executable_id in executables)
         and (configuration_id is None or deployment.configuration_id == configuration_id)
         and (scenario_id is None or deployment.scenario_id == scenario_id)
-        and (status is None or deployment.status.value == status)
+        and (status is None or str(deployment.status) == status)
     ]
-    # Newest first, ties by id: a stable order for paging.
-    return sorted(found, key=lambda d: (-d.created_at.timestamp(), d.id))
+
+
+async def page_of(platform: Platform, found: list[Summary | Deployment], select: str | None) -> list[dict[str, Any]]:
+    """The page's deployments as SAP shows them, their configurations read once each, at once."""
+    deployments = [d if isinstance(d, Deployment) else platform.fleet.record(d) for d in found]
+    present = [d for d in deployments if d is not None]
+    ids: set[tuple[str, str | None]] = {(d.group, d.configuration_id) for d in present if d.configuration_id}
+    # An event may have named any configuration id, not only one the store can hold.
+    read = await asyncio.gather(*(stored(platform.store.configurations, group, id or "") for group, id in ids))
+    configurations = dict(zip(ids, read, strict=True))
+    return [view(d, configurations.get((d.group, d.configuration_id)), select) for d in present]
 
 
 @router.post("/v2/lm/deployments", status_code=202, response_model=records.Created,
@@ -320,9 +336,8 @@ async def query(
     select: Select = None,
 ) -> dict[str, Any]:
     found = await matching(platform, scope.group, executable_ids, configuration_id, scenario_id, status)
-    page = found[skip:skip + top]
     # SAP's count is of every match, not of the page.
-    return {"count": len(found), "resources": [await with_configuration(platform, d, select) for d in page]}
+    return {"count": len(found), "resources": await page_of(platform, found[skip:skip + top], select)}
 
 
 @router.patch("/v2/lm/deployments", status_code=202, response_model=records.BulkResults,

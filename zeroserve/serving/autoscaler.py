@@ -74,6 +74,8 @@ class Autoscaler:
         self.torch_forks: ForkServer | None = None
         self._numbers = 0
         self._reaper: asyncio.Task[None] | None = None
+        # The services that have a replica (starting, serving or on its way out): what the reaper looks at.
+        self._replicated: set[Service] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
         # Called before each replica starts (the backend: the model back in the cache if it went).
         self.before_start: Callable[[Service], Awaitable[None]] | None = None
@@ -149,6 +151,7 @@ class Autoscaler:
             self.spawn(self.logs.control(spec.group, spec.id, f"cannot start a replica: {error.message}"))
             return None
         service.replicas.append(replica)
+        self._replicated.add(service)
         return replica
 
     async def _start_replica(self, service: Service) -> Replica | None:
@@ -270,6 +273,8 @@ class Autoscaler:
         self.gpus.release(replica.owner)
         if replica in service.replicas:
             service.replicas.remove(replica)
+            if not service.replicas:
+                self._replicated.discard(service)
             return True
         return False
 
@@ -303,8 +308,13 @@ class Autoscaler:
         """Stop what has been idle long enough, and pre-warm what a learned window expects soon."""
         now = self.clock() if now is None else now
         window_s = self.settings.idle_window_s
-        for service in list(self.services.values()):
-            if service.stopped or service.waiting:
+        # Only the services with a replica, and learned ones that may pre-warm: a fleet of deployments at
+        # zero costs the reaper nothing.
+        candidates = set(self._replicated)
+        candidates.update(service for key in self.idle_times if (service := self.services.get(key)) is not None)
+        for service in candidates:
+            live = self.services.get((service.spec.group, service.spec.id)) is service
+            if not live or service.stopped or service.waiting:
                 continue
             if service.spec.idle_window != LEARNED:
                 await self._stop_idle(service, now, window_s, service.spec.min_replicas)

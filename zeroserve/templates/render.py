@@ -8,6 +8,7 @@ object as a plain dict.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import Any
 
@@ -33,9 +34,8 @@ _FRAMEWORKS = (
 def _fill(
     template: ServingTemplate, part: str, values: Mapping[tuple[str, str], str], *, typed: bool
 ) -> dict[str, Any]:
-    marked = Marked.of(template.template.parts()[part])
     try:
-        node = compose(marked)
+        marked, node = _parsed(template.template.parts()[part])
         if node is None:
             return {}
         loader = yaml.SafeLoader("")
@@ -50,6 +50,14 @@ def _fill(
     if not isinstance(result, dict):
         raise InvalidConfiguration(f"serving template {template.name!r}: its {part} must be a mapping")
     return result
+
+
+@functools.lru_cache(maxsize=256)
+def _parsed(text: str) -> tuple[Marked, yaml.Node | None]:
+    """A template part, marked and parsed once: a burst of deployments of one template parses it once,
+    not once each. Filling builds new nodes and leaves this tree as it is, so it can be shared."""
+    marked = Marked.of(text)
+    return marked, compose(marked)
 
 
 def render(

@@ -8,6 +8,7 @@ fails if the two drift apart.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import re
@@ -49,7 +50,7 @@ def validate_inference_service(isvc: dict[str, Any]) -> None:
     schema cannot express: names and labels as Kubernetes and KServe require them, and KServe's
     replica and autoscaler rules.
     """
-    error = jsonschema.exceptions.best_match(_validator().iter_errors(isvc))
+    error = _schema_error(isvc)
     if error is not None:
         where = _path(error.absolute_path)
         raise InvalidConfiguration(f"InferenceService {where}: {_shorten(error.message)}")
@@ -85,6 +86,29 @@ def check_parameter_values(template: ServingTemplate, values: Mapping[str, str |
                 read(values.get(line[2]))
             except InvalidConfiguration as refused:
                 raise InvalidConfiguration(f"parameter {line[2]!r}: {refused.message}") from None
+
+
+def _schema_error(isvc: dict[str, Any]) -> jsonschema.ValidationError | None:
+    """The CRD schema's verdict on ``isvc``. The schema takes any object as metadata, so objects that
+    differ only there (deployments of one template and configuration: their names and labels) share
+    one verdict; a pass is remembered (a schema check costs about a millisecond, a burst has thousands)."""
+    key = None
+    if isinstance(isvc.get("metadata"), dict):
+        with contextlib.suppress(TypeError, ValueError):  # not JSON (a date from YAML, say): checked each time
+            key = json.dumps({name: value for name, value in isvc.items() if name != "metadata"}, sort_keys=True)
+        if key is not None and key in _passed:
+            return None
+    error = jsonschema.exceptions.best_match(_validator().iter_errors(isvc))
+    if error is None and key is not None:
+        if len(_passed) >= PASSED:
+            _passed.clear()
+        _passed.add(key)
+    return error
+
+
+# The schema's passes remembered (each the JSON of an object without its metadata).
+PASSED = 1024
+_passed: set[str] = set()
 
 
 def prepare() -> None:

@@ -154,19 +154,21 @@ class Dispatcher:
     async def _dispatch(self, msg: Msg) -> None:
         subscriptions = self.subscriptions.by_group  # as read after this message was fetched, or later
         try:
-            async with heartbeat(msg, every=self.settings.ack_wait_s / 3):
-                group = group_of(msg.subject)
-                event = from_nats(msg.headers, msg.data)
-                published = msg.metadata.timestamp
-                targets = [
-                    subscription for subscription in subscriptions.get(group, [])
-                    if event["type"] in subscription.event_types
-                    and (published is None or subscription.created_at - CLOCK_LEEWAY <= published)
-                ]
-                if targets:
-                    body = to_structured(event)
-                    await asyncio.gather(*(self._deliver(s, str(event["id"]), str(event["type"]), body)
-                                           for s in targets))
+            group = group_of(msg.subject)
+            # A group without subscriptions (most, in a fleet's burst of status events): nothing to read.
+            if subscriptions.get(group):
+                async with heartbeat(msg, every=self.settings.ack_wait_s / 3):
+                    event = from_nats(msg.headers, msg.data)
+                    published = msg.metadata.timestamp
+                    targets = [
+                        subscription for subscription in subscriptions[group]
+                        if event["type"] in subscription.event_types
+                        and (published is None or subscription.created_at - CLOCK_LEEWAY <= published)
+                    ]
+                    if targets:
+                        body = to_structured(event)
+                        await asyncio.gather(*(self._deliver(s, str(event["id"]), str(event["type"]), body)
+                                               for s in targets))
         except asyncio.CancelledError:
             with contextlib.suppress(Exception):
                 await msg.nak()
