@@ -37,23 +37,28 @@ class BatchTooLarge(MalformedEvent):
 
 _CE = "ce-"
 # Attribute names become header names; the spec allows lower-case letters and digits only.
-_ATTRIBUTE_NAME = re.compile(r"^[a-z0-9]+$")
+_ATTRIBUTE_NAME = re.compile(r"[a-z0-9]+")
 _REQUIRED = ("specversion", "id", "source", "type")
-_MEDIA_TYPE = re.compile(r"^[\x20-\x7e]+$")
+_MEDIA_TYPE = re.compile(r"[\x20-\x7e]+")
+
+
+# The attributes zeroserve's own events carry, whose names need no check.
+_KNOWN_NAMES = frozenset(("specversion", "id", "source", "type", "time", "datacontenttype", "dataschema", "subject",
+                          "causationid", "traceparent", "tracestate"))
 
 
 def to_nats(event: CloudEvent) -> tuple[dict[str, str], bytes]:
     """Headers and payload of a NATS message carrying ``event`` in binary content mode."""
     headers: dict[str, str] = {}
     for name, value in event.get_attributes().items():
-        if not _ATTRIBUTE_NAME.match(name):
+        if name not in _KNOWN_NAMES and not _ATTRIBUTE_NAME.fullmatch(name):
             raise MalformedEvent(f"invalid attribute name {name!r}: lower-case letters and digits only")
-        headers[_CE + name] = _percent_encode(_attribute_text(value))
+        headers[_CE + name] = _percent_encode(value if type(value) is str else _attribute_text(value))
     content_type = event.get("datacontenttype")
     if content_type is not None:
         # Content-Type is an ordinary header with its own grammar (not percent-encoded); it lets
         # readers and NATS tools that know nothing of CloudEvents see what the payload is.
-        if not isinstance(content_type, str) or not _MEDIA_TYPE.match(content_type):
+        if not isinstance(content_type, str) or not _MEDIA_TYPE.fullmatch(content_type):
             raise MalformedEvent(f"invalid datacontenttype {content_type!r}")
         headers["Content-Type"] = content_type
     return headers, _encode_data(event.get_data(), content_type)
