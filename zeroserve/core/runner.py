@@ -16,7 +16,7 @@ import functools
 import importlib.util
 import inspect
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -312,23 +312,40 @@ class Runner:
         metrics.events_dead_lettered.labels(function.name, reason).inc()
         await msg.ack()
 
-    @contextlib.asynccontextmanager
-    async def _lock(self, group: str, key: str) -> AsyncIterator[None]:
+    def _lock(self, group: str, key: str) -> _Turn:
         """Events about one thing (a deployment, an artifact) run one after another, in any function."""
-        name = (group, key)
-        lock = self._locks.setdefault(name, asyncio.Lock())
-        self._lock_users[name] = self._lock_users.get(name, 0) + 1
+        return _Turn(self, (group, key))
+
+
+class _Turn:
+    """An event's turn among the events about the same thing: ``async with runner._lock(group, key)``
+    (a class, not a generator-based context manager: it is entered once for every event)."""
+
+    __slots__ = ("_runner", "_name", "_lock")
+
+    def __init__(self, runner: Runner, name: tuple[str, str]) -> None:
+        self._runner = runner
+        self._name = name
+        self._lock = runner._locks.setdefault(name, asyncio.Lock())
+        runner._lock_users[name] = runner._lock_users.get(name, 0) + 1
+
+    async def __aenter__(self) -> None:
+        runner = self._runner
+        runner._lock_waiters += 1
         try:
-            self._lock_waiters += 1
-            try:
-                await lock.acquire()
-            finally:
-                self._lock_waiters -= 1
-            try:
-                yield
-            finally:
-                lock.release()
+            await self._lock.acquire()
+        except BaseException:
+            self._leave()
+            raise
         finally:
-            self._lock_users[name] -= 1
-            if not self._lock_users[name]:
-                del self._lock_users[name], self._locks[name]
+            runner._lock_waiters -= 1
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._lock.release()
+        self._leave()
+
+    def _leave(self) -> None:
+        users = self._runner._lock_users
+        users[self._name] -= 1
+        if not users[self._name]:
+            del users[self._name], self._runner._locks[self._name]
