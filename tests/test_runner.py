@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import json
 
+import nats
 import pytest
 from conftest import until
+from nats.js.api import AckPolicy, ConsumerConfig, StreamConfig
 
 from zeroserve.core import consumer
 from zeroserve.core.binding import to_nats
@@ -328,3 +330,46 @@ async def test_a_deployment_requested_right_after_its_artifact_waits_for_the_art
         finally:
             await late.stop()
         assert running["status"] == "RUNNING", running
+
+
+# --- the pull loop's fetch, against a bare stream ------------------------------------------------------
+
+
+@pytest.fixture
+async def pull(nats_server):
+    """A stream with an explicit-ack durable, and a pull subscription that holds at most 2 KiB unread."""
+    nc = await nats.connect(nats_server.url)
+    js = nc.jetstream()
+    await js.add_stream(StreamConfig(name="PULLED", subjects=["pulled"]))
+    await js.add_consumer("PULLED", ConsumerConfig(durable_name="reader", ack_policy=AckPolicy.EXPLICIT))
+    subscription = await js.pull_subscribe_bind(durable="reader", stream="PULLED", pending_bytes_limit=2048)
+    yield js, subscription
+    await nc.close()
+
+
+async def test_a_fetch_hands_over_what_is_there_without_waiting_for_a_full_batch(pull):
+    js, subscription = pull
+    assert await consumer.fetch(subscription, 16, 0.3) == [], "nothing published: nothing, after the wait"
+    for n in range(3):
+        await js.publish("pulled", f"{n}".encode())
+    started = asyncio.get_running_loop().time()
+    fetched = await consumer.fetch(subscription, 16, 10.0)
+    assert [msg.data for msg in fetched] == [b"0", b"1", b"2"]
+    assert asyncio.get_running_loop().time() - started < 5, "3 of 16 came at once, not at the 10 s expiry"
+    for msg in fetched:
+        await msg.ack()
+
+
+async def test_a_reader_taking_events_one_at_a_time_is_never_cut_off_as_a_slow_consumer(pull):
+    # Each message counts against the subscription's 2 KiB until it is taken: 20 of 500 bytes would
+    # exceed it if taking them did not give the room back, and nats-py would drop the rest.
+    js, subscription = pull
+    for n in range(20):
+        await js.publish("pulled", f"{n:03d}".encode() * 125)
+    taken = []
+    for _ in range(20):
+        fetched = await consumer.fetch(subscription, 1, 2.0)
+        assert fetched, f"message {len(taken)} never came"
+        taken += fetched
+        await fetched[0].ack()
+    assert [msg.data[:3] for msg in taken] == [f"{n:03d}".encode() for n in range(20)]
