@@ -66,17 +66,31 @@ def to_nats(event: CloudEvent) -> tuple[dict[str, str], bytes]:
 
 def from_nats(headers: Mapping[str, str] | None, body: bytes) -> CloudEvent:
     """The CloudEvent in a NATS message (or an HTTP request), in structured or binary content mode."""
-    # nats-py keeps header names as sent, and other clients send them in any case.
-    lowered = {name.lower(): value for name, value in (headers or {}).items()}
-    content_type = lowered.get("content-type")
+    # nats-py keeps header names as sent, and other clients send them in any case. One pass over the
+    # headers: this runs for every event a function handles.
+    attributes: dict[str, Any] = {}
+    encoded: dict[str, str] = {}
+    content_type: str | None = None
+    for name, value in (headers or {}).items():
+        lowered = name.lower()
+        if lowered.startswith(_CE):
+            encoded[lowered] = value
+        elif lowered == "content-type":
+            content_type = value
     if content_type is not None and content_type.strip().lower().startswith("application/cloudevents"):
         attributes, data = _read_structured(content_type, body)
-    elif _CE + "specversion" in lowered:
-        attributes, data = _read_binary(lowered, body)
+    elif _CE + "specversion" in encoded:
+        for name, value in encoded.items():
+            if len(name) > len(_CE):
+                attributes[name[len(_CE):]] = _percent_decode(name, value)
+        # A sender that only set Content-Type still told us what the body is.
+        if "datacontenttype" not in attributes and content_type is not None:
+            attributes["datacontenttype"] = content_type
+        data = _decode_data(body, attributes.get("datacontenttype"))
     else:
         raise MalformedEvent(
             f"not a CloudEvent: no ce-specversion header, Content-Type {content_type!r}, "
-            f"headers {sorted(lowered)}"
+            f"headers {sorted({name.lower() for name in headers or {}})}"
         )
     return _event(attributes, data)
 
@@ -96,17 +110,6 @@ def _event(attributes: dict[str, Any], data: Any) -> CloudEvent:
     if "time" not in attributes:
         del event["time"]
     return event
-
-
-def _read_binary(headers: Mapping[str, str], body: bytes) -> tuple[dict[str, Any], Any]:
-    attributes: dict[str, Any] = {}
-    for name, value in headers.items():
-        if name.startswith(_CE) and len(name) > len(_CE):
-            attributes[name[len(_CE) :]] = _percent_decode(name, value)
-    # A sender that only set Content-Type still told us what the body is.
-    if "datacontenttype" not in attributes and "content-type" in headers:
-        attributes["datacontenttype"] = headers["content-type"]
-    return attributes, _decode_data(body, attributes.get("datacontenttype"))
 
 
 def _read_structured(content_type: str, body: bytes) -> tuple[dict[str, Any], Any]:

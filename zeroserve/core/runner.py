@@ -87,7 +87,7 @@ class Function:
     handler: Handler
     claim: bool = False
 
-    @property
+    @functools.cached_property
     def event_types(self) -> list[str]:
         return [m.event_type for m in self.models]
 
