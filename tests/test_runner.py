@@ -332,6 +332,33 @@ async def test_a_deployment_requested_right_after_its_artifact_waits_for_the_art
         assert running["status"] == "RUNNING", running
 
 
+async def test_no_more_functions_run_at_once_than_the_runner_allows_and_each_event_runs_once(zeroserve):
+    zeroserve.platform.settings.runner_concurrency = 3
+    running: list[str] = []
+    most = 0
+    handled: list[str] = []
+
+    @on(DeploymentStopped)
+    async def busy(data: DeploymentStopped, ctx: Context) -> None:
+        nonlocal most
+        running.append(data.id)
+        most = max(most, len(running))
+        await asyncio.sleep(0.05)
+        running.remove(data.id)
+        handled.append(data.id)
+
+    for n in range(12):
+        await zeroserve.platform.bus.publish(new_event(DeploymentStopped(id=f"dep{n:02d}"), source="/tests"), "default")
+    runner = Runner(zeroserve.platform, [Function("busy_stop", (DeploymentStopped,), busy)])
+    await runner.start()
+    try:
+        await until(lambda: len(handled) >= 12, timeout=10, what="the 12 events handled")
+    finally:
+        await runner.stop()
+    assert sorted(handled) == [f"dep{n:02d}" for n in range(12)]
+    assert most == 3, f"{most} functions ran at once; the runner allows 3"
+
+
 # --- the pull loop's fetch, against a bare stream ------------------------------------------------------
 
 

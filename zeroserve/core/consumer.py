@@ -94,6 +94,8 @@ class Consumer:
         # Given the tasks in flight, how many more messages may start now.
         self._room = room
         self.inflight: set[asyncio.Task[None]] = set()
+        # Tasks whose work is done but for their ack (``settled``): their room is free already.
+        self._settled: set[asyncio.Task[None]] = set()
         self._freed = asyncio.Event()
         self._stopping = asyncio.Event()
         self._pullers: list[asyncio.Task[None]] = []
@@ -112,7 +114,7 @@ class Consumer:
         label = label or self.name
         self._subscriptions.append(subscription)
         while not self._stopping.is_set():
-            room = self._room(len(self.inflight))
+            room = self._room(len(self.inflight) - len(self._settled))
             if room <= 0:
                 self._freed.clear()
                 await self._freed.wait()
@@ -159,8 +161,17 @@ class Consumer:
             return False
         return True
 
+    def settled(self) -> None:
+        """Say, from a message's task, that its work is done and only its ack is left: its room goes to
+        the next pull request now, so that the request and the acks leave in one write."""
+        task = asyncio.current_task()
+        if task is not None and task in self.inflight:
+            self._settled.add(task)  # type: ignore[arg-type]
+            self._freed.set()
+
     def _done(self, task: asyncio.Task[None]) -> None:
         self.inflight.discard(task)
+        self._settled.discard(task)
         self._freed.set()
 
     async def stop(self, grace: float) -> None:

@@ -291,6 +291,7 @@ class Runner:
         except Exception as error:
             await self._retry_or_dead_letter(msg, function, group, error)
         else:
+            self._consumer.settled()
             await msg.ack()
             self._handled[function.name].inc()
 
