@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import functools
 import json
 import logging
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
@@ -94,8 +95,8 @@ class Consumer:
         # Given the tasks in flight, how many more messages may start now.
         self._room = room
         self.inflight: set[asyncio.Task[None]] = set()
-        # Tasks whose work is done but for their ack (``settled``): their room is free already.
-        self._settled: set[asyncio.Task[None]] = set()
+        # The messages (by id) whose work is done but for their ack (``settled``): their room is free already.
+        self._settled: set[int] = set()
         self._freed = asyncio.Event()
         self._stopping = asyncio.Event()
         self._pullers: list[asyncio.Task[None]] = []
@@ -130,7 +131,7 @@ class Consumer:
                     continue
                 task = asyncio.create_task(handle(msg), context=contextvars.Context())
                 self.inflight.add(task)
-                task.add_done_callback(self._done)
+                task.add_done_callback(functools.partial(self._done, id(msg)))
             # The messages' work starts before the next pull request is written: an event's latency
             # is not made to wait for the loop's bookkeeping.
             await asyncio.sleep(0)
@@ -161,17 +162,16 @@ class Consumer:
             return False
         return True
 
-    def settled(self) -> None:
-        """Say, from a message's task, that its work is done and only its ack is left: its room goes to
-        the next pull request now, so that the request and the acks leave in one write."""
-        task = asyncio.current_task()
-        if task is not None and task in self.inflight:
-            self._settled.add(task)  # type: ignore[arg-type]
-            self._freed.set()
+    def settled(self, msg: Msg) -> None:
+        """Say, from the task of a message this consumer started, that its work is done and only its ack
+        is left: its room goes to the next pull request now, so that the request and the acks of a
+        batch leave in one write."""
+        self._settled.add(id(msg))
+        self._freed.set()
 
-    def _done(self, task: asyncio.Task[None]) -> None:
+    def _done(self, msg: int, task: asyncio.Task[None]) -> None:
         self.inflight.discard(task)
-        self._settled.discard(task)
+        self._settled.discard(msg)
         self._freed.set()
 
     async def stop(self, grace: float) -> None:

@@ -291,7 +291,7 @@ class Runner:
         except Exception as error:
             await self._retry_or_dead_letter(msg, function, group, error)
         else:
-            self._consumer.settled()
+            self._consumer.settled(msg)
             await msg.ack()
             self._handled[function.name].inc()
 
