@@ -374,17 +374,24 @@ async def pull(nats_server):
     await nc.close()
 
 
-async def test_a_fetch_hands_over_what_is_there_without_waiting_for_a_full_batch(pull):
+async def fetched(subscription, batch: int, wait: float) -> list:
+    return [msg async for msg in consumer.fetch(subscription, batch, wait)]
+
+
+async def test_a_fetch_hands_over_each_message_as_it_arrives_not_when_the_batch_is_full(pull):
     js, subscription = pull
-    assert await consumer.fetch(subscription, 16, 0.3) == [], "nothing published: nothing, after the wait"
+    assert await fetched(subscription, 16, 0.3) == [], "nothing published: nothing, after the wait"
     for n in range(3):
         await js.publish("pulled", f"{n}".encode())
     started = asyncio.get_running_loop().time()
-    fetched = await consumer.fetch(subscription, 16, 10.0)
-    assert [msg.data for msg in fetched] == [b"0", b"1", b"2"]
-    assert asyncio.get_running_loop().time() - started < 5, "3 of 16 came at once, not at the 10 s expiry"
-    for msg in fetched:
+    arrived = []
+    async for msg in consumer.fetch(subscription, 16, 10.0):
+        arrived.append((msg.data, asyncio.get_running_loop().time() - started))
         await msg.ack()
+        if len(arrived) == 3:
+            break
+    assert [data for data, _ in arrived] == [b"0", b"1", b"2"]
+    assert arrived[-1][1] < 5, "3 of 16 came at once, not at the 10 s expiry"
 
 
 async def test_a_reader_taking_events_one_at_a_time_is_never_cut_off_as_a_slow_consumer(pull):
@@ -395,8 +402,8 @@ async def test_a_reader_taking_events_one_at_a_time_is_never_cut_off_as_a_slow_c
         await js.publish("pulled", f"{n:03d}".encode() * 125)
     taken = []
     for _ in range(20):
-        fetched = await consumer.fetch(subscription, 1, 2.0)
-        assert fetched, f"message {len(taken)} never came"
-        taken += fetched
-        await fetched[0].ack()
+        one = await fetched(subscription, 1, 2.0)
+        assert one, f"message {len(taken)} never came"
+        taken += one
+        await one[0].ack()
     assert [msg.data[:3] for msg in taken] == [f"{n:03d}".encode() for n in range(20)]

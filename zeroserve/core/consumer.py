@@ -17,7 +17,7 @@ import contextvars
 import functools
 import json
 import logging
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from typing import Any
 
 from nats.aio.msg import Msg
@@ -110,8 +110,9 @@ class Consumer:
         self, subscription: JetStreamContext.PullSubscription, handle: MessageHandler, *, label: str | None = None,
         before: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
-        """Fetch and start ``handle`` on each message until stopped or cancelled; ``before`` runs after
-        each fetch, and if it fails the messages fetched are handed back for a later redelivery."""
+        """Fetch and start ``handle`` on each message until stopped or cancelled; ``before`` runs when a
+        fetch brings its first message, and if it fails that fetch's messages are handed back for a
+        later redelivery."""
         label = label or self.name
         self._subscriptions.append(subscription)
         while not self._stopping.is_set():
@@ -120,47 +121,42 @@ class Consumer:
                 self._freed.clear()
                 await self._freed.wait()
                 continue
-            messages = await self._fetch(subscription, min(room, MAX_FETCH), label)
-            if not messages:
-                continue
-            if before is not None and not await self._ready(before, messages):
-                continue
-            for msg in messages:
-                if self._stopping.is_set():  # hand it back: redelivered at once to the next reader
-                    await msg.nak()
-                    continue
-                task = asyncio.create_task(handle(msg), context=contextvars.Context())
-                self.inflight.add(task)
-                task.add_done_callback(functools.partial(self._done, id(msg)))
-            # The messages' work starts before the next pull request is written: an event's latency
-            # is not made to wait for the loop's bookkeeping.
-            await asyncio.sleep(0)
+            if await self._take(subscription, min(room, MAX_FETCH), label, handle, before):
+                # The messages' work starts before the next pull request is written: an event's
+                # latency is not made to wait for the loop's bookkeeping.
+                await asyncio.sleep(0)
 
-    async def _fetch(self, subscription: JetStreamContext.PullSubscription, batch: int, label: str) -> list[Msg]:
+    async def _take(self, subscription: JetStreamContext.PullSubscription, batch: int, label: str,
+                    handle: MessageHandler, before: Callable[[], Awaitable[None]] | None) -> int:
+        """One fetch: ``handle`` started on each message as soon as it arrives (not when the pull
+        request ends); how many came."""
+        came = 0
+        refused: Exception | None = None  # ``before`` failed: this fetch's messages are handed back
         try:
-            return await fetch(subscription, batch, FETCH_WAIT_S)
+            async for msg in fetch(subscription, batch, FETCH_WAIT_S):
+                came += 1
+                if came == 1 and before is not None:
+                    refused = await _failure(before)
+                if refused is not None:
+                    with contextlib.suppress(Exception):
+                        await msg.nak(delay=HAND_BACK_S)
+                elif self._stopping.is_set():  # hand it back: redelivered at once to the next reader
+                    await msg.nak()
+                else:
+                    task = asyncio.create_task(handle(msg), context=contextvars.Context())
+                    self.inflight.add(task)
+                    task.add_done_callback(functools.partial(self._done, id(msg)))
         except (TimeoutError, NatsTimeout):
-            return []
+            pass
         except asyncio.CancelledError:
             raise
         except Exception as error:  # connection trouble: wait and fetch again
             log.warning("%s: fetch for %s failed: %s", self.name, label, error)
             await asyncio.sleep(RETRY_FETCH_S)
-            return []
-
-    async def _ready(self, before: Callable[[], Awaitable[None]], messages: list[Msg]) -> bool:
-        try:
-            await before()
-        except asyncio.CancelledError:
-            raise
-        except Exception as error:
-            log.warning("%s: cannot start the %d messages fetched, handing them back: %s",
-                        self.name, len(messages), error)
-            for msg in messages:
-                with contextlib.suppress(Exception):
-                    await msg.nak(delay=HAND_BACK_S)
-            return False
-        return True
+        if refused is not None:
+            log.warning("%s: cannot start the %d messages fetched for %s, handing them back: %s",
+                        self.name, came, label, refused)
+        return came
 
     def settled(self, msg: Msg) -> None:
         """Say, from the task of a message this consumer started, that its work is done and only its ack
@@ -225,45 +221,61 @@ class Consumer:
         await asyncio.gather(*self.inflight, return_exceptions=True)
 
 
-async def fetch(subscription: JetStreamContext.PullSubscription, batch: int, wait: float) -> list[Msg]:
-    """Up to ``batch`` messages of a pull consumer: those it has now, or, if it has none, the first
-    ones published within ``wait`` seconds (an empty list when none is).
+async def fetch(subscription: JetStreamContext.PullSubscription, batch: int, wait: float) -> AsyncIterator[Msg]:
+    """Up to ``batch`` messages of a pull consumer, each as soon as it arrives: those queued here
+    already, else those published within ``wait`` seconds.
 
-    What nats-py's ``PullSubscription.fetch`` does, in one pull request (no_wait with an expiry:
-    JetStream answers with what it has once it has anything, and ends the request with a status)
-    read straight from the subscription's queue, where nats-py's fetch starts two tasks per message.
+    One pull request, read straight from the subscription's queue (nats-py's ``fetch`` starts two
+    tasks per message and hands over nothing until its requests have ended). With nothing queued the
+    request stays open for ``wait`` seconds or ``batch`` messages, so a quiet stream's events reach
+    the reader one by one without a request each; with some queued it asks only for what JetStream
+    has now (no_wait).
     """
     inbox = subscription._sub
     queue = inbox._pending_queue
-    messages: list[Msg] = []
+    given = 0
     # Messages a fetch that ended at its timeout left behind come first; stray statuses ended requests gone.
-    while not queue.empty() and len(messages) < batch:
+    while not queue.empty() and given < batch:
         msg = _taken(inbox, queue.get_nowait())
         if _status(msg) is None:
-            messages.append(msg)
-    request: dict[str, Any] = {"batch": batch - len(messages), "no_wait": True}
-    if messages:
-        if len(messages) == batch:
-            return messages
-    else:  # nothing yet: wait for the first, up to ``wait`` (the server ends it a little earlier)
+            given += 1
+            yield msg
+    if given == batch:
+        return
+    request: dict[str, Any] = {"batch": batch - given}
+    if given:
+        request["no_wait"] = True
+    else:  # the server ends it a little before the reader gives up on it
         request["expires"] = int(wait * 1e9) - 100_000
     await inbox._conn.publish(subscription._nms, json.dumps(request).encode(), subscription._deliver)
-    try:
-        async with asyncio.timeout(wait):
-            while len(messages) < batch:
+    deadline = asyncio.get_running_loop().time() + wait
+    while given < batch:
+        try:
+            async with asyncio.timeout_at(deadline):
                 msg = _taken(inbox, await queue.get())
-                status = _status(msg)
-                if status is None:
-                    messages.append(msg)
-                elif status == api.StatusCode.CONTROL_MESSAGE.value:  # a heartbeat: the request goes on
-                    continue
-                elif status in _REQUEST_ENDED:
-                    break
-                else:
-                    raise APIError.from_msg(msg)
-    except TimeoutError:
-        pass  # what came, if anything
-    return messages
+        except TimeoutError:
+            return  # what came, if anything
+        status = _status(msg)
+        if status is None:
+            given += 1
+            yield msg
+        elif status == api.StatusCode.CONTROL_MESSAGE.value:  # a heartbeat: the request goes on
+            continue
+        elif status in _REQUEST_ENDED:
+            return
+        else:
+            raise APIError.from_msg(msg)
+
+
+async def _failure(step: Callable[[], Awaitable[None]]) -> Exception | None:
+    """How ``step`` failed, or None."""
+    try:
+        await step()
+    except asyncio.CancelledError:
+        raise
+    except Exception as error:
+        return error
+    return None
 
 
 # Statuses that end a pull request without an error: nothing more now (404), its expiry (408), and a
