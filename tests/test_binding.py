@@ -326,6 +326,21 @@ def test_attribute_name_that_cannot_be_a_header_is_refused() -> None:
         to_nats(event)
 
 
+@pytest.mark.parametrize("name", ["causationid\n", "evil\nnats-msg-id"])
+def test_attribute_name_with_a_line_break_cannot_add_a_header(name: str) -> None:
+    event = new_event(DeploymentStopped(id="iris"), source="/test")
+    event[name] = "ev-0"
+    with pytest.raises(MalformedEvent, match="invalid attribute name"):
+        to_nats(event)
+
+
+def test_datacontenttype_with_a_line_break_cannot_add_a_header() -> None:
+    event = new_event(DeploymentStopped(id="iris"), source="/test")
+    event["datacontenttype"] = "application/json\n"
+    with pytest.raises(MalformedEvent, match="invalid datacontenttype"):
+        to_nats(event)
+
+
 # --- through a real nats-server ---------------------------------------------------------------------
 
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import json
 
+import nats
 import pytest
 from conftest import until
+from nats.js.api import AckPolicy, ConsumerConfig, StreamConfig
 
 from zeroserve.core import consumer
 from zeroserve.core.binding import to_nats
@@ -328,3 +330,80 @@ async def test_a_deployment_requested_right_after_its_artifact_waits_for_the_art
         finally:
             await late.stop()
         assert running["status"] == "RUNNING", running
+
+
+async def test_no_more_functions_run_at_once_than_the_runner_allows_and_each_event_runs_once(zeroserve):
+    zeroserve.platform.settings.runner_concurrency = 3
+    running: list[str] = []
+    most = 0
+    handled: list[str] = []
+
+    @on(DeploymentStopped)
+    async def busy(data: DeploymentStopped, ctx: Context) -> None:
+        nonlocal most
+        running.append(data.id)
+        most = max(most, len(running))
+        await asyncio.sleep(0.05)
+        running.remove(data.id)
+        handled.append(data.id)
+
+    for n in range(12):
+        await zeroserve.platform.bus.publish(new_event(DeploymentStopped(id=f"dep{n:02d}"), source="/tests"), "default")
+    runner = Runner(zeroserve.platform, [Function("busy_stop", (DeploymentStopped,), busy)])
+    await runner.start()
+    try:
+        await until(lambda: len(handled) >= 12, timeout=10, what="the 12 events handled")
+    finally:
+        await runner.stop()
+    assert sorted(handled) == [f"dep{n:02d}" for n in range(12)]
+    assert most == 3, f"{most} functions ran at once; the runner allows 3"
+
+
+# --- the pull loop's fetch, against a bare stream ------------------------------------------------------
+
+
+@pytest.fixture
+async def pull(nats_server):
+    """A stream with an explicit-ack durable, and a pull subscription that holds at most 2 KiB unread."""
+    nc = await nats.connect(nats_server.url)
+    js = nc.jetstream()
+    await js.add_stream(StreamConfig(name="PULLED", subjects=["pulled"]))
+    await js.add_consumer("PULLED", ConsumerConfig(durable_name="reader", ack_policy=AckPolicy.EXPLICIT))
+    subscription = await js.pull_subscribe_bind(durable="reader", stream="PULLED", pending_bytes_limit=2048)
+    yield js, subscription
+    await nc.close()
+
+
+async def fetched(subscription, batch: int, wait: float) -> list:
+    return [msg async for msg in consumer.fetch(subscription, batch, wait)]
+
+
+async def test_a_fetch_hands_over_each_message_as_it_arrives_not_when_the_batch_is_full(pull):
+    js, subscription = pull
+    assert await fetched(subscription, 16, 0.3) == [], "nothing published: nothing, after the wait"
+    for n in range(3):
+        await js.publish("pulled", f"{n}".encode())
+    started = asyncio.get_running_loop().time()
+    arrived = []
+    async for msg in consumer.fetch(subscription, 16, 10.0):
+        arrived.append((msg.data, asyncio.get_running_loop().time() - started))
+        await msg.ack()
+        if len(arrived) == 3:
+            break
+    assert [data for data, _ in arrived] == [b"0", b"1", b"2"]
+    assert arrived[-1][1] < 5, "3 of 16 came at once, not at the 10 s expiry"
+
+
+async def test_a_reader_taking_events_one_at_a_time_is_never_cut_off_as_a_slow_consumer(pull):
+    # Each message counts against the subscription's 2 KiB until it is taken: 20 of 500 bytes would
+    # exceed it if taking them did not give the room back, and nats-py would drop the rest.
+    js, subscription = pull
+    for n in range(20):
+        await js.publish("pulled", f"{n:03d}".encode() * 125)
+    taken = []
+    for _ in range(20):
+        one = await fetched(subscription, 1, 2.0)
+        assert one, f"message {len(taken)} never came"
+        taken += one
+        await one[0].ack()
+    assert [msg.data[:3] for msg in taken] == [f"{n:03d}".encode() for n in range(20)]

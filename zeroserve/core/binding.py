@@ -37,23 +37,28 @@ class BatchTooLarge(MalformedEvent):
 
 _CE = "ce-"
 # Attribute names become header names; the spec allows lower-case letters and digits only.
-_ATTRIBUTE_NAME = re.compile(r"^[a-z0-9]+$")
+_ATTRIBUTE_NAME = re.compile(r"[a-z0-9]+")
 _REQUIRED = ("specversion", "id", "source", "type")
-_MEDIA_TYPE = re.compile(r"^[\x20-\x7e]+$")
+_MEDIA_TYPE = re.compile(r"[\x20-\x7e]+")
+
+
+# The attributes zeroserve's own events carry, whose names need no check.
+_KNOWN_NAMES = frozenset(("specversion", "id", "source", "type", "time", "datacontenttype", "dataschema", "subject",
+                          "causationid", "traceparent", "tracestate"))
 
 
 def to_nats(event: CloudEvent) -> tuple[dict[str, str], bytes]:
     """Headers and payload of a NATS message carrying ``event`` in binary content mode."""
     headers: dict[str, str] = {}
     for name, value in event.get_attributes().items():
-        if not _ATTRIBUTE_NAME.match(name):
+        if name not in _KNOWN_NAMES and not _ATTRIBUTE_NAME.fullmatch(name):
             raise MalformedEvent(f"invalid attribute name {name!r}: lower-case letters and digits only")
-        headers[_CE + name] = _percent_encode(_attribute_text(value))
+        headers[_CE + name] = _percent_encode(value if type(value) is str else _attribute_text(value))
     content_type = event.get("datacontenttype")
     if content_type is not None:
         # Content-Type is an ordinary header with its own grammar (not percent-encoded); it lets
         # readers and NATS tools that know nothing of CloudEvents see what the payload is.
-        if not isinstance(content_type, str) or not _MEDIA_TYPE.match(content_type):
+        if not isinstance(content_type, str) or not _MEDIA_TYPE.fullmatch(content_type):
             raise MalformedEvent(f"invalid datacontenttype {content_type!r}")
         headers["Content-Type"] = content_type
     return headers, _encode_data(event.get_data(), content_type)
@@ -61,17 +66,31 @@ def to_nats(event: CloudEvent) -> tuple[dict[str, str], bytes]:
 
 def from_nats(headers: Mapping[str, str] | None, body: bytes) -> CloudEvent:
     """The CloudEvent in a NATS message (or an HTTP request), in structured or binary content mode."""
-    # nats-py keeps header names as sent, and other clients send them in any case.
-    lowered = {name.lower(): value for name, value in (headers or {}).items()}
-    content_type = lowered.get("content-type")
+    # nats-py keeps header names as sent, and other clients send them in any case. One pass over the
+    # headers: this runs for every event a function handles.
+    attributes: dict[str, Any] = {}
+    encoded: dict[str, str] = {}
+    content_type: str | None = None
+    for name, value in (headers or {}).items():
+        lowered = name.lower()
+        if lowered.startswith(_CE):
+            encoded[lowered] = value
+        elif lowered == "content-type":
+            content_type = value
     if content_type is not None and content_type.strip().lower().startswith("application/cloudevents"):
         attributes, data = _read_structured(content_type, body)
-    elif _CE + "specversion" in lowered:
-        attributes, data = _read_binary(lowered, body)
+    elif _CE + "specversion" in encoded:
+        for name, value in encoded.items():
+            if len(name) > len(_CE):
+                attributes[name[len(_CE):]] = _percent_decode(name, value)
+        # A sender that only set Content-Type still told us what the body is.
+        if "datacontenttype" not in attributes and content_type is not None:
+            attributes["datacontenttype"] = content_type
+        data = _decode_data(body, attributes.get("datacontenttype"))
     else:
         raise MalformedEvent(
             f"not a CloudEvent: no ce-specversion header, Content-Type {content_type!r}, "
-            f"headers {sorted(lowered)}"
+            f"headers {sorted({name.lower() for name in headers or {}})}"
         )
     return _event(attributes, data)
 
@@ -91,17 +110,6 @@ def _event(attributes: dict[str, Any], data: Any) -> CloudEvent:
     if "time" not in attributes:
         del event["time"]
     return event
-
-
-def _read_binary(headers: Mapping[str, str], body: bytes) -> tuple[dict[str, Any], Any]:
-    attributes: dict[str, Any] = {}
-    for name, value in headers.items():
-        if name.startswith(_CE) and len(name) > len(_CE):
-            attributes[name[len(_CE) :]] = _percent_decode(name, value)
-    # A sender that only set Content-Type still told us what the body is.
-    if "datacontenttype" not in attributes and "content-type" in headers:
-        attributes["datacontenttype"] = headers["content-type"]
-    return attributes, _decode_data(body, attributes.get("datacontenttype"))
 
 
 def _read_structured(content_type: str, body: bytes) -> tuple[dict[str, Any], Any]:
@@ -176,16 +184,22 @@ def _attribute_text(value: Any) -> str:
     return str(value)
 
 
+# What percent-encoding leaves as it is: printable ASCII but space, '"' and '%'.
+_UNSAFE = re.compile(r'[^!#$&-~]')
+
+
 def _percent_encode(text: str) -> str:
     # As the HTTP binding says: space, '"', '%' and everything outside printable ASCII, as UTF-8
-    # bytes. NATS headers could not carry CR/LF or non-ASCII text safely otherwise.
-    return "".join(
-        char if "!" <= char <= "~" and char not in '"%' else "".join(f"%{byte:02X}" for byte in char.encode())
-        for char in text
-    )
+    # bytes. NATS headers could not carry CR/LF or non-ASCII text safely otherwise. Ids, types and
+    # times have none of them: one search of the text, once per attribute of every event.
+    if _UNSAFE.search(text) is None:
+        return text
+    return _UNSAFE.sub(lambda char: "".join(f"%{byte:02X}" for byte in char[0].encode()), text)
 
 
 def _percent_decode(name: str, text: str) -> str:
+    if "%" not in text and text.isascii():  # nothing encoded: most attributes of most events
+        return text
     # Lone surrogates survive encoding here so that the UTF-8 check below rejects them.
     raw = text.encode("utf-8", "surrogatepass")
     out = bytearray()

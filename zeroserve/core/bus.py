@@ -24,6 +24,7 @@ from nats.errors import TimeoutError as NatsTimeout
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StorageType, StreamConfig
 from nats.js.errors import APIError, NotFoundError, ServiceUnavailableError
+from prometheus_client import Counter
 
 from zeroserve.core import metrics, tracing
 from zeroserve.core.binding import from_nats, to_nats
@@ -66,6 +67,8 @@ class Bus:
         self.js: JetStreamContext = nc.jetstream()
         self.settings = settings
         self.closing = False
+        # The counter of published events of each type, looked up once per type, not once per event.
+        self._published: dict[str, Counter] = {}
 
     @classmethod
     async def connect(cls, url: str, settings: Settings) -> Bus:
@@ -162,7 +165,10 @@ class Bus:
             headers, body = to_nats(event)
             headers["Nats-Msg-Id"] = event["id"]
             ack = await self.js.publish(subject, body, headers=headers)
-        metrics.events_published.labels(event["type"]).inc()
+        published = self._published.get(event["type"])
+        if published is None:
+            published = self._published[event["type"]] = metrics.events_published.labels(event["type"])
+        published.inc()
         return Published(sequence=ack.seq, duplicate=bool(ack.duplicate))
 
     async def consumer(

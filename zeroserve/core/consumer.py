@@ -14,13 +14,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import functools
+import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from typing import Any
 
 from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js import JetStreamContext, api
+from nats.js.errors import APIError
 
 log = logging.getLogger(__name__)
 
@@ -44,22 +48,43 @@ def backoff(delays: Sequence[float], attempt: int) -> float:
     return delays[min(attempt - 1, len(delays) - 1)] if delays else 0.0
 
 
-@contextlib.asynccontextmanager
-async def heartbeat(msg: Msg, every: float) -> AsyncIterator[None]:
+def heartbeat(msg: Msg, every: float) -> Heartbeat:
+    """``async with heartbeat(msg, every)``: see ``Heartbeat``."""
+    return Heartbeat(msg, every)
+
+
+class Heartbeat:
     """Tell JetStream, every ``every`` seconds, that a message is still being worked on, so that it
     is not handed to another consumer while a long handler (or a delivery's retries) runs."""
 
-    async def beat() -> None:
-        while True:
-            await asyncio.sleep(every)
-            with contextlib.suppress(Exception):
-                await msg.in_progress()
+    # A timer, not a task: most messages are done long before the first beat, and a timer costs a
+    # fraction of a task started and cancelled for every message.
+    __slots__ = ("_msg", "_every", "_timer", "_beating")
 
-    task = asyncio.create_task(beat())
-    try:
-        yield
-    finally:
-        task.cancel()
+    def __init__(self, msg: Msg, every: float) -> None:
+        self._msg = msg
+        self._every = every
+        self._timer: asyncio.TimerHandle | None = None
+        self._beating: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> None:
+        self._timer = asyncio.get_running_loop().call_later(self._every, self._beat)
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        timer, self._timer = self._timer, None
+        if timer is not None:
+            timer.cancel()
+        if self._beating is not None:
+            self._beating.cancel()
+
+    def _beat(self) -> None:
+        self._beating = asyncio.get_running_loop().create_task(self._tell())
+
+    async def _tell(self) -> None:
+        with contextlib.suppress(Exception):
+            await self._msg.in_progress()
+        if self._timer is not None:  # not over meanwhile: the next beat
+            self._timer = asyncio.get_running_loop().call_later(self._every, self._beat)
 
 
 class Consumer:
@@ -70,6 +95,8 @@ class Consumer:
         # Given the tasks in flight, how many more messages may start now.
         self._room = room
         self.inflight: set[asyncio.Task[None]] = set()
+        # The messages (by id) whose work is done but for their ack (``settled``): their room is free already.
+        self._settled: set[int] = set()
         self._freed = asyncio.Event()
         self._stopping = asyncio.Event()
         self._pullers: list[asyncio.Task[None]] = []
@@ -83,57 +110,64 @@ class Consumer:
         self, subscription: JetStreamContext.PullSubscription, handle: MessageHandler, *, label: str | None = None,
         before: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
-        """Fetch and start ``handle`` on each message until stopped or cancelled; ``before`` runs after
-        each fetch, and if it fails the messages fetched are handed back for a later redelivery."""
+        """Fetch and start ``handle`` on each message until stopped or cancelled; ``before`` runs when a
+        fetch brings its first message, and if it fails that fetch's messages are handed back for a
+        later redelivery."""
         label = label or self.name
         self._subscriptions.append(subscription)
         while not self._stopping.is_set():
-            room = self._room(len(self.inflight))
+            room = self._room(len(self.inflight) - len(self._settled))
             if room <= 0:
                 self._freed.clear()
                 await self._freed.wait()
                 continue
-            messages = await self._fetch(subscription, min(room, MAX_FETCH), label)
-            if not messages:
-                continue
-            if before is not None and not await self._ready(before, messages):
-                continue
-            for msg in messages:
-                if self._stopping.is_set():  # hand it back: redelivered at once to the next reader
-                    await msg.nak()
-                    continue
-                task = asyncio.create_task(handle(msg), context=contextvars.Context())
-                self.inflight.add(task)
-                task.add_done_callback(self._done)
+            if await self._take(subscription, min(room, MAX_FETCH), label, handle, before):
+                # The messages' work starts before the next pull request is written: an event's
+                # latency is not made to wait for the loop's bookkeeping.
+                await asyncio.sleep(0)
 
-    async def _fetch(self, subscription: JetStreamContext.PullSubscription, batch: int, label: str) -> list[Msg]:
+    async def _take(self, subscription: JetStreamContext.PullSubscription, batch: int, label: str,
+                    handle: MessageHandler, before: Callable[[], Awaitable[None]] | None) -> int:
+        """One fetch: ``handle`` started on each message as soon as it arrives (not when the pull
+        request ends); how many came."""
+        came = 0
+        refused: Exception | None = None  # ``before`` failed: this fetch's messages are handed back
         try:
-            return await subscription.fetch(batch=batch, timeout=FETCH_WAIT_S)
+            async for msg in fetch(subscription, batch, FETCH_WAIT_S):
+                came += 1
+                if came == 1 and before is not None:
+                    refused = await _failure(before)
+                if refused is not None:
+                    with contextlib.suppress(Exception):
+                        await msg.nak(delay=HAND_BACK_S)
+                elif self._stopping.is_set():  # hand it back: redelivered at once to the next reader
+                    await msg.nak()
+                else:
+                    task = asyncio.create_task(handle(msg), context=contextvars.Context())
+                    self.inflight.add(task)
+                    task.add_done_callback(functools.partial(self._done, id(msg)))
         except (TimeoutError, NatsTimeout):
-            return []
+            pass
         except asyncio.CancelledError:
             raise
         except Exception as error:  # connection trouble: wait and fetch again
             log.warning("%s: fetch for %s failed: %s", self.name, label, error)
             await asyncio.sleep(RETRY_FETCH_S)
-            return []
+        if refused is not None:
+            log.warning("%s: cannot start the %d messages fetched for %s, handing them back: %s",
+                        self.name, came, label, refused)
+        return came
 
-    async def _ready(self, before: Callable[[], Awaitable[None]], messages: list[Msg]) -> bool:
-        try:
-            await before()
-        except asyncio.CancelledError:
-            raise
-        except Exception as error:
-            log.warning("%s: cannot start the %d messages fetched, handing them back: %s",
-                        self.name, len(messages), error)
-            for msg in messages:
-                with contextlib.suppress(Exception):
-                    await msg.nak(delay=HAND_BACK_S)
-            return False
-        return True
+    def settled(self, msg: Msg) -> None:
+        """Say, from the task of a message this consumer started, that its work is done and only its ack
+        is left: its room goes to the next pull request now, so that the request and the acks of a
+        batch leave in one write."""
+        self._settled.add(id(msg))
+        self._freed.set()
 
-    def _done(self, task: asyncio.Task[None]) -> None:
+    def _done(self, msg: int, task: asyncio.Task[None]) -> None:
         self.inflight.discard(task)
+        self._settled.discard(msg)
         self._freed.set()
 
     async def stop(self, grace: float) -> None:
@@ -185,6 +219,81 @@ class Consumer:
         for task in list(self.inflight):
             task.cancel()
         await asyncio.gather(*self.inflight, return_exceptions=True)
+
+
+async def fetch(subscription: JetStreamContext.PullSubscription, batch: int, wait: float) -> AsyncIterator[Msg]:
+    """Up to ``batch`` messages of a pull consumer, each as soon as it arrives: those queued here
+    already, else those published within ``wait`` seconds.
+
+    One pull request, read straight from the subscription's queue (nats-py's ``fetch`` starts two
+    tasks per message and hands over nothing until its requests have ended). With nothing queued the
+    request stays open for ``wait`` seconds or ``batch`` messages, so a quiet stream's events reach
+    the reader one by one without a request each; with some queued it asks only for what JetStream
+    has now (no_wait).
+    """
+    inbox = subscription._sub
+    queue = inbox._pending_queue
+    given = 0
+    # Messages a fetch that ended at its timeout left behind come first; stray statuses ended requests gone.
+    while not queue.empty() and given < batch:
+        msg = _taken(inbox, queue.get_nowait())
+        if _status(msg) is None:
+            given += 1
+            yield msg
+    if given == batch:
+        return
+    request: dict[str, Any] = {"batch": batch - given}
+    if given:
+        request["no_wait"] = True
+    else:  # the server ends it a little before the reader gives up on it
+        request["expires"] = int(wait * 1e9) - 100_000
+    await inbox._conn.publish(subscription._nms, json.dumps(request).encode(), subscription._deliver)
+    deadline = asyncio.get_running_loop().time() + wait
+    while given < batch:
+        try:
+            async with asyncio.timeout_at(deadline):
+                msg = _taken(inbox, await queue.get())
+        except TimeoutError:
+            return  # what came, if anything
+        status = _status(msg)
+        if status is None:
+            given += 1
+            yield msg
+        elif status == api.StatusCode.CONTROL_MESSAGE.value:  # a heartbeat: the request goes on
+            continue
+        elif status in _REQUEST_ENDED:
+            return
+        else:
+            raise APIError.from_msg(msg)
+
+
+async def _failure(step: Callable[[], Awaitable[None]]) -> Exception | None:
+    """How ``step`` failed, or None."""
+    try:
+        await step()
+    except asyncio.CancelledError:
+        raise
+    except Exception as error:
+        return error
+    return None
+
+
+# Statuses that end a pull request without an error: nothing more now (404), its expiry (408), and a
+# conflict such as the consumer's limit of waiting requests (409).
+_REQUEST_ENDED = frozenset(code.value for code in (api.StatusCode.NO_MESSAGES, api.StatusCode.REQUEST_TIMEOUT,
+                                                   api.StatusCode.CONFLICT))
+
+
+def _status(msg: Msg) -> str | None:
+    return msg.headers.get(api.Header.STATUS.value) if msg.headers else None
+
+
+def _taken(inbox: Subscription, msg: Msg) -> Msg:
+    # The bookkeeping of nats-py's next_msg: the bytes the subscription holds count towards its
+    # slow-consumer limit.
+    inbox._pending_size -= len(msg.data)
+    inbox._pending_queue.task_done()
+    return msg
 
 
 async def _hand_back_queued(subscription: JetStreamContext.PullSubscription) -> None:

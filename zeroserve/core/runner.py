@@ -16,7 +16,7 @@ import functools
 import importlib.util
 import inspect
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -87,7 +87,7 @@ class Function:
     handler: Handler
     claim: bool = False
 
-    @property
+    @functools.cached_property
     def event_types(self) -> list[str]:
         return [m.event_type for m in self.models]
 
@@ -242,6 +242,8 @@ class Runner:
         self._lock_waiters = 0
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
         self._lock_users: dict[tuple[str, str], int] = {}
+        # Each function's counter of handled events, looked up once rather than for every event.
+        self._handled = {function.name: metrics.events_handled.labels(function.name) for function in functions}
         # Events queued behind another of their deployment wait on its lock, not on a slot.
         self._consumer = Consumer("runner", lambda inflight: self.settings.runner_concurrency
                                   - (inflight - self._lock_waiters))
@@ -268,9 +270,10 @@ class Runner:
                 data = parse_data(event)
                 if data.event_type not in function.event_types:
                     raise MalformedEvent(f"{function.name} does not handle {data.event_type}")
+                metadata = msg.metadata
                 context = Context(event=event, group=group, platform=self.platform,
-                                  final_attempt=(msg.metadata.num_delivered or 1) >= self.settings.max_deliver,
-                                  sequence=msg.metadata.sequence.stream)
+                                  final_attempt=(metadata.num_delivered or 1) >= self.settings.max_deliver,
+                                  sequence=metadata.sequence.stream)
                 logcontext.event_id.set(context.event_id)  # this task runs in a context of its own
                 if data.event_type.startswith(DEPLOYMENT_EVENTS):
                     logcontext.deployment_id.set(getattr(data, "id", None))
@@ -288,8 +291,9 @@ class Runner:
         except Exception as error:
             await self._retry_or_dead_letter(msg, function, group, error)
         else:
+            self._consumer.settled(msg)
             await msg.ack()
-            metrics.events_handled.labels(function.name).inc()
+            self._handled[function.name].inc()
 
     async def _retry_or_dead_letter(self, msg: Msg, function: Function, group: str, error: Exception) -> None:
         reason, message = reason_of(error)
@@ -309,23 +313,40 @@ class Runner:
         metrics.events_dead_lettered.labels(function.name, reason).inc()
         await msg.ack()
 
-    @contextlib.asynccontextmanager
-    async def _lock(self, group: str, key: str) -> AsyncIterator[None]:
+    def _lock(self, group: str, key: str) -> _Turn:
         """Events about one thing (a deployment, an artifact) run one after another, in any function."""
-        name = (group, key)
-        lock = self._locks.setdefault(name, asyncio.Lock())
-        self._lock_users[name] = self._lock_users.get(name, 0) + 1
+        return _Turn(self, (group, key))
+
+
+class _Turn:
+    """An event's turn among the events about the same thing: ``async with runner._lock(group, key)``
+    (a class, not a generator-based context manager: it is entered once for every event)."""
+
+    __slots__ = ("_runner", "_name", "_lock")
+
+    def __init__(self, runner: Runner, name: tuple[str, str]) -> None:
+        self._runner = runner
+        self._name = name
+        self._lock = runner._locks.setdefault(name, asyncio.Lock())
+        runner._lock_users[name] = runner._lock_users.get(name, 0) + 1
+
+    async def __aenter__(self) -> None:
+        runner = self._runner
+        runner._lock_waiters += 1
         try:
-            self._lock_waiters += 1
-            try:
-                await lock.acquire()
-            finally:
-                self._lock_waiters -= 1
-            try:
-                yield
-            finally:
-                lock.release()
+            await self._lock.acquire()
+        except BaseException:
+            self._leave()
+            raise
         finally:
-            self._lock_users[name] -= 1
-            if not self._lock_users[name]:
-                del self._lock_users[name], self._locks[name]
+            runner._lock_waiters -= 1
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._lock.release()
+        self._leave()
+
+    def _leave(self) -> None:
+        users = self._runner._lock_users
+        users[self._name] -= 1
+        if not users[self._name]:
+            del users[self._name], self._runner._locks[self._name]
