@@ -67,6 +67,8 @@ class Bus:
         self.js: JetStreamContext = nc.jetstream()
         self.settings = settings
         self.closing = False
+        # The last permissions violation NATS reported for this connection (a role's user asking what it may not).
+        self.denied: str | None = None
         # The counter of published events of each type, looked up once per type, not once per event.
         self._published: dict[str, Counter] = {}
 
@@ -87,6 +89,8 @@ class Bus:
             denied = isinstance(problem, AuthorizationError) or "authorization violation" in str(problem).lower()
             if bus is None and denied and not refused.done():
                 refused.set_result(problem)
+            if bus is not None and "permissions violation" in str(problem).lower():
+                bus.denied = str(problem)
             await _connection_error(problem)
 
         # With a cluster's servers nats-py holds them all (and those the cluster tells it of) and
@@ -119,6 +123,10 @@ class Bus:
                 # 503 without a code: no JetStream on this server at all, which waiting does not change.
                 if isinstance(error, ServiceUnavailableError) and error.err_code != JETSTREAM_UNAVAILABLE_FOR_NOW:
                     raise
+                # Nor does a NATS user that may not ask (its answer would never come).
+                if self.denied is not None and "$JS.API.INFO" in self.denied:
+                    raise ZeroserveError(f"NATS refuses this user JetStream's account info: {self.denied}",
+                                         reason="NatsRefused") from None
                 if not said:
                     log.warning("JetStream does not answer yet (a NATS cluster without a majority up?): waiting")
                     said = True

@@ -65,6 +65,7 @@ class RolePermissions:
         if self.dead_letters:
             subjects.append("zeroserve.*.deadletter.*")
         subjects += [f"$KV.{bucket_name(registry)}.>" for registry in self.writes]
+        subjects.append("$JS.API.INFO")  # the account's JetStream, asked at start until a cluster answers
         kv_streams = [f"KV_{bucket_name(registry)}" for registry in self.buckets]
         for stream in (EVENTS_STREAM, LOGS_STREAM, DEADLETTER_STREAM, *kv_streams):
             subjects += _managing(stream)
