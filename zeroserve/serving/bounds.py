@@ -123,7 +123,7 @@ def private_memory(pid: int) -> int:
     0 once it is gone."""
     try:
         text = Path(f"/proc/{pid}/smaps_rollup").read_text()
-    except (FileNotFoundError, ProcessLookupError, PermissionError):
+    except OSError:  # gone (not found, no such process), or the read failed: nothing to measure this time
         return 0
     total = 0
     for line in text.splitlines():
