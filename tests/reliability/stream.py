@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Callable
 
 import nats
@@ -26,12 +27,18 @@ class Publisher:
         self.sent = 0
         self.resent = 0
 
-    async def publish(self, group: str, data: EventData) -> None:
+    async def publish(self, group: str, data: EventData, timeout: float = 60) -> None:
+        """Sent, or the test fails after ``timeout`` seconds without JetStream's acknowledgement."""
         event = new_event(data, source="/tests/reliability")
         headers, body = to_nats(event)
         headers["Nats-Msg-Id"] = event["id"]
+        deadline = time.monotonic() + timeout
         attempt = 0
+        failure: Exception | None = None
         while True:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"JetStream did not acknowledge {event['type']} {getattr(data, 'id', '')} "
+                                     f"within {timeout} s ({attempt} attempts; the last: {failure!r})")
             attempt += 1
             try:
                 if self.nc is None:
@@ -42,7 +49,8 @@ class Publisher:
                 await self.nc.jetstream().publish(subject_for(event["type"], group), body, headers=headers,
                                                   timeout=2)
                 break
-            except Exception:
+            except Exception as error:
+                failure = error
                 if self.nc is not None:
                     await self.nc.close()
                     self.nc = None

@@ -98,10 +98,15 @@ async def test_a_node_killed_and_a_rolling_restart_of_an_r3_cluster_lose_nothing
     js = nc.jetstream()
     try:
         async with Node(settings) as zeroserve, operator(zeroserve) as http:
-            # Started with three replicas: every stream and bucket now has three, its messages kept.
+            # Started with three replicas: every stream and bucket now has three, its messages kept, and
+            # each copy holds them already (a leader lost before they caught up leaves a stream with none).
             for stream in (EVENTS_STREAM, LOGS_STREAM, DEADLETTER_STREAM, f"KV_{bucket_name('deployments')}",
                            f"KV_{bucket_name('artifacts')}"):
-                assert (await js.stream_info(stream)).config.num_replicas == 3, stream
+                info = await js.stream_info(stream)
+                assert info.config.num_replicas == 3, stream
+                assert info.cluster is not None
+                copies = [(bool(p.current), bool(p.offline)) for p in info.cluster.replicas or []]
+                assert copies == [(True, False)] * 2, stream
 
             # 1. kill -9 of the node that leads the events stream, a third of the way into 30 requests.
             victim = await nats_cluster.stream_leader(js, EVENTS_STREAM)
@@ -174,6 +179,9 @@ async def test_a_bucket_keeps_its_records_as_its_replicas_change(nats_cluster: N
             await Store.open(js, replicas=replicas)
             info = await js.stream_info(f"KV_{bucket_name('deployments')}")
             assert info.config.num_replicas == replicas
+            if replicas > 1:  # opened once every copy holds the records: a leader lost now leaves two to elect one
+                assert info.cluster is not None
+                assert [bool(p.current) for p in info.cluster.replicas or []] == [True] * (replicas - 1)
             assert (await (await js.key_value(bucket_name("deployments"))).get("default.kept")).value == b"{}"
     finally:
         await nc.close()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -41,6 +42,8 @@ EVENTS_STREAM = "ZEROSERVE_EVENTS"
 LOGS_STREAM = "ZEROSERVE_LOGS"
 # JetStream's "system temporarily unavailable": a cluster electing its meta leader.
 JETSTREAM_UNAVAILABLE_FOR_NOW = 10008
+# How long a start that raised a stream's replicas waits for the new copies to catch up with its messages.
+REPLICAS_CURRENT_S = 30.0
 
 
 def servers(url: str) -> list[str]:
@@ -141,30 +144,34 @@ class Bus:
     async def ensure_streams(self) -> None:
         window = self.settings.dedupe_window_s
         replicas = self.settings.nats_replicas
-        await self._ensure(StreamConfig(
-            name=EVENTS_STREAM, subjects=event_subjects(), storage=StorageType.FILE, duplicate_window=window,
-            num_replicas=replicas,
-        ))
-        await self._ensure(StreamConfig(
-            name=LOGS_STREAM, subjects=[subject_for(DeploymentLog.event_type, "*")], storage=StorageType.FILE,
-            duplicate_window=window, max_age=self.settings.log_max_age_s, max_bytes=self.settings.log_max_bytes,
-            num_replicas=replicas,
-        ))
-        await self._ensure(StreamConfig(
-            name=DEADLETTER_STREAM, subjects=[deadletter_subject("*", "*")], storage=StorageType.FILE,
-            duplicate_window=window, num_replicas=replicas,
-        ))
+        # Side by side: new copies of each (replicas raised) catch up at the same time.
+        await asyncio.gather(
+            self._ensure(StreamConfig(
+                name=EVENTS_STREAM, subjects=event_subjects(), storage=StorageType.FILE, duplicate_window=window,
+                num_replicas=replicas,
+            )),
+            self._ensure(StreamConfig(
+                name=LOGS_STREAM, subjects=[subject_for(DeploymentLog.event_type, "*")], storage=StorageType.FILE,
+                duplicate_window=window, max_age=self.settings.log_max_age_s, max_bytes=self.settings.log_max_bytes,
+                num_replicas=replicas,
+            )),
+            self._ensure(StreamConfig(
+                name=DEADLETTER_STREAM, subjects=[deadletter_subject("*", "*")], storage=StorageType.FILE,
+                duplicate_window=window, num_replicas=replicas,
+            )))
 
     async def _ensure(self, config: StreamConfig) -> None:
         with stream_refusal(config.name or "", config.num_replicas or 1):
             try:
-                await self.js.stream_info(config.name)  # type: ignore[arg-type]
+                info = await self.js.stream_info(config.name)  # type: ignore[arg-type]
             except NotFoundError:
                 await self.js.add_stream(config)
-            else:
-                # Limits, and the number of replicas, may have changed in settings since the stream was
-                # made: JetStream adds (or removes) copies of a stream in place, keeping its messages.
-                await self.js.update_stream(config)
+                return
+            # Limits, and the number of replicas, may have changed in settings since the stream was
+            # made: JetStream adds (or removes) copies of a stream in place, keeping its messages.
+            await self.js.update_stream(config)
+        if (config.num_replicas or 1) > (info.config.num_replicas or 1):
+            await replicas_current(self.js, config.name or "", config.num_replicas or 1)
 
     async def publish(self, event: CloudEvent, group: str) -> Published:
         subject = subject_for(event["type"], group)
@@ -230,6 +237,31 @@ class Bus:
             with contextlib.suppress(Exception):  # a malformed one: its consumer dead-letters it
                 events.append(from_nats(msg.headers or {}, msg.data or b""))
         return events
+
+
+async def replicas_current(js: JetStreamContext, stream: str, replicas: int,
+                           timeout: float = REPLICAS_CURRENT_S) -> bool:
+    """Wait until ``stream``'s ``replicas`` copies all hold its messages; False (and a warning) after ``timeout``.
+
+    A stream whose replicas were just raised has its new copies empty until they catch up: should its
+    leader's node go before then, the others elect no new leader (each lacks messages) and the stream
+    takes nothing until that node returns. So a start that raised them returns only once they caught up.
+    """
+    deadline = time.monotonic() + timeout
+    peers: object = None
+    while True:
+        with contextlib.suppress(NatsTimeout, APIError):  # a leader being elected: ask again
+            cluster = (await js.stream_info(stream)).cluster
+            peers = None if cluster is None else [(p.name, p.current, p.offline) for p in cluster.replicas or []]
+            if cluster is not None and cluster.leader and len(cluster.replicas or []) >= replicas - 1 and all(
+                    p.current and not p.offline for p in cluster.replicas or []):
+                return True
+        if time.monotonic() > deadline:
+            log.warning("stream %s: its %d replicas did not all catch up within %.0f s (copies: %s); going on, "
+                        "with fewer copies of its messages until they do", stream, replicas, timeout, peers)
+            return False
+        await asyncio.sleep(0.1)
+
 
 @contextlib.contextmanager
 def stream_refusal(stream: str, replicas: int) -> Iterator[None]:

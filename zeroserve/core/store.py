@@ -9,6 +9,7 @@ created it, so it can be rebuilt from the events stream.
 
 from __future__ import annotations
 
+import asyncio
 from collections import OrderedDict
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -20,7 +21,7 @@ from nats.js.errors import BucketNotFoundError, KeyNotFoundError, KeyWrongLastSe
 from nats.js.kv import KeyValue
 from pydantic import BaseModel, Field
 
-from zeroserve.core.bus import stream_refusal
+from zeroserve.core.bus import replicas_current, stream_refusal
 from zeroserve.events import ArtifactBinding, DeploymentStatus, Label, Metric, ParameterBinding, Status
 
 R = TypeVar("R", bound=BaseModel)
@@ -357,10 +358,11 @@ class Store:
         """The registries, their buckets made if new, with ``replicas`` copies each (``ZEROSERVE_NATS_REPLICAS``)."""
         names = ("artifacts", "deployments", "configurations", "resource_groups", "object_store_secrets",
                  "clients", "subscriptions", "deliveries")
-        buckets = {name: await open_bucket(js, KeyValueConfig(bucket=bucket_name(name), history=5,
-                                                              storage=StorageType.FILE, replicas=replicas))
-                   for name in names}
-        return cls(js, buckets, replicas)
+        # Side by side: new copies of each bucket (replicas raised) catch up at the same time.
+        opened = await asyncio.gather(*(open_bucket(js, KeyValueConfig(bucket=bucket_name(name), history=5,
+                                                                      storage=StorageType.FILE, replicas=replicas))
+                                        for name in names))
+        return cls(js, dict(zip(names, opened, strict=True)), replicas)
 
 
 def bucket_name(registry: str) -> str:
@@ -370,14 +372,17 @@ def bucket_name(registry: str) -> str:
 async def open_bucket(js: JetStreamContext, config: KeyValueConfig) -> KeyValue:
     """The KV bucket of ``config``, made if new. One that exists keeps its settings but takes the
     config's number of replicas: a bucket is the stream ``KV_<bucket>``, and JetStream adds (or
-    removes) copies of a stream in place, keeping its records."""
+    removes) copies of a stream in place, keeping its records (returned once new copies caught up)."""
     with stream_refusal(f"KV_{config.bucket}", config.replicas):
         try:
             kv = await js.key_value(config.bucket)
         except BucketNotFoundError:
             return await js.create_key_value(config)
         stream = (await kv.status()).stream_info.config
-        if (stream.num_replicas or 1) != config.replicas:
+        had = stream.num_replicas or 1
+        if had != config.replicas:
             stream.num_replicas = config.replicas
             await js.update_stream(stream)
-        return kv
+    if config.replicas > had:
+        await replicas_current(js, f"KV_{config.bucket}", config.replicas)
+    return kv
