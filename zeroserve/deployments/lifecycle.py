@@ -182,7 +182,7 @@ async def record_applied(ctx: Context, request: DeploymentRequested, isvc: dict[
     except DeploymentNotFound:
         # Claimed for this request, so gone since: deleted by a later command (read from the history,
         # not a possibly stale copy), whose deletion this apply may have undone.
-        if await ctx.deployments._deleted_later(ctx.group, id, ctx.sequence) is None:
+        if await ctx.deployments.deleted_later(ctx.group, id, ctx.sequence) is None:
             raise
         await ctx.backend.delete(ctx.group, id)
         await ctx.log(id, "deleted while this request was applied: its InferenceService removed again")
@@ -224,7 +224,7 @@ class Deployments:
         try:
             claimed = await self.store.deployments.update(group, id, change)
         except DeploymentNotFound:
-            if await self._deleted_later(group, id, sequence):
+            if await self.deleted_later(group, id, sequence):
                 return None
             raise
         return None if stale else claimed
@@ -279,7 +279,7 @@ class Deployments:
         # Deleted by a later event (the API allows deleting an UNKNOWN deployment, so a delete can be
         # handled before the request that created it): not created again; claim() then says stale.
         if deleted:
-            gone = await self._deleted_later(group, request.id, sequence)
+            gone = await self.deleted_later(group, request.id, sequence)
             if gone is not None:
                 return gone, False
         # What the API shows at once (configurationId is required there, the URL never changes).
@@ -338,7 +338,7 @@ class Deployments:
                           id=f"{group}.{deployment.id}.{deployment.created_at.timestamp()}.UNKNOWN")
         await self.bus.publish(event, group)
 
-    async def _deleted_later(self, group: str, id: str, sequence: int) -> Deployment | None:
+    async def deleted_later(self, group: str, id: str, sequence: int) -> Deployment | None:
         """The deployment as it was when deleted, if the deleting event came after ``sequence``."""
         if sequence <= 0:
             return None
