@@ -17,7 +17,7 @@ from pydantic import Field
 
 from zeroserve.api import records
 from zeroserve.core.store import Configuration, Store
-from zeroserve.errors import InvalidConfiguration, ZeroserveError
+from zeroserve.errors import ZeroserveError
 from zeroserve.events import ArtifactBinding, ConfigurationCreated, ParameterBinding, new_event, utc_text
 from zeroserve.gateway.errors import answers, bad_request
 from zeroserve.gateway.listing import (
@@ -36,7 +36,6 @@ from zeroserve.gateway.routing import Router
 from zeroserve.gateway.scenarios import Catalog, CatalogDep
 from zeroserve.gateway.security import InGroup, PlatformDep
 from zeroserve.settings import Settings
-from zeroserve.templates import validation
 from zeroserve.templates.render import check_values
 from zeroserve.templates.serving import ServingTemplate
 
@@ -88,7 +87,7 @@ async def check_bindings(store: Store, catalog: Catalog, group: str, body: Confi
         raise bad_request("body.executableId", f"no executable {body.executable_id!r} in scenario "
                           f"{body.scenario_id} (known: {known})", "ExecutableNotFound")
     check_parameters(template, body)
-    try:  # the values too, as far as they choose how it runs (the deployment mode)
+    try:  # the values too, as far as they set how it runs (limits, idle window, deployment mode)
         check_values(template, {b.key: b.value for b in body.parameter_bindings}, settings=settings)
     except ZeroserveError as refused:
         raise bad_request("body.parameterBindings", refused.message, refused.reason) from None
@@ -110,11 +109,6 @@ def check_parameters(template: ServingTemplate, body: ConfigurationBaseData) -> 
     if unset:
         raise bad_request("body.parameterBindings", f"executable {template.name} needs a value for parameter "
                           f"{', '.join(map(repr, unset))}, which has no default")
-    values = {name: p.default for name, p in parameters.items()} | {b.key: b.value for b in body.parameter_bindings}
-    try:
-        validation.check_parameter_values(template, values)
-    except InvalidConfiguration as refused:
-        raise bad_request("body.parameterBindings", refused.message, refused.reason) from None
 
 
 async def check_inputs(store: Store, group: str, template: ServingTemplate, body: ConfigurationBaseData) -> None:

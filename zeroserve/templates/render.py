@@ -20,7 +20,7 @@ from zeroserve.templates.modes import apply_mode
 from zeroserve.templates.placeholders import Filling, Marked, compose
 from zeroserve.templates.plans import DEFAULT_PLAN, PLAN_LABEL, ResourcePlan
 from zeroserve.templates.serving import ServingTemplate
-from zeroserve.templates.validation import validate_inference_service
+from zeroserve.templates.validation import check_parameter_values, validate_inference_service
 
 DEPLOYMENT_LABEL = "zeroserve.io/deployment-id"
 GROUP_LABEL = "zeroserve.io/resource-group"
@@ -107,10 +107,12 @@ def render(
 
 
 def check_values(template: ServingTemplate, parameters: dict[str, str], *, settings: Settings) -> str:
-    """The deployment mode these parameter values choose, refused now if it could never deploy
-    (an unknown mode, Standard scale to zero without a metric source): for a configuration, before
-    any artifact or deployment exists. Returns the mode."""
+    """The deployment mode these parameter values choose, refused now if they could never deploy
+    (a request timeout, body limit or idle window that does not read; an unknown mode, Standard scale
+    to zero without a metric source): for a configuration, before any artifact or deployment exists.
+    Returns the mode."""
     values = _bind(template, parameters, {a.name: "s3://configuration/check" for a in template.artifacts})
+    check_parameter_values(template, {p.name: p.default for p in template.parameters} | parameters)
     annotations = _fill(template, "annotations", values, typed=False)
     spec = _fill(template, "spec", values, typed=True)
     predictor = spec.get("predictor")
