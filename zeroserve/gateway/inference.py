@@ -49,7 +49,7 @@ from zeroserve.gateway.security import DEFAULT_GROUP, claims_of, cookie_token, g
 from zeroserve.platform import Platform
 from zeroserve.serving.activator import Activator, Assignment
 from zeroserve.templates.limits import MAX_REQUEST_BODY, RequestLimits
-from zeroserve.templates.modes import AUTOSCALER_CLASS_ANNOTATION
+from zeroserve.templates.modes import scaled_by_keda
 
 log = logging.getLogger(__name__)
 
@@ -183,7 +183,7 @@ class InferenceRoute:
         if deployment is None or deployment.status != Status.RUNNING or not deployment.backend_url:
             raise await self._not_serving(group, deployment_id)
         isvc = deployment.inference_service
-        if deployment.running_replicas == 0 and _scaled_by_keda(isvc):
+        if deployment.running_replicas == 0 and scaled_by_keda(isvc):
             # KServe's Standard mode has no activator: nothing would take the request. This answer is
             # counted, and the count is what makes KEDA start a replica (templates/modes.py).
             raise ErrorAnswer(503, "ScaledToZero", f"deployment {deployment_id} is scaled to zero; a replica "
@@ -260,11 +260,6 @@ async def _traced_forward(connections: Connections, upstream: Upstream, scope: S
         scope = {**scope, "headers": tracing.forwarded_headers(scope["headers"], trace)}
         return await _forwarded(connections, upstream, scope, receive, send, timeout_s, max_body, declared,
                                 deployment_id, decorate)
-
-
-def _scaled_by_keda(isvc: dict[str, Any] | None) -> bool:
-    annotations = ((isvc or {}).get("metadata") or {}).get("annotations") or {}
-    return annotations.get(AUTOSCALER_CLASS_ANNOTATION) == "keda"  # type: ignore[no-any-return]
 
 
 def _target(scope: Scope) -> bytes:

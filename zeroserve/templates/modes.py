@@ -23,6 +23,7 @@ from zeroserve.settings import Settings
 
 DEPLOYMENT_MODE_ANNOTATION = "serving.kserve.io/deploymentMode"
 AUTOSCALER_CLASS_ANNOTATION = "serving.kserve.io/autoscalerClass"
+KEDA = "keda"
 KNATIVE, STANDARD = "Knative", "Standard"
 # KServe >= 0.16 reads the old names as the new ones (constants.ParseDeploymentMode); zeroserve
 # writes the new ones.
@@ -34,6 +35,12 @@ REQUESTS_METRIC = "zeroserve_inference_requests_total"
 _SHORTEST_WINDOW_S = 60
 _KNATIVE_METRICS = ("concurrency", "rps")
 _HPA_METRICS = ("cpu", "memory")
+
+
+def scaled_by_keda(isvc: dict[str, Any] | None) -> bool:
+    """Whether KEDA scales this InferenceService (Standard mode): no activator holds a request at zero."""
+    annotations = ((isvc or {}).get("metadata") or {}).get("annotations") or {}
+    return bool(annotations.get(AUTOSCALER_CLASS_ANNOTATION) == KEDA)
 
 
 def mode_of(annotations: dict[str, Any], template: str) -> str:
@@ -96,7 +103,7 @@ def _standard(
         return
     if metric is not None and metric not in _KNATIVE_METRICS:
         raise InvalidConfiguration(f"serving template {template!r}: scaleMetric {metric!r} is not one KEDA reads")
-    annotations[AUTOSCALER_CLASS_ANNOTATION] = "keda"
+    annotations[AUTOSCALER_CLASS_ANNOTATION] = KEDA
     predictor.pop("scaleMetric", None)  # KServe refuses scaleMetric with KEDA
     predictor.pop("scaleMetricType", None)
     target = predictor.get("scaleTarget", 1)
